@@ -1,0 +1,133 @@
+//! Exact money.
+//!
+//! Every amount is a `rust_decimal::Decimal`; nothing here ever touches a float.
+//! Rounding happens in exactly one place, [`Money::round_line_total`], the rule of
+//! `pricing.md` §12: line totals to four places (one Kazoo unit), half away from zero.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use std::fmt;
+use std::iter::Sum;
+use std::ops::{Add, Neg};
+
+/// An exact amount of money (or a per-unit rate, which is money per unit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Money(Decimal);
+
+/// An amount that does not fit the 96-bit decimal range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("amount out of range")]
+pub struct MoneyOverflow;
+
+impl Money {
+    pub const ZERO: Money = Money(Decimal::ZERO);
+
+    /// Places kept on every line total: 1/10 000 of the currency, one Kazoo unit.
+    pub const LINE_TOTAL_PLACES: u32 = 4;
+
+    pub fn new(amount: Decimal) -> Self {
+        Money(amount.normalize())
+    }
+
+    pub fn amount(self) -> Decimal {
+        self.0
+    }
+
+    pub fn is_positive(self) -> bool {
+        self.0 > Decimal::ZERO
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+
+    /// `units × self`, exactly, or an error where the product leaves the decimal range.
+    pub fn times(self, units: i64) -> Result<Money, MoneyOverflow> {
+        self.0
+            .checked_mul(Decimal::from(units))
+            .map(Money::new)
+            .ok_or(MoneyOverflow)
+    }
+
+    pub fn checked_add(self, other: Money) -> Result<Money, MoneyOverflow> {
+        self.0
+            .checked_add(other.0)
+            .map(Money::new)
+            .ok_or(MoneyOverflow)
+    }
+
+    pub fn checked_sub(self, other: Money) -> Result<Money, MoneyOverflow> {
+        self.0
+            .checked_sub(other.0)
+            .map(Money::new)
+            .ok_or(MoneyOverflow)
+    }
+
+    /// The one rounding rule of the pricing core (`pricing.md` §12.3).
+    pub fn round_line_total(self) -> Money {
+        Money::new(
+            self.0
+                .round_dp_with_strategy(Self::LINE_TOTAL_PLACES, RoundingStrategy::MidpointAwayFromZero),
+        )
+    }
+
+    /// Sums exactly; `None` when the sum leaves the decimal range.
+    pub fn checked_sum<'a>(amounts: impl IntoIterator<Item = &'a Money>) -> Result<Money, MoneyOverflow> {
+        amounts
+            .into_iter()
+            .try_fold(Money::ZERO, |sum, amount| sum.checked_add(*amount))
+    }
+}
+
+impl fmt::Display for Money {
+    /// Shortest exact form without exponent or trailing zeros: `24.95`, `15`, `0.0035`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.normalize())
+    }
+}
+
+impl Neg for Money {
+    type Output = Money;
+    fn neg(self) -> Money {
+        Money::new(-self.0)
+    }
+}
+
+impl Add for Money {
+    type Output = Money;
+    /// Only for sums known to be small (tests, generated data); pricing uses `checked_add`.
+    fn add(self, other: Money) -> Money {
+        Money::new(self.0 + other.0)
+    }
+}
+
+impl Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
+        iter.fold(Money::ZERO, Add::add)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn money(text: &str) -> Money {
+        Money::new(Decimal::from_str(text).expect("test literal"))
+    }
+
+    #[test]
+    fn line_totals_round_half_away_from_zero_to_four_places() {
+        assert_eq!(money("0.02175").round_line_total(), money("0.0218"));
+        assert_eq!(money("-0.02175").round_line_total(), money("-0.0218"));
+        assert_eq!(money("0.02174").round_line_total(), money("0.0217"));
+        assert_eq!(money("7.7").round_line_total(), money("7.7"));
+    }
+
+    #[test]
+    fn display_is_shortest_exact_form() {
+        assert_eq!(money("24.950").to_string(), "24.95");
+        assert_eq!(money("15.0000").to_string(), "15");
+        assert_eq!(money("0.0035").to_string(), "0.0035");
+        assert_eq!(money("-3").to_string(), "-3");
+    }
+}
