@@ -4,7 +4,12 @@
 //! plans its resellers assigned (sync), and delivers invoices to bookkeepers.
 //!
 //! # Layout
-//! - [`domain`]: the pure core (plans, merge, quantities, pricing). No I/O.
-//! - everything else converts between the outside world and the domain.
+//! - [`domain`]: the pure core (plans, merge, quantities, pricing, invoices). No I/O.
+//! - [`wire`]: JSON at the edge, numbers kept exact.
+//! - [`quote`]: the `tally quote` command's request and response.
+//! - [`cli`]: the command line.
 
+pub mod cli;
 pub mod domain;
+pub mod quote;
+pub mod wire;

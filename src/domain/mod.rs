@@ -2,10 +2,22 @@
 //!
 //! Nothing in here does I/O, awaits, reads a clock or knows about JSON text or SQL:
 //! values come in, values go out. Everything with a side effect lives around it
-//! (`quote`, and later the store, jobs and API) and converts at its edge.
+//! (`wire` and `quote` today; the store, jobs and API around the same core) and
+//! converts at its edge.
+//!
+//! The flow: [`plan::resolve_plans`] prepares assigned plans and groups them by
+//! bookkeeper, [`merge::merge_plans`] merges each group, [`pricing::price_invoice`]
+//! prices the merged plan against [`quantities::QuantityBuckets`], and
+//! [`invoice::annotate`] compares two invoices and derives activation charges.
 
+pub mod document;
 pub mod ids;
+pub mod invoice;
+pub mod item_plan;
+pub mod merge;
 pub mod money;
+pub mod plan;
+pub mod pricing;
 pub mod quantities;
 
 pub use ids::{AccountId, Category, ItemName, PlanId};

@@ -49,17 +49,11 @@ impl Money {
     }
 
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyOverflow> {
-        self.0
-            .checked_add(other.0)
-            .map(Money::new)
-            .ok_or(MoneyOverflow)
+        self.0.checked_add(other.0).map(Money::new).ok_or(MoneyOverflow)
     }
 
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyOverflow> {
-        self.0
-            .checked_sub(other.0)
-            .map(Money::new)
-            .ok_or(MoneyOverflow)
+        self.0.checked_sub(other.0).map(Money::new).ok_or(MoneyOverflow)
     }
 
     /// The one rounding rule of the pricing core (`pricing.md` §12.3).

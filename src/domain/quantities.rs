@@ -257,7 +257,11 @@ mod tests {
     #[test]
     fn category_sums_overlay_manual_and_drop_exceptions_everywhere() {
         let buckets = QuantityBuckets {
-            account: bucket(&[("devices", "sip_device", 2), ("devices", "softphone", 5), ("devices", "fax", 1)]),
+            account: bucket(&[
+                ("devices", "sip_device", 2),
+                ("devices", "softphone", 5),
+                ("devices", "fax", 1),
+            ]),
             cascade: bucket(&[("devices", "softphone", 7), ("devices", "fax", 3)]),
             manual: bucket(&[("devices", "fax", 4)]),
             deleted: false,

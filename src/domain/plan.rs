@@ -1,0 +1,444 @@
+//! Which plans price an account, and how each is prepared for merging.
+//!
+//! `plans.md` §5.3: every assigned plan gets its overrides (account-wide beneath
+//! per-plan), its vendor, and a bookkeeper with the account's defaults underneath;
+//! the rebuilt document loses every empty object and null; plans are then grouped by
+//! bookkeeper, one group per invoice. Validation of plan documents (§2-§3, strict,
+//! for input we are asked to accept) lives here too, over the same readers pricing uses.
+
+use super::document::{deep_merge, stack_overrides, strip_empty, Map, Path, Value};
+use super::ids::{AccountId, PlanId};
+use super::item_plan::{Issue, ItemPlan};
+use std::fmt;
+
+/// Who bills an invoice: the `(id, type, vendor_id)` triple that Kazoo hashes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BookkeeperRef {
+    /// Field order is the invoice sort order of `pricing.md` §8: type, vendor, id.
+    pub kind: String,
+    pub vendor_id: String,
+    pub id: String,
+}
+
+impl BookkeeperRef {
+    pub const DEFAULT_ID: &'static str = "default_bookkeeper";
+    pub const DEFAULT_KIND: &'static str = "default";
+
+    fn to_map(&self) -> Map {
+        [
+            ("id".to_owned(), Value::String(self.id.clone())),
+            ("type".to_owned(), Value::String(self.kind.clone())),
+            ("vendor_id".to_owned(), Value::String(self.vendor_id.clone())),
+        ]
+        .into()
+    }
+
+    /// Reads a merged `bookkeeper` object, falling back to `defaults` field by field.
+    fn from_map(map: Option<&Map>, defaults: &BookkeeperRef) -> BookkeeperRef {
+        let field = |key: &str, default: &str| {
+            map.and_then(|map| map.get(key))
+                .and_then(Value::as_str)
+                .filter(|text| !text.is_empty())
+                .unwrap_or(default)
+                .to_owned()
+        };
+        BookkeeperRef {
+            kind: field("type", &defaults.kind),
+            vendor_id: field("vendor_id", &defaults.vendor_id),
+            id: field("id", &defaults.id),
+        }
+    }
+}
+
+impl fmt::Display for BookkeeperRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.vendor_id, self.id)
+    }
+}
+
+/// A merge strategy (`plans.md` §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Strategy {
+    Simple,
+    Recursive,
+    Cumulative,
+}
+
+impl Strategy {
+    pub fn parse(text: &str) -> Option<Strategy> {
+        match text {
+            "simple" => Some(Strategy::Simple),
+            "recursive" => Some(Strategy::Recursive),
+            "cumulative" => Some(Strategy::Cumulative),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Simple => "simple",
+            Strategy::Recursive => "recursive",
+            Strategy::Cumulative => "cumulative",
+        }
+    }
+}
+
+/// A plan as assigned to an account: the document from its vendor plus the assignment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignedPlan {
+    pub id: PlanId,
+    /// The assignment's `vendor_id`; without one the account's default vendor is used.
+    pub vendor_id: Option<AccountId>,
+    /// The service plan document as stored by its vendor.
+    pub document: Map,
+    /// Per-plan overrides of the assignment.
+    pub overrides: Option<Map>,
+}
+
+/// The account-level inputs to plan resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanContext {
+    /// The bookkeeper a plan gets when it names none (`plans.md` §5.3 step 6); its
+    /// `vendor_id` is also the vendor of plans assigned without one (step 2).
+    pub default_bookkeeper: BookkeeperRef,
+    /// Account-wide overrides: applied to assigned plans, never to object plans.
+    pub global_overrides: Map,
+}
+
+/// A plan ready to merge: overrides applied, private fields gone, bookkeeper resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedPlan {
+    pub id: PlanId,
+    pub document: Map,
+    pub bookkeeper: BookkeeperRef,
+    pub strategy: Strategy,
+    /// `None` ranks above every number (quirk Q-PLN-2).
+    pub priority: Option<i64>,
+}
+
+/// The plans of one bookkeeper, in resolution order: they merge into one invoice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookkeeperGroup {
+    pub bookkeeper: BookkeeperRef,
+    pub plans: Vec<PreparedPlan>,
+}
+
+/// `plans.md` §5.3 for every assigned plan (in assignment order) then every object
+/// plan; returns the bookkeeper groups in order of first appearance.
+pub fn resolve_plans(
+    context: &PlanContext,
+    assigned: &[AssignedPlan],
+    object_plans: &[AssignedPlan],
+) -> Vec<BookkeeperGroup> {
+    let assigned = assigned.iter().map(|plan| {
+        let mut overrides = context.global_overrides.clone();
+        if let Some(own) = &plan.overrides {
+            stack_overrides(&mut overrides, own);
+        }
+        prepare_plan(context, plan, &overrides)
+    });
+    let objects = object_plans
+        .iter()
+        .map(|plan| prepare_plan(context, plan, plan.overrides.as_ref().unwrap_or(&Map::new())));
+
+    let mut groups: Vec<BookkeeperGroup> = Vec::new();
+    for prepared in assigned.chain(objects) {
+        match groups.iter_mut().find(|group| group.bookkeeper == prepared.bookkeeper) {
+            Some(group) => group.plans.push(prepared),
+            None => groups.push(BookkeeperGroup {
+                bookkeeper: prepared.bookkeeper.clone(),
+                plans: vec![prepared],
+            }),
+        }
+    }
+    groups
+}
+
+fn prepare_plan(context: &PlanContext, plan: &AssignedPlan, overrides: &Map) -> PreparedPlan {
+    let vendor = plan
+        .vendor_id
+        .as_ref()
+        .map(|vendor| vendor.as_str().to_owned())
+        .unwrap_or_else(|| context.default_bookkeeper.vendor_id.clone());
+
+    let mut document: Map = plan
+        .document
+        .iter()
+        .filter(|(key, _)| !is_private(key))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+
+    // Step 4: a plan's own bookkeeper belongs to the plan's vendor unless it says otherwise.
+    if let Some(Value::Object(bookkeeper)) = document.get_mut("bookkeeper") {
+        if !bookkeeper.is_empty() && !bookkeeper.contains_key("vendor_id") {
+            bookkeeper.insert("vendor_id".to_owned(), Value::String(vendor));
+        }
+    }
+    // Step 5.
+    deep_merge(&mut document, overrides);
+    // Step 6: the account's default bookkeeper underneath the plan's.
+    let mut bookkeeper = context.default_bookkeeper.to_map();
+    if let Some(Value::Object(own)) = document.get("bookkeeper") {
+        deep_merge(&mut bookkeeper, own);
+    }
+    document.insert("bookkeeper".to_owned(), Value::Object(bookkeeper));
+    // Step 7.
+    strip_empty(&mut document);
+
+    let bookkeeper = BookkeeperRef::from_map(
+        document.get("bookkeeper").and_then(Value::as_object),
+        &context.default_bookkeeper,
+    );
+    let (strategy, priority) = read_merge(&document);
+    PreparedPlan {
+        id: plan.id.clone(),
+        document,
+        bookkeeper,
+        strategy,
+        priority,
+    }
+}
+
+/// Private fields (`_id`, `_rev`, `pvt_*`) never take part in a merge.
+fn is_private(key: &str) -> bool {
+    key.starts_with('_') || key.starts_with("pvt_")
+}
+
+/// `merge.strategy` (unknown names read as `simple`, quirk Q-PLN-5) and `merge.priority`.
+fn read_merge(document: &Map) -> (Strategy, Option<i64>) {
+    let merge = document.get("merge").and_then(Value::as_object);
+    let strategy = merge
+        .and_then(|merge| merge.get("strategy"))
+        .and_then(Value::as_str)
+        .and_then(Strategy::parse)
+        .unwrap_or(Strategy::Simple);
+    let priority = merge
+        .and_then(|merge| merge.get("priority"))
+        .and_then(|priority| priority.to_integer().ok());
+    (strategy, priority)
+}
+
+/// Checks a service plan document (or a partial one: overrides) against `plans.md`
+/// §2-§3 and returns every finding. Nulls and empty objects are allowed anywhere, as
+/// they mean "delete" and "nothing" in overrides and vanish from plans.
+pub fn validate_plan_document(document: &Map, path: &Path) -> Vec<Issue> {
+    let mut document = document.clone();
+    strip_empty(&mut document);
+    let mut issues = Vec::new();
+
+    match document.get("plan") {
+        None => {}
+        Some(Value::Object(categories)) => validate_categories(categories, &path.key("plan"), &mut issues),
+        Some(other) => issues.push(Issue::error(
+            path.key("plan"),
+            format!("expected an object, found {}", other.describe()),
+        )),
+    }
+
+    match document.get("merge") {
+        None => {}
+        Some(Value::Object(merge)) => {
+            let merge_path = path.key("merge");
+            match merge.get("strategy") {
+                None => {}
+                Some(Value::String(name)) if Strategy::parse(name).is_some() => {}
+                Some(other) => issues.push(Issue::error(
+                    merge_path.key("strategy"),
+                    format!(
+                        "expected one of \"simple\", \"recursive\", \"cumulative\", found {}",
+                        other.describe()
+                    ),
+                )),
+            }
+            if let Some(priority) = merge.get("priority") {
+                if let Err(coercion) = priority.to_integer() {
+                    issues.push(Issue::error(
+                        merge_path.key("priority"),
+                        format!("{coercion}, found {}", priority.describe()),
+                    ));
+                }
+            }
+        }
+        Some(other) => issues.push(Issue::error(
+            path.key("merge"),
+            format!("expected an object, found {}", other.describe()),
+        )),
+    }
+
+    match document.get("bookkeeper") {
+        None => {}
+        Some(Value::Object(bookkeeper)) => {
+            for (key, value) in bookkeeper {
+                if matches!(key.as_str(), "id" | "type" | "vendor_id") && value.as_str().is_none() {
+                    let message = format!("expected a string, found {}", value.describe());
+                    issues.push(Issue::error(path.key("bookkeeper").key(key), message));
+                }
+            }
+        }
+        Some(other) => issues.push(Issue::error(
+            path.key("bookkeeper"),
+            format!("expected an object, found {}", other.describe()),
+        )),
+    }
+    issues
+}
+
+fn validate_categories(categories: &Map, path: &Path, issues: &mut Vec<Issue>) {
+    for (category, items) in categories {
+        let category_path = path.key(category);
+        let Value::Object(items) = items else {
+            let message = format!("expected an object of item plans, found {}", items.describe());
+            issues.push(Issue::error(category_path, message));
+            continue;
+        };
+        for (item, item_plan) in items {
+            let item_path = category_path.key(item);
+            match item_plan {
+                Value::Object(fields) => {
+                    ItemPlan::read(fields, &item_path, issues);
+                }
+                other => issues.push(Issue::warning(
+                    item_path,
+                    format!(
+                        "an item plan must be an object, found {}; the entry is skipped (quirk Q-PLN-11)",
+                        other.describe()
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::document::Number;
+
+    fn num(text: &str) -> Value {
+        Value::Number(Number::parse(text).expect("test number"))
+    }
+    fn obj(entries: Vec<(&str, Value)>) -> Value {
+        Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
+    fn map(value: Value) -> Map {
+        match value {
+            Value::Object(map) => map,
+            _ => panic!("test value is not an object"),
+        }
+    }
+    fn context() -> PlanContext {
+        PlanContext {
+            default_bookkeeper: BookkeeperRef {
+                kind: "default".into(),
+                vendor_id: "res".into(),
+                id: BookkeeperRef::DEFAULT_ID.into(),
+            },
+            global_overrides: Map::new(),
+        }
+    }
+    fn assigned(id: &str, document: Value) -> AssignedPlan {
+        AssignedPlan {
+            id: PlanId::parse(id).expect("test id"),
+            vendor_id: None,
+            document: map(document),
+            overrides: None,
+        }
+    }
+
+    #[test]
+    fn a_plan_bookkeeper_without_vendor_gets_the_plan_vendor_and_the_default_id() {
+        // pricing.md example 13.
+        let p1 = assigned("p1", obj(vec![("plan", obj(vec![]))]));
+        let p2 = assigned(
+            "p2",
+            obj(vec![(
+                "bookkeeper",
+                obj(vec![
+                    ("type", Value::String("http".into())),
+                    ("id", Value::String("bk1".into())),
+                ]),
+            )]),
+        );
+        let groups = resolve_plans(&context(), &[p1, p2], &[]);
+        let bookkeepers: Vec<String> = groups.iter().map(|group| group.bookkeeper.to_string()).collect();
+        assert_eq!(bookkeepers, vec!["default/res/default_bookkeeper", "http/res/bk1"]);
+    }
+
+    #[test]
+    fn plan_overrides_win_over_global_overrides_and_nulls_delete() {
+        let plan = AssignedPlan {
+            overrides: Some(map(obj(vec![(
+                "plan",
+                obj(vec![(
+                    "devices",
+                    obj(vec![(
+                        "sip_device",
+                        obj(vec![("discounts", Value::Null), ("rate", num("7"))]),
+                    )]),
+                )]),
+            )]))),
+            ..assigned(
+                "a",
+                obj(vec![(
+                    "plan",
+                    obj(vec![(
+                        "devices",
+                        obj(vec![(
+                            "sip_device",
+                            obj(vec![
+                                ("rate", num("10")),
+                                ("discounts", obj(vec![("single", obj(vec![("rate", num("2"))]))])),
+                            ]),
+                        )]),
+                    )]),
+                )]),
+            )
+        };
+        let mut context = context();
+        context.global_overrides = map(obj(vec![(
+            "plan",
+            obj(vec![(
+                "devices",
+                obj(vec![("sip_device", obj(vec![("rate", num("12"))]))]),
+            )]),
+        )]));
+        let groups = resolve_plans(&context, &[plan], &[]);
+        let document = &groups[0].plans[0].document;
+        assert_eq!(
+            document.get("plan"),
+            Some(&obj(vec![(
+                "devices",
+                obj(vec![("sip_device", obj(vec![("rate", num("7"))]))])
+            )]))
+        );
+    }
+
+    #[test]
+    fn validation_names_the_path_of_a_bad_value() {
+        let document = map(obj(vec![
+            (
+                "plan",
+                obj(vec![(
+                    "devices",
+                    obj(vec![(
+                        "sip_device",
+                        obj(vec![("rates", obj(vec![("10", Value::String("abc".into()))]))]),
+                    )]),
+                )]),
+            ),
+            ("merge", obj(vec![("strategy", Value::String("newest".into()))])),
+        ]));
+        let messages: Vec<String> = validate_plan_document(&document, &Path::root().key("plans").index(1))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            messages,
+            vec![
+                r#"plans[1].plan.devices.sip_device.rates."10": expected a number, found "abc""#.to_owned(),
+                r#"plans[1].merge.strategy: expected one of "simple", "recursive", "cumulative", found "newest""#
+                    .to_owned(),
+            ]
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Item pricing (`pricing.md` §1-§8): from a merged plan and quantities to an invoice.
+//!
+//! For each item plan: the quantity (§2), the billable quantity after step, minimum
+//! and maximum (§3), the rate (§4: flat tiers, flat rate, tiers, plain rate), the
+//! discounts (§5) and the total (§6), rounded once to four places (§12). Arithmetic is
+//! checked: an amount out of the decimal range is an error, never a panic.
+
+use super::document::{Map, Value};
+use super::ids::{Category, ItemName};
+use super::invoice::{Discounts, Invoice, PricedItem};
+use super::item_plan::ItemPlan;
+use super::merge::{merge_plans, StrategyPriorities};
+use super::money::{Money, MoneyOverflow};
+use super::plan::{resolve_plans, AssignedPlan, BookkeeperRef, PlanContext};
+use super::quantities::QuantityBuckets;
+
+/// Why an invoice could not be computed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PricingError {
+    /// An amount or a quantity left the representable range (absurd input).
+    #[error("{category}.{item}: {what} out of range")]
+    OutOfRange {
+        category: String,
+        item: String,
+        what: &'static str,
+    },
+}
+
+/// The merged plan of one bookkeeper: what one invoice is priced from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedPlan {
+    pub bookkeeper: BookkeeperRef,
+    /// The whole merged document (`_id` = `single`); its `plan` member prices items.
+    pub document: Map,
+}
+
+impl MergedPlan {
+    /// The `plan` object: category → item → item plan.
+    pub fn plan(&self) -> Map {
+        self.document
+            .get("plan")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Resolves, groups and merges an account's plans: one merged plan per bookkeeper,
+/// sorted by bookkeeper (type, vendor, id) as invoices are.
+pub fn merge_account_plans(
+    context: &PlanContext,
+    assigned: &[AssignedPlan],
+    object_plans: &[AssignedPlan],
+    priorities: &StrategyPriorities,
+) -> Vec<MergedPlan> {
+    let mut merged: Vec<MergedPlan> = resolve_plans(context, assigned, object_plans)
+        .into_iter()
+        .map(|group| MergedPlan {
+            document: merge_plans(&group.plans, priorities),
+            bookkeeper: group.bookkeeper,
+        })
+        .collect();
+    merged.sort_by(|left, right| left.bookkeeper.cmp(&right.bookkeeper));
+    merged
+}
+
+/// Prices every item of a merged plan (`pricing.md` §1, §8); no activation charges.
+pub fn price_invoice(merged: &MergedPlan, quantities: &QuantityBuckets) -> Result<Invoice, PricingError> {
+    let plan = merged.plan();
+    let mut items = Vec::new();
+    for (category_name, category_plan) in &plan {
+        let (Ok(category), Some(item_plans)) = (Category::parse(category_name.as_str()), category_plan.as_object())
+        else {
+            continue;
+        };
+        for (item_name, item_plan) in item_plans {
+            // Non-object entries are not item plans (quirk Q-PLN-11).
+            let (Ok(plan_item), Some(fields)) = (ItemName::parse(item_name.as_str()), item_plan.as_object()) else {
+                continue;
+            };
+            let item_plan = ItemPlan::read_lenient(fields);
+            let quantity = item_quantity(quantities, &category, &plan_item, &item_plan);
+            items.push(price_item(&category, &plan_item, &item_plan, quantity)?);
+        }
+    }
+    Invoice::new(merged.bookkeeper.clone(), plan, items, Vec::new()).map_err(|MoneyOverflow| PricingError::OutOfRange {
+        category: "invoice".to_owned(),
+        item: "summary".to_owned(),
+        what: "recurring total",
+    })
+}
+
+/// `pricing.md` §2: which quantity an item counts.
+pub fn item_quantity(
+    quantities: &QuantityBuckets,
+    category: &Category,
+    plan_item: &ItemName,
+    item_plan: &ItemPlan,
+) -> i64 {
+    match (plan_item.is_all(), item_plan.cascade) {
+        (true, false) => quantities.category(category, &item_plan.exceptions),
+        (true, true) => quantities.cascade_category(category, &item_plan.exceptions),
+        (false, false) => quantities.item(category, plan_item),
+        (false, true) => quantities.cascade_item(category, plan_item),
+    }
+}
+
+/// Prices one item plan for a quantity (`pricing.md` §3-§7).
+pub fn price_item(
+    category: &Category,
+    plan_item: &ItemName,
+    item_plan: &ItemPlan,
+    quantity: i64,
+) -> Result<PricedItem, PricingError> {
+    let out_of_range = |what: &'static str| PricingError::OutOfRange {
+        category: category.to_string(),
+        item: plan_item.to_string(),
+        what,
+    };
+
+    // §3: step, minimum, maximum.
+    let step = i128::from(item_plan.step.max(1));
+    let round_up = |units: i128| -> i128 {
+        let remainder = units.rem_euclid(step);
+        if remainder == 0 {
+            units
+        } else {
+            units - remainder + step
+        }
+    };
+    let minimum = round_up(i128::from(item_plan.minimum.unwrap_or(0)));
+    let maximum = round_up(i128::from(item_plan.maximum.unwrap_or(quantity)));
+    let stepped = round_up(i128::from(quantity));
+    let billable = if stepped < minimum {
+        minimum
+    } else if stepped > maximum {
+        maximum
+    } else {
+        stepped
+    };
+    let mut billable = i64::try_from(billable).map_err(|_| out_of_range("billable quantity"))?;
+
+    // §4: the first rule that succeeds sets the rate.
+    let rate = if let Some(flat) = item_plan.flat_rates.lookup(billable) {
+        billable = 1;
+        flat
+    } else if let Some(flat) = item_plan.flat_rate.filter(|flat| flat.is_positive()) {
+        billable = 1;
+        flat
+    } else if let Some(tiered) = item_plan.rates.lookup(billable) {
+        tiered
+    } else {
+        item_plan.rate.unwrap_or(Money::ZERO)
+    };
+
+    // §5: discounts only exist on items with a plain positive rate, their default amount.
+    let base = item_plan.rate.unwrap_or(Money::ZERO);
+    let mut discounts = Discounts::default();
+    if base.is_positive() {
+        if let Some(single) = item_plan
+            .single_discount
+            .as_ref()
+            .filter(|single| billable >= single.minimum)
+        {
+            discounts.single = single.rate.unwrap_or(base);
+        }
+        if let Some(cumulative) = item_plan
+            .cumulative_discount
+            .as_ref()
+            .filter(|cumulative| billable >= cumulative.minimum)
+        {
+            discounts.cumulative_quantity = cumulative.maximum.min(billable);
+            discounts.cumulative_rate = cumulative
+                .rates
+                .lookup(discounts.cumulative_quantity)
+                .or(cumulative.rate)
+                .unwrap_or(base);
+        }
+    }
+    let discount_total = discounts
+        .cumulative_rate
+        .times(discounts.cumulative_quantity)
+        .and_then(|cumulative| cumulative.checked_add(discounts.single))
+        .map_err(|MoneyOverflow| out_of_range("discount"))?;
+    discounts.total = discount_total.round_line_total();
+
+    // §6, rounded once (§12).
+    let total = rate
+        .times(billable)
+        .and_then(|charge| charge.checked_sub(discount_total))
+        .map_err(|MoneyOverflow| out_of_range("total"))?
+        .round_line_total();
+
+    let item = item_plan.masquerade.clone().unwrap_or_else(|| plan_item.to_string());
+    let name = match (&item_plan.name, plan_item.is_all()) {
+        (Some(name), _) => name.clone(),
+        (None, true) => category.to_string(),
+        (None, false) => format!("{category}/{item}"),
+    };
+    Ok(PricedItem {
+        category: category.clone(),
+        plan_item: plan_item.clone(),
+        masqueraded: item_plan.masquerade.is_some(),
+        item,
+        name,
+        quantity,
+        billable,
+        rate,
+        discounts,
+        minimum: item_plan.minimum.unwrap_or(0),
+        maximum: item_plan.maximum.unwrap_or(quantity),
+        prorate: item_plan.prorate.clone(),
+        total,
+        activation_charge: item_plan.activation_charge,
+        changes: None,
+    })
+}
