@@ -24,7 +24,7 @@ fn run_quote(input: &Path) -> ExitCode {
     let text = match read_input(input) {
         Ok(text) => text,
         Err(error) => {
-            eprintln!("tally quote: cannot read {}: {error}", input.display());
+            eprintln!("tally quote: cannot read {}: {error}", input_name(input));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -43,10 +43,18 @@ fn run_quote(input: &Path) -> ExitCode {
             }
         }
         Err(error @ (QuoteError::Syntax { .. } | QuoteError::Invalid(_) | QuoteError::Pricing(_))) => {
-            eprintln!("{}: {error}", input.display());
+            eprintln!("{}: {error}", input_name(input));
             ExitCode::from(EXIT_DATA_ERROR)
         }
     }
+}
+
+/// How error messages name the input: its path, or `<stdin>` for `-`.
+fn input_name(input: &Path) -> String {
+    if input == Path::new("-") {
+        return "<stdin>".to_owned();
+    }
+    input.display().to_string()
 }
 
 fn read_input(input: &Path) -> std::io::Result<String> {

@@ -274,3 +274,88 @@ fn activation_charges(items: &[PricedItem]) -> Result<Vec<ActivationCharge>, Mon
     }
     Ok(charges)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::item_plan::ItemPlan;
+    use crate::domain::pricing::price_item;
+    use rust_decimal::Decimal;
+
+    fn bookkeeper() -> BookkeeperRef {
+        BookkeeperRef {
+            kind: "http".into(),
+            vendor_id: "res".into(),
+            id: "bk1".into(),
+        }
+    }
+
+    fn priced(item: &str, rate: i64, quantity: i64, activation_charge: Option<i64>) -> PricedItem {
+        let plan = ItemPlan {
+            rate: Some(Money::new(Decimal::from(rate))),
+            activation_charge: activation_charge.map(|charge| Money::new(Decimal::from(charge))),
+            ..ItemPlan::read_lenient(&Map::new())
+        };
+        let category = Category::parse("phone_numbers").expect("name");
+        price_item(&category, &ItemName::parse(item).expect("name"), &plan, quantity).expect("prices")
+    }
+
+    fn invoice(items: Vec<PricedItem>) -> Invoice {
+        Invoice::new(bookkeeper(), Map::new(), items, Vec::new()).expect("sums")
+    }
+
+    #[test]
+    fn a_removed_invoice_resets_every_item_so_the_bookkeeper_can_cancel() {
+        // pricing.md example 13, after P2 is unassigned.
+        let billed = invoice(vec![priced("did_us", 1, 7, None)]);
+        let removed = removed_invoice(&billed).expect("annotates");
+        let item = &removed.items[0];
+        assert_eq!((item.billable, item.quantity, item.total), (0, 7, Money::ZERO));
+        let changes = item.changes.as_ref().expect("the reset is a change");
+        assert_eq!(changes.kind, ChangeKind::Modified);
+        assert_eq!(changes.difference.billable, -7);
+        assert_eq!(removed.recurring, Money::ZERO);
+        assert!(removed.activation_charges.is_empty());
+    }
+
+    #[test]
+    fn items_are_matched_as_created_modified_and_removed() {
+        let current = invoice(vec![priced("did_us", 1, 2, None), priced("tollfree_us", 3, 1, None)]);
+        let proposed = invoice(vec![priced("did_us", 1, 2, None), priced("toll_free", 2, 4, Some(5))]);
+        let annotated = annotate(Some(&current), &proposed).expect("annotates");
+        let kinds: Vec<(&str, Option<ChangeKind>)> = annotated
+            .items
+            .iter()
+            .map(|item| {
+                (
+                    item.plan_item.as_str(),
+                    item.changes.as_ref().map(|changes| changes.kind),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("did_us", None),
+                ("toll_free", Some(ChangeKind::Created)),
+                ("tollfree_us", Some(ChangeKind::Removed)),
+            ]
+        );
+        assert_eq!(
+            annotated.activation_charges.len(),
+            1,
+            "a created item charges its whole billable quantity"
+        );
+        assert_eq!(annotated.today, Money::new(Decimal::from(20)));
+        assert!(annotated.has_billable_additions());
+    }
+
+    #[test]
+    fn a_new_bookkeeper_is_annotated_against_its_own_reset() {
+        let proposed = invoice(vec![priced("did_us", 1, 3, Some(2))]);
+        let annotated = annotate(None, &proposed).expect("annotates");
+        let changes = annotated.items[0].changes.as_ref().expect("changed");
+        assert_eq!((changes.kind, changes.difference.billable), (ChangeKind::Modified, 3));
+        assert_eq!(annotated.today, Money::new(Decimal::from(6)));
+    }
+}

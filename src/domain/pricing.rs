@@ -18,7 +18,7 @@ use super::quantities::QuantityBuckets;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PricingError {
     /// An amount or a quantity left the representable range (absurd input).
-    #[error("{category}.{item}: {what} out of range")]
+    #[error("item {category}.{item}: {what} out of range")]
     OutOfRange {
         category: String,
         item: String,

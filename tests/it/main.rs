@@ -1,5 +1,6 @@
 //! tally's integration tests: one test binary, one module per area.
 
+mod properties;
 mod quote_cli;
 mod quote_examples;
 mod quote_vectors;
