@@ -69,10 +69,9 @@ pub fn price(request: &QuoteRequest, priorities: &StrategyPriorities) -> Result<
             None => current,
             Some(proposed_quantities) => {
                 let proposed = price_invoice(merged, proposed_quantities)?;
-                annotate(Some(&current), &proposed).map_err(|_| PricingError::OutOfRange {
-                    category: "invoice".to_owned(),
-                    item: "activation_charges".to_owned(),
-                    what: "activation total",
+                annotate(Some(&current), &proposed).map_err(|_| PricingError::InvoiceOutOfRange {
+                    bookkeeper: merged.bookkeeper.to_string(),
+                    what: "activation charges",
                 })?
             }
         };
@@ -107,7 +106,7 @@ pub fn parse_request(text: &str) -> Result<QuoteRequest, QuoteError> {
         message: syntax_message(&error),
     })?;
     let root = Path::root();
-    let request = expect_object(&wire::document::from_json(&json), &root)?;
+    let mut request = expect_object(wire::document::from_json(&json), &root)?;
 
     for key in request.keys() {
         if !matches!(
@@ -122,8 +121,8 @@ pub fn parse_request(text: &str) -> Result<QuoteRequest, QuoteError> {
     }
 
     let mut findings = Vec::new();
-    let default_bookkeeper = parse_bookkeeper(request.get("bookkeeper"), &root.key("bookkeeper"))?;
-    let global_overrides = match request.get("overrides") {
+    let default_bookkeeper = parse_bookkeeper(request.remove("bookkeeper"), &root.key("bookkeeper"))?;
+    let global_overrides = match request.remove("overrides") {
         None | Some(Value::Null) => Map::new(),
         Some(value) => {
             let path = root.key("overrides");
@@ -132,12 +131,12 @@ pub fn parse_request(text: &str) -> Result<QuoteRequest, QuoteError> {
             overrides
         }
     };
-    let plans = parse_plans(request.get("plans"), &root.key("plans"), &mut findings)?;
-    let quantities = match request.get("quantities") {
+    let plans = parse_plans(request.remove("plans"), &root.key("plans"), &mut findings)?;
+    let quantities = match request.remove("quantities") {
         None | Some(Value::Null) => QuantityBuckets::default(),
         Some(value) => parse_buckets(value, &root.key("quantities"))?,
     };
-    let activations = match request.get("activations") {
+    let activations = match request.remove("activations") {
         None | Some(Value::Null) => None,
         Some(value) => Some(parse_bucket(value, &root.key("activations"), Sign::Any)?),
     };
@@ -170,9 +169,9 @@ fn invalid(path: Path, message: impl Into<String>) -> QuoteError {
     QuoteError::Invalid(Issue::error(path, message))
 }
 
-fn expect_object(value: &Value, path: &Path) -> Result<Map, QuoteError> {
+fn expect_object(value: Value, path: &Path) -> Result<Map, QuoteError> {
     match value {
-        Value::Object(map) => Ok(map.clone()),
+        Value::Object(map) => Ok(map),
         other => Err(invalid(
             path.clone(),
             format!("expected an object, found {}", other.describe()),
@@ -192,7 +191,7 @@ fn optional_text(map: &Map, key: &str, path: &Path) -> Result<Option<String>, Qu
     }
 }
 
-fn parse_bookkeeper(value: Option<&Value>, path: &Path) -> Result<BookkeeperRef, QuoteError> {
+fn parse_bookkeeper(value: Option<Value>, path: &Path) -> Result<BookkeeperRef, QuoteError> {
     let map = match value {
         None | Some(Value::Null) => Map::new(),
         Some(value) => expect_object(value, path)?,
@@ -212,7 +211,7 @@ fn parse_bookkeeper(value: Option<&Value>, path: &Path) -> Result<BookkeeperRef,
     })
 }
 
-fn parse_plans(value: Option<&Value>, path: &Path, findings: &mut Vec<Issue>) -> Result<Vec<AssignedPlan>, QuoteError> {
+fn parse_plans(value: Option<Value>, path: &Path, findings: &mut Vec<Issue>) -> Result<Vec<AssignedPlan>, QuoteError> {
     let entries = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(entries)) => entries,
@@ -225,7 +224,7 @@ fn parse_plans(value: Option<&Value>, path: &Path, findings: &mut Vec<Issue>) ->
     };
     let mut seen = BTreeSet::new();
     let mut plans = Vec::with_capacity(entries.len());
-    for (index, entry) in entries.iter().enumerate() {
+    for (index, entry) in entries.into_iter().enumerate() {
         let entry_path = path.index(index);
         let mut document = expect_object(entry, &entry_path)?;
         let id = match document.remove("id") {
@@ -248,7 +247,7 @@ fn parse_plans(value: Option<&Value>, path: &Path, findings: &mut Vec<Issue>) ->
             None | Some(Value::Null) => None,
             Some(value) => {
                 let overrides_path = entry_path.key("overrides");
-                let overrides = expect_object(&value, &overrides_path)?;
+                let overrides = expect_object(value, &overrides_path)?;
                 findings.extend(validate_plan_document(&overrides, &overrides_path));
                 Some(overrides)
             }
@@ -274,11 +273,11 @@ enum Sign {
     Any,
 }
 
-fn parse_buckets(value: &Value, path: &Path) -> Result<QuantityBuckets, QuoteError> {
+fn parse_buckets(value: Value, path: &Path) -> Result<QuantityBuckets, QuoteError> {
     let map = expect_object(value, path)?;
     let mut buckets = QuantityBuckets::default();
-    for (key, bucket) in &map {
-        let bucket_path = path.key(key);
+    for (key, bucket) in map {
+        let bucket_path = path.key(&key);
         let parsed = match bucket {
             Value::Null => Quantities::new(),
             other => parse_bucket(other, &bucket_path, Sign::NonNegative)?,
@@ -298,14 +297,14 @@ fn parse_buckets(value: &Value, path: &Path) -> Result<QuantityBuckets, QuoteErr
     Ok(buckets)
 }
 
-fn parse_bucket(value: &Value, path: &Path, sign: Sign) -> Result<Quantities, QuoteError> {
+fn parse_bucket(value: Value, path: &Path, sign: Sign) -> Result<Quantities, QuoteError> {
     let mut quantities = Quantities::new();
-    for (category_name, items) in &expect_object(value, path)? {
-        let category_path = path.key(category_name);
+    for (category_name, items) in expect_object(value, path)? {
+        let category_path = path.key(&category_name);
         let category = Category::parse(category_name.as_str())
             .map_err(|error| invalid(category_path.clone(), error.to_string()))?;
-        for (item_name, count) in &expect_object(items, &category_path)? {
-            let item_path = category_path.key(item_name);
+        for (item_name, count) in expect_object(items, &category_path)? {
+            let item_path = category_path.key(&item_name);
             let item =
                 ItemName::parse(item_name.as_str()).map_err(|error| invalid(item_path.clone(), error.to_string()))?;
             let count = count

@@ -202,6 +202,11 @@ impl fmt::Display for Coercion {
 /// An object on the right is descended into, so an empty object changes nothing; any
 /// other value (arrays included) replaces; `null` deletes the path.
 pub fn deep_merge(left: &mut Map, right: &Map) {
+    merge_leaves(left, right.clone(), NullLeaf::Deletes);
+}
+
+/// [`deep_merge`] that moves the right side's values instead of copying them.
+pub fn deep_merge_owned(left: &mut Map, right: Map) {
     merge_leaves(left, right, NullLeaf::Deletes);
 }
 
@@ -210,7 +215,7 @@ pub fn deep_merge(left: &mut Map, right: &Map) {
 /// applied to a plan (`plans.md` §6: per-plan overrides win over the account-wide
 /// ones leaf by leaf, and a `null` override removes the plan's value).
 pub fn stack_overrides(left: &mut Map, right: &Map) {
-    merge_leaves(left, right, NullLeaf::IsKept);
+    merge_leaves(left, right.clone(), NullLeaf::IsKept);
 }
 
 /// What a `null` leaf on the right does.
@@ -220,13 +225,13 @@ enum NullLeaf {
     IsKept,
 }
 
-fn merge_leaves(left: &mut Map, right: &Map, null_leaf: NullLeaf) {
+fn merge_leaves(left: &mut Map, right: Map, null_leaf: NullLeaf) {
     for (key, right_value) in right {
         match (right_value, null_leaf) {
             (Value::Null, NullLeaf::Deletes) => {
-                left.remove(key);
+                left.remove(&key);
             }
-            (Value::Object(right_child), _) => match left.get_mut(key) {
+            (Value::Object(right_child), _) => match left.get_mut(&key) {
                 Some(Value::Object(left_child)) => merge_leaves(left_child, right_child, null_leaf),
                 _ => {
                     // A leaf set below a non-object replaces it; with no leaf at all
@@ -234,12 +239,12 @@ fn merge_leaves(left: &mut Map, right: &Map, null_leaf: NullLeaf) {
                     let mut created = Map::new();
                     merge_leaves(&mut created, right_child, null_leaf);
                     if !created.is_empty() {
-                        left.insert(key.clone(), Value::Object(created));
+                        left.insert(key, Value::Object(created));
                     }
                 }
             },
             (leaf, _) => {
-                left.insert(key.clone(), leaf.clone());
+                left.insert(key, leaf);
             }
         }
     }

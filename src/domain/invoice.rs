@@ -10,6 +10,7 @@ use super::ids::{Category, ItemName};
 use super::money::{Money, MoneyOverflow};
 use super::plan::BookkeeperRef;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The discount figures of an item; zero members are omitted from its JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,8 +112,8 @@ pub struct ActivationCharge {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoice {
     pub bookkeeper: BookkeeperRef,
-    /// The merged `plan` object it was priced from.
-    pub plan: Map,
+    /// The merged `plan` object it was priced from (shared, never copied).
+    pub plan: Arc<Map>,
     /// Sorted by category, item, plan item.
     pub items: Vec<PricedItem>,
     /// Sorted by category, plan item.
@@ -127,7 +128,7 @@ impl Invoice {
     /// Sorts the lines and computes the summary from them.
     pub fn new(
         bookkeeper: BookkeeperRef,
-        plan: Map,
+        plan: Arc<Map>,
         mut items: Vec<PricedItem>,
         mut activation_charges: Vec<ActivationCharge>,
     ) -> Result<Invoice, MoneyOverflow> {
@@ -301,7 +302,7 @@ mod tests {
     }
 
     fn invoice(items: Vec<PricedItem>) -> Invoice {
-        Invoice::new(bookkeeper(), Map::new(), items, Vec::new()).expect("sums")
+        Invoice::new(bookkeeper(), Arc::new(Map::new()), items, Vec::new()).expect("sums")
     }
 
     #[test]

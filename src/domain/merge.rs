@@ -6,7 +6,7 @@
 //! per-leaf deep merge (quirk Q-PLN-1); `cumulative` rebuilds every item from a fixed
 //! set of field rules (§7.6).
 
-use super::document::{deep_merge, Map, Number, Value};
+use super::document::{deep_merge_owned, Map, Number, Value};
 use super::plan::{PreparedPlan, Strategy};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,9 +41,9 @@ impl StrategyPriorities {
 }
 
 /// Merges one bookkeeper group into one plan document (`_id` = `single`).
-pub fn merge_plans(plans: &[PreparedPlan], priorities: &StrategyPriorities) -> Map {
+pub fn merge_plans(plans: Vec<PreparedPlan>, priorities: &StrategyPriorities) -> Map {
     let mut strategies: Vec<Strategy> = Vec::new();
-    for plan in plans {
+    for plan in &plans {
         if !strategies.contains(&plan.strategy) {
             strategies.push(plan.strategy);
         }
@@ -51,14 +51,17 @@ pub fn merge_plans(plans: &[PreparedPlan], priorities: &StrategyPriorities) -> M
     // Equal strategy priorities keep the fixed order simple, recursive, cumulative.
     strategies.sort_by_key(|strategy| (priorities.of(*strategy), *strategy));
 
+    let mut plans: Vec<(usize, PreparedPlan)> = plans.into_iter().enumerate().collect();
     let mut merged = Map::new();
     for strategy in strategies {
-        let group = ordered_group(plans, strategy);
+        let (group, rest): (Vec<_>, Vec<_>) = plans.into_iter().partition(|(_, plan)| plan.strategy == strategy);
+        plans = rest;
+        let group = ordered_group(group);
         let group_result = match strategy {
-            Strategy::Simple | Strategy::Recursive => merge_documents(&group),
-            Strategy::Cumulative => merge_cumulative(&group),
+            Strategy::Simple | Strategy::Recursive => merge_documents(group),
+            Strategy::Cumulative => merge_cumulative(group),
         };
-        deep_merge(&mut merged, &group_result);
+        deep_merge_owned(&mut merged, group_result);
     }
     merged.insert("_id".to_owned(), Value::String("single".to_owned()));
     merged
@@ -66,27 +69,28 @@ pub fn merge_plans(plans: &[PreparedPlan], priorities: &StrategyPriorities) -> M
 
 /// The plans of one strategy, lowest precedence first (§7.3): a missing priority ranks
 /// above every number, and on equal priorities the plan listed earlier comes later.
-fn ordered_group(plans: &[PreparedPlan], strategy: Strategy) -> Vec<&PreparedPlan> {
-    let mut group: Vec<(usize, &PreparedPlan)> = plans
-        .iter()
-        .enumerate()
-        .filter(|(_, plan)| plan.strategy == strategy)
-        .collect();
+fn ordered_group(mut group: Vec<(usize, PreparedPlan)>) -> Vec<PreparedPlan> {
     group.sort_by_key(|(position, plan)| (plan.priority.is_none(), plan.priority, Reverse(*position)));
     group.into_iter().map(|(_, plan)| plan).collect()
 }
 
-fn merge_documents(group: &[&PreparedPlan]) -> Map {
+fn merge_documents(group: Vec<PreparedPlan>) -> Map {
     let mut merged = Map::new();
     for plan in group {
-        deep_merge(&mut merged, &plan.document);
+        deep_merge_owned(&mut merged, plan.document);
     }
     merged
 }
 
 /// §7.6: the non-`plan` fields deep-merged as usual, `plan` rebuilt field by field.
-fn merge_cumulative(group: &[&PreparedPlan]) -> Map {
+fn merge_cumulative(group: Vec<PreparedPlan>) -> Map {
+    let plan = cumulative_plan(&group);
     let mut merged = merge_documents(group);
+    merged.insert("plan".to_owned(), Value::Object(plan));
+    merged
+}
+
+fn cumulative_plan(group: &[PreparedPlan]) -> Map {
     // Highest precedence first.
     let documents: Vec<&Map> = group
         .iter()
@@ -125,8 +129,7 @@ fn merge_cumulative(group: &[&PreparedPlan]) -> Map {
             plan.insert(category.to_owned(), Value::Object(category_plans));
         }
     }
-    merged.insert("plan".to_owned(), Value::Object(plan));
-    merged
+    plan
 }
 
 /// The field rules of §7.6 over one item's plans, highest precedence first.
@@ -287,7 +290,7 @@ mod tests {
         }
     }
     fn merged_sip_device(plans: &[PreparedPlan]) -> Option<Value> {
-        let merged = merge_plans(plans, &StrategyPriorities::default());
+        let merged = merge_plans(plans.to_vec(), &StrategyPriorities::default());
         lookup(&merged, &["plan", "devices", "sip_device"]).cloned()
     }
 

@@ -222,8 +222,15 @@ fn read_merge(document: &Map) -> (Strategy, Option<i64>) {
 /// §2-§3 and returns every finding. Nulls and empty objects are allowed anywhere, as
 /// they mean "delete" and "nothing" in overrides and vanish from plans.
 pub fn validate_plan_document(document: &Map, path: &Path) -> Vec<Issue> {
-    let mut document = document.clone();
-    strip_empty(&mut document);
+    let stripped;
+    let document = if has_null_or_empty(document) {
+        let mut copy = document.clone();
+        strip_empty(&mut copy);
+        stripped = copy;
+        &stripped
+    } else {
+        document
+    };
     let mut issues = Vec::new();
 
     match document.get("plan") {
@@ -281,6 +288,14 @@ pub fn validate_plan_document(document: &Map, path: &Path) -> Vec<Issue> {
         )),
     }
     issues
+}
+
+fn has_null_or_empty(map: &Map) -> bool {
+    map.values().any(|value| match value {
+        Value::Null => true,
+        Value::Object(child) => child.is_empty() || has_null_or_empty(child),
+        _ => false,
+    })
 }
 
 fn validate_categories(categories: &Map, path: &Path, issues: &mut Vec<Issue>) {

@@ -13,35 +13,78 @@ use super::merge::{merge_plans, StrategyPriorities};
 use super::money::{Money, MoneyOverflow};
 use super::plan::{resolve_plans, AssignedPlan, BookkeeperRef, PlanContext};
 use super::quantities::QuantityBuckets;
+use std::sync::Arc;
 
 /// Why an invoice could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PricingError {
-    /// An amount or a quantity left the representable range (absurd input).
+    /// An item's amount or quantity left the representable range (absurd input).
     #[error("item {category}.{item}: {what} out of range")]
-    OutOfRange {
+    ItemOutOfRange {
         category: String,
         item: String,
         what: &'static str,
     },
+    /// A sum over an invoice's lines left the representable range.
+    #[error("invoice for bookkeeper {bookkeeper}: {what} out of range")]
+    InvoiceOutOfRange { bookkeeper: String, what: &'static str },
 }
 
 /// The merged plan of one bookkeeper: what one invoice is priced from.
+///
+/// Its item plans are read once, when it is built, so that pricing the same plan for
+/// several quantity sets (current and proposed, or many accounts) is arithmetic only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergedPlan {
     pub bookkeeper: BookkeeperRef,
-    /// The whole merged document (`_id` = `single`); its `plan` member prices items.
+    /// The merged document (`_id` = `single`, `bookkeeper`, `applications`, ...) but
+    /// for its `plan` member, which is kept apart in `plan`.
     pub document: Map,
+    /// The `plan` member: category → item → item plan, shared with every invoice.
+    pub plan: Arc<Map>,
+    /// Every item plan of `plan`, read, in category then item order.
+    pub items: Vec<PlanItem>,
+}
+
+/// One `(category, item)` entry of a merged plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanItem {
+    pub category: Category,
+    pub plan_item: ItemName,
+    pub plan: ItemPlan,
 }
 
 impl MergedPlan {
-    /// The `plan` object: category → item → item plan.
-    pub fn plan(&self) -> Map {
-        self.document
+    pub fn new(bookkeeper: BookkeeperRef, document: Map) -> MergedPlan {
+        let plan = document
             .get("plan")
             .and_then(Value::as_object)
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut items = Vec::new();
+        for (category_name, category_plan) in &plan {
+            let (Ok(category), Some(item_plans)) = (Category::parse(category_name.as_str()), category_plan.as_object())
+            else {
+                continue;
+            };
+            for (item_name, item_plan) in item_plans {
+                // Non-object entries are not item plans (quirk Q-PLN-11).
+                let (Ok(plan_item), Some(fields)) = (ItemName::parse(item_name.as_str()), item_plan.as_object()) else {
+                    continue;
+                };
+                items.push(PlanItem {
+                    category: category.clone(),
+                    plan_item,
+                    plan: ItemPlan::read_lenient(fields),
+                });
+            }
+        }
+        MergedPlan {
+            bookkeeper,
+            document,
+            plan: Arc::new(plan),
+            items,
+        }
     }
 }
 
@@ -55,10 +98,7 @@ pub fn merge_account_plans(
 ) -> Vec<MergedPlan> {
     let mut merged: Vec<MergedPlan> = resolve_plans(context, assigned, object_plans)
         .into_iter()
-        .map(|group| MergedPlan {
-            document: merge_plans(&group.plans, priorities),
-            bookkeeper: group.bookkeeper,
-        })
+        .map(|group| MergedPlan::new(group.bookkeeper, merge_plans(group.plans, priorities)))
         .collect();
     merged.sort_by(|left, right| left.bookkeeper.cmp(&right.bookkeeper));
     merged
@@ -66,27 +106,19 @@ pub fn merge_account_plans(
 
 /// Prices every item of a merged plan (`pricing.md` §1, §8); no activation charges.
 pub fn price_invoice(merged: &MergedPlan, quantities: &QuantityBuckets) -> Result<Invoice, PricingError> {
-    let plan = merged.plan();
-    let mut items = Vec::new();
-    for (category_name, category_plan) in &plan {
-        let (Ok(category), Some(item_plans)) = (Category::parse(category_name.as_str()), category_plan.as_object())
-        else {
-            continue;
-        };
-        for (item_name, item_plan) in item_plans {
-            // Non-object entries are not item plans (quirk Q-PLN-11).
-            let (Ok(plan_item), Some(fields)) = (ItemName::parse(item_name.as_str()), item_plan.as_object()) else {
-                continue;
-            };
-            let item_plan = ItemPlan::read_lenient(fields);
-            let quantity = item_quantity(quantities, &category, &plan_item, &item_plan);
-            items.push(price_item(&category, &plan_item, &item_plan, quantity)?);
+    let items = merged
+        .items
+        .iter()
+        .map(|entry| {
+            let quantity = item_quantity(quantities, &entry.category, &entry.plan_item, &entry.plan);
+            price_item(&entry.category, &entry.plan_item, &entry.plan, quantity)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Invoice::new(merged.bookkeeper.clone(), merged.plan.clone(), items, Vec::new()).map_err(|MoneyOverflow| {
+        PricingError::InvoiceOutOfRange {
+            bookkeeper: merged.bookkeeper.to_string(),
+            what: "recurring total",
         }
-    }
-    Invoice::new(merged.bookkeeper.clone(), plan, items, Vec::new()).map_err(|MoneyOverflow| PricingError::OutOfRange {
-        category: "invoice".to_owned(),
-        item: "summary".to_owned(),
-        what: "recurring total",
     })
 }
 
@@ -112,7 +144,7 @@ pub fn price_item(
     item_plan: &ItemPlan,
     quantity: i64,
 ) -> Result<PricedItem, PricingError> {
-    let out_of_range = |what: &'static str| PricingError::OutOfRange {
+    let out_of_range = |what: &'static str| PricingError::ItemOutOfRange {
         category: category.to_string(),
         item: plan_item.to_string(),
         what,
