@@ -30,7 +30,8 @@ pub struct PricedItem {
     pub plan_item: ItemName,
     /// The output name: the `as` value, or the plan key.
     pub item: String,
-    /// Whether `as` renamed the item: part of the matching key of annotation.
+    /// Whether `as` renamed the item (to another name): part of the matching key of
+    /// annotation, so `"as": "x"` on item `x` matches the plain item `x`.
     pub masqueraded: bool,
     pub name: String,
     pub quantity: i64,

@@ -232,7 +232,7 @@ pub fn price_item(
     Ok(PricedItem {
         category: category.clone(),
         plan_item: plan_item.clone(),
-        masqueraded: item_plan.masquerade.is_some(),
+        masqueraded: item != plan_item.as_str(),
         item,
         name,
         quantity,
