@@ -354,7 +354,7 @@ mod tests {
         Value::Number(Number::parse(text).expect("test number"))
     }
 
-    fn obj(entries: Vec<(&str, Value)>) -> Map {
+    fn map(entries: Vec<(&str, Value)>) -> Map {
         entries
             .into_iter()
             .map(|(key, value)| (key.to_owned(), value))
@@ -392,20 +392,20 @@ mod tests {
 
     #[test]
     fn deep_merge_sets_leaves_ignores_empty_objects_and_deletes_nulls() {
-        let mut left = obj(vec![
-            ("a", Value::Object(obj(vec![("x", num("1")), ("y", num("2"))]))),
+        let mut left = map(vec![
+            ("a", Value::Object(map(vec![("x", num("1")), ("y", num("2"))]))),
             ("b", num("5")),
             ("list", Value::Array(vec![num("1"), num("2")])),
         ]);
-        let right = obj(vec![
-            ("a", Value::Object(obj(vec![("y", num("3")), ("z", Value::Null)]))),
+        let right = map(vec![
+            ("a", Value::Object(map(vec![("y", num("3")), ("z", Value::Null)]))),
             ("b", Value::Object(Map::new())),
-            ("c", Value::Object(obj(vec![("d", Value::Object(Map::new()))]))),
+            ("c", Value::Object(map(vec![("d", Value::Object(Map::new()))]))),
             ("list", Value::Array(vec![num("9")])),
         ]);
         deep_merge(&mut left, &right);
-        let expected = obj(vec![
-            ("a", Value::Object(obj(vec![("x", num("1")), ("y", num("3"))]))),
+        let expected = map(vec![
+            ("a", Value::Object(map(vec![("x", num("1")), ("y", num("3"))]))),
             ("b", num("5")),
             ("list", Value::Array(vec![num("9")])),
         ]);
@@ -424,30 +424,30 @@ mod tests {
 
     #[test]
     fn stacked_overrides_keep_their_nulls() {
-        let mut global = obj(vec![("rate", num("12"))]);
-        stack_overrides(&mut global, &obj(vec![("discounts", Value::Null), ("rate", num("7"))]));
-        assert_eq!(global, obj(vec![("discounts", Value::Null), ("rate", num("7"))]));
+        let mut global = map(vec![("rate", num("12"))]);
+        stack_overrides(&mut global, &map(vec![("discounts", Value::Null), ("rate", num("7"))]));
+        assert_eq!(global, map(vec![("discounts", Value::Null), ("rate", num("7"))]));
     }
 
     #[test]
     fn merge_replacing_empty_lets_an_empty_object_clear_the_left_side() {
-        let mut left = obj(vec![("plan", Value::Object(obj(vec![("x", num("1"))])))]);
-        merge_replacing_empty(&mut left, &obj(vec![("plan", Value::Object(Map::new()))]));
-        assert_eq!(left, obj(vec![("plan", Value::Object(Map::new()))]));
+        let mut left = map(vec![("plan", Value::Object(map(vec![("x", num("1"))])))]);
+        merge_replacing_empty(&mut left, &map(vec![("plan", Value::Object(Map::new()))]));
+        assert_eq!(left, map(vec![("plan", Value::Object(Map::new()))]));
     }
 
     #[test]
     fn strip_empty_removes_nulls_and_objects_left_empty() {
-        let mut map = obj(vec![
+        let mut document = map(vec![
             ("keep", num("1")),
             ("gone", Value::Null),
-            ("nested", Value::Object(obj(vec![("inner", Value::Object(Map::new()))]))),
+            ("nested", Value::Object(map(vec![("inner", Value::Object(Map::new()))]))),
             ("array", Value::Array(vec![Value::Null])),
         ]);
-        strip_empty(&mut map);
+        strip_empty(&mut document);
         assert_eq!(
-            map,
-            obj(vec![("keep", num("1")), ("array", Value::Array(vec![Value::Null]))])
+            document,
+            map(vec![("keep", num("1")), ("array", Value::Array(vec![Value::Null]))])
         );
     }
 

@@ -307,16 +307,7 @@ fn read_cumulative(map: &Map, path: &Path, issues: &mut Vec<Issue>) -> Cumulativ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::document::Number;
-    use rust_decimal::Decimal;
-    use std::str::FromStr;
-
-    fn num(text: &str) -> Value {
-        Value::Number(Number::parse(text).expect("test number"))
-    }
-    fn money(text: &str) -> Money {
-        Money::new(Decimal::from_str(text).expect("test literal"))
-    }
+    use crate::domain::testing::{money, num};
     fn tiers(entries: &[(&str, Value)]) -> Value {
         Value::Object(entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
     }

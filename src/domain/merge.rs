@@ -258,15 +258,7 @@ mod tests {
     use crate::domain::ids::PlanId;
     use crate::domain::plan::BookkeeperRef;
 
-    fn num(text: &str) -> Value {
-        Value::Number(Number::parse(text).expect("test number"))
-    }
-    fn obj(entries: Vec<(&str, Value)>) -> Value {
-        Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-    }
-    fn text(value: &str) -> Value {
-        Value::String(value.to_owned())
-    }
+    use crate::domain::testing::{num, obj, text};
     fn sip_device(fields: Value) -> Map {
         match obj(vec![(
             "plan",

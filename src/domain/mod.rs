@@ -19,6 +19,8 @@ pub mod money;
 pub mod plan;
 pub mod pricing;
 pub mod quantities;
+#[cfg(test)]
+mod testing;
 
 pub use ids::{AccountId, Category, ItemName, PlanId};
 pub use money::Money;

@@ -327,14 +327,8 @@ fn validate_categories(categories: &Map, path: &Path, issues: &mut Vec<Issue>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::document::Number;
+    use crate::domain::testing::{num, obj};
 
-    fn num(text: &str) -> Value {
-        Value::Number(Number::parse(text).expect("test number"))
-    }
-    fn obj(entries: Vec<(&str, Value)>) -> Value {
-        Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-    }
     fn map(value: Value) -> Map {
         match value {
             Value::Object(map) => map,
