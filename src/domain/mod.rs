@@ -10,6 +10,7 @@
 //! prices the merged plan against [`quantities::QuantityBuckets`], and
 //! [`invoice::annotate`] compares two invoices and derives activation charges.
 
+pub mod changes;
 pub mod document;
 pub mod ids;
 pub mod invoice;

@@ -4,10 +4,12 @@
 //! an invoice reads the same wherever it appears. Zero discount members and empty
 //! objects are omitted; money is a plain JSON number in shortest exact form.
 
-use super::document::{map_to_json, money};
+use super::document::{from_json, map_from_json, map_to_json, money};
 use crate::domain::invoice::{ActivationCharge, Difference, Discounts, Invoice, ItemChanges, PricedItem};
 use crate::domain::plan::BookkeeperRef;
+use crate::domain::{Category, ItemName, Money};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 pub fn invoice(invoice: &Invoice) -> Value {
     json!({
@@ -126,4 +128,185 @@ pub fn activation_charge(charge: &ActivationCharge) -> Value {
         "rate": money(charge.rate),
         "total": money(charge.total),
     })
+}
+
+/// Why a stored invoice could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {problem}")]
+pub struct InvoiceFormatError {
+    pub path: String,
+    pub problem: String,
+}
+
+fn format_error(path: &str, problem: impl Into<String>) -> InvoiceFormatError {
+    InvoiceFormatError {
+        path: path.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// Reads back an invoice written by [`invoice`] (a stored snapshot or audit row).
+pub fn parse_invoice(value: &Value) -> Result<Invoice, InvoiceFormatError> {
+    let bookkeeper = value
+        .get("bookkeeper")
+        .ok_or_else(|| format_error("bookkeeper", "missing"))?;
+    let bookkeeper = BookkeeperRef {
+        kind: text_field(bookkeeper, "type", "bookkeeper.type")?,
+        vendor_id: text_field(bookkeeper, "vendor_id", "bookkeeper.vendor_id")?,
+        id: text_field(bookkeeper, "id", "bookkeeper.id")?,
+    };
+    let plan = match value.get("plan") {
+        Some(Value::Object(plan)) => map_from_json(plan),
+        None => crate::domain::document::Map::new(),
+        Some(_) => return Err(format_error("plan", "expected an object")),
+    };
+    let items = array_field(value, "items")?
+        .iter()
+        .enumerate()
+        .map(|(index, item)| parse_item(item, &format!("items[{index}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let activation_charges = array_field(value, "activation_charges")?
+        .iter()
+        .enumerate()
+        .map(|(index, line)| parse_activation_charge(line, &format!("activation_charges[{index}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Invoice::new(bookkeeper, Arc::new(plan), items, activation_charges)
+        .map_err(|_| format_error("summary", "amounts out of range"))
+}
+
+fn array_field<'a>(value: &'a Value, key: &str) -> Result<&'a Vec<Value>, InvoiceFormatError> {
+    match value.get(key) {
+        Some(Value::Array(items)) => Ok(items),
+        _ => Err(format_error(key, "expected an array")),
+    }
+}
+
+fn text_field(value: &Value, key: &str, path: &str) -> Result<String, InvoiceFormatError> {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format_error(path, "expected a string"))
+}
+
+fn integer_field(value: &Value, key: &str, path: &str) -> Result<i64, InvoiceFormatError> {
+    match value.get(key) {
+        None => Ok(0),
+        Some(number) => number
+            .as_i64()
+            .ok_or_else(|| format_error(&format!("{path}.{key}"), "expected an integer")),
+    }
+}
+
+fn money_field(value: &Value, key: &str, path: &str) -> Result<Money, InvoiceFormatError> {
+    match value.get(key) {
+        None => Ok(Money::ZERO),
+        Some(amount) => read_money(amount).ok_or_else(|| format_error(&format!("{path}.{key}"), "expected an amount")),
+    }
+}
+
+fn read_money(value: &Value) -> Option<Money> {
+    match from_json(value) {
+        crate::domain::document::Value::Number(number) => number.as_decimal().map(Money::new),
+        _ => None,
+    }
+}
+
+fn parse_item(value: &Value, path: &str) -> Result<PricedItem, InvoiceFormatError> {
+    let category = text_field(value, "category", &format!("{path}.category"))?;
+    let item = text_field(value, "item", &format!("{path}.item"))?;
+    let plan_item = match value.get("plan_item").and_then(Value::as_str) {
+        Some(plan_item) => plan_item.to_owned(),
+        None => item.clone(),
+    };
+    let empty = Value::Object(Map::new());
+    let discounts = value.get("discounts").unwrap_or(&empty);
+    let single = discounts.get("single").unwrap_or(&empty);
+    let cumulative = discounts.get("cumulative").unwrap_or(&empty);
+    let discounts_path = format!("{path}.discounts");
+    let quantity = integer_field(value, "quantity", path)?;
+    let prorate = match value.get("prorate") {
+        Some(Value::Object(prorate)) if !is_default_prorate(prorate) => Some(map_from_json(prorate)),
+        _ => None,
+    };
+    let activation_charge = match value.get("activation_charge") {
+        None => None,
+        Some(amount) => Some(
+            read_money(amount)
+                .ok_or_else(|| format_error(&format!("{path}.activation_charge"), "expected an amount"))?,
+        ),
+    };
+    Ok(PricedItem {
+        category: Category::parse(category)
+            .map_err(|error| format_error(&format!("{path}.category"), error.to_string()))?,
+        plan_item: ItemName::parse(plan_item.as_str())
+            .map_err(|error| format_error(&format!("{path}.plan_item"), error.to_string()))?,
+        masqueraded: item != plan_item,
+        item,
+        name: text_field(value, "name", &format!("{path}.name"))?,
+        quantity,
+        billable: integer_field(value, "billable", path)?,
+        rate: money_field(value, "rate", path)?,
+        discounts: Discounts {
+            single: money_field(single, "rate", &format!("{discounts_path}.single"))?,
+            cumulative_rate: money_field(cumulative, "rate", &format!("{discounts_path}.cumulative"))?,
+            cumulative_quantity: integer_field(cumulative, "quantity", &format!("{discounts_path}.cumulative"))?,
+            total: money_field(discounts, "total", &discounts_path)?,
+        },
+        minimum: integer_field(value, "minimum", path)?,
+        // An absent maximum was omitted because it was 0.
+        maximum: integer_field(value, "maximum", path)?,
+        prorate,
+        total: money_field(value, "total", path)?,
+        activation_charge,
+        changes: None,
+    })
+}
+
+/// The prorate object every item gets when its plan has none.
+fn is_default_prorate(prorate: &Map<String, Value>) -> bool {
+    prorate.len() == 2
+        && prorate.get("additions") == Some(&Value::Bool(true))
+        && prorate.get("removals") == Some(&Value::Bool(true))
+}
+
+fn parse_activation_charge(value: &Value, path: &str) -> Result<ActivationCharge, InvoiceFormatError> {
+    let category = text_field(value, "category", &format!("{path}.category"))?;
+    let plan_item = match value.get("plan_item").and_then(Value::as_str) {
+        Some(plan_item) => plan_item.to_owned(),
+        None => text_field(value, "item", &format!("{path}.item"))?,
+    };
+    Ok(ActivationCharge {
+        category: Category::parse(category)
+            .map_err(|error| format_error(&format!("{path}.category"), error.to_string()))?,
+        plan_item: ItemName::parse(plan_item)
+            .map_err(|error| format_error(&format!("{path}.plan_item"), error.to_string()))?,
+        name: text_field(value, "name", &format!("{path}.name"))?,
+        billable: integer_field(value, "billable", path)?,
+        rate: money_field(value, "rate", path)?,
+        total: money_field(value, "total", path)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::merge::StrategyPriorities;
+    use crate::quote::{parse_request, price};
+
+    #[test]
+    fn a_rendered_invoice_reads_back_to_the_same_invoice() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quote.json")).expect("example");
+        let request = parse_request(&text).expect("valid example");
+        let quote = price(&request, &StrategyPriorities::default()).expect("prices");
+        for original in &quote.invoices {
+            let mut without_changes = original.clone();
+            for item in &mut without_changes.items {
+                item.changes = None;
+            }
+            let read_back = parse_invoice(&invoice(original)).expect("reads back");
+            assert_eq!(read_back, without_changes);
+        }
+    }
 }
