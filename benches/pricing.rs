@@ -4,14 +4,15 @@
 //!
 //! - `price_only`: items priced per second from an already merged plan;
 //! - `merge_and_price`: resolve, merge and price (the work of one account's sync);
-//! - `quote_end_to_end`: JSON text in, JSON text out, activations included.
+//! - `quote_end_to_end`: JSON text in, JSON text out, activations included;
+//!   `parse_request` and `render_response` are its first and last steps alone.
 //!
 //! Run: `cargo bench --bench pricing`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use tally::domain::merge::StrategyPriorities;
 use tally::domain::pricing::{merge_account_plans, price_invoice};
-use tally::quote::{parse_request, quote_json};
+use tally::quote::{parse_request, price, render};
 
 fn realistic_request() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quote.json");
@@ -49,10 +50,18 @@ fn pricing(criterion: &mut Criterion) {
 
     let mut group = criterion.benchmark_group("quote");
     group.throughput(Throughput::Elements(1));
+    group.bench_function("parse_request", |bench| {
+        bench.iter(|| black_box(parse_request(black_box(&text)).expect("valid")))
+    });
+    let quote = price(&request, &priorities).expect("prices");
+    group.bench_function("render_response", |bench| {
+        bench.iter(|| black_box(serde_json::to_string(&render(black_box(&quote))).expect("serialises")))
+    });
     group.bench_function("quote_end_to_end", |bench| {
         bench.iter(|| {
-            let response = quote_json(black_box(&text), &priorities).expect("quotes");
-            black_box(serde_json::to_string(&response).expect("serialises"))
+            let request = parse_request(black_box(&text)).expect("valid");
+            let quote = price(&request, &priorities).expect("prices");
+            black_box(serde_json::to_string(&render(&quote)).expect("serialises"))
         })
     });
     group.finish();

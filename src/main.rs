@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use tally::cli::{Cli, Command};
 use tally::domain::merge::StrategyPriorities;
-use tally::quote::{quote_json, QuoteError};
+use tally::quote::{parse_request, price, render, QuoteError};
 
 /// sysexits(3): the input data was incorrect.
 const EXIT_DATA_ERROR: u8 = 65;
@@ -28,10 +28,11 @@ fn run_quote(input: &Path) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    match quote_json(&text, &StrategyPriorities::default()) {
-        Ok(response) => {
+    let quote = parse_request(&text).and_then(|request| price(&request, &StrategyPriorities::default()));
+    match quote {
+        Ok(quote) => {
             let mut stdout = std::io::stdout().lock();
-            let written = serde_json::to_writer_pretty(&mut stdout, &response)
+            let written = serde_json::to_writer_pretty(&mut stdout, &render(&quote))
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(stdout));
             match written {

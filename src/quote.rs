@@ -12,6 +12,7 @@ use crate::domain::plan::{validate_plan_document, AssignedPlan, BookkeeperRef, P
 use crate::domain::pricing::{merge_account_plans, price_invoice, PricingError};
 use crate::domain::{AccountId, Category, ItemName, PlanId, Quantities, QuantityBuckets};
 use crate::wire;
+use crate::wire::invoice::InvoiceJson;
 use std::collections::BTreeSet;
 
 /// A request that cannot be priced.
@@ -48,11 +49,11 @@ pub struct Quote {
     pub warnings: Vec<Issue>,
 }
 
-/// Parses, prices and renders one request: the whole command minus its I/O.
+/// Parses, prices and renders one request as a JSON value: the whole command minus its I/O.
 pub fn quote_json(text: &str, priorities: &StrategyPriorities) -> Result<serde_json::Value, QuoteError> {
     let request = parse_request(text)?;
     let quote = price(&request, priorities)?;
-    Ok(render(&quote))
+    Ok(serde_json::to_value(render(&quote)).expect("a quote response has string keys and finite numbers"))
 }
 
 pub fn price(request: &QuoteRequest, priorities: &StrategyPriorities) -> Result<Quote, QuoteError> {
@@ -83,19 +84,20 @@ pub fn price(request: &QuoteRequest, priorities: &StrategyPriorities) -> Result<
     })
 }
 
-pub fn render(quote: &Quote) -> serde_json::Value {
-    let mut response = serde_json::Map::new();
-    let invoices = quote.invoices.iter().map(wire::invoice::invoice).collect();
-    response.insert("invoices".into(), serde_json::Value::Array(invoices));
-    if !quote.warnings.is_empty() {
-        let warnings = quote
-            .warnings
-            .iter()
-            .map(|warning| serde_json::Value::String(warning.to_string()))
-            .collect();
-        response.insert("warnings".into(), serde_json::Value::Array(warnings));
+/// The response of `quote-format.md`, ready to serialize.
+#[derive(Debug, serde::Serialize)]
+pub struct QuoteResponse<'a> {
+    pub invoices: Vec<InvoiceJson<'a>>,
+    /// Our extension: findings that did not stop pricing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+pub fn render(quote: &Quote) -> QuoteResponse<'_> {
+    QuoteResponse {
+        invoices: quote.invoices.iter().map(InvoiceJson::from).collect(),
+        warnings: quote.warnings.iter().map(ToString::to_string).collect(),
     }
-    serde_json::Value::Object(response)
 }
 
 /// Reads a request strictly; the first error found is returned.

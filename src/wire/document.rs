@@ -1,10 +1,12 @@
-//! `serde_json::Value` ⇄ domain [`Value`], numbers kept as their exact text.
+//! `serde_json::Value` → domain [`Value`], and domain documents and amounts → JSON
+//! text, numbers kept as their exact text.
 //!
 //! serde_json is built with `arbitrary_precision`, so a number's text is what the
 //! client wrote; it becomes a domain [`Number`] without ever being a float.
 
 use crate::domain::document::{Map, Number, Value};
 use crate::domain::Money;
+use serde::{Serialize, Serializer};
 
 /// Converts a parsed JSON value; a number whose text is not a decimal cannot come out
 /// of serde_json, but is mapped to a string rather than trusted blindly.
@@ -29,32 +31,49 @@ pub fn map_from_json(map: &serde_json::Map<String, serde_json::Value>) -> Map {
     map.iter().map(|(key, value)| (key.clone(), from_json(value))).collect()
 }
 
-pub fn to_json(value: &Value) -> serde_json::Value {
-    match value {
-        Value::Null => serde_json::Value::Null,
-        Value::Bool(flag) => serde_json::Value::Bool(*flag),
-        Value::Number(number) => number_text(number.as_text()),
-        Value::String(text) => serde_json::Value::String(text.clone()),
-        Value::Array(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
-        Value::Object(map) => serde_json::Value::Object(map_to_json(map)),
+/// Serializes money as a JSON number with its exact digits (`pricing.md` §12.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Amount(pub Money);
+
+impl Serialize for Amount {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_number_text(&self.0.to_string(), serializer)
     }
 }
 
-pub fn map_to_json(map: &Map) -> serde_json::Map<String, serde_json::Value> {
-    map.iter().map(|(key, value)| (key.clone(), to_json(value))).collect()
+/// Serializes a domain document (or a part of one) as JSON without building a
+/// `serde_json::Value` first.
+#[derive(Debug, Clone, Copy)]
+pub enum Document<'a> {
+    Map(&'a Map),
+    Value(&'a Value),
 }
 
-/// Money as a plain JSON number in its shortest exact form (`pricing.md` §12.6).
-pub fn money(amount: Money) -> serde_json::Value {
-    number_text(&amount.to_string())
+impl Serialize for Document<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Document::Map(map) => serialize_map(map, serializer),
+            Document::Value(value) => match value {
+                Value::Null => serializer.serialize_unit(),
+                Value::Bool(flag) => serializer.serialize_bool(*flag),
+                Value::Number(number) => serialize_number_text(number.as_text(), serializer),
+                Value::String(text) => serializer.serialize_str(text),
+                Value::Array(items) => serializer.collect_seq(items.iter().map(Document::Value)),
+                Value::Object(map) => serialize_map(map, serializer),
+            },
+        }
+    }
 }
 
-fn number_text(text: &str) -> serde_json::Value {
+fn serialize_map<S: Serializer>(map: &Map, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(map.iter().map(|(key, value)| (key, Document::Value(value))))
+}
+
+/// With `arbitrary_precision`, a `serde_json::Number` serializes its text verbatim.
+fn serialize_number_text<S: Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
     match text.parse::<serde_json::Number>() {
-        Ok(number) => serde_json::Value::Number(number),
-        // Unreachable for texts made by `Number::parse` or `Decimal`; keep the value
-        // visible rather than lose it.
-        Err(_) => serde_json::Value::String(text.to_owned()),
+        Ok(number) => number.serialize(serializer),
+        Err(_) => serializer.serialize_str(text),
     }
 }
 
@@ -67,7 +86,10 @@ mod tests {
         let text =
             r#"{"big":123456789012345678901234567890.5,"huge":1e+400,"list":[1,2.50],"rate":16.58,"tiny":0.0035}"#;
         let parsed: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
-        let round_trip = to_json(&from_json(&parsed));
-        assert_eq!(serde_json::to_string(&round_trip).expect("serialises"), text);
+        let domain = from_json(&parsed);
+        assert_eq!(
+            serde_json::to_string(&Document::Value(&domain)).expect("serialises"),
+            text
+        );
     }
 }

@@ -1,133 +1,264 @@
 //! The JSON form of invoices (`pricing.md` §7-§8, `quote-format.md`).
 //!
 //! One rendering serves the quote response, audit rows and bookkeeper deliveries, so
-//! an invoice reads the same wherever it appears. Zero discount members and empty
+//! an invoice reads the same wherever it appears. The wire structs below borrow from
+//! the domain invoice and serialize straight to text; zero discount members and empty
 //! objects are omitted; money is a plain JSON number in shortest exact form.
 
-use super::document::{from_json, map_from_json, map_to_json, money};
+use super::document::{from_json, map_from_json, Amount, Document};
+use crate::domain::document::Map as DocumentMap;
 use crate::domain::invoice::{ActivationCharge, Difference, Discounts, Invoice, ItemChanges, PricedItem};
 use crate::domain::plan::BookkeeperRef;
 use crate::domain::{Category, ItemName, Money};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
+/// An invoice as JSON.
+#[derive(Debug, Serialize)]
+pub struct InvoiceJson<'a> {
+    pub bookkeeper: BookkeeperJson<'a>,
+    pub plan: Document<'a>,
+    pub items: Vec<ItemJson<'a>>,
+    pub activation_charges: Vec<ActivationChargeJson<'a>>,
+    pub taxes: [(); 0],
+    pub summary: SummaryJson,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BookkeeperJson<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub vendor_id: &'a str,
+    pub id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SummaryJson {
+    pub recurring: Amount,
+    pub today: Amount,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ItemJson<'a> {
+    pub category: &'a str,
+    pub item: &'a str,
+    pub plan_item: &'a str,
+    pub name: &'a str,
+    pub quantity: i64,
+    pub billable: i64,
+    pub rate: Amount,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discounts: Option<DiscountsJson>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub minimum: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub maximum: i64,
+    pub prorate: ProrateJson<'a>,
+    pub total: Amount,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation_charge: Option<Amount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<ChangesJson<'a>>,
+}
+
+/// The plan's own `prorate` object, or both flags true.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ProrateJson<'a> {
+    Plan(Document<'a>),
+    Default { additions: bool, removals: bool },
+}
+
+/// `{total, single: {rate}, cumulative: {rate, quantity}}` without zero members.
+#[derive(Debug, Serialize)]
+pub struct DiscountsJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<Amount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub single: Option<SingleDiscountJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cumulative: Option<CumulativeDiscountJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SingleDiscountJson {
+    pub rate: Amount,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CumulativeDiscountJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Amount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChangesJson<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub difference: DifferenceJson<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DifferenceJson<'a> {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub billable: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub quantity: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub minimum: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Amount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discounts: Option<DiscountsJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActivationChargeJson<'a> {
+    pub category: &'a str,
+    /// The real item (plan key), never the `as` name.
+    pub item: &'a str,
+    pub plan_item: &'a str,
+    pub name: &'a str,
+    pub billable: i64,
+    pub rate: Amount,
+    pub total: Amount,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+fn nonzero(amount: Money) -> Option<Amount> {
+    (!amount.is_zero()).then_some(Amount(amount))
+}
+
+impl<'a> From<&'a Invoice> for InvoiceJson<'a> {
+    fn from(invoice: &'a Invoice) -> Self {
+        InvoiceJson {
+            bookkeeper: BookkeeperJson::from(&invoice.bookkeeper),
+            plan: Document::Map(&invoice.plan),
+            items: invoice.items.iter().map(ItemJson::from).collect(),
+            activation_charges: invoice
+                .activation_charges
+                .iter()
+                .map(ActivationChargeJson::from)
+                .collect(),
+            taxes: [],
+            summary: SummaryJson {
+                recurring: Amount(invoice.recurring),
+                today: Amount(invoice.today),
+            },
+        }
+    }
+}
+
+impl<'a> From<&'a BookkeeperRef> for BookkeeperJson<'a> {
+    fn from(bookkeeper: &'a BookkeeperRef) -> Self {
+        BookkeeperJson {
+            kind: &bookkeeper.kind,
+            vendor_id: &bookkeeper.vendor_id,
+            id: &bookkeeper.id,
+        }
+    }
+}
+
+impl<'a> From<&'a PricedItem> for ItemJson<'a> {
+    fn from(item: &'a PricedItem) -> Self {
+        ItemJson {
+            category: item.category.as_str(),
+            item: &item.item,
+            plan_item: item.plan_item.as_str(),
+            name: &item.name,
+            quantity: item.quantity,
+            billable: item.billable,
+            rate: Amount(item.rate),
+            discounts: DiscountsJson::from_discounts(&item.discounts),
+            minimum: item.minimum,
+            maximum: item.maximum,
+            prorate: match &item.prorate {
+                Some(prorate) => ProrateJson::Plan(Document::Map(prorate)),
+                None => ProrateJson::Default {
+                    additions: true,
+                    removals: true,
+                },
+            },
+            total: Amount(item.total),
+            activation_charge: item.activation_charge.map(Amount),
+            changes: item.changes.as_ref().map(ChangesJson::from),
+        }
+    }
+}
+
+impl DiscountsJson {
+    fn from_discounts(discounts: &Discounts) -> Option<DiscountsJson> {
+        let cumulative = CumulativeDiscountJson {
+            rate: nonzero(discounts.cumulative_rate),
+            quantity: (discounts.cumulative_quantity != 0).then_some(discounts.cumulative_quantity),
+        };
+        let json = DiscountsJson {
+            total: nonzero(discounts.total),
+            single: nonzero(discounts.single).map(|rate| SingleDiscountJson { rate }),
+            cumulative: (cumulative.rate.is_some() || cumulative.quantity.is_some()).then_some(cumulative),
+        };
+        (json.total.is_some() || json.single.is_some() || json.cumulative.is_some()).then_some(json)
+    }
+}
+
+impl<'a> From<&'a ItemChanges> for ChangesJson<'a> {
+    fn from(changes: &'a ItemChanges) -> Self {
+        ChangesJson {
+            kind: changes.kind.as_str(),
+            difference: DifferenceJson::from(&changes.difference),
+        }
+    }
+}
+
+impl<'a> From<&'a Difference> for DifferenceJson<'a> {
+    fn from(difference: &'a Difference) -> Self {
+        DifferenceJson {
+            billable: difference.billable,
+            quantity: difference.quantity,
+            minimum: difference.minimum,
+            rate: nonzero(difference.rate),
+            discounts: DiscountsJson::from_discounts(&Discounts {
+                single: difference.single_rate,
+                cumulative_rate: difference.cumulative_rate,
+                cumulative_quantity: difference.cumulative_quantity,
+                total: Money::ZERO,
+            }),
+            category: difference.category.as_deref(),
+            item: difference.item.as_deref(),
+            name: difference.name.as_deref(),
+        }
+    }
+}
+
+impl<'a> From<&'a ActivationCharge> for ActivationChargeJson<'a> {
+    fn from(charge: &'a ActivationCharge) -> Self {
+        ActivationChargeJson {
+            category: charge.category.as_str(),
+            item: charge.plan_item.as_str(),
+            plan_item: charge.plan_item.as_str(),
+            name: &charge.name,
+            billable: charge.billable,
+            rate: Amount(charge.rate),
+            total: Amount(charge.total),
+        }
+    }
+}
+
+/// An invoice as a JSON value, for callers that store or embed it.
 pub fn invoice(invoice: &Invoice) -> Value {
-    json!({
-        "bookkeeper": bookkeeper(&invoice.bookkeeper),
-        "plan": Value::Object(map_to_json(&invoice.plan)),
-        "items": invoice.items.iter().map(item).collect::<Vec<_>>(),
-        "activation_charges": invoice.activation_charges.iter().map(activation_charge).collect::<Vec<_>>(),
-        "taxes": [],
-        "summary": { "recurring": money(invoice.recurring), "today": money(invoice.today) },
-    })
-}
-
-pub fn bookkeeper(bookkeeper: &BookkeeperRef) -> Value {
-    json!({ "type": bookkeeper.kind, "vendor_id": bookkeeper.vendor_id, "id": bookkeeper.id })
-}
-
-pub fn item(item: &PricedItem) -> Value {
-    let mut fields = Map::new();
-    fields.insert("category".into(), json!(item.category.as_str()));
-    fields.insert("item".into(), json!(item.item));
-    fields.insert("plan_item".into(), json!(item.plan_item.as_str()));
-    fields.insert("name".into(), json!(item.name));
-    fields.insert("quantity".into(), json!(item.quantity));
-    fields.insert("billable".into(), json!(item.billable));
-    fields.insert("rate".into(), money(item.rate));
-    if let Some(discounts) = discounts(&item.discounts) {
-        fields.insert("discounts".into(), discounts);
-    }
-    if item.minimum != 0 {
-        fields.insert("minimum".into(), json!(item.minimum));
-    }
-    if item.maximum != 0 {
-        fields.insert("maximum".into(), json!(item.maximum));
-    }
-    let prorate = match &item.prorate {
-        Some(prorate) => Value::Object(map_to_json(prorate)),
-        None => json!({ "additions": true, "removals": true }),
-    };
-    fields.insert("prorate".into(), prorate);
-    fields.insert("total".into(), money(item.total));
-    if let Some(charge) = item.activation_charge {
-        fields.insert("activation_charge".into(), money(charge));
-    }
-    if let Some(changes) = &item.changes {
-        fields.insert("changes".into(), item_changes(changes));
-    }
-    Value::Object(fields)
-}
-
-fn discounts(discounts: &Discounts) -> Option<Value> {
-    let mut fields = Map::new();
-    if !discounts.total.is_zero() {
-        fields.insert("total".into(), money(discounts.total));
-    }
-    if !discounts.single.is_zero() {
-        fields.insert("single".into(), json!({ "rate": money(discounts.single) }));
-    }
-    let mut cumulative = Map::new();
-    if !discounts.cumulative_rate.is_zero() {
-        cumulative.insert("rate".into(), money(discounts.cumulative_rate));
-    }
-    if discounts.cumulative_quantity != 0 {
-        cumulative.insert("quantity".into(), json!(discounts.cumulative_quantity));
-    }
-    if !cumulative.is_empty() {
-        fields.insert("cumulative".into(), Value::Object(cumulative));
-    }
-    (!fields.is_empty()).then_some(Value::Object(fields))
-}
-
-fn item_changes(changes: &ItemChanges) -> Value {
-    json!({ "type": changes.kind.as_str(), "difference": difference(&changes.difference) })
-}
-
-fn difference(difference: &Difference) -> Value {
-    let mut fields = Map::new();
-    let mut integer = |key: &str, value: i64| {
-        if value != 0 {
-            fields.insert(key.into(), json!(value));
-        }
-    };
-    integer("billable", difference.billable);
-    integer("quantity", difference.quantity);
-    integer("minimum", difference.minimum);
-    if !difference.rate.is_zero() {
-        fields.insert("rate".into(), money(difference.rate));
-    }
-    let single_discounts = Discounts {
-        single: difference.single_rate,
-        cumulative_rate: difference.cumulative_rate,
-        cumulative_quantity: difference.cumulative_quantity,
-        total: crate::domain::Money::ZERO,
-    };
-    if let Some(discounts) = discounts(&single_discounts) {
-        fields.insert("discounts".into(), discounts);
-    }
-    for (key, text) in [
-        ("category", &difference.category),
-        ("item", &difference.item),
-        ("name", &difference.name),
-    ] {
-        if let Some(text) = text {
-            fields.insert(key.into(), json!(text));
-        }
-    }
-    Value::Object(fields)
-}
-
-pub fn activation_charge(charge: &ActivationCharge) -> Value {
-    json!({
-        "category": charge.category.as_str(),
-        "item": charge.plan_item.as_str(),
-        "plan_item": charge.plan_item.as_str(),
-        "name": charge.name,
-        "billable": charge.billable,
-        "rate": money(charge.rate),
-        "total": money(charge.total),
-    })
+    serde_json::to_value(InvoiceJson::from(invoice)).expect("invoice JSON has string keys and finite numbers")
 }
 
 /// Why a stored invoice could not be read back.
@@ -157,7 +288,7 @@ pub fn parse_invoice(value: &Value) -> Result<Invoice, InvoiceFormatError> {
     };
     let plan = match value.get("plan") {
         Some(Value::Object(plan)) => map_from_json(plan),
-        None => crate::domain::document::Map::new(),
+        None => DocumentMap::new(),
         Some(_) => return Err(format_error("plan", "expected an object")),
     };
     let items = array_field(value, "items")?
