@@ -233,6 +233,10 @@ fn merge_leaves(left: &mut Map, right: Map, null_leaf: NullLeaf) {
             }
             (Value::Object(right_child), _) => match left.get_mut(&key) {
                 Some(Value::Object(left_child)) => merge_leaves(left_child, right_child, null_leaf),
+                // Nothing to merge with and nothing to drop: the subtree moves as it is.
+                None if is_plain(&right_child, null_leaf) => {
+                    left.insert(key, Value::Object(right_child));
+                }
                 _ => {
                     // A leaf set below a non-object replaces it; with no leaf at all
                     // (only empty objects below) nothing is set and nothing is created.
@@ -248,6 +252,17 @@ fn merge_leaves(left: &mut Map, right: Map, null_leaf: NullLeaf) {
             }
         }
     }
+}
+
+/// Whether merging `map` into nothing would copy it unchanged: it holds no empty
+/// object (which merging ignores) and, where nulls delete, no null.
+fn is_plain(map: &Map, null_leaf: NullLeaf) -> bool {
+    !map.is_empty()
+        && map.values().all(|value| match value {
+            Value::Null => matches!(null_leaf, NullLeaf::IsKept),
+            Value::Object(child) => is_plain(child, null_leaf),
+            _ => true,
+        })
 }
 
 /// Kazoo's plain `merge`, used for PATCHes of the global overrides (`plans.md` §6): like
