@@ -5,5 +5,6 @@
 //! through these conversions so that numbers stay exact and invoices look the same
 //! everywhere.
 
+pub mod bookkeeper;
 pub mod document;
 pub mod invoice;
