@@ -20,6 +20,7 @@ pub mod money;
 pub mod plan;
 pub mod pricing;
 pub mod quantities;
+pub mod repricing;
 #[cfg(test)]
 mod testing;
 

@@ -28,6 +28,9 @@ pub enum PricingError {
     /// A sum over an invoice's lines left the representable range.
     #[error("invoice for bookkeeper {bookkeeper}: {what} out of range")]
     InvoiceOutOfRange { bookkeeper: String, what: &'static str },
+    /// The difference between two invoices left the representable range.
+    #[error("the change between the last and the new invoices is out of range")]
+    ChangeOutOfRange,
 }
 
 /// The merged plan of one bookkeeper: what one invoice is priced from.
