@@ -11,3 +11,5 @@ pub mod quantities;
 pub use ids::{AccountId, Category, ItemName, PlanId};
 pub use money::Money;
 pub use quantities::{Bucket, Quantities, QuantityBuckets, QuantityChange};
+pub mod summary;
+pub mod tree;
