@@ -4,7 +4,15 @@
 //! plans its resellers assigned (sync), and delivers invoices to bookkeepers.
 //!
 //! # Layout
-//! - [`domain`]: the pure core (plans, merge, quantities, pricing). No I/O.
+//! - [`domain`]: the pure core (plans, merge, quantities, pricing, tree, summaries). No I/O.
+//! - [`store`]: the only module that imports sqlx; SQLite and PostgreSQL.
+//! - [`jobs`]: orchestration (`reconcile`), each with a `run_once`.
+//! - [`config`]: typed settings; [`cli`]: the command line; [`demo`]: demo data.
 //! - everything else converts between the outside world and the domain.
 
+pub mod cli;
+pub mod config;
+pub mod demo;
 pub mod domain;
+pub mod jobs;
+pub mod store;
