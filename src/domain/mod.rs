@@ -27,3 +27,5 @@ mod testing;
 pub use ids::{AccountId, Category, ItemName, PlanId};
 pub use money::Money;
 pub use quantities::{Bucket, Quantities, QuantityBuckets, QuantityChange};
+pub mod summary;
+pub mod tree;

@@ -1,7 +1,11 @@
-//! tally's integration tests: one test binary, one module per area.
+//! tally's integration tests: one test binary, one module per area. Store tests run
+//! against SQLite and PostgreSQL.
 
+mod cli;
+mod helpers;
 mod properties;
 mod quote_cli;
 mod quote_examples;
 mod quote_vectors;
+mod reconcile;
 mod support;

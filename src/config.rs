@@ -1,0 +1,242 @@
+//! Settings: the only user of the `config` crate.
+//!
+//! Layers, lowest first: built-in defaults < the TOML file (`--config PATH`, else
+//! `TALLY_CONFIG`, else `./tally.toml` when it exists) < environment variables
+//! `TALLY_<SECTION>__<KEY>` (e.g. `TALLY_RECONCILE__BATCH_SIZE=200`) < the short
+//! `TALLY_DATABASE_URL`. Secrets (the database password) never appear in `Debug` or
+//! `Display`. New sections (the scheduler, bookkeepers) add a field to [`Settings`]
+//! with `#[serde(default)]` and a `Default`.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The database used when nothing is configured: a file next to the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tally.db";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub reconcile: ReconcileSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (the default, created on first use) or `postgres://…`.
+    pub url: DatabaseUrl,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: DatabaseUrl(DEFAULT_DATABASE_URL.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcileSettings {
+    /// A directory of counting queries replacing the built-in `sql/counting/` ones.
+    pub counting_dir: Option<PathBuf>,
+    /// Changed accounts written per transaction; each account's rows stay together.
+    pub batch_size: usize,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        ReconcileSettings {
+            counting_dir: None,
+            batch_size: 500,
+        }
+    }
+}
+
+/// A database URL whose password is masked when printed.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The full URL, password included: only for opening the connection.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        let Some((credentials, host)) = rest.rsplit_once('@') else {
+            return self.0.clone();
+        };
+        match credentials.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Configuration that cannot be used; the binary exits 78 (EX_CONFIG).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path} does not exist")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] config::ConfigError),
+    #[error("invalid configuration: reconcile.batch_size must be at least 1")]
+    ZeroBatchSize,
+}
+
+impl Settings {
+    /// Loads the layers from the process environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let environment: HashMap<String, String> = std::env::vars().collect();
+        Settings::load_from(config_file, &environment)
+    }
+
+    /// Loads the layers with an explicit environment (tests pass their own).
+    pub fn load_from(
+        config_file: Option<&Path>,
+        environment: &HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let explicit = config_file
+            .map(Path::to_path_buf)
+            .or_else(|| environment.get("TALLY_CONFIG").map(PathBuf::from));
+        let mut builder = config::Config::builder();
+        match explicit {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::MissingFile { path });
+                }
+                builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+            }
+            None => {
+                builder = builder.add_source(
+                    config::File::with_name("tally.toml")
+                        .format(config::FileFormat::Toml)
+                        .required(false),
+                );
+            }
+        }
+        // Only `TALLY_<SECTION>__<KEY>` names are settings; other TALLY_ variables
+        // (TALLY_CONFIG, TALLY_DATABASE_URL, test switches) must not reach the keys.
+        let layered: HashMap<String, String> = environment
+            .iter()
+            .filter(|(key, _)| key.starts_with("TALLY_") && key.contains("__"))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("TALLY")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(layered)),
+        );
+        if let Some(url) = environment.get("TALLY_DATABASE_URL") {
+            builder = builder.set_override("database.url", url.clone())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        if settings.reconcile.batch_size == 0 {
+            return Err(ConfigError::ZeroBatchSize);
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn with_nothing_configured_the_database_is_the_local_sqlite_file() {
+        let settings = Settings::load_from(None, &env(&[])).expect("defaults load");
+        assert_eq!(settings.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(settings.reconcile.batch_size, 500);
+    }
+
+    #[test]
+    fn environment_beats_the_file_and_the_short_url_beats_everything() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(
+            file,
+            "[database]\nurl = \"sqlite://from-file.db\"\n[reconcile]\nbatch_size = 7"
+        )
+        .expect("write");
+        let from_file = Settings::load_from(Some(file.path()), &env(&[])).expect("file loads");
+        assert_eq!(from_file.database.url.expose(), "sqlite://from-file.db");
+        assert_eq!(from_file.reconcile.batch_size, 7);
+
+        let layered = Settings::load_from(
+            Some(file.path()),
+            &env(&[
+                ("TALLY_RECONCILE__BATCH_SIZE", "9"),
+                ("TALLY_DATABASE__URL", "sqlite://env.db"),
+                ("TALLY_REQUIRE_POSTGRES", "1"),
+            ]),
+        )
+        .expect("env loads");
+        assert_eq!(layered.reconcile.batch_size, 9);
+        assert_eq!(layered.database.url.expose(), "sqlite://env.db");
+
+        let short = Settings::load_from(
+            Some(file.path()),
+            &env(&[
+                ("TALLY_DATABASE__URL", "sqlite://env.db"),
+                ("TALLY_DATABASE_URL", "postgres://u:p@h/db"),
+            ]),
+        )
+        .expect("short url loads");
+        assert_eq!(short.database.url.expose(), "postgres://u:p@h/db");
+    }
+
+    #[test]
+    fn passwords_never_print() {
+        let url = DatabaseUrl::new("postgres://tally:s3cret@db.example:5432/tally");
+        assert_eq!(url.to_string(), "postgres://tally:***@db.example:5432/tally");
+        let settings = Settings {
+            database: DatabaseSettings { url },
+            ..Settings::default()
+        };
+        assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_a_configuration_error() {
+        let error = Settings::load_from(Some(Path::new("/nonexistent/tally.toml")), &env(&[]))
+            .expect_err("missing file must fail");
+        assert!(matches!(error, ConfigError::MissingFile { .. }));
+    }
+
+    #[test]
+    fn an_unknown_key_is_rejected() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(file, "[reconcile]\nbatch_sise = 7").expect("write");
+        assert!(Settings::load_from(Some(file.path()), &env(&[])).is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! Jobs: orchestration only. Each job has a `run_once` that tests call directly; the
+//! SQL lives in the store and the arithmetic in the domain.
+
+pub mod reconcile;

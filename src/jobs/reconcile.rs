@@ -1,0 +1,141 @@
+//! `tally run reconcile`: recount every account's quantities, roll them up the tree,
+//! and record what changed (`quantities.md` §3, §4, §8; `audit-and-summaries.md` §4.2,
+//! §5.6; `sync-and-bookkeepers.md` §3).
+//!
+//! The order of work: walk the tree, classify the accounts the walk could not reach
+//! (pure, `domain::tree`), stage the recount and diff in the store, then either return
+//! the staged changes (dry run) or let the store write them batch by batch. Broken
+//! accounts are skipped and reported; the rest of the run goes on.
+
+use crate::domain::summary::GregorianSeconds;
+use crate::domain::tree::{find_broken, Breakage};
+use crate::domain::AccountId;
+use crate::store::{CountingQueries, ReconcileScope, StagedChange, Store, StoreError};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct ReconcileOptions {
+    pub scope: ReconcileScope,
+    /// Stage and report the changes; write nothing.
+    pub dry_run: bool,
+    /// The time written on records, summaries and dirty flags.
+    pub now: GregorianSeconds,
+    /// Changed accounts per transaction.
+    pub batch_size: u64,
+}
+
+/// Why an account was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Its place in the tree is broken (cycle, dangling parent, broken ancestor).
+    Tree(Breakage),
+    /// It was asked for with `--account` but does not exist.
+    Unknown,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Tree(breakage) => breakage.fmt(f),
+            SkipReason::Unknown => f.write_str("no such account"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedAccount {
+    pub account: AccountId,
+    pub reason: SkipReason,
+}
+
+/// What a run did (or, dry, would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub accounts_scanned: u64,
+    pub accounts_changed: u64,
+    pub items_changed: u64,
+    pub duration: Duration,
+    pub skipped: Vec<SkippedAccount>,
+    /// The staged changes, filled by dry runs only (a real run may change millions).
+    pub changes: Vec<StagedChange>,
+    pub dry_run: bool,
+}
+
+impl ReconcileReport {
+    /// Some accounts were skipped: the run is partial (exit code 65).
+    pub fn is_partial(&self) -> bool {
+        !self.skipped.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A run id unique within the database's history: time, process, and a counter.
+fn next_run_id(now: GregorianSeconds) -> String {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let sequence = RUNS.fetch_add(1, Ordering::Relaxed);
+    format!("reconcile-{}-{}-{sequence}", now.0, std::process::id())
+}
+
+/// One reconciliation over the configured scope.
+pub async fn run_once(
+    store: &Store,
+    counting: &CountingQueries,
+    options: &ReconcileOptions,
+) -> Result<ReconcileReport, ReconcileError> {
+    let started = Instant::now();
+    let mut session = store.reconcile_session().await?;
+    let unreachable = session.walk_tree().await?;
+    let broken = find_broken(&unreachable);
+    let stage = session.stage(&options.scope, counting, options.batch_size).await?;
+
+    let requested: Option<BTreeSet<&AccountId>> = match &options.scope {
+        ReconcileScope::All => None,
+        ReconcileScope::Accounts(accounts) => Some(accounts.iter().collect()),
+    };
+    let mut skipped: Vec<SkippedAccount> = broken
+        .into_iter()
+        .filter(|broken| {
+            requested
+                .as_ref()
+                .is_none_or(|requested| requested.contains(&broken.account))
+        })
+        .map(|broken| SkippedAccount {
+            account: broken.account,
+            reason: SkipReason::Tree(broken.breakage),
+        })
+        .collect();
+    skipped.extend(stage.unknown_accounts.iter().map(|account| SkippedAccount {
+        account: account.clone(),
+        reason: SkipReason::Unknown,
+    }));
+    for skip in &skipped {
+        tracing::warn!(account_id = %skip.account, reason = %skip.reason, "account skipped");
+    }
+
+    let changes = if options.dry_run {
+        session.changes().await?
+    } else {
+        session.apply(options.now, &next_run_id(options.now)).await?;
+        Vec::new()
+    };
+    session.finish().await?;
+
+    Ok(ReconcileReport {
+        accounts_scanned: stage.accounts_scanned,
+        accounts_changed: stage.accounts_changed,
+        items_changed: stage.items_changed,
+        duration: started.elapsed(),
+        skipped,
+        changes,
+        dry_run: options.dry_run,
+    })
+}

@@ -1,0 +1,375 @@
+//! Storage: the only module that imports sqlx.
+//!
+//! One [`Store`] over two backends, SQLite (the embedded default) and PostgreSQL. The
+//! store is a struct over an enum of pools rather than a trait object: there are
+//! exactly two backends, their SQL is shared where it is portable, and an enum keeps
+//! every dispatch an exhaustive `match` without boxing async methods. Each backend file
+//! (`sqlite.rs`, `postgres.rs`) holds only what differs: opening, migrations and the
+//! few dialect fragments. Row structs stay in here; callers get domain values.
+//!
+//! Must not: price, decide, or read the clock. Jobs pass `now` in.
+
+mod counting;
+mod demo;
+mod postgres;
+mod reconcile;
+mod sqlite;
+
+pub use counting::{CountingError, CountingQueries, CountingQuery};
+pub use demo::DemoReport;
+pub use reconcile::{ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
+
+use crate::config::DatabaseUrl;
+use crate::domain::quantities::{Bucket, QuantityBuckets};
+use crate::domain::summary::{ChangeRecord, DaySummary, GregorianSeconds, RecordEntry};
+use crate::domain::{AccountId, Category, ItemName, Quantities};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A failure of the store, by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {url}: expected sqlite://PATH or postgres://…")]
+    UnsupportedUrl { url: String },
+    #[error("cannot open the database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("counting query {file} failed: {source}")]
+    Counting { file: String, source: sqlx::Error },
+    #[error("database error while {step}: {source}")]
+    Query { step: &'static str, source: sqlx::Error },
+    #[error("invalid stored row: {0}")]
+    InvalidRow(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Wraps a sqlx error with the step that failed.
+pub(crate) fn step(step: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { step, source }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// One connection held for a multi-statement job (temporary tables live on it).
+pub(crate) enum Conn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+/// Runs the same statement text on whichever connection it is given: the body is
+/// compiled once per backend, so only portable SQL may be used inside.
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::store::Conn::Sqlite($c) => $body,
+            $crate::store::Conn::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on_conn;
+
+/// The database handle every job and command gets.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Opens the database of `url` and brings its schema up to date.
+    pub async fn open(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens without migrating (for `tally migrate`, which reports what it did).
+    pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        let text = url.expose();
+        let pool = if text.starts_with("sqlite:") {
+            Pool::Sqlite(sqlite::connect(url).await?)
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Pool::Postgres(postgres::connect(url).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl { url: url.redacted() });
+        };
+        Ok(Store { pool })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies pending migrations of `sql/<backend>/`; returns how many were applied.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::migrate(pool).await,
+            Pool::Postgres(pool) => postgres::migrate(pool).await,
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    pub(crate) async fn acquire(&self) -> Result<Conn, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool
+                .acquire()
+                .await
+                .map(Conn::Sqlite)
+                .map_err(step("acquiring a connection")),
+            Pool::Postgres(pool) => pool
+                .acquire()
+                .await
+                .map(Conn::Postgres)
+                .map_err(step("acquiring a connection")),
+        }
+    }
+
+    /// Runs a script of portable SQL statements separated by `;` (fixtures, operator
+    /// scripts). Not for user input: the text is executed as is.
+    pub async fn execute_script(&self, script: &str) -> Result<(), StoreError> {
+        let mut conn = self.acquire().await?;
+        on_conn!(&mut conn, |c| {
+            sqlx::raw_sql(script)
+                .execute(&mut **c)
+                .await
+                .map_err(step("running a script"))?;
+        });
+        Ok(())
+    }
+
+    /// Runs one query returning a single integer (tests and benchmarks use it for
+    /// independent counts).
+    pub async fn query_count(&self, sql: &str) -> Result<i64, StoreError> {
+        let mut conn = self.acquire().await?;
+        let count: i64 = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar(sql)
+                .fetch_one(&mut **c)
+                .await
+                .map_err(step("counting"))?
+        });
+        Ok(count)
+    }
+
+    /// The three stored buckets of one account, and whether it is deleted.
+    pub async fn quantities(&self, account: &AccountId) -> Result<QuantityBuckets, StoreError> {
+        let mut conn = self.acquire().await?;
+        let sql = "SELECT bucket, category, item, quantity FROM service_quantities WHERE account_id = $1 \
+                   ORDER BY bucket, category, item";
+        let rows: Vec<QuantityRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(sql)
+                .bind(account.as_str())
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("reading quantities"))?
+        });
+        let deleted: Option<bool> = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar("SELECT deleted FROM accounts WHERE id = $1")
+                .bind(account.as_str())
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(step("reading an account"))?
+        });
+        let mut buckets = QuantityBuckets {
+            deleted: deleted.unwrap_or(false),
+            ..QuantityBuckets::default()
+        };
+        for row in rows {
+            let (bucket, category, item, quantity) = row.parse()?;
+            let target: &mut Quantities = match bucket {
+                Bucket::Account => &mut buckets.account,
+                Bucket::Cascade => &mut buckets.cascade,
+                Bucket::Manual => &mut buckets.manual,
+            };
+            target.set(category, item, quantity);
+        }
+        Ok(buckets)
+    }
+
+    /// Replaces one manual quantity (operators' `/services/manual`; tests use it).
+    pub async fn set_manual_quantity(
+        &self,
+        account: &AccountId,
+        category: &Category,
+        item: &ItemName,
+        quantity: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.acquire().await?;
+        let sql = "INSERT INTO service_quantities (account_id, bucket, category, item, quantity) \
+                   VALUES ($1, 'manual', $2, $3, $4) \
+                   ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity";
+        on_conn!(&mut conn, |c| {
+            sqlx::query(sql)
+                .bind(account.as_str())
+                .bind(category.as_str())
+                .bind(item.as_str())
+                .bind(quantity)
+                .execute(&mut **c)
+                .await
+                .map_err(step("setting a manual quantity"))?;
+        });
+        Ok(())
+    }
+
+    /// Every quantity-change record of an account, oldest first, entries in order.
+    pub async fn change_records(&self, account: &AccountId) -> Result<Vec<ChangeRecord>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let sql = "SELECT r.id AS record_id, r.created_at, e.bucket, e.category, e.source, e.quantity, e.billable \
+                   FROM quantity_change_records r JOIN quantity_change_entries e ON e.record_id = r.id \
+                   WHERE r.account_id = $1 ORDER BY r.created_at, r.id, e.position";
+        let rows: Vec<EntryRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(sql)
+                .bind(account.as_str())
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("reading change records"))?
+        });
+        let mut records: Vec<(String, ChangeRecord)> = Vec::new();
+        for row in rows {
+            let bucket = Bucket::parse(&row.bucket).ok_or_else(|| {
+                StoreError::InvalidRow(format!("record {}: unknown bucket {:?}", row.record_id, row.bucket))
+            })?;
+            let source = ItemName::parse(row.source.as_str())
+                .map_err(|error| StoreError::InvalidRow(format!("record {}: {error}", row.record_id)))?;
+            let entry = RecordEntry {
+                bucket,
+                category: row.category,
+                source,
+                quantity: row.quantity,
+                billable: row.billable,
+            };
+            match records.last_mut() {
+                Some((id, record)) if *id == row.record_id => record.entries.push(entry),
+                _ => records.push((
+                    row.record_id.clone(),
+                    ChangeRecord {
+                        account: account.clone(),
+                        created: GregorianSeconds(row.created_at),
+                        entries: vec![entry],
+                    },
+                )),
+            }
+        }
+        Ok(records.into_iter().map(|(_, record)| record).collect())
+    }
+
+    /// The materialised day summaries of an account: `(day, source) → row`.
+    pub async fn day_summaries(&self, account: &AccountId) -> Result<Vec<(String, ItemName, DaySummary)>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let sql = "SELECT day, source, addition, removal, quantity, last_timestamp FROM quantity_day_summaries \
+                   WHERE account_id = $1 ORDER BY day, source";
+        let rows: Vec<SummaryRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(sql)
+                .bind(account.as_str())
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("reading day summaries"))?
+        });
+        rows.into_iter()
+            .map(|row| {
+                let source = ItemName::parse(row.source.as_str())
+                    .map_err(|error| StoreError::InvalidRow(format!("summary of {account} on {}: {error}", row.day)))?;
+                Ok((
+                    row.day,
+                    source,
+                    DaySummary {
+                        addition: row.addition,
+                        removal: row.removal,
+                        quantity: row.quantity,
+                        last_timestamp: GregorianSeconds(row.last_timestamp),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Whether the account is marked for repricing, and since when.
+    pub async fn dirty(&self, account: &AccountId) -> Result<Option<GregorianSeconds>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let row: Option<(bool, Option<i64>)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as("SELECT dirty, dirty_since FROM services WHERE account_id = $1")
+                .bind(account.as_str())
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(step("reading the dirty flag"))?
+        });
+        Ok(match row {
+            Some((true, since)) => Some(GregorianSeconds(since.unwrap_or(0))),
+            Some((false, _)) | None => None,
+        })
+    }
+
+    /// Opens a reconciliation on one dedicated connection.
+    pub async fn reconcile_session(&self) -> Result<ReconcileSession, StoreError> {
+        let conn = self.acquire().await?;
+        Ok(ReconcileSession::new(conn, self.backend()))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct QuantityRow {
+    bucket: String,
+    category: String,
+    item: String,
+    quantity: i64,
+}
+
+impl QuantityRow {
+    fn parse(self) -> Result<(Bucket, Category, ItemName, i64), StoreError> {
+        let bucket = Bucket::parse(&self.bucket)
+            .ok_or_else(|| StoreError::InvalidRow(format!("unknown bucket {:?}", self.bucket)))?;
+        let category = Category::parse(self.category).map_err(|error| StoreError::InvalidRow(error.to_string()))?;
+        let item = ItemName::parse(self.item).map_err(|error| StoreError::InvalidRow(error.to_string()))?;
+        Ok((bucket, category, item, self.quantity))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    record_id: String,
+    created_at: i64,
+    bucket: String,
+    category: String,
+    source: String,
+    quantity: i64,
+    billable: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    day: String,
+    source: String,
+    addition: i64,
+    removal: i64,
+    quantity: i64,
+    last_timestamp: i64,
+}

@@ -1,0 +1,558 @@
+//! The set-based SQL of reconciliation, on one connection with temporary tables.
+//!
+//! Steps, each one statement over all accounts in scope (`quantities.md` §3, §4):
+//! 1. walk the tree from the roots (`reconcile_tree`, `reconcile_closure`): accounts
+//!    the walk cannot reach are returned to the job, which classifies them;
+//! 2. run every counting query into `reconcile_counts` (the new account buckets);
+//! 3. roll the counts up the closure into `reconcile_cascade` (new cascade buckets);
+//! 4. diff both against `service_quantities` into `reconcile_changes`;
+//! 5. write, in batches of whole accounts per transaction: quantity rows, one change
+//!    record with its entries, the day summaries, and the dirty flag.
+//!
+//! Temporary tables are private to the connection, so a dry run writes nothing.
+
+use super::{on_conn, postgres, sqlite, step, Backend, Conn, StoreError};
+use crate::domain::quantities::{Bucket, QuantityChange};
+use crate::domain::summary::GregorianSeconds;
+use crate::domain::{AccountId, Category, ItemName};
+use crate::store::counting::CountingQueries;
+
+/// Which accounts get their account bucket recounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReconcileScope {
+    /// Every account reachable from a root.
+    All,
+    /// These accounts (their ancestors' cascade buckets are recomputed too).
+    Accounts(Vec<AccountId>),
+}
+
+/// One change the run found: an account and one of its `(bucket, category, item)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedChange {
+    pub account: AccountId,
+    pub change: QuantityChange,
+}
+
+/// What staging found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageOutcome {
+    pub accounts_scanned: u64,
+    pub accounts_changed: u64,
+    pub items_changed: u64,
+    /// Requested accounts that do not exist.
+    pub unknown_accounts: Vec<AccountId>,
+}
+
+/// A reconcile in progress on one connection.
+pub struct ReconcileSession {
+    conn: Conn,
+    backend: Backend,
+}
+
+const TEMP_TABLES: &[&str] = &[
+    "reconcile_tree",
+    "reconcile_closure",
+    "reconcile_requested",
+    "reconcile_scope",
+    "reconcile_cascade_scope",
+    "reconcile_counts",
+    "reconcile_cascade",
+    "reconcile_changes",
+    "reconcile_changed",
+    "reconcile_batched",
+];
+
+const BUCKET_RANK: &str = "CASE bucket WHEN 'account' THEN 0 WHEN 'manual' THEN 1 ELSE 2 END";
+
+impl ReconcileSession {
+    pub(super) fn new(conn: Conn, backend: Backend) -> Self {
+        ReconcileSession { conn, backend }
+    }
+
+    fn random_hex(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => sqlite::RANDOM_HEX,
+            Backend::Postgres => postgres::RANDOM_HEX,
+        }
+    }
+
+    fn index_temp_tables(&self) -> bool {
+        match self.backend {
+            Backend::Sqlite => sqlite::INDEX_TEMP_TABLES,
+            Backend::Postgres => postgres::INDEX_TEMP_TABLES,
+        }
+    }
+
+    /// Runs statements that take no parameter.
+    async fn run(&mut self, what: &'static str, statements: &[&str]) -> Result<(), StoreError> {
+        for statement in statements {
+            on_conn!(&mut self.conn, |c| {
+                sqlx::query(statement).execute(&mut **c).await.map_err(step(what))?;
+            });
+        }
+        Ok(())
+    }
+
+    async fn count(&mut self, what: &'static str, sql: &str) -> Result<u64, StoreError> {
+        let count: i64 = on_conn!(&mut self.conn, |c| {
+            sqlx::query_scalar(sql).fetch_one(&mut **c).await.map_err(step(what))?
+        });
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Statistics for the planner (PostgreSQL does not analyse temporary tables itself).
+    async fn analyze(&mut self, table: &str) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Postgres => {
+                let statement = format!("ANALYZE {table}");
+                self.run("analysing a temporary table", &[&statement]).await
+            }
+            Backend::Sqlite => Ok(()),
+        }
+    }
+
+    async fn index(&mut self, table: &str, columns: &str) -> Result<(), StoreError> {
+        if !self.index_temp_tables() {
+            return Ok(());
+        }
+        let statement = format!("CREATE INDEX {table}_lookup ON {table} ({columns})");
+        self.run("indexing a temporary table", &[&statement]).await
+    }
+
+    /// Step 1: walks the tree from its roots; returns `(account, parent)` of every
+    /// account the walk could not reach (dangling parents, cycles and what hangs below).
+    pub async fn walk_tree(&mut self) -> Result<Vec<(AccountId, Option<AccountId>)>, StoreError> {
+        for table in TEMP_TABLES {
+            let statement = format!("DROP TABLE IF EXISTS {table}");
+            self.run("dropping old temporary tables", &[&statement]).await?;
+        }
+        self.run(
+            "walking the account tree",
+            &[
+                "CREATE TEMP TABLE reconcile_tree (account_id TEXT PRIMARY KEY, tree TEXT NOT NULL)",
+                // Only accounts reachable from a root are walked, so cycles end the walk.
+                "INSERT INTO reconcile_tree (account_id, tree) \
+                 WITH RECURSIVE walk(account_id, tree) AS ( \
+                     SELECT id, '[]' FROM accounts WHERE parent_id IS NULL \
+                     UNION ALL \
+                     SELECT a.id, CASE WHEN w.tree = '[]' THEN '[\"' || w.account_id || '\"]' \
+                                  ELSE substr(w.tree, 1, length(w.tree) - 1) || ',\"' || w.account_id || '\"]' END \
+                     FROM accounts a JOIN walk w ON a.parent_id = w.account_id) \
+                 SELECT account_id, tree FROM walk",
+                "CREATE TEMP TABLE reconcile_closure (account_id TEXT NOT NULL, ancestor_id TEXT NOT NULL)",
+                "INSERT INTO reconcile_closure (account_id, ancestor_id) \
+                 WITH RECURSIVE up(account_id, ancestor_id) AS ( \
+                     SELECT a.id, a.parent_id FROM accounts a JOIN reconcile_tree t ON t.account_id = a.id \
+                     WHERE a.parent_id IS NOT NULL \
+                     UNION ALL \
+                     SELECT up.account_id, p.parent_id FROM up JOIN accounts p ON p.id = up.ancestor_id \
+                     WHERE p.parent_id IS NOT NULL) \
+                 SELECT account_id, ancestor_id FROM up",
+            ],
+        )
+        .await?;
+        self.index("reconcile_closure", "account_id").await?;
+        self.analyze("reconcile_tree").await?;
+        self.analyze("reconcile_closure").await?;
+        let rows: Vec<(String, Option<String>)> = on_conn!(&mut self.conn, |c| {
+            sqlx::query_as(
+                "SELECT a.id, a.parent_id FROM accounts a \
+                 WHERE NOT EXISTS (SELECT 1 FROM reconcile_tree t WHERE t.account_id = a.id) ORDER BY a.id",
+            )
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("finding unreachable accounts"))?
+        });
+        rows.into_iter()
+            .map(|(id, parent)| {
+                let account = AccountId::parse(id).map_err(|error| StoreError::InvalidRow(error.to_string()))?;
+                let parent = parent
+                    .map(AccountId::parse)
+                    .transpose()
+                    .map_err(|error| StoreError::InvalidRow(format!("parent of {account}: {error}")))?;
+                Ok((account, parent))
+            })
+            .collect()
+    }
+
+    /// Steps 2–4: counts, rolls up and diffs; nothing persistent is written.
+    pub async fn stage(
+        &mut self,
+        scope: &ReconcileScope,
+        counting: &CountingQueries,
+        batch_size: u64,
+    ) -> Result<StageOutcome, StoreError> {
+        self.run(
+            "creating temporary tables",
+            &[
+                "CREATE TEMP TABLE reconcile_requested (account_id TEXT NOT NULL)",
+                "CREATE TEMP TABLE reconcile_scope (account_id TEXT PRIMARY KEY)",
+                "CREATE TEMP TABLE reconcile_cascade_scope (account_id TEXT PRIMARY KEY)",
+                "CREATE TEMP TABLE reconcile_counts (account_id TEXT NOT NULL, category TEXT NOT NULL, \
+                 item TEXT NOT NULL, quantity BIGINT NOT NULL)",
+                "CREATE TEMP TABLE reconcile_cascade (account_id TEXT NOT NULL, category TEXT NOT NULL, \
+                 item TEXT NOT NULL, quantity BIGINT NOT NULL)",
+                "CREATE TEMP TABLE reconcile_changes (account_id TEXT NOT NULL, bucket TEXT NOT NULL, \
+                 category TEXT NOT NULL, item TEXT NOT NULL, old_quantity BIGINT NOT NULL, new_quantity BIGINT NOT NULL)",
+                "CREATE TEMP TABLE reconcile_changed (account_id TEXT PRIMARY KEY, batch BIGINT NOT NULL, \
+                 record_id TEXT NOT NULL)",
+            ],
+        )
+        .await?;
+
+        let mut unknown_accounts = Vec::new();
+        let whole_tree = match scope {
+            ReconcileScope::All => {
+                self.run(
+                    "choosing the accounts",
+                    &[
+                        "INSERT INTO reconcile_scope (account_id) SELECT account_id FROM reconcile_tree",
+                        "INSERT INTO reconcile_cascade_scope (account_id) SELECT account_id FROM reconcile_tree",
+                    ],
+                )
+                .await?;
+                true
+            }
+            ReconcileScope::Accounts(accounts) => {
+                for chunk in accounts.chunks(500) {
+                    let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("(${n})")).collect();
+                    let statement = format!(
+                        "INSERT INTO reconcile_requested (account_id) VALUES {}",
+                        placeholders.join(", ")
+                    );
+                    on_conn!(&mut self.conn, |c| {
+                        let mut query = sqlx::query(&statement);
+                        for account in chunk {
+                            query = query.bind(account.as_str());
+                        }
+                        query.execute(&mut **c).await.map_err(step("choosing the accounts"))?;
+                    });
+                }
+                let unknown: Vec<String> = on_conn!(&mut self.conn, |c| {
+                    sqlx::query_scalar(
+                        "SELECT DISTINCT r.account_id FROM reconcile_requested r \
+                         WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = r.account_id) ORDER BY r.account_id",
+                    )
+                    .fetch_all(&mut **c)
+                    .await
+                    .map_err(step("checking the requested accounts"))?
+                });
+                unknown_accounts = unknown
+                    .into_iter()
+                    .map(|id| AccountId::parse(id).map_err(|error| StoreError::InvalidRow(error.to_string())))
+                    .collect::<Result<_, _>>()?;
+                self.run(
+                    "choosing the accounts",
+                    &[
+                        "INSERT INTO reconcile_scope (account_id) SELECT DISTINCT r.account_id \
+                         FROM reconcile_requested r JOIN reconcile_tree t ON t.account_id = r.account_id",
+                        "INSERT INTO reconcile_cascade_scope (account_id) \
+                         SELECT account_id FROM reconcile_scope \
+                         UNION SELECT c.ancestor_id FROM reconcile_closure c \
+                         JOIN reconcile_scope s ON s.account_id = c.account_id",
+                    ],
+                )
+                .await?;
+                false
+            }
+        };
+        self.analyze("reconcile_scope").await?;
+        self.analyze("reconcile_cascade_scope").await?;
+
+        // Step 2: every counting query, summed per key; sums of 0 dropped (§3.4).
+        let union: Vec<String> = counting
+            .iter()
+            .map(|query| format!("SELECT account_id, category, item, quantity FROM ({}) q", query.sql))
+            .collect();
+        if union.is_empty() {
+            return Err(StoreError::Refused("no counting query configured".to_string()));
+        }
+        let count_statement = format!(
+            "INSERT INTO reconcile_counts (account_id, category, item, quantity) \
+             SELECT account_id, category, item, SUM(quantity) FROM ({}) counted \
+             GROUP BY account_id, category, item HAVING SUM(quantity) <> 0",
+            union.join(" UNION ALL ")
+        );
+        let counted = on_conn!(&mut self.conn, |c| {
+            sqlx::query(&count_statement).execute(&mut **c).await.map(|_| ())
+        });
+        if let Err(source) = counted {
+            // Name the file at fault: rerun each alone to find the one that fails.
+            for query in counting.iter() {
+                let probe = format!("SELECT COUNT(*) FROM ({}) q", query.sql);
+                let result = on_conn!(&mut self.conn, |c| {
+                    sqlx::query(&probe).execute(&mut **c).await.map(|_| ())
+                });
+                if let Err(source) = result {
+                    return Err(StoreError::Counting {
+                        file: query.name.clone(),
+                        source,
+                    });
+                }
+            }
+            return Err(StoreError::Query {
+                step: "counting quantities",
+                source,
+            });
+        }
+        self.index("reconcile_counts", "account_id, category, item").await?;
+        self.analyze("reconcile_counts").await?;
+
+        // Step 3: cascade = Σ of non-deleted descendants' account values ≥ 1 (§4). A
+        // partial run takes the stored account bucket of descendants it did not recount.
+        let descendants_counts = if whole_tree {
+            "SELECT account_id, category, item, quantity FROM reconcile_counts".to_string()
+        } else {
+            "SELECT account_id, category, item, quantity FROM reconcile_counts \
+             UNION ALL \
+             SELECT q.account_id, q.category, q.item, q.quantity FROM service_quantities q \
+             WHERE q.bucket = 'account' \
+               AND NOT EXISTS (SELECT 1 FROM reconcile_scope s WHERE s.account_id = q.account_id)"
+                .to_string()
+        };
+        let cascade_statement = format!(
+            "INSERT INTO reconcile_cascade (account_id, category, item, quantity) \
+             SELECT c.ancestor_id, n.category, n.item, SUM(n.quantity) \
+             FROM ({descendants_counts}) n \
+             JOIN reconcile_closure c ON c.account_id = n.account_id \
+             JOIN reconcile_cascade_scope cs ON cs.account_id = c.ancestor_id \
+             JOIN accounts d ON d.id = n.account_id \
+             WHERE n.quantity >= 1 AND NOT d.deleted \
+             GROUP BY c.ancestor_id, n.category, n.item"
+        );
+        self.run("rolling up cascade quantities", &[&cascade_statement]).await?;
+        self.index("reconcile_cascade", "account_id, category, item").await?;
+        self.analyze("reconcile_cascade").await?;
+
+        // Step 4: the diff. Stored zeros with nothing new are left alone: they read as
+        // zero already, and removing them would be a write that changes nothing.
+        self.run(
+            "comparing with stored quantities",
+            &[
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
+                 SELECT n.account_id, 'account', n.category, n.item, COALESCE(q.quantity, 0), n.quantity \
+                 FROM reconcile_counts n LEFT JOIN service_quantities q \
+                   ON q.account_id = n.account_id AND q.bucket = 'account' AND q.category = n.category AND q.item = n.item \
+                 WHERE q.quantity IS NULL OR q.quantity <> n.quantity",
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
+                 SELECT q.account_id, 'account', q.category, q.item, q.quantity, 0 \
+                 FROM service_quantities q JOIN reconcile_scope s ON s.account_id = q.account_id \
+                 WHERE q.bucket = 'account' AND q.quantity <> 0 \
+                   AND NOT EXISTS (SELECT 1 FROM reconcile_counts n \
+                       WHERE n.account_id = q.account_id AND n.category = q.category AND n.item = q.item)",
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
+                 SELECT n.account_id, 'cascade', n.category, n.item, COALESCE(q.quantity, 0), n.quantity \
+                 FROM reconcile_cascade n LEFT JOIN service_quantities q \
+                   ON q.account_id = n.account_id AND q.bucket = 'cascade' AND q.category = n.category AND q.item = n.item \
+                 WHERE q.quantity IS NULL OR q.quantity <> n.quantity",
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
+                 SELECT q.account_id, 'cascade', q.category, q.item, q.quantity, 0 \
+                 FROM service_quantities q JOIN reconcile_cascade_scope s ON s.account_id = q.account_id \
+                 WHERE q.bucket = 'cascade' AND q.quantity <> 0 \
+                   AND NOT EXISTS (SELECT 1 FROM reconcile_cascade n \
+                       WHERE n.account_id = q.account_id AND n.category = q.category AND n.item = q.item)",
+            ],
+        )
+        .await?;
+
+        // Changed accounts, numbered into batches, each with its record id.
+        let changed_statement = format!(
+            "INSERT INTO reconcile_changed (account_id, batch, record_id) \
+             SELECT account_id, (ROW_NUMBER() OVER (ORDER BY account_id) - 1) / $1, {} \
+             FROM (SELECT DISTINCT account_id FROM reconcile_changes) d",
+            self.random_hex()
+        );
+        let batch = i64::try_from(batch_size.max(1)).unwrap_or(i64::MAX);
+        on_conn!(&mut self.conn, |c| {
+            sqlx::query(&changed_statement)
+                .bind(batch)
+                .execute(&mut **c)
+                .await
+                .map_err(step("numbering changed accounts"))?;
+        });
+        self.run(
+            "grouping changes into batches",
+            &["CREATE TEMP TABLE reconcile_batched AS \
+               SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, a.batch, a.record_id \
+               FROM reconcile_changes c JOIN reconcile_changed a ON a.account_id = c.account_id"],
+        )
+        .await?;
+        self.run(
+            "indexing batches",
+            &[
+                "CREATE INDEX reconcile_batched_by_batch ON reconcile_batched (batch)",
+                "CREATE INDEX reconcile_changed_by_batch ON reconcile_changed (batch)",
+            ],
+        )
+        .await?;
+        self.analyze("reconcile_batched").await?;
+        self.analyze("reconcile_changed").await?;
+
+        Ok(StageOutcome {
+            accounts_scanned: self
+                .count("counting scanned accounts", "SELECT COUNT(*) FROM reconcile_scope")
+                .await?,
+            accounts_changed: self
+                .count("counting changed accounts", "SELECT COUNT(*) FROM reconcile_changed")
+                .await?,
+            items_changed: self
+                .count("counting changed items", "SELECT COUNT(*) FROM reconcile_changes")
+                .await?,
+            unknown_accounts,
+        })
+    }
+
+    /// Every staged change, by account then in record order (§4.2.4).
+    pub async fn changes(&mut self) -> Result<Vec<StagedChange>, StoreError> {
+        let sql = format!(
+            "SELECT account_id, bucket, category, item, old_quantity, new_quantity FROM reconcile_changes \
+             ORDER BY account_id, {BUCKET_RANK}, category, item"
+        );
+        let rows: Vec<(String, String, String, String, i64, i64)> = on_conn!(&mut self.conn, |c| {
+            sqlx::query_as(&sql)
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("reading staged changes"))?
+        });
+        rows.into_iter()
+            .map(|(account, bucket, category, item, old, new)| {
+                let invalid = |what: String| StoreError::InvalidRow(format!("staged change of {account}: {what}"));
+                Ok(StagedChange {
+                    change: QuantityChange {
+                        bucket: Bucket::parse(&bucket).ok_or_else(|| invalid(format!("bucket {bucket:?}")))?,
+                        category: Category::parse(category).map_err(|error| invalid(error.to_string()))?,
+                        item: ItemName::parse(item).map_err(|error| invalid(error.to_string()))?,
+                        old,
+                        new,
+                    },
+                    account: AccountId::parse(account.clone()).map_err(|error| invalid(error.to_string()))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Step 5: writes the staged changes. Each batch of accounts commits in one
+    /// transaction holding, per account, its quantity rows, its change record and
+    /// entries, its day summaries and its dirty flag. Also refreshes stored tree paths.
+    pub async fn apply(&mut self, now: GregorianSeconds, run_id: &str) -> Result<(), StoreError> {
+        let day = now
+            .day_key()
+            .ok_or_else(|| StoreError::Refused(format!("time {} has no calendar day", now.0)))?;
+        let year = now
+            .year()
+            .ok_or_else(|| StoreError::Refused(format!("time {} has no year", now.0)))?;
+        let year_prefix = format!("{year:04}-");
+
+        self.run(
+            "refreshing ancestor paths",
+            &["UPDATE accounts SET tree = t.tree FROM reconcile_tree t \
+               WHERE t.account_id = accounts.id AND accounts.tree <> t.tree"],
+        )
+        .await?;
+
+        let batches: Vec<i64> = on_conn!(&mut self.conn, |c| {
+            sqlx::query_scalar("SELECT DISTINCT batch FROM reconcile_changed ORDER BY batch")
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("listing batches"))?
+        });
+
+        let upsert_quantities = "INSERT INTO service_quantities (account_id, bucket, category, item, quantity) \
+             SELECT account_id, bucket, category, item, new_quantity FROM reconcile_batched \
+             WHERE batch = $1 AND new_quantity <> 0 \
+             ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity";
+        let delete_quantities = "DELETE FROM service_quantities WHERE (account_id, bucket, category, item) IN \
+             (SELECT account_id, bucket, category, item FROM reconcile_batched WHERE batch = $1 AND new_quantity = 0)";
+        let insert_records = "INSERT INTO quantity_change_records (id, account_id, run_id, created_at) \
+             SELECT $2 || record_id, account_id, $3, $4 FROM reconcile_changed WHERE batch = $1";
+        let insert_entries = format!(
+            "INSERT INTO quantity_change_entries (record_id, position, bucket, category, source, quantity, billable) \
+             SELECT $2 || record_id, ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY {BUCKET_RANK}, category, item), \
+                    bucket, category, item, new_quantity - old_quantity, new_quantity \
+             FROM reconcile_batched WHERE batch = $1"
+        );
+        // All entries of one run share its time, so per (account, source) the sums add
+        // up and the last entry in record order gives the quantity (§5.2); the upsert
+        // then folds that into the day's row with the same rule (§5.6).
+        let upsert_summaries = format!(
+            "INSERT INTO quantity_day_summaries \
+                 (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
+             SELECT account_id, $2, source, SUM(addition), SUM(removal), \
+                    MAX(CASE WHEN last_rank = 1 THEN billable END), $3, FALSE \
+             FROM (SELECT account_id, item AS source, \
+                          CASE WHEN new_quantity > old_quantity THEN new_quantity - old_quantity ELSE 0 END AS addition, \
+                          CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END AS removal, \
+                          new_quantity AS billable, \
+                          ROW_NUMBER() OVER (PARTITION BY account_id, item ORDER BY {BUCKET_RANK} DESC, category DESC) AS last_rank \
+                   FROM reconcile_batched WHERE batch = $1) e \
+             WHERE TRUE \
+             GROUP BY account_id, source \
+             ON CONFLICT (account_id, day, source) DO UPDATE SET \
+                 addition = quantity_day_summaries.addition + excluded.addition, \
+                 removal = quantity_day_summaries.removal + excluded.removal, \
+                 quantity = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
+                                 THEN excluded.quantity ELSE quantity_day_summaries.quantity END, \
+                 last_timestamp = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
+                                 THEN excluded.last_timestamp ELSE quantity_day_summaries.last_timestamp END"
+        );
+        let mark_dirty = "INSERT INTO services (account_id, dirty, dirty_since) \
+             SELECT account_id, TRUE, $2 FROM reconcile_changed WHERE batch = $1 \
+             ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since";
+
+        for batch in batches {
+            on_conn!(&mut self.conn, |c| {
+                let mut tx = sqlx::Connection::begin(&mut **c)
+                    .await
+                    .map_err(step("starting a batch"))?;
+                sqlx::query(upsert_quantities)
+                    .bind(batch)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("writing quantities"))?;
+                sqlx::query(delete_quantities)
+                    .bind(batch)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("removing quantities"))?;
+                sqlx::query(insert_records)
+                    .bind(batch)
+                    .bind(year_prefix.as_str())
+                    .bind(run_id)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("writing change records"))?;
+                sqlx::query(&insert_entries)
+                    .bind(batch)
+                    .bind(year_prefix.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("writing change entries"))?;
+                sqlx::query(&upsert_summaries)
+                    .bind(batch)
+                    .bind(day.as_str())
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("updating day summaries"))?;
+                sqlx::query(mark_dirty)
+                    .bind(batch)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("marking accounts for repricing"))?;
+                tx.commit().await.map_err(step("committing a batch"))?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Drops the temporary tables and gives the connection back.
+    pub async fn finish(mut self) -> Result<(), StoreError> {
+        for table in TEMP_TABLES {
+            let statement = format!("DROP TABLE IF EXISTS {table}");
+            self.run("dropping temporary tables", &[&statement]).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+//! SQLite, the embedded default: opening the file (created on first use), its
+//! migrations (`sql/sqlite/`), and the SQL fragments that differ from PostgreSQL.
+
+use super::{step, StoreError};
+use crate::config::DatabaseUrl;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("sql/sqlite");
+
+pub(super) async fn connect(url: &DatabaseUrl) -> Result<SqlitePool, StoreError> {
+    let connect_error = |source| StoreError::Connect {
+        url: url.redacted(),
+        source,
+    };
+    let options = SqliteConnectOptions::from_str(url.expose())
+        .map_err(connect_error)?
+        .create_if_missing(true)
+        // WAL lets readers (the API) run beside a reconcile; NORMAL is durable at
+        // every checkpoint, which is what WAL mode is designed for.
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        // Large set-based statements need more than the 2 MB default page cache,
+        // for the main file and for the temporary tables of a reconcile.
+        .pragma("cache_size", "-131072")
+        .pragma("temp_store", "FILE");
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: url.redacted(),
+            source,
+        })
+}
+
+pub(super) async fn migrate(pool: &SqlitePool) -> Result<usize, StoreError> {
+    let before = applied(pool).await?;
+    MIGRATOR.run(pool).await?;
+    Ok(applied(pool).await?.saturating_sub(before))
+}
+
+async fn applied(pool: &SqlitePool) -> Result<usize, StoreError> {
+    let exists: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+            .fetch_one(pool)
+            .await
+            .map_err(step("reading migrations"))?;
+    if exists == 0 {
+        return Ok(0);
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(pool)
+        .await
+        .map_err(step("reading migrations"))?;
+    Ok(usize::try_from(count).unwrap_or(0))
+}
+
+/// 32 random lowercase hex characters (record ids).
+pub(super) const RANDOM_HEX: &str = "lower(hex(randomblob(16)))";
+
+/// Temporary tables get indexes for the anti-joins of the diff: SQLite has no hash
+/// join, so without them each lookup would scan.
+pub(super) const INDEX_TEMP_TABLES: bool = true;
+
+/// Integers 0 .. $1-1 as a one-column table `g(n)`.
+pub(super) const SERIES: &str =
+    "(WITH RECURSIVE g(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM g WHERE n + 1 < $1) SELECT n FROM g) AS g";

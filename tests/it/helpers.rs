@@ -1,0 +1,152 @@
+//! Shared test plumbing: a fresh SQLite file store and a fresh PostgreSQL store (its
+//! own database, dropped afterwards), and the macro that runs one test on both.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use tally::config::DatabaseUrl;
+use tally::domain::summary::GregorianSeconds;
+use tally::domain::AccountId;
+use tally::jobs::reconcile::{run_once, ReconcileOptions, ReconcileReport};
+use tally::store::{CountingQueries, ReconcileScope, Store};
+
+pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A store and what keeps its database alive.
+pub struct TestStore {
+    pub store: Store,
+    _sqlite_dir: Option<tempfile::TempDir>,
+    postgres_database: Option<String>,
+}
+
+pub async fn sqlite_store() -> TestStore {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = DatabaseUrl::new(format!("sqlite://{}", directory.path().join("tally.db").display()));
+    let store = Store::open(&url).await.expect("sqlite store opens and migrates");
+    TestStore {
+        store,
+        _sqlite_dir: Some(directory),
+        postgres_database: None,
+    }
+}
+
+/// A store on a new PostgreSQL database, or `None` (with a loud message) when the
+/// server is unreachable and `TALLY_REQUIRE_POSTGRES` is not `1`.
+pub async fn postgres_store() -> Option<TestStore> {
+    use sqlx::Connection;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let admin = match sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            if std::env::var("TALLY_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                panic!("PostgreSQL unreachable at {POSTGRES_ADMIN_URL} and TALLY_REQUIRE_POSTGRES=1: {error}");
+            }
+            eprintln!("SKIPPED: PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {error}");
+            return None;
+        }
+    };
+    let name = format!(
+        "tally_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut admin = admin;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("drop old test db");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test db");
+    admin.close().await.expect("close admin connection");
+    let url = DatabaseUrl::new(format!("postgres://postgres@127.0.0.1:5432/{name}"));
+    let store = Store::open(&url).await.expect("postgres store opens and migrates");
+    Some(TestStore {
+        store,
+        _sqlite_dir: None,
+        postgres_database: Some(name),
+    })
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_database.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime; a helper thread gets its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// Runs an async test body against SQLite and against PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    let database = crate::helpers::sqlite_store().await;
+                    super::$name(&database.store).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    let Some(database) = crate::helpers::postgres_store().await else {
+                        return;
+                    };
+                    super::$name(&database.store).await;
+                }
+            }
+        )*
+    };
+}
+pub(crate) use on_both_backends;
+
+pub fn id(text: &str) -> AccountId {
+    AccountId::parse(text).expect("test account id")
+}
+
+/// A Gregorian-seconds instant.
+pub fn at(gregorian: i64) -> GregorianSeconds {
+    GregorianSeconds(gregorian)
+}
+
+pub fn options(scope: ReconcileScope, now: GregorianSeconds) -> ReconcileOptions {
+    ReconcileOptions {
+        scope,
+        dry_run: false,
+        now,
+        batch_size: 3,
+    }
+}
+
+/// A full, writing reconcile at `now`.
+pub async fn reconcile_all(store: &Store, now: GregorianSeconds) -> ReconcileReport {
+    run_once(store, &CountingQueries::builtin(), &options(ReconcileScope::All, now))
+        .await
+        .expect("reconcile runs")
+}
+
+/// A portable `INSERT INTO accounts` for a test tree.
+pub fn account_sql(account: &str, parent: Option<&str>) -> String {
+    match parent {
+        Some(parent) => {
+            format!("INSERT INTO accounts (id, parent_id, name) VALUES ('{account}', '{parent}', '{account}');")
+        }
+        None => format!("INSERT INTO accounts (id, parent_id, name) VALUES ('{account}', NULL, '{account}');"),
+    }
+}
