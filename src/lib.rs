@@ -6,9 +6,11 @@
 //! # Layout
 //! - [`domain`]: the pure core (plans, merge, quantities, pricing, invoices). No I/O.
 //! - [`wire`]: JSON at the edge, numbers kept exact.
+//! - [`bookkeepers`]: delivery of invoices to bookkeepers (local, HTTP), idempotency, retry schedule.
 //! - [`quote`]: the `tally quote` command's request and response.
 //! - [`cli`]: the command line.
 
+pub mod bookkeepers;
 pub mod cli;
 pub mod domain;
 pub mod quote;
