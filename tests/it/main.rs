@@ -1,5 +1,7 @@
 //! tally's integration tests: one test binary, one module per area.
 
+mod bookkeepers;
+mod fake_bookkeeper;
 mod properties;
 mod quote_cli;
 mod quote_examples;
