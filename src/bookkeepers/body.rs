@@ -92,16 +92,27 @@ pub(super) fn parse(
     sync_id: &SyncId,
     body: &impl Serialize,
 ) -> Result<(BookkeeperIdentity, SyncBody), InvalidDelivery> {
-    parse_unscoped(account_id, sync_id, body).map_err(|error| error.for_account(account_id))
+    let bytes = serde_json::to_vec(body)
+        .map_err(|error| InvalidDelivery::new("body", error.to_string()).for_account(account_id))?;
+    parse_bytes(account_id, sync_id, bytes)
+}
+
+/// The same checks for a body stored as bytes (a frozen delivery being retried); the
+/// bytes are kept exactly.
+pub(super) fn parse_bytes(
+    account_id: &AccountId,
+    sync_id: &SyncId,
+    bytes: Vec<u8>,
+) -> Result<(BookkeeperIdentity, SyncBody), InvalidDelivery> {
+    parse_unscoped(account_id, sync_id, bytes).map_err(|error| error.for_account(account_id))
 }
 
 fn parse_unscoped(
     account_id: &AccountId,
     sync_id: &SyncId,
-    body: &impl Serialize,
+    bytes: Vec<u8>,
 ) -> Result<(BookkeeperIdentity, SyncBody), InvalidDelivery> {
-    let bytes = serde_json::to_vec(body).map_err(|error| InvalidDelivery::new("body", error.to_string()))?;
-    // Parsed back from the bytes (not `to_value`) so the value is exactly what is sent.
+    // Parsed from the bytes (not `to_value`) so the value is exactly what is sent.
     let value: Value =
         serde_json::from_slice(&bytes).map_err(|error| InvalidDelivery::new("body", error.to_string()))?;
     let members = match &value {
@@ -240,6 +251,13 @@ mod tests {
             invoice: json!({"items": [{"rate": rate}]}),
         };
         let (identity, body) = parse(&account(), &sync_id(), &rendered).expect("valid body");
+        let (stored_identity, stored) =
+            parse_bytes(&account(), &sync_id(), body.as_bytes().to_vec()).expect("stored body is valid");
+        assert_eq!(
+            (&stored_identity, &stored),
+            (&identity, &body),
+            "a stored body reads back identically"
+        );
         let text = std::str::from_utf8(body.as_bytes()).expect("JSON is UTF-8");
         assert!(text.starts_with(&format!(
             r#"{{"account_id":"{ACCOUNT}","sync_id":"202611-audit-1","items":"#
@@ -310,6 +328,9 @@ mod tests {
                 "bookkeepers never receive the merged plan; render the body with the delivery wire type",
             ),
         ];
+        let not_json = parse_bytes(&account(), &sync_id(), b"{\"account_id\":".to_vec()).expect_err("truncated");
+        assert_eq!(not_json.path, "body");
+        assert!(not_json.problem.contains("EOF"), "{}", not_json.problem);
         for (candidate, path, problem) in table {
             let error = parse(&account(), &sync_id(), &candidate).expect_err("invalid body");
             assert_eq!(

@@ -22,6 +22,17 @@
 //! lets a future Braintree-like adapter, or a test double, be plugged into the router
 //! without touching the sync job; the *types* a plan may name stay a closed enum
 //! ([`BookkeeperType`]) matched exhaustively.
+//!
+//! # Retrying a delivery
+//! The idempotency key protects a retry only if the retry is the same delivery. When
+//! an attempt ends without a final answer (timeout, transport error, unexpected
+//! status) the bookkeeper may have charged it, including its activation charges. If a
+//! new change were folded into the retry, the body and so the key would differ and
+//! those activation charges would be charged again. So the sync job should freeze a
+//! delivery once attempted: store its body bytes ([`SyncBody::as_bytes`]) with its
+//! sync id, resend exactly them ([`DeliveryRequest::from_stored_body`]) until the
+//! answer is 200 or 402, and deliver later changes as the next delivery, annotated
+//! against what that answer acknowledged.
 
 pub mod body;
 pub mod http;
@@ -168,14 +179,30 @@ impl DeliveryRequest {
         body: &impl serde::Serialize,
     ) -> Result<DeliveryRequest, InvalidDelivery> {
         let (bookkeeper, body) = body::parse(&account_id, &sync_id, body)?;
+        Ok(DeliveryRequest::assemble(account_id, sync_id, bookkeeper, body))
+    }
+
+    /// Rebuilds a delivery from the bytes of a body sent before (see "Retrying a
+    /// delivery" in the module docs). The bytes are sent again exactly and the key is
+    /// the same as the first attempt's.
+    pub fn from_stored_body(
+        account_id: AccountId,
+        sync_id: SyncId,
+        body_bytes: Vec<u8>,
+    ) -> Result<DeliveryRequest, InvalidDelivery> {
+        let (bookkeeper, body) = body::parse_bytes(&account_id, &sync_id, body_bytes)?;
+        Ok(DeliveryRequest::assemble(account_id, sync_id, bookkeeper, body))
+    }
+
+    fn assemble(account_id: AccountId, sync_id: SyncId, bookkeeper: BookkeeperIdentity, body: SyncBody) -> Self {
         let idempotency_key = IdempotencyKey::derive(&account_id, body.as_value());
-        Ok(DeliveryRequest {
+        DeliveryRequest {
             account_id,
             bookkeeper,
             sync_id,
             body,
             idempotency_key,
-        })
+        }
     }
 
     pub fn account_id(&self) -> &AccountId {

@@ -416,3 +416,57 @@ async fn an_invoice_priced_by_the_core_is_delivered_exactly_as_rendered() {
     assert!(posted["invoice"].get("plan").is_none());
     assert_eq!(request.bookkeeper().id, "bk1");
 }
+
+#[tokio::test]
+async fn a_frozen_delivery_rebuilt_from_its_stored_bytes_is_resent_identically() {
+    let server = FakeBookkeeper::start().await;
+    server.script([Reply::ChargeThenDrop]);
+    let bookkeeper = http_bookkeeper(&settings(&server.url()));
+    let first_attempt = request();
+    retryable(bookkeeper.deliver(&first_attempt).await);
+    // What the sync job stores after the first attempt, and reads back in another process.
+    let stored_bytes = first_attempt.body().as_bytes().to_vec();
+    let stored_sync_id = first_attempt.sync_id().clone();
+
+    let retry = DeliveryRequest::from_stored_body(
+        AccountId::parse(ACCOUNT).expect("valid account id"),
+        stored_sync_id,
+        stored_bytes,
+    )
+    .expect("the stored body is valid");
+    assert_eq!(bookkeeper.deliver(&retry).await, synced_in_good_standing());
+
+    let received = server.requests();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].body, received[1].body);
+    assert_eq!(
+        received[1].header("idempotency-key"),
+        Some(first_attempt.idempotency_key().as_str())
+    );
+    assert_eq!(server.charges().len(), 1);
+}
+
+#[tokio::test]
+async fn parallel_deliveries_through_a_shared_router_are_each_charged_once() {
+    let server = FakeBookkeeper::start().await;
+    let bookkeepers = Arc::new(Bookkeepers::new(
+        Arc::new(LocalBookkeeper::new()),
+        Arc::new(http_bookkeeper(&settings(&server.url()))),
+    ));
+    let mut deliveries = tokio::task::JoinSet::new();
+    for index in 0..24 {
+        let bookkeepers = Arc::clone(&bookkeepers);
+        let sync_id = format!("202611-audit-{index}");
+        let request = request_for(&sync_id, "http");
+        deliveries.spawn(async move { bookkeepers.deliver(&request).await });
+    }
+    while let Some(outcome) = deliveries.join_next().await {
+        assert_eq!(outcome.expect("delivery task completes"), synced_in_good_standing());
+    }
+    let charges = server.charges();
+    assert_eq!(charges.len(), 24);
+    let mut keys: Vec<_> = charges.iter().map(|charge| charge.idempotency_key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 24, "each delivery has its own key");
+}
