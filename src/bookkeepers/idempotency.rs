@@ -43,7 +43,9 @@ impl IdempotencyKey {
         hasher.update([0u8]);
         hasher.update(account_id.as_str().as_bytes());
         hasher.update([0u8]);
-        hasher.update(canonical_json(content).as_bytes());
+        let mut canonical = Vec::with_capacity(4096);
+        write_canonical(content, &mut canonical);
+        hasher.update(&canonical);
         IdempotencyKey(hex::encode(hasher.finalize()))
     }
 
@@ -60,58 +62,89 @@ impl fmt::Display for IdempotencyKey {
 
 /// The canonical text of a JSON value (see the module docs).
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    String::from_utf8(out).expect("canonical JSON is built from UTF-8 pieces")
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Number(number) => out.push_str(&canonical_number(number)),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(number) => write_number(number, out),
         Value::String(text) => write_string(text, out),
         Value::Array(elements) => {
-            out.push('[');
+            out.push(b'[');
             for (index, element) in elements.iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(element, out);
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Object(members) => {
             // Sorted here rather than trusting the map's order: serde_json's
             // `preserve_order` feature could be switched on by any dependency.
             let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
-            sorted.sort_by(|(left, _), (right, _)| left.as_bytes().cmp(right.as_bytes()));
-            out.push('{');
+            sorted.sort_unstable_by(|(left, _), (right, _)| left.as_bytes().cmp(right.as_bytes()));
+            out.push(b'{');
             for (index, (key, member)) in sorted.into_iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_string(key, out);
-                out.push(':');
+                out.push(b':');
                 write_canonical(member, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
     }
 }
 
-fn write_string(text: &str, out: &mut String) {
-    out.push_str(&serde_json::to_string(text).expect("a string always serialises"));
+fn write_string(text: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *out, text).expect("writing a string to a Vec cannot fail");
 }
 
 /// The exact value of a JSON number as normalised decimal text; numbers outside the
 /// 28-digit decimal range (never money) keep the text serde_json holds for them.
-fn canonical_number(number: &Number) -> String {
-    match exact_decimal(number) {
-        Some(value) => value.normalize().to_string(),
-        None => number.to_string(),
+fn write_number(number: &Number, out: &mut Vec<u8>) {
+    let text = number.to_string();
+    // Most numbers are already written canonically (`4`, `29.99`, `-1.5`); only the
+    // others pay for a decimal round trip.
+    if is_canonical_number(&text) {
+        out.extend_from_slice(text.as_bytes());
+        return;
     }
+    match exact_decimal(number) {
+        Some(value) => out.extend_from_slice(value.normalize().to_string().as_bytes()),
+        None => out.extend_from_slice(text.as_bytes()),
+    }
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?`, except `-0`: the form `Decimal::normalize`
+/// prints, with at most 28 digits so that it is also a value `Decimal` holds exactly.
+fn is_canonical_number(text: &str) -> bool {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (unsigned, None),
+    };
+    let whole_ok = match whole.as_bytes() {
+        [b'0'] => true,
+        [first, rest @ ..] => (b'1'..=b'9').contains(first) && rest.iter().all(u8::is_ascii_digit),
+        [] => false,
+    };
+    let fraction_ok = match fraction {
+        None => true,
+        Some(digits) => {
+            !digits.is_empty() && digits.bytes().all(|digit| digit.is_ascii_digit()) && !digits.ends_with('0')
+        }
+    };
+    let digits = whole.len() + fraction.map_or(0, str::len);
+    let negative_zero = text.starts_with('-') && whole == "0" && fraction.is_none();
+    whole_ok && fraction_ok && digits <= 28 && !negative_zero
 }
 
 /// The exact decimal value of a JSON number (serde_json keeps the text with
@@ -155,6 +188,50 @@ mod tests {
         ];
         for (input, expected) in table {
             assert_eq!(canonical_json(&parse(input)), expected, "canonical form of {input}");
+        }
+    }
+
+    #[test]
+    fn the_fast_path_accepts_exactly_what_normalisation_would_print() {
+        let table = [
+            ("0", true),
+            ("4", true),
+            ("29.99", true),
+            ("-1.5", true),
+            ("0.0035", true),
+            ("-0", false),
+            ("-0.0", false),
+            ("29.990", false),
+            ("1.0", false),
+            ("007", false),
+            ("1e2", false),
+            ("1.", false),
+            (".5", false),
+            ("", false),
+            ("12345678901234567890123456789", false),
+        ];
+        for (text, expected) in table {
+            assert_eq!(is_canonical_number(text), expected, "{text:?}");
+            if expected {
+                let number: Number = serde_json::from_str(text).expect("valid number");
+                let normalised = exact_decimal(&number).map(|value| value.normalize().to_string());
+                assert_eq!(
+                    normalised.as_deref(),
+                    Some(text),
+                    "the fast path agrees with normalisation"
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_json_decimal_is_written_as_its_normalised_value(text in "-?(0|[1-9][0-9]{0,13})(\\.[0-9]{1,13})?") {
+            let number: Number = serde_json::from_str(&text).expect("the pattern only makes JSON numbers");
+            let mut written = Vec::new();
+            write_number(&number, &mut written);
+            let expected = Decimal::from_str_exact(&text).expect("fits a decimal").normalize().to_string();
+            proptest::prop_assert_eq!(String::from_utf8(written).expect("UTF-8"), expected);
         }
     }
 
