@@ -9,9 +9,11 @@
 //! - [`wire`]: JSON at the edge, numbers kept exact.
 //! - [`store`]: the only module that imports sqlx; SQLite and PostgreSQL.
 //! - [`jobs`]: orchestration (`reconcile`), each with a `run_once`.
+//! - [`bookkeepers`]: delivery of invoices to bookkeepers (local, HTTP), idempotency, retry schedule.
 //! - [`quote`]: the `tally quote` command's request and response.
 //! - [`config`]: typed settings; [`cli`]: the command line; [`demo`]: demo data.
 
+pub mod bookkeepers;
 pub mod cli;
 pub mod config;
 pub mod demo;

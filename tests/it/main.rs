@@ -1,7 +1,9 @@
 //! tally's integration tests: one test binary, one module per area. Store tests run
 //! against SQLite and PostgreSQL.
 
+mod bookkeepers;
 mod cli;
+mod fake_bookkeeper;
 mod helpers;
 mod properties;
 mod quote_cli;
