@@ -37,12 +37,72 @@ pub enum Command {
     },
     /// Fill an empty database with a deterministic demo data set.
     Demo(DemoArgs),
+    /// Query and change an account's services state.
+    Services {
+        #[command(subcommand)]
+        operation: ServicesOperation,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServicesOperation {
+    /// Show an account's standing, or set it by hand (`sync-and-bookkeepers.md` §6).
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The account.
+    pub account: String,
+    /// Put the account in good standing.
+    #[arg(long, conflicts_with = "bad")]
+    pub good: bool,
+    /// Put the account in bad standing (`delinquent`); needs `--reason`.
+    #[arg(long, requires = "reason")]
+    pub bad: bool,
+    /// Why the account is in bad standing.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// A machine-readable code for the reason.
+    #[arg(long, value_name = "CODE")]
+    pub reason_code: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Job {
     /// Recount quantities, roll up cascades, record what changed.
     Reconcile(ReconcileArgs),
+    /// Reprice accounts against their merged plans and record changed invoices.
+    Sync(SyncArgs),
+    /// Deliver queued invoices to their bookkeepers and record the answers.
+    BookkeeperSync(BookkeeperSyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Reprice only this account (repeatable); default: accounts marked for repricing.
+    #[arg(long = "account", value_name = "ID", conflicts_with = "all")]
+    pub accounts: Vec<String>,
+    /// Reprice every account that has plans.
+    #[arg(long)]
+    pub all: bool,
+    /// Print the invoice changes that would be recorded and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Charge activation for the units of accounts priced for the first time
+    /// (default: their first invoices are a baseline without activation charges).
+    #[arg(long)]
+    pub charge_activations: bool,
+    /// Print the closing summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BookkeeperSyncArgs {
+    /// Print the closing summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

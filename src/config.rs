@@ -7,10 +7,13 @@
 //! `Display`. New sections (the scheduler, bookkeepers) add a field to [`Settings`]
 //! with `#[serde(default)]` and a `Default`.
 
+use crate::bookkeepers::{HttpBookkeeperSettings, RetryPolicy};
+use crate::domain::merge::StrategyPriorities;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The database used when nothing is configured: a file next to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tally.db";
@@ -20,6 +23,124 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tally.db";
 pub struct Settings {
     pub database: DatabaseSettings,
     pub reconcile: ReconcileSettings,
+    pub services: ServicesSettings,
+    pub sync: SyncSettings,
+    pub bookkeeper_sync: BookkeeperSyncSettings,
+    pub bookkeepers: BookkeeperSettings,
+}
+
+/// Kazoo's `system_config/services` keys that shape billing (spec README).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServicesSettings {
+    /// Bookkeeper type of accounts billed by the master account that name none
+    /// (legacy names such as `kz_bookkeeper_local` are understood, quirk Q-SYN-5).
+    pub master_account_bookkeeper: String,
+    /// List the master account's audit rows (they are always written, to drive delivery).
+    pub should_save_master_audit_logs: bool,
+    /// How strategy groups rank when merging (`plans.md` §7.5).
+    pub merge_strategy_priority: MergeStrategyPriority,
+}
+
+impl Default for ServicesSettings {
+    fn default() -> Self {
+        ServicesSettings {
+            master_account_bookkeeper: "default".to_owned(),
+            should_save_master_audit_logs: false,
+            merge_strategy_priority: MergeStrategyPriority::default(),
+        }
+    }
+}
+
+/// `merge_strategy_priority`: Kazoo's code defaults (not the schema's, quirk Q-PLN-4).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MergeStrategyPriority {
+    pub simple: i64,
+    pub recursive: i64,
+    pub cumulative: i64,
+}
+
+impl Default for MergeStrategyPriority {
+    fn default() -> Self {
+        let defaults = StrategyPriorities::default();
+        MergeStrategyPriority {
+            simple: defaults.simple,
+            recursive: defaults.recursive,
+            cumulative: defaults.cumulative,
+        }
+    }
+}
+
+impl MergeStrategyPriority {
+    pub fn priorities(self) -> StrategyPriorities {
+        StrategyPriorities {
+            simple: self.simple,
+            recursive: self.recursive,
+            cumulative: self.cumulative,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncSettings {
+    /// Accounts repriced per transaction.
+    pub batch_size: usize,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings { batch_size: 500 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BookkeeperSyncSettings {
+    /// Deliveries taken per round.
+    pub batch_size: usize,
+    /// Deliveries in flight at once.
+    pub parallelism: usize,
+    /// Seconds a worker owns the deliveries it took.
+    pub lease_seconds: u64,
+    /// First retry delay; doubles after each failure up to `retry_max_seconds`.
+    pub retry_initial_seconds: u64,
+    pub retry_max_seconds: u64,
+    /// Failed attempts after which a delivery is reported and waits for an operator.
+    pub max_attempts: u32,
+}
+
+impl Default for BookkeeperSyncSettings {
+    fn default() -> Self {
+        BookkeeperSyncSettings {
+            batch_size: 200,
+            parallelism: 8,
+            lease_seconds: 300,
+            retry_initial_seconds: 600,
+            retry_max_seconds: 6 * 3600,
+            max_attempts: 10,
+        }
+    }
+}
+
+impl BookkeeperSyncSettings {
+    pub fn retry_policy(&self) -> Result<RetryPolicy, ConfigError> {
+        RetryPolicy::new(
+            Duration::from_secs(self.retry_initial_seconds),
+            Duration::from_secs(self.retry_max_seconds),
+            self.max_attempts,
+        )
+        .map_err(|error| ConfigError::Setting(format!("bookkeeper_sync: {error}")))
+    }
+}
+
+/// Bookkeeper adapters' settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BookkeeperSettings {
+    /// The HTTP bookkeeper (`sync-and-bookkeepers.md` §7).
+    pub http: HttpBookkeeperSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +227,8 @@ pub enum ConfigError {
     Invalid(#[from] config::ConfigError),
     #[error("invalid configuration: reconcile.batch_size must be at least 1")]
     ZeroBatchSize,
+    #[error("invalid configuration: {0}")]
+    Setting(String),
 }
 
 impl Settings {
@@ -160,6 +283,12 @@ impl Settings {
         if settings.reconcile.batch_size == 0 {
             return Err(ConfigError::ZeroBatchSize);
         }
+        if settings.sync.batch_size == 0 || settings.bookkeeper_sync.batch_size == 0 {
+            return Err(ConfigError::Setting(
+                "sync.batch_size and bookkeeper_sync.batch_size must be at least 1".into(),
+            ));
+        }
+        settings.bookkeeper_sync.retry_policy()?;
         Ok(settings)
     }
 }

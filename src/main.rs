@@ -6,15 +6,21 @@ use clap::Parser;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use tally::cli::{Cli, Command, DemoArgs, Job, ReconcileArgs};
+use tally::bookkeepers::Bookkeepers;
+use tally::cli::{
+    BookkeeperSyncArgs, Cli, Command, DemoArgs, Job, ReconcileArgs, ServicesOperation, StatusArgs, SyncArgs,
+};
 use tally::config::Settings;
 use tally::demo::{generate, DemoSpec};
+use tally::domain::changes::FirstCommit;
 use tally::domain::merge::StrategyPriorities;
 use tally::domain::summary::GregorianSeconds;
 use tally::domain::AccountId;
 use tally::jobs::reconcile::{run_once, ReconcileOptions, ReconcileReport};
+use tally::jobs::{bookkeeper_sync, sync};
 use tally::quote::{parse_request, price, render, QuoteError};
 use tally::store::{CountingQueries, ReconcileScope, Store, StoreError};
+use tally::store::{Standing, SyncScope};
 
 /// sysexits(3): the input data was incorrect (some accounts were skipped).
 const EXIT_DATA_ERROR: u8 = 65;
@@ -22,6 +28,8 @@ const EXIT_DATA_ERROR: u8 = 65;
 const EXIT_CONFIG: u8 = 78;
 /// Usage errors, as clap reports them.
 const EXIT_USAGE: u8 = 2;
+/// sysexits(3): temporary failure, work left to retry.
+const EXIT_TEMPORARY: u8 = 75;
 
 /// How a command ended, before it becomes an exit code.
 enum Failure {
@@ -62,6 +70,13 @@ fn main() -> ExitCode {
                 job: Job::Reconcile(args),
             } => run_reconcile(&settings, &args).await,
             Command::Demo(args) => run_demo(&settings, &args).await,
+            Command::Run { job: Job::Sync(args) } => run_sync(&settings, &args).await,
+            Command::Run {
+                job: Job::BookkeeperSync(args),
+            } => run_bookkeeper_sync(&settings, &args).await,
+            Command::Services {
+                operation: ServicesOperation::Status(args),
+            } => run_status(&settings, &args).await,
             Command::Quote { .. } => unreachable!("quote runs before settings are loaded"),
         }
     });
@@ -244,4 +259,191 @@ fn read_input(input: &Path) -> std::io::Result<String> {
         return Ok(text);
     }
     std::fs::read_to_string(input)
+}
+
+fn parse_accounts(texts: &[String]) -> Result<Vec<AccountId>, Failure> {
+    texts
+        .iter()
+        .map(|text| AccountId::parse(text.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| Failure::Other(anyhow::anyhow!("--account: {error}")))
+}
+
+/// A run id: the start time and the process, unique enough to tell runs apart.
+fn run_id(job: &str) -> String {
+    format!(
+        "{job}-{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        std::process::id()
+    )
+}
+
+async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<ExitCode, Failure> {
+    let scope = if args.all {
+        SyncScope::All
+    } else if args.accounts.is_empty() {
+        SyncScope::Marked
+    } else {
+        SyncScope::Accounts(parse_accounts(&args.accounts)?)
+    };
+    let store = open_store(settings).await?;
+    let options = sync::SyncOptions {
+        scope,
+        dry_run: args.dry_run,
+        first_commit: if args.charge_activations {
+            FirstCommit::ChargeActivations
+        } else {
+            FirstCommit::Baseline
+        },
+        now: GregorianSeconds::from_utc(chrono::Utc::now()),
+        batch_size: settings.sync.batch_size,
+        run_id: run_id("sync"),
+        master_account_bookkeeper: settings.services.master_account_bookkeeper.clone(),
+        show_master_audit_logs: settings.services.should_save_master_audit_logs,
+        priorities: settings.services.merge_strategy_priority.priorities(),
+    };
+    let report = sync::run_once(&store, &options).await.map_err(anyhow::Error::from)?;
+    store.close().await;
+    for skip in &report.skipped {
+        eprintln!("tally: account {} skipped: {}", skip.account, skip.reason);
+    }
+    for plan in &report.unresolved_plans {
+        eprintln!(
+            "tally: account {}: plan {} not found at vendor {}; ignored",
+            plan.account, plan.plan, plan.vendor
+        );
+    }
+    for (account, invoice) in &report.changes {
+        let rendered = serde_json::to_string(&tally::wire::invoice::InvoiceJson::from(invoice))
+            .map_err(|error| Failure::Other(error.into()))?;
+        println!("{account} {rendered}");
+    }
+    let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
+    if args.json {
+        let summary = serde_json::json!({
+            "accounts_scanned": report.accounts_scanned,
+            "accounts_changed": report.accounts_changed,
+            "invoices_changed": report.invoices_changed,
+            "accounts_skipped": report.skipped.len(),
+            "plan_sets": report.plan_sets,
+            "dry_run": report.dry_run,
+            "duration_ms": duration_ms,
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "sync{}: {} accounts scanned, {} accounts changed, {} invoices changed, {} skipped, {} ms",
+            if report.dry_run {
+                " (dry run, nothing written)"
+            } else {
+                ""
+            },
+            report.accounts_scanned,
+            report.accounts_changed,
+            report.invoices_changed,
+            report.skipped.len(),
+            duration_ms
+        );
+    }
+    Ok(if report.is_partial() {
+        ExitCode::from(EXIT_DATA_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSyncArgs) -> Result<ExitCode, Failure> {
+    let retry = settings
+        .bookkeeper_sync
+        .retry_policy()
+        .map_err(|error| Failure::Config(error.to_string()))?;
+    let bookkeepers =
+        Bookkeepers::from_settings(&settings.bookkeepers.http).map_err(|error| Failure::Config(error.to_string()))?;
+    let store = open_store(settings).await?;
+    let options = bookkeeper_sync::BookkeeperSyncOptions {
+        now: GregorianSeconds::from_utc(chrono::Utc::now()),
+        batch_size: settings.bookkeeper_sync.batch_size,
+        parallelism: settings.bookkeeper_sync.parallelism,
+        lease: std::time::Duration::from_secs(settings.bookkeeper_sync.lease_seconds),
+        retry,
+    };
+    let report = bookkeeper_sync::run_once(&store, &bookkeepers, &options)
+        .await
+        .map_err(anyhow::Error::from)?;
+    store.close().await;
+    for failure in &report.failed {
+        eprintln!(
+            "tally: account {} bookkeeper {}: not delivered after {} attempt(s){}: {}",
+            failure.account,
+            failure.bookkeeper,
+            failure.attempts,
+            if failure.needs_attention {
+                " (needs attention, no retry left)"
+            } else {
+                ""
+            },
+            failure.error
+        );
+    }
+    let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
+    if args.json {
+        let summary = serde_json::json!({
+            "deliveries": report.deliveries,
+            "acknowledged": report.acknowledged,
+            "refused": report.refused,
+            "failed": report.failed.len(),
+            "needs_attention": report.failed.iter().filter(|failure| failure.needs_attention).count(),
+            "duration_ms": duration_ms,
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "bookkeeper-sync: {} deliveries, {} acknowledged, {} refused, {} failed, {} ms",
+            report.deliveries,
+            report.acknowledged,
+            report.refused,
+            report.failed.len(),
+            duration_ms
+        );
+    }
+    Ok(if report.has_failures() {
+        ExitCode::from(EXIT_TEMPORARY)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn run_status(settings: &Settings, args: &StatusArgs) -> Result<ExitCode, Failure> {
+    let account =
+        AccountId::parse(args.account.as_str()).map_err(|error| Failure::Other(anyhow::anyhow!("{error}")))?;
+    let store = open_store(settings).await?;
+    if args.good || args.bad {
+        let standing = Standing {
+            status: if args.good { "good_standing" } else { "delinquent" }.to_owned(),
+            reason: if args.good { None } else { args.reason.clone() },
+            reason_code: if args.good { None } else { args.reason_code.clone() },
+        };
+        if !store
+            .set_standing(&account, &standing)
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            eprintln!("tally: unknown account {account}");
+            return Ok(ExitCode::from(EXIT_DATA_ERROR));
+        }
+    }
+    let Some(standing) = store.standing(&account).await.map_err(anyhow::Error::from)? else {
+        eprintln!("tally: unknown account {account}");
+        return Ok(ExitCode::from(EXIT_DATA_ERROR));
+    };
+    store.close().await;
+    let shown = serde_json::json!({
+        "account_id": account.as_str(),
+        "in_good_standing": standing.in_good_standing(),
+        "status": standing.status,
+        "reason": standing.reason,
+        "reason_code": standing.reason_code,
+    });
+    println!("{shown}");
+    Ok(ExitCode::SUCCESS)
 }

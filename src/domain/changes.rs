@@ -14,10 +14,14 @@ use super::plan::BookkeeperRef;
 use std::collections::BTreeMap;
 
 /// How to treat an account priced for the first time.
+///
+/// Either way every invoice of a first commit becomes an audit row (everything is
+/// new to its bookkeeper, which must receive it once); they differ in whether the
+/// units already in service are charged their activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstCommit {
-    /// An account already in service: record its invoices as the baseline, with no
-    /// audit row, no activation charge and nothing to deliver (`pricing.md` §9).
+    /// An account already in service: its invoices are the baseline, delivered
+    /// without activation charges (`pricing.md` §9, issue 4).
     Baseline,
     /// A new account: every billable unit is an addition and charges its activation.
     ChargeActivations,
@@ -48,14 +52,16 @@ pub fn commit(
     first: FirstCommit,
 ) -> Result<Commit, MoneyOverflow> {
     let Some(last_computed) = last_computed else {
-        let changed = match first {
-            FirstCommit::Baseline => Vec::new(),
-            FirstCommit::ChargeActivations => proposed
-                .iter()
-                .map(|invoice| annotate(None, invoice))
-                .filter(|invoice| invoice.as_ref().map_or(true, Invoice::has_changes))
-                .collect::<Result<Vec<_>, _>>()?,
-        };
+        let changed = proposed
+            .iter()
+            .map(|invoice| {
+                let annotated = annotate(None, invoice)?;
+                match first {
+                    FirstCommit::ChargeActivations => Ok(annotated),
+                    FirstCommit::Baseline => annotated.without_activation_charges(),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         return Ok(Commit {
             snapshot: proposed,
             changed,
@@ -160,11 +166,21 @@ mod tests {
     }
 
     #[test]
-    fn the_first_commit_of_an_account_in_service_is_a_silent_baseline() {
-        let proposed = vec![invoice("http", vec![item("sip_device", "5", 3)])];
+    fn the_first_commit_of_an_account_in_service_is_a_baseline_without_activation_charges() {
+        let proposed = vec![
+            invoice("http", vec![item("sip_device", "5", 3)]),
+            invoice("local", vec![item("sip_device", "5", 0)]),
+        ];
         let outcome = commit(None, proposed.clone(), FirstCommit::Baseline).expect("commits");
         assert_eq!(outcome.snapshot, proposed);
-        assert!(!outcome.has_changes());
+        assert_eq!(
+            outcome.changed.len(),
+            2,
+            "every invoice is new to its bookkeeper, even one of zeros"
+        );
+        assert!(outcome.changed[0].activation_charges.is_empty());
+        assert_eq!(outcome.changed[0].today, Money::ZERO);
+        assert_eq!(outcome.changed[0].recurring, money("15"));
     }
 
     #[test]

@@ -150,6 +150,11 @@ impl Invoice {
         })
     }
 
+    /// The same invoice with no activation charge (`today` = 0).
+    pub fn without_activation_charges(self) -> Result<Invoice, MoneyOverflow> {
+        Invoice::new(self.bookkeeper, self.plan, self.items, Vec::new())
+    }
+
     /// Whether any item carries changes.
     pub fn has_changes(&self) -> bool {
         self.items.iter().any(|item| item.changes.is_some())

@@ -64,7 +64,18 @@ impl Money {
         )
     }
 
-    /// Sums exactly; `None` when the sum leaves the decimal range.
+    /// The amount in Kazoo units (1 unit = 0.0001), exact: `None` when the amount has
+    /// more than four places or does not fit. Line totals always fit (they are rounded
+    /// to four places), and so do their sums.
+    pub fn to_units(self) -> Option<i64> {
+        let units = self.0.checked_mul(Decimal::from(10_000))?;
+        if !units.fract().is_zero() {
+            return None;
+        }
+        i64::try_from(units.trunc()).ok()
+    }
+
+    /// Sums exactly; an error when the sum leaves the decimal range.
     pub fn checked_sum<'a>(amounts: impl IntoIterator<Item = &'a Money>) -> Result<Money, MoneyOverflow> {
         amounts
             .into_iter()
@@ -115,6 +126,13 @@ mod tests {
         assert_eq!(money("-0.02175").round_line_total(), money("-0.0218"));
         assert_eq!(money("0.02174").round_line_total(), money("0.0217"));
         assert_eq!(money("7.7").round_line_total(), money("7.7"));
+    }
+
+    #[test]
+    fn units_are_ten_thousandths_and_only_exact_amounts_convert() {
+        assert_eq!(money("24.95").to_units(), Some(249_500));
+        assert_eq!(money("-0.0218").to_units(), Some(-218));
+        assert_eq!(money("0.00001").to_units(), None);
     }
 
     #[test]

@@ -9,12 +9,17 @@
 //!
 //! Must not: price, decide, or read the clock. Jobs pass `now` in.
 
+mod billing;
 mod counting;
 mod demo;
 mod postgres;
 mod reconcile;
 mod sqlite;
 
+pub use billing::{
+    DeliveryResult, DueDelivery, NewAuditRow, NewDelivery, RepricedAccount, Standing, StoredAccount, StoredAssignment,
+    SyncScope, UnreadableAccount,
+};
 pub use counting::{CountingError, CountingQueries, CountingQuery};
 pub use demo::DemoReport;
 pub use reconcile::{ReconcileScope, ReconcileSession, StageOutcome, StagedChange};

@@ -1,0 +1,300 @@
+//! The sync job: reprice accounts against their merged plans and record what changed.
+//!
+//! For each batch of candidate accounts: the store reads plans, overrides, quantities
+//! and the last computed invoices in a few set-based queries; the domain reprices each
+//! account (merged plans shared by accounts with the same plan set); the store writes
+//! the new snapshots, one audit row per changed invoice and the cleared marks in one
+//! transaction. Invoices of bookkeepers that need no call (`default`/`local`) are
+//! completed and acknowledged at once; the others wait for `bookkeeper-sync`.
+//! One unreadable or unpriceable account is reported and skipped; the rest go on.
+
+use crate::bookkeepers::BookkeeperType;
+use crate::domain::changes::FirstCommit;
+use crate::domain::invoice::Invoice;
+use crate::domain::merge::StrategyPriorities;
+use crate::domain::plan::{AssignedPlan, BookkeeperRef, PlanContext};
+use crate::domain::repricing::{reprice, AccountPricing, MergeCache};
+use crate::domain::summary::GregorianSeconds;
+use crate::domain::{AccountId, PlanId};
+use crate::store::{NewAuditRow, RepricedAccount, Store, StoreError, StoredAccount, SyncScope};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+/// How a sync run is asked to behave.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub scope: SyncScope,
+    /// Compute and report, write nothing.
+    pub dry_run: bool,
+    /// How accounts priced for the first time are treated.
+    pub first_commit: FirstCommit,
+    pub now: GregorianSeconds,
+    /// Accounts read and written per batch (one transaction each).
+    pub batch_size: usize,
+    /// Recorded in audit rows as what caused them.
+    pub run_id: String,
+    /// Bookkeeper type of accounts billed by the master with no bookkeeper of their own
+    /// (config `master_account_bookkeeper`).
+    pub master_account_bookkeeper: String,
+    /// Whether the master account's audit rows are listed (`should_save_master_audit_logs`).
+    pub show_master_audit_logs: bool,
+    pub priorities: StrategyPriorities,
+}
+
+/// Why an account was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedAccount {
+    pub account: AccountId,
+    pub reason: String,
+}
+
+/// An assigned plan whose document its vendor does not have (quirk Q-PLN-10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnresolvedPlan {
+    pub account: AccountId,
+    pub plan: PlanId,
+    pub vendor: AccountId,
+}
+
+/// What a sync run did.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    pub accounts_scanned: usize,
+    pub accounts_changed: usize,
+    pub invoices_changed: usize,
+    /// The changed invoices (annotated), per account: printed by `--dry-run`.
+    pub changes: Vec<(AccountId, Invoice)>,
+    pub skipped: Vec<SkippedAccount>,
+    pub unresolved_plans: Vec<UnresolvedPlan>,
+    /// Distinct plan sets merged.
+    pub plan_sets: usize,
+    pub dry_run: bool,
+    pub duration: Duration,
+}
+
+impl SyncReport {
+    /// Some accounts could not be repriced.
+    pub fn is_partial(&self) -> bool {
+        !self.skipped.is_empty()
+    }
+}
+
+pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport, StoreError> {
+    let started = Instant::now();
+    let mut report = SyncReport {
+        dry_run: options.dry_run,
+        ..SyncReport::default()
+    };
+    let candidates = store.sync_candidates(&options.scope).await?;
+    let mut cache = MergeCache::new();
+    for batch in candidates.chunks(options.batch_size.max(1)) {
+        let (accounts, unreadable) = store.pricing_inputs(batch).await?;
+        report.accounts_scanned += accounts.len() + unreadable.len();
+        for problem in unreadable {
+            tracing::warn!(account_id = %problem.account, problem = %problem.problem, "account skipped");
+            report.skipped.push(SkippedAccount {
+                account: problem.account,
+                reason: problem.problem,
+            });
+        }
+        let mut repriced_batch = Vec::with_capacity(accounts.len());
+        for stored in &accounts {
+            let pricing = account_pricing(stored, options, &mut report.unresolved_plans);
+            let first = options.first_commit;
+            let commit = match reprice(&pricing, &options.priorities, first, &mut cache) {
+                Ok(commit) => commit,
+                Err(error) => {
+                    tracing::warn!(account_id = %stored.account, %error, "account skipped");
+                    report.skipped.push(SkippedAccount {
+                        account: stored.account.clone(),
+                        reason: error.to_string(),
+                    });
+                    continue;
+                }
+            };
+            if commit.has_changes() {
+                report.accounts_changed += 1;
+                report.invoices_changed += commit.changed.len();
+            }
+            repriced_batch.push(repriced_account(stored, commit.snapshot, &commit.changed, options));
+            if options.dry_run {
+                report.changes.extend(
+                    commit
+                        .changed
+                        .into_iter()
+                        .map(|invoice| (stored.account.clone(), invoice)),
+                );
+            }
+        }
+        if !options.dry_run {
+            store.save_repricing(&repriced_batch, options.now).await?;
+        }
+    }
+    report.plan_sets = cache.len();
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// The domain's view of a stored account (`plans.md` §5.3 steps 2 and 6).
+fn account_pricing(
+    stored: &StoredAccount,
+    options: &SyncOptions,
+    unresolved: &mut Vec<UnresolvedPlan>,
+) -> AccountPricing {
+    let services_bookkeeper = |key: &str| {
+        stored
+            .bookkeeper
+            .as_ref()
+            .and_then(|bookkeeper| bookkeeper.get(key))
+            .and_then(|value| value.as_str())
+            .filter(|text| !text.is_empty())
+            .map(str::to_owned)
+    };
+    let billed_by_master = stored.is_master || stored.billed_by_master;
+    let kind = services_bookkeeper("type").unwrap_or_else(|| {
+        if billed_by_master {
+            BookkeeperType::parse(&options.master_account_bookkeeper)
+                .as_str()
+                .to_owned()
+        } else {
+            BookkeeperRef::DEFAULT_KIND.to_owned()
+        }
+    });
+    let default_bookkeeper = BookkeeperRef {
+        kind,
+        vendor_id: services_bookkeeper("vendor_id").unwrap_or_else(|| stored.reseller_id.to_string()),
+        id: services_bookkeeper("id").unwrap_or_else(|| BookkeeperRef::DEFAULT_ID.to_owned()),
+    };
+
+    let mut plans = Vec::with_capacity(stored.assignments.len());
+    for assignment in &stored.assignments {
+        let Some(document) = &assignment.document else {
+            tracing::warn!(account_id = %stored.account, plan = %assignment.plan_id, vendor = %assignment.vendor_id,
+                "assigned plan not found at its vendor; skipped");
+            unresolved.push(UnresolvedPlan {
+                account: stored.account.clone(),
+                plan: assignment.plan_id.clone(),
+                vendor: assignment.vendor_id.clone(),
+            });
+            continue;
+        };
+        plans.push(AssignedPlan {
+            id: assignment.plan_id.clone(),
+            vendor_id: Some(assignment.vendor_id.clone()),
+            document: document.clone(),
+            overrides: (!assignment.overrides.is_empty()).then(|| assignment.overrides.clone()),
+        });
+    }
+
+    // Everything merging reads, in one string: accounts with equal keys share a merge.
+    let mut plan_set_key = format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        default_bookkeeper.kind,
+        default_bookkeeper.vendor_id,
+        default_bookkeeper.id,
+        stored.overrides_text,
+        stored.bookkeeper_text
+    );
+    for assignment in stored
+        .assignments
+        .iter()
+        .filter(|assignment| assignment.document.is_some())
+    {
+        plan_set_key.push_str(&format!(
+            "\u{1e}{}\u{1f}{}\u{1f}{}",
+            assignment.vendor_id, assignment.plan_id, assignment.overrides_text
+        ));
+    }
+
+    AccountPricing {
+        context: PlanContext {
+            default_bookkeeper,
+            global_overrides: stored.overrides.clone(),
+        },
+        plans,
+        quantities: stored.quantities.clone(),
+        last_computed: stored.priced.then(|| stored.last_computed.clone()),
+        plan_set_key,
+    }
+}
+
+fn repriced_account(
+    stored: &StoredAccount,
+    snapshot: Vec<Invoice>,
+    changed: &[Invoice],
+    options: &SyncOptions,
+) -> RepricedAccount {
+    let mut audit_rows = Vec::with_capacity(changed.len());
+    let mut acknowledged = Vec::new();
+    for invoice in changed {
+        let call_free = matches!(BookkeeperType::parse(&invoice.bookkeeper.kind), BookkeeperType::Default);
+        if call_free {
+            // What the bookkeeper now knows: the un-annotated invoice (a removed one reset).
+            let known = snapshot
+                .iter()
+                .find(|current| current.bookkeeper == invoice.bookkeeper)
+                .cloned()
+                .unwrap_or_else(|| reset(invoice));
+            acknowledged.push(known);
+        }
+        audit_rows.push(NewAuditRow {
+            id: audit_id(&stored.account, invoice, options),
+            invoice: invoice.clone(),
+            completed: call_free,
+            audit: audit_object(stored, options),
+            hidden: stored.is_master && !options.show_master_audit_logs,
+        });
+    }
+    RepricedAccount {
+        account: stored.account.clone(),
+        snapshot,
+        audit_rows,
+        acknowledged,
+        marked_since: stored.marked_since,
+    }
+}
+
+/// A removed invoice as its bookkeeper will know it: every item reset, no changes.
+fn reset(invoice: &Invoice) -> Invoice {
+    let mut known = invoice.clone();
+    for item in &mut known.items {
+        item.changes = None;
+    }
+    known.activation_charges.clear();
+    known.today = crate::domain::Money::ZERO;
+    known
+}
+
+/// `YYYYMM-` + 32 hex, derived from the account, the bookkeeper, the run and the time,
+/// so the same run writing the same change twice would collide rather than duplicate.
+fn audit_id(account: &AccountId, invoice: &Invoice, options: &SyncOptions) -> String {
+    let month = options
+        .now
+        .day()
+        .map(|day| day.format("%Y%m").to_string())
+        .unwrap_or_else(|| "000000".to_owned());
+    let mut digest = Sha256::new();
+    for part in [
+        account.as_str(),
+        invoice.bookkeeper.kind.as_str(),
+        invoice.bookkeeper.vendor_id.as_str(),
+        invoice.bookkeeper.id.as_str(),
+        options.run_id.as_str(),
+    ] {
+        digest.update(part.as_bytes());
+        digest.update([0x1f]);
+    }
+    digest.update(options.now.0.to_be_bytes());
+    let hash = hex::encode(digest.finalize());
+    format!("{month}-{}", &hash[..32])
+}
+
+/// Who or what caused the change (`audit-and-summaries.md` §2): the account, and
+/// our extension `agent` naming the job and its run.
+fn audit_object(stored: &StoredAccount, options: &SyncOptions) -> serde_json::Value {
+    serde_json::json!({
+        "account": { "id": stored.account.as_str(), "name": stored.name },
+        "changes": { "account_id": stored.account.as_str(), "account_name": stored.name },
+        "agent": { "type": "job", "job": "sync", "run_id": options.run_id },
+    })
+}

@@ -1,0 +1,1096 @@
+//! Billing state: what the sync job reads to reprice accounts, the invoice snapshots
+//! and audit rows it writes, and the deliveries of the bookkeeper-sync job.
+//!
+//! Reads are set-based per batch of accounts (a handful of queries whatever the batch
+//! size); a batch's writes commit in one transaction, so an interrupted run leaves
+//! every account either fully repriced or untouched. Invoices are stored as the JSON
+//! of `wire::invoice` and read back with it; nothing here prices or decides.
+
+use super::{on_conn, step, Conn, Store, StoreError};
+use crate::domain::document::Map;
+use crate::domain::invoice::Invoice;
+use crate::domain::plan::BookkeeperRef;
+use crate::domain::quantities::{Bucket, QuantityBuckets};
+use crate::domain::summary::GregorianSeconds;
+use crate::domain::{AccountId, Category, ItemName, Money, PlanId};
+use crate::wire::document::map_from_json;
+use crate::wire::invoice::{invoice as invoice_json, parse_invoice};
+use std::collections::BTreeMap;
+
+/// Which accounts a sync run reprices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncScope {
+    /// Accounts marked for repricing (by reconciliation, a plan or override change, or by hand).
+    Marked,
+    /// These accounts, marked or not.
+    Accounts(Vec<AccountId>),
+    /// Every account that has plans or invoices.
+    All,
+}
+
+/// One assigned plan as stored, with its document when its vendor has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAssignment {
+    pub plan_id: PlanId,
+    pub vendor_id: AccountId,
+    pub overrides: Map,
+    /// The overrides as stored: part of the plan-set key.
+    pub overrides_text: String,
+    /// `None` when the vendor has no such plan (skipped and reported, Q-PLN-10).
+    pub document: Option<Map>,
+}
+
+/// Everything repricing reads about one account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAccount {
+    pub account: AccountId,
+    pub name: String,
+    /// The root of the tree: the master account.
+    pub is_master: bool,
+    /// The nearest reseller ancestor, or the master.
+    pub reseller_id: AccountId,
+    /// Whether that is the master account (its bookkeeper type then comes from the
+    /// `master_account_bookkeeper` setting).
+    pub billed_by_master: bool,
+    /// The services-level bookkeeper object, if any.
+    pub bookkeeper: Option<Map>,
+    pub bookkeeper_text: String,
+    /// Account-wide overrides.
+    pub overrides: Map,
+    pub overrides_text: String,
+    pub assignments: Vec<StoredAssignment>,
+    pub quantities: QuantityBuckets,
+    /// The `computed` snapshot, by bookkeeper.
+    pub last_computed: Vec<Invoice>,
+    /// Whether the account was priced before (else its first commit is a baseline).
+    pub priced: bool,
+    /// When it was marked for repricing, if it is.
+    pub marked_since: Option<i64>,
+}
+
+/// An account whose stored billing data cannot be read; the others go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableAccount {
+    pub account: AccountId,
+    pub problem: String,
+}
+
+/// An audit row to write (`audit-and-summaries.md` §2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditRow {
+    pub id: String,
+    /// The annotated invoice.
+    pub invoice: Invoice,
+    /// `true` for bookkeepers that need no call: the row is `completed` at once.
+    pub completed: bool,
+    /// Who or what caused it.
+    pub audit: serde_json::Value,
+    pub hidden: bool,
+}
+
+/// The outcome of repricing one account, to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepricedAccount {
+    pub account: AccountId,
+    /// The new `computed` snapshot (replaces the old one whole).
+    pub snapshot: Vec<Invoice>,
+    pub audit_rows: Vec<NewAuditRow>,
+    /// New `acknowledged` snapshots of bookkeepers that need no call.
+    pub acknowledged: Vec<Invoice>,
+    /// The repricing mark that was read; a newer mark set meanwhile is kept.
+    pub marked_since: Option<i64>,
+}
+
+/// Up to this many rows per multi-row statement (bind limits of both backends).
+const ROWS_PER_STATEMENT: usize = 400;
+
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn invalid(account: &AccountId, what: &str, problem: impl std::fmt::Display) -> UnreadableAccount {
+    UnreadableAccount {
+        account: account.clone(),
+        problem: format!("{what}: {problem}"),
+    }
+}
+
+fn parse_object(text: &str) -> Result<Map, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map_from_json(&map)),
+        Ok(_) => Err("expected a JSON object".to_owned()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Whole Kazoo units (0.0001) of an invoice line sum, for report columns.
+fn units(amount: Money) -> Result<i64, StoreError> {
+    amount
+        .to_units()
+        .ok_or_else(|| StoreError::Refused(format!("amount {amount} is not a whole number of 0.0001 units")))
+}
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: String,
+    name: String,
+    parent_id: Option<String>,
+    reseller_id: Option<String>,
+    deleted: bool,
+    overrides: Option<String>,
+    bookkeeper: Option<String>,
+    priced_at: Option<i64>,
+    dirty: Option<bool>,
+    dirty_since: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ChainRow {
+    account_id: String,
+    ancestor: String,
+    is_reseller: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct AssignmentRow {
+    account_id: String,
+    plan_id: String,
+    vendor_id: String,
+    overrides: String,
+    document: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct BatchQuantityRow {
+    account_id: String,
+    bucket: String,
+    category: String,
+    item: String,
+    quantity: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct SnapshotRow {
+    account_id: String,
+    invoice: String,
+}
+
+impl Store {
+    /// The accounts a sync run reprices, in id order.
+    pub async fn sync_candidates(&self, scope: &SyncScope) -> Result<Vec<AccountId>, StoreError> {
+        let ids: Vec<String> = match scope {
+            SyncScope::Accounts(accounts) => return Ok(accounts.clone()),
+            SyncScope::Marked => {
+                let mut conn = self.acquire().await?;
+                on_conn!(&mut conn, |c| {
+                    sqlx::query_scalar("SELECT account_id FROM services WHERE dirty ORDER BY account_id")
+                        .fetch_all(&mut **c)
+                        .await
+                        .map_err(step("listing accounts marked for repricing"))?
+                })
+            }
+            SyncScope::All => {
+                let mut conn = self.acquire().await?;
+                on_conn!(&mut conn, |c| {
+                    sqlx::query_scalar(
+                        "SELECT account_id FROM service_plan_assignments \
+                         UNION SELECT account_id FROM invoice_snapshots WHERE kind = 'computed' \
+                         UNION SELECT account_id FROM services WHERE dirty \
+                         ORDER BY 1",
+                    )
+                    .fetch_all(&mut **c)
+                    .await
+                    .map_err(step("listing accounts with plans"))?
+                })
+            }
+        };
+        ids.into_iter()
+            .map(|id| AccountId::parse(id).map_err(|error| StoreError::InvalidRow(error.to_string())))
+            .collect()
+    }
+
+    /// Reads what repricing needs for a batch of accounts, in a fixed number of
+    /// queries. Unknown accounts are left out; accounts whose stored data cannot be
+    /// read are returned apart.
+    pub async fn pricing_inputs(
+        &self,
+        accounts: &[AccountId],
+    ) -> Result<(Vec<StoredAccount>, Vec<UnreadableAccount>), StoreError> {
+        if accounts.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let list = placeholders(1, accounts.len());
+        let account_sql = format!(
+            "SELECT a.id, a.name, a.parent_id, a.reseller_id, a.deleted, s.overrides, s.bookkeeper, s.priced_at, \
+                    s.dirty, s.dirty_since \
+             FROM accounts a LEFT JOIN services s ON s.account_id = a.id WHERE a.id IN ({list}) ORDER BY a.id"
+        );
+        // Every ancestor of the batch with its depth, to find the nearest reseller.
+        let chain_sql = format!(
+            "WITH RECURSIVE chain (account_id, ancestor, depth) AS ( \
+                 SELECT id, parent_id, 1 FROM accounts WHERE id IN ({list}) AND parent_id IS NOT NULL \
+                 UNION ALL \
+                 SELECT chain.account_id, a.parent_id, chain.depth + 1 FROM chain JOIN accounts a ON a.id = chain.ancestor \
+                 WHERE a.parent_id IS NOT NULL AND chain.depth < 64) \
+             SELECT chain.account_id, chain.ancestor, a.is_reseller \
+             FROM chain JOIN accounts a ON a.id = chain.ancestor ORDER BY chain.account_id, chain.depth"
+        );
+        let assignment_sql = format!(
+            "SELECT x.account_id, x.plan_id, x.vendor_id, x.overrides, p.document \
+             FROM service_plan_assignments x \
+             LEFT JOIN service_plans p ON p.vendor_id = x.vendor_id AND p.plan_id = x.plan_id \
+             WHERE x.account_id IN ({list}) ORDER BY x.account_id, x.position, x.plan_id"
+        );
+        let quantity_sql = format!(
+            "SELECT account_id, bucket, category, item, quantity FROM service_quantities \
+             WHERE account_id IN ({list}) ORDER BY account_id"
+        );
+        let snapshot_sql = format!(
+            "SELECT account_id, invoice FROM invoice_snapshots WHERE kind = 'computed' AND account_id IN ({list}) \
+             ORDER BY account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id"
+        );
+
+        let mut conn = self.acquire().await?;
+        macro_rules! fetch {
+            ($sql:expr, $row:ty, $what:literal) => {{
+                let rows: Vec<$row> = on_conn!(&mut conn, |c| {
+                    let mut query = sqlx::query_as::<_, $row>($sql);
+                    for account in accounts {
+                        query = query.bind(account.as_str());
+                    }
+                    query.fetch_all(&mut **c).await.map_err(step($what))?
+                });
+                rows
+            }};
+        }
+        let account_rows = fetch!(&account_sql, AccountRow, "reading accounts to reprice");
+        let chain_rows = fetch!(&chain_sql, ChainRow, "reading ancestors");
+        let assignment_rows = fetch!(&assignment_sql, AssignmentRow, "reading plan assignments");
+        let quantity_rows = fetch!(&quantity_sql, BatchQuantityRow, "reading quantities");
+        let snapshot_rows = fetch!(&snapshot_sql, SnapshotRow, "reading invoice snapshots");
+
+        let root = self.root_account().await?;
+        let mut nearest_reseller: BTreeMap<String, String> = BTreeMap::new();
+        for row in chain_rows {
+            // Rows come nearest first: the first reseller (or the root) wins.
+            if row.is_reseller || row.ancestor == root {
+                nearest_reseller.entry(row.account_id).or_insert(row.ancestor);
+            }
+        }
+        let mut assignments: BTreeMap<String, Vec<AssignmentRow>> = BTreeMap::new();
+        for row in assignment_rows {
+            assignments.entry(row.account_id.clone()).or_default().push(row);
+        }
+        let mut quantities: BTreeMap<String, Vec<BatchQuantityRow>> = BTreeMap::new();
+        for row in quantity_rows {
+            quantities.entry(row.account_id.clone()).or_default().push(row);
+        }
+        let mut snapshots: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in snapshot_rows {
+            snapshots.entry(row.account_id).or_default().push(row.invoice);
+        }
+
+        let mut readable = Vec::with_capacity(account_rows.len());
+        let mut unreadable = Vec::new();
+        for row in account_rows {
+            let id = row.id.clone();
+            let parsed = read_account(
+                row,
+                nearest_reseller.remove(&id),
+                &root,
+                assignments.remove(&id).unwrap_or_default(),
+                quantities.remove(&id).unwrap_or_default(),
+                snapshots.remove(&id).unwrap_or_default(),
+            );
+            match parsed {
+                Ok(account) => readable.push(account),
+                Err(problem) => unreadable.push(problem),
+            }
+        }
+        Ok((readable, unreadable))
+    }
+
+    /// The id of the tree's root (the master account), or empty when there is none.
+    async fn root_account(&self) -> Result<String, StoreError> {
+        let mut conn = self.acquire().await?;
+        let root: Option<String> = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar("SELECT id FROM accounts WHERE parent_id IS NULL ORDER BY id LIMIT 1")
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(step("finding the master account"))?
+        });
+        Ok(root.unwrap_or_default())
+    }
+
+    /// Writes the outcome of repricing a batch in one transaction: computed snapshots
+    /// replaced, audit rows added, acknowledged snapshots of call-free bookkeepers
+    /// updated, repricing marks cleared (unless set again meanwhile).
+    pub async fn save_repricing(&self, accounts: &[RepricedAccount], now: GregorianSeconds) -> Result<(), StoreError> {
+        if accounts.is_empty() {
+            return Ok(());
+        }
+        let mut snapshot_rows: Vec<SnapshotInsert> = Vec::new();
+        let mut acknowledged_rows: Vec<SnapshotInsert> = Vec::new();
+        let mut audit_rows: Vec<AuditInsert> = Vec::new();
+        for repriced in accounts {
+            for invoice in &repriced.snapshot {
+                snapshot_rows.push(SnapshotInsert::new(&repriced.account, "computed", invoice)?);
+            }
+            for invoice in &repriced.acknowledged {
+                acknowledged_rows.push(SnapshotInsert::new(&repriced.account, "acknowledged", invoice)?);
+            }
+            for row in &repriced.audit_rows {
+                audit_rows.push(AuditInsert::new(&repriced.account, row)?);
+            }
+        }
+
+        let mut conn = self.acquire().await?;
+        on_conn!(&mut conn, |c| {
+            let mut tx = sqlx::Connection::begin(&mut **c)
+                .await
+                .map_err(step("starting a sync batch"))?;
+            for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM invoice_snapshots WHERE kind = 'computed' AND account_id IN ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut query = sqlx::query(&sql);
+                for repriced in chunk {
+                    query = query.bind(repriced.account.as_str());
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("replacing invoice snapshots"))?;
+            }
+            for (rows, upsert) in [(&snapshot_rows, false), (&acknowledged_rows, true)] {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
+                    let values = (0..chunk.len())
+                        .map(|row| format!("({})", placeholders(row * 8 + 1, 8)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let conflict = if upsert {
+                        " ON CONFLICT (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id) \
+                         DO UPDATE SET invoice = excluded.invoice, recurring_units = excluded.recurring_units, \
+                         updated_at = excluded.updated_at"
+                    } else {
+                        ""
+                    };
+                    let sql = format!(
+                        "INSERT INTO invoice_snapshots (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, \
+                         bookkeeper_id, invoice, recurring_units, updated_at) VALUES {values}{conflict}"
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for row in chunk {
+                        query = query
+                            .bind(row.account_id.as_str())
+                            .bind(row.kind)
+                            .bind(row.bookkeeper.kind.as_str())
+                            .bind(row.bookkeeper.vendor_id.as_str())
+                            .bind(row.bookkeeper.id.as_str())
+                            .bind(row.invoice.as_str())
+                            .bind(row.recurring_units)
+                            .bind(now.0);
+                    }
+                    query
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(step("writing invoice snapshots"))?;
+                }
+            }
+            for chunk in audit_rows.chunks(ROWS_PER_STATEMENT / 4) {
+                let values = (0..chunk.len())
+                    .map(|row| format!("({})", placeholders(row * 13 + 1, 13)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "INSERT INTO audit_logs (id, account_id, created_at, modified_at, status, bookkeeper_type, \
+                     bookkeeper_vendor_id, bookkeeper_id, invoice, audit, today_units, recurring_units, hidden) \
+                     VALUES {values}"
+                );
+                let mut query = sqlx::query(&sql);
+                for row in chunk {
+                    query = query
+                        .bind(row.id.as_str())
+                        .bind(row.account_id.as_str())
+                        .bind(now.0)
+                        .bind(now.0)
+                        .bind(row.status)
+                        .bind(row.bookkeeper.kind.as_str())
+                        .bind(row.bookkeeper.vendor_id.as_str())
+                        .bind(row.bookkeeper.id.as_str())
+                        .bind(row.invoice.as_str())
+                        .bind(row.audit.as_str())
+                        .bind(row.today_units)
+                        .bind(row.recurring_units)
+                        .bind(row.hidden);
+                }
+                query.execute(&mut *tx).await.map_err(step("writing audit rows"))?;
+            }
+            for repriced in accounts {
+                sqlx::query(
+                    "INSERT INTO services (account_id, dirty, priced_at) VALUES ($1, FALSE, $2) \
+                     ON CONFLICT (account_id) DO UPDATE SET \
+                         priced_at = COALESCE(services.priced_at, excluded.priced_at), \
+                         dirty = CASE WHEN services.dirty_since IS NULL OR services.dirty_since <= $3 \
+                                      THEN FALSE ELSE services.dirty END",
+                )
+                .bind(repriced.account.as_str())
+                .bind(now.0)
+                .bind(repriced.marked_since.unwrap_or(i64::MIN))
+                .execute(&mut *tx)
+                .await
+                .map_err(step("clearing repricing marks"))?;
+            }
+            tx.commit().await.map_err(step("committing a sync batch"))?;
+        });
+        Ok(())
+    }
+
+    /// Marks accounts for repricing (plan, assignment or override changes; by hand).
+    pub async fn mark_for_repricing(&self, accounts: &[AccountId], now: GregorianSeconds) -> Result<(), StoreError> {
+        let mut conn = self.acquire().await?;
+        for account in accounts {
+            on_conn!(&mut conn, |c| {
+                sqlx::query(
+                    "INSERT INTO services (account_id, dirty, dirty_since) VALUES ($1, TRUE, $2) \
+                     ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since",
+                )
+                .bind(account.as_str())
+                .bind(now.0)
+                .execute(&mut **c)
+                .await
+                .map_err(step("marking an account for repricing"))?;
+            });
+        }
+        Ok(())
+    }
+
+    /// The `computed` or `acknowledged` snapshot of one account, by bookkeeper.
+    pub async fn invoice_snapshot(&self, account: &AccountId, acknowledged: bool) -> Result<Vec<Invoice>, StoreError> {
+        let kind = if acknowledged { "acknowledged" } else { "computed" };
+        let mut conn = self.acquire().await?;
+        let texts: Vec<String> = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar(
+                "SELECT invoice FROM invoice_snapshots WHERE account_id = $1 AND kind = $2 \
+                 ORDER BY bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id",
+            )
+            .bind(account.as_str())
+            .bind(kind)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("reading invoice snapshots"))?
+        });
+        texts
+            .iter()
+            .map(|text| read_invoice(text).map_err(StoreError::InvalidRow))
+            .collect()
+    }
+}
+
+fn read_invoice(text: &str) -> Result<Invoice, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|error| format!("stored invoice: {error}"))?;
+    parse_invoice(&value).map_err(|error| format!("stored invoice: {error}"))
+}
+
+fn read_account(
+    row: AccountRow,
+    nearest_reseller: Option<String>,
+    root: &str,
+    assignment_rows: Vec<AssignmentRow>,
+    quantity_rows: Vec<BatchQuantityRow>,
+    snapshot_texts: Vec<String>,
+) -> Result<StoredAccount, UnreadableAccount> {
+    let account = AccountId::parse(row.id.as_str()).map_err(|error| UnreadableAccount {
+        account: AccountId::parse("(empty)").expect("a non-empty literal"),
+        problem: error.to_string(),
+    })?;
+    let overrides_text = row.overrides.unwrap_or_else(|| "{}".to_owned());
+    let overrides =
+        parse_object(&overrides_text).map_err(|problem| invalid(&account, "services.overrides", problem))?;
+    let bookkeeper_text = row.bookkeeper.unwrap_or_default();
+    let bookkeeper = if bookkeeper_text.is_empty() {
+        None
+    } else {
+        Some(parse_object(&bookkeeper_text).map_err(|problem| invalid(&account, "services.bookkeeper", problem))?)
+    };
+    let reseller = row
+        .reseller_id
+        .filter(|id| !id.is_empty())
+        .or(nearest_reseller)
+        .unwrap_or_else(|| {
+            if root.is_empty() {
+                row.id.clone()
+            } else {
+                root.to_owned()
+            }
+        });
+    let billed_by_master = reseller == root;
+    let reseller_id = AccountId::parse(reseller).map_err(|error| invalid(&account, "reseller id", error))?;
+
+    let mut assignments = Vec::with_capacity(assignment_rows.len());
+    for assignment in assignment_rows {
+        let plan_id =
+            PlanId::parse(assignment.plan_id.as_str()).map_err(|error| invalid(&account, "plan id", error))?;
+        let vendor_id = AccountId::parse(assignment.vendor_id.as_str())
+            .map_err(|error| invalid(&account, "plan vendor id", error))?;
+        let overrides = parse_object(&assignment.overrides)
+            .map_err(|problem| invalid(&account, &format!("plans.{plan_id}.overrides"), problem))?;
+        let document = match &assignment.document {
+            Some(text) => Some(
+                parse_object(text)
+                    .map_err(|problem| invalid(&account, &format!("plan {vendor_id}/{plan_id} document"), problem))?,
+            ),
+            None => None,
+        };
+        assignments.push(StoredAssignment {
+            plan_id,
+            vendor_id,
+            overrides,
+            overrides_text: assignment.overrides,
+            document,
+        });
+    }
+
+    let mut quantities = QuantityBuckets {
+        deleted: row.deleted,
+        ..QuantityBuckets::default()
+    };
+    for quantity in quantity_rows {
+        let bucket = Bucket::parse(&quantity.bucket).ok_or_else(|| {
+            invalid(
+                &account,
+                "quantity bucket",
+                format!("unknown bucket {:?}", quantity.bucket),
+            )
+        })?;
+        let category = Category::parse(quantity.category).map_err(|error| invalid(&account, "quantity", error))?;
+        let item = ItemName::parse(quantity.item).map_err(|error| invalid(&account, "quantity", error))?;
+        let target = match bucket {
+            Bucket::Account => &mut quantities.account,
+            Bucket::Cascade => &mut quantities.cascade,
+            Bucket::Manual => &mut quantities.manual,
+        };
+        target.set(category, item, quantity.quantity);
+    }
+
+    let last_computed = snapshot_texts
+        .iter()
+        .map(|text| read_invoice(text).map_err(|problem| invalid(&account, "invoice snapshot", problem)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let marked_since = match row.dirty {
+        Some(true) => row.dirty_since.or(Some(i64::MIN)),
+        _ => None,
+    };
+    Ok(StoredAccount {
+        is_master: row.parent_id.is_none(),
+        name: row.name,
+        reseller_id,
+        billed_by_master,
+        bookkeeper,
+        bookkeeper_text,
+        overrides,
+        overrides_text,
+        assignments,
+        quantities,
+        last_computed,
+        priced: row.priced_at.is_some(),
+        marked_since,
+        account,
+    })
+}
+
+struct SnapshotInsert {
+    account_id: String,
+    kind: &'static str,
+    bookkeeper: BookkeeperRef,
+    invoice: String,
+    recurring_units: i64,
+}
+
+impl SnapshotInsert {
+    fn new(account: &AccountId, kind: &'static str, invoice: &Invoice) -> Result<SnapshotInsert, StoreError> {
+        Ok(SnapshotInsert {
+            account_id: account.to_string(),
+            kind,
+            bookkeeper: invoice.bookkeeper.clone(),
+            invoice: invoice_json(invoice).to_string(),
+            recurring_units: units(invoice.recurring)?,
+        })
+    }
+}
+
+struct AuditInsert {
+    id: String,
+    account_id: String,
+    status: &'static str,
+    bookkeeper: BookkeeperRef,
+    invoice: String,
+    audit: String,
+    today_units: i64,
+    recurring_units: i64,
+    hidden: bool,
+}
+
+impl AuditInsert {
+    fn new(account: &AccountId, row: &NewAuditRow) -> Result<AuditInsert, StoreError> {
+        Ok(AuditInsert {
+            id: row.id.clone(),
+            account_id: account.to_string(),
+            status: if row.completed { "completed" } else { "pending" },
+            bookkeeper: row.invoice.bookkeeper.clone(),
+            invoice: invoice_json(&row.invoice).to_string(),
+            audit: row.audit.to_string(),
+            today_units: units(row.invoice.today)?,
+            recurring_units: units(row.invoice.recurring)?,
+            hidden: row.hidden,
+        })
+    }
+}
+
+/// A delivery the bookkeeper-sync job should make now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DueDelivery {
+    /// A delivery already attempted: resend its stored bytes as they are.
+    Retry {
+        delivery_id: String,
+        account: AccountId,
+        bookkeeper: BookkeeperRef,
+        body: Vec<u8>,
+        attempts: i64,
+    },
+    /// Pending audit rows not yet in any delivery: build one.
+    New {
+        account: AccountId,
+        bookkeeper: BookkeeperRef,
+        /// The bookkeeper's invoice in the `computed` snapshot (`None`: plans removed).
+        latest: Option<Box<Invoice>>,
+        last_acknowledged: Option<Box<Invoice>>,
+        /// The pending rows, oldest first: (audit id, annotated invoice).
+        pending: Vec<(String, Invoice)>,
+    },
+}
+
+/// A new delivery, frozen before its first attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    pub delivery_id: String,
+    pub account: AccountId,
+    pub bookkeeper: BookkeeperRef,
+    pub idempotency_key: String,
+    pub body: Vec<u8>,
+    /// What the bookkeeper will know once it answers.
+    pub acknowledged: Invoice,
+    /// The audit rows it carries.
+    pub audit_ids: Vec<String>,
+}
+
+/// What a delivery attempt ended in, as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryResult {
+    /// Taken (HTTP 200, local): rows `completed`; `standing` set when given.
+    Acknowledged {
+        response_code: Option<u16>,
+        standing: Option<&'static str>,
+    },
+    /// Taken but payment refused (HTTP 402): rows `failed` with the reason.
+    Refused {
+        response_code: Option<u16>,
+        reason: String,
+        message: String,
+        standing: Option<&'static str>,
+    },
+    /// Not taken: try again at `next_attempt_at` (far in the future when it needs attention).
+    NotTaken {
+        response_code: Option<u16>,
+        error: String,
+        next_attempt_at: i64,
+    },
+}
+
+#[derive(sqlx::FromRow)]
+struct InFlightRow {
+    id: String,
+    account_id: String,
+    bookkeeper_type: String,
+    bookkeeper_vendor_id: String,
+    bookkeeper_id: String,
+    body: String,
+    attempts: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct PendingPairRow {
+    account_id: String,
+    bookkeeper_type: String,
+    bookkeeper_vendor_id: String,
+    bookkeeper_id: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct PendingRow {
+    id: String,
+    invoice: String,
+}
+
+/// The `computed` or `acknowledged` invoice of one account and bookkeeper.
+async fn pair_snapshot(conn: &mut Conn, pair: &PendingPairRow, kind: &str) -> Result<Option<Invoice>, StoreError> {
+    let text: Option<String> = on_conn!(conn, |c| {
+        sqlx::query_scalar(
+            "SELECT invoice FROM invoice_snapshots WHERE account_id = $1 AND bookkeeper_type = $2 \
+             AND bookkeeper_vendor_id = $3 AND bookkeeper_id = $4 AND kind = $5",
+        )
+        .bind(pair.account_id.as_str())
+        .bind(pair.bookkeeper_type.as_str())
+        .bind(pair.bookkeeper_vendor_id.as_str())
+        .bind(pair.bookkeeper_id.as_str())
+        .bind(kind)
+        .fetch_optional(&mut **c)
+        .await
+        .map_err(step("reading a delivery's snapshots"))?
+    });
+    text.map(|text| read_invoice(&text).map_err(StoreError::InvalidRow))
+        .transpose()
+}
+
+fn bookkeeper_ref(kind: String, vendor_id: String, id: String) -> BookkeeperRef {
+    BookkeeperRef { kind, vendor_id, id }
+}
+
+impl Store {
+    /// Deliveries due at `now`, at most `limit`: retries first (oldest due first),
+    /// then bookkeepers with pending rows not yet in a delivery. Retries are leased
+    /// until `lease_until` so that a concurrent worker does not send them too.
+    pub async fn due_deliveries(
+        &self,
+        now: GregorianSeconds,
+        lease_until: GregorianSeconds,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut conn = self.acquire().await?;
+        let in_flight: Vec<InFlightRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, body, attempts \
+                 FROM deliveries WHERE status = 'in_flight' AND next_attempt_at <= $1 AND lease_until < $1 \
+                 ORDER BY next_attempt_at, id LIMIT $2",
+            )
+            .bind(now.0)
+            .bind(limit)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("listing deliveries to retry"))?
+        });
+        let mut due = Vec::new();
+        for row in in_flight {
+            let leased = on_conn!(&mut conn, |c| {
+                sqlx::query("UPDATE deliveries SET lease_until = $1 WHERE id = $2 AND lease_until < $3")
+                    .bind(lease_until.0)
+                    .bind(row.id.as_str())
+                    .bind(now.0)
+                    .execute(&mut **c)
+                    .await
+                    .map_err(step("leasing a delivery"))?
+                    .rows_affected()
+            });
+            if leased == 0 {
+                continue;
+            }
+            due.push(DueDelivery::Retry {
+                account: AccountId::parse(row.account_id).map_err(|error| StoreError::InvalidRow(error.to_string()))?,
+                bookkeeper: bookkeeper_ref(row.bookkeeper_type, row.bookkeeper_vendor_id, row.bookkeeper_id),
+                body: row.body.into_bytes(),
+                attempts: row.attempts,
+                delivery_id: row.id,
+            });
+        }
+
+        let room = limit.saturating_sub(i64::try_from(due.len()).unwrap_or(i64::MAX));
+        let pairs: Vec<PendingPairRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT DISTINCT l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id \
+                 FROM audit_logs l WHERE l.status = 'pending' AND l.delivery_id IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'in_flight' \
+                     AND d.account_id = l.account_id AND d.bookkeeper_type = l.bookkeeper_type \
+                     AND d.bookkeeper_vendor_id = l.bookkeeper_vendor_id AND d.bookkeeper_id = l.bookkeeper_id) \
+                 ORDER BY l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id LIMIT $1",
+            )
+            .bind(room)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("listing pending audit rows"))?
+        });
+        for pair in pairs {
+            let latest = pair_snapshot(&mut conn, &pair, "computed").await?;
+            let last_acknowledged = pair_snapshot(&mut conn, &pair, "acknowledged").await?;
+            let rows: Vec<PendingRow> = on_conn!(&mut conn, |c| {
+                sqlx::query_as(
+                    "SELECT id, invoice FROM audit_logs WHERE status = 'pending' AND delivery_id IS NULL \
+                     AND account_id = $1 AND bookkeeper_type = $2 AND bookkeeper_vendor_id = $3 AND bookkeeper_id = $4 \
+                     ORDER BY created_at, id",
+                )
+                .bind(pair.account_id.as_str())
+                .bind(pair.bookkeeper_type.as_str())
+                .bind(pair.bookkeeper_vendor_id.as_str())
+                .bind(pair.bookkeeper_id.as_str())
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("reading pending audit rows"))?
+            });
+            let pending = rows
+                .into_iter()
+                .map(|row| read_invoice(&row.invoice).map(|invoice| (row.id, invoice)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::InvalidRow)?;
+            due.push(DueDelivery::New {
+                account: AccountId::parse(pair.account_id)
+                    .map_err(|error| StoreError::InvalidRow(error.to_string()))?,
+                bookkeeper: bookkeeper_ref(pair.bookkeeper_type, pair.bookkeeper_vendor_id, pair.bookkeeper_id),
+                latest: latest.map(Box::new),
+                last_acknowledged: last_acknowledged.map(Box::new),
+                pending,
+            });
+        }
+        Ok(due)
+    }
+
+    /// Freezes a new delivery and ties its audit rows to it, leased until
+    /// `lease_until`. Returns `false` when another worker already has one in flight
+    /// for the same account and bookkeeper.
+    pub async fn create_delivery(
+        &self,
+        delivery: &NewDelivery,
+        now: GregorianSeconds,
+        lease_until: GregorianSeconds,
+    ) -> Result<bool, StoreError> {
+        let body = String::from_utf8(delivery.body.clone())
+            .map_err(|_| StoreError::Refused("a delivery body must be UTF-8 JSON".to_owned()))?;
+        let acknowledged = invoice_json(&delivery.acknowledged).to_string();
+        let mut conn = self.acquire().await?;
+        let created = on_conn!(&mut conn, |c| {
+            let mut tx = sqlx::Connection::begin(&mut **c)
+                .await
+                .map_err(step("starting a delivery"))?;
+            let inserted = sqlx::query(
+                "INSERT INTO deliveries (id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, \
+                 idempotency_key, body, acknowledged_invoice, status, attempts, next_attempt_at, lease_until, \
+                 created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', 0, $9, $10, $9, $9) ON CONFLICT DO NOTHING",
+            )
+            .bind(delivery.delivery_id.as_str())
+            .bind(delivery.account.as_str())
+            .bind(delivery.bookkeeper.kind.as_str())
+            .bind(delivery.bookkeeper.vendor_id.as_str())
+            .bind(delivery.bookkeeper.id.as_str())
+            .bind(delivery.idempotency_key.as_str())
+            .bind(body.as_str())
+            .bind(acknowledged.as_str())
+            .bind(now.0)
+            .bind(lease_until.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(step("creating a delivery"))?
+            .rows_affected();
+            if inserted == 0 {
+                tx.rollback().await.map_err(step("abandoning a delivery"))?;
+                false
+            } else {
+                for audit_id in &delivery.audit_ids {
+                    sqlx::query("UPDATE audit_logs SET delivery_id = $1 WHERE id = $2 AND delivery_id IS NULL")
+                        .bind(delivery.delivery_id.as_str())
+                        .bind(audit_id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(step("tying audit rows to a delivery"))?;
+                }
+                tx.commit().await.map_err(step("committing a delivery"))?;
+                true
+            }
+        });
+        Ok(created)
+    }
+
+    /// Records what one attempt of a delivery ended in, on the delivery, its audit
+    /// rows, the acknowledged snapshot and the account's standing, in one transaction.
+    pub async fn record_delivery_result(
+        &self,
+        delivery_id: &str,
+        result: &DeliveryResult,
+        now: GregorianSeconds,
+    ) -> Result<(), StoreError> {
+        let code = |response_code: &Option<u16>| response_code.map(i64::from);
+        let mut conn = self.acquire().await?;
+        on_conn!(&mut conn, |c| {
+            let mut tx = sqlx::Connection::begin(&mut **c)
+                .await
+                .map_err(step("starting a delivery result"))?;
+            let (delivery_status, row_status, reason, message, response_code, standing, error, next_attempt_at) =
+                match result {
+                    DeliveryResult::Acknowledged {
+                        response_code,
+                        standing,
+                    } => (
+                        "acknowledged",
+                        "completed",
+                        None,
+                        None,
+                        code(response_code),
+                        *standing,
+                        None,
+                        0,
+                    ),
+                    DeliveryResult::Refused {
+                        response_code,
+                        reason,
+                        message,
+                        standing,
+                    } => (
+                        "refused",
+                        "failed",
+                        Some(reason.as_str()),
+                        Some(message.as_str()),
+                        code(response_code),
+                        *standing,
+                        None,
+                        0,
+                    ),
+                    DeliveryResult::NotTaken {
+                        response_code,
+                        error,
+                        next_attempt_at,
+                    } => (
+                        "in_flight",
+                        "pending",
+                        None,
+                        None,
+                        code(response_code),
+                        None,
+                        Some(error.as_str()),
+                        *next_attempt_at,
+                    ),
+                };
+            sqlx::query(
+                "UPDATE deliveries SET status = $1, attempts = attempts + 1, last_response_code = $2, last_error = $3, \
+                 next_attempt_at = $4, lease_until = 0, updated_at = $5 WHERE id = $6",
+            )
+            .bind(delivery_status)
+            .bind(response_code)
+            .bind(error)
+            .bind(next_attempt_at)
+            .bind(now.0)
+            .bind(delivery_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(step("recording a delivery attempt"))?;
+            sqlx::query(
+                "UPDATE audit_logs SET status = $1, reason = COALESCE($2, reason), message = COALESCE($3, message), \
+                 attempts = attempts + 1, last_response_code = $4, last_error = $5, modified_at = $6 \
+                 WHERE delivery_id = $7",
+            )
+            .bind(row_status)
+            .bind(reason)
+            .bind(message)
+            .bind(response_code)
+            .bind(error)
+            .bind(now.0)
+            .bind(delivery_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(step("recording a delivery on its audit rows"))?;
+            if delivery_status != "in_flight" {
+                sqlx::query(
+                    "INSERT INTO invoice_snapshots (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, \
+                     bookkeeper_id, invoice, recurring_units, updated_at) \
+                     SELECT account_id, 'acknowledged', bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, \
+                            acknowledged_invoice, 0, $1 FROM deliveries WHERE id = $2 \
+                     ON CONFLICT (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id) \
+                     DO UPDATE SET invoice = excluded.invoice, updated_at = excluded.updated_at",
+                )
+                .bind(now.0)
+                .bind(delivery_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(step("recording what the bookkeeper acknowledged"))?;
+            }
+            if let Some(standing) = standing {
+                sqlx::query(
+                    "INSERT INTO services (account_id, status) SELECT account_id, $1 FROM deliveries WHERE id = $2 \
+                     ON CONFLICT (account_id) DO UPDATE SET status = excluded.status, \
+                         status_reason = CASE WHEN excluded.status = 'good_standing' THEN NULL ELSE $3 END, \
+                         status_reason_code = CASE WHEN excluded.status = 'good_standing' THEN NULL ELSE $4 END",
+                )
+                .bind(standing)
+                .bind(delivery_id)
+                .bind(message)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await
+                .map_err(step("updating the account's standing"))?;
+            }
+            tx.commit().await.map_err(step("committing a delivery result"))?;
+        });
+        Ok(())
+    }
+}
+
+/// An account's stored standing (`sync-and-bookkeepers.md` §6.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    /// `good_standing`, `delinquent`, or a bookkeeper's reason.
+    pub status: String,
+    pub reason: Option<String>,
+    pub reason_code: Option<String>,
+}
+
+impl Standing {
+    pub fn in_good_standing(&self) -> bool {
+        self.status == "good_standing"
+    }
+}
+
+impl Store {
+    /// The account's standing; `None` for an unknown account.
+    pub async fn standing(&self, account: &AccountId) -> Result<Option<Standing>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let row: Option<(Option<String>, Option<String>, Option<String>)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT s.status, s.status_reason, s.status_reason_code FROM accounts a \
+                 LEFT JOIN services s ON s.account_id = a.id WHERE a.id = $1",
+            )
+            .bind(account.as_str())
+            .fetch_optional(&mut **c)
+            .await
+            .map_err(step("reading standing"))?
+        });
+        Ok(row.map(|(status, reason, reason_code)| Standing {
+            status: status.unwrap_or_else(|| "good_standing".to_owned()),
+            reason,
+            reason_code,
+        }))
+    }
+
+    /// Sets the account's standing by hand. Returns `false` for an unknown account.
+    pub async fn set_standing(&self, account: &AccountId, standing: &Standing) -> Result<bool, StoreError> {
+        let mut conn = self.acquire().await?;
+        let written = on_conn!(&mut conn, |c| {
+            sqlx::query(
+                "INSERT INTO services (account_id, status, status_reason, status_reason_code) \
+                 SELECT id, $2, $3, $4 FROM accounts WHERE id = $1 \
+                 ON CONFLICT (account_id) DO UPDATE SET status = excluded.status, \
+                     status_reason = excluded.status_reason, status_reason_code = excluded.status_reason_code",
+            )
+            .bind(account.as_str())
+            .bind(standing.status.as_str())
+            .bind(standing.reason.as_deref())
+            .bind(standing.reason_code.as_deref())
+            .execute(&mut **c)
+            .await
+            .map_err(step("setting standing"))?
+            .rows_affected()
+        });
+        Ok(written > 0)
+    }
+}
