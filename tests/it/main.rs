@@ -11,3 +11,4 @@ mod quote_examples;
 mod quote_vectors;
 mod reconcile;
 mod support;
+mod sync;
