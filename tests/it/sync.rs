@@ -456,7 +456,11 @@ async fn rerunning_with_nothing_changed_writes_nothing_and_sends_nothing(store: 
     let delivered = deliver(store, &bookkeeper, T0 + 60).await;
 
     assert_eq!(marked.accounts_scanned, 0, "nothing was marked");
-    assert_eq!((all.accounts_scanned, all.accounts_changed), (3, 0), "a, b and r have plans");
+    assert_eq!(
+        (all.accounts_scanned, all.accounts_changed),
+        (3, 0),
+        "a, b and r have plans"
+    );
     assert_eq!(delivered.deliveries, 0);
     assert_eq!(rows(store, "SELECT COUNT(*) FROM audit_logs").await, audit_rows);
     assert_eq!(bookkeeper.requests().len(), requests);
@@ -517,3 +521,102 @@ on_both_backends!(
     a_dry_run_reports_changes_and_writes_nothing,
     charging_activations_on_the_first_sync_bills_every_unit,
 );
+
+/// Issue 4, done when: after reconcile, sync and bookkeeper-sync on the demo data,
+/// every account with plans has an invoice equal to what `tally quote` gives for its
+/// plans and quantities, and the bookkeeper received each exactly once.
+async fn the_demo_bills_every_account_as_quote_prices_it_and_delivers_each_invoice_once(store: &Store) {
+    use tally::demo::{generate, DemoSpec};
+    use tally::domain::Quantities;
+    use tally::store::SyncScope;
+    use tally::wire::invoice::invoice as invoice_json;
+
+    let spec = DemoSpec { accounts: 60, seed: 7 };
+    store.seed_demo(spec, &generate(spec)).await.expect("demo seeds");
+    reconcile_all(store, at(T0)).await;
+    let synced = sync_marked(store, T0 + 10).await;
+    assert!(synced.skipped.is_empty(), "{:?}", synced.skipped);
+    let bookkeeper = FakeBookkeeper::start().await;
+    let delivered = deliver(store, &bookkeeper, T0 + 20).await;
+    assert!(delivered.failed.is_empty(), "{:?}", delivered.failed);
+
+    let accounts = store.sync_candidates(&SyncScope::All).await.expect("lists");
+    let (stored, unreadable) = store.pricing_inputs(&accounts).await.expect("reads");
+    assert!(unreadable.is_empty());
+    let bucket = |quantities: &Quantities| {
+        let mut json = json!({});
+        for (category, item, count) in quantities.iter() {
+            json[category.as_str()][item.as_str()] = json!(count);
+        }
+        json
+    };
+    let mut http_invoices = 0;
+    for account in stored.iter().filter(|account| !account.assignments.is_empty()) {
+        let plans: Vec<Value> = account
+            .assignments
+            .iter()
+            .filter_map(|assignment| {
+                let document = assignment.document.as_ref()?;
+                let mut entry: Value =
+                    serde_json::to_value(tally::wire::document::Document::Map(document)).expect("json");
+                entry["id"] = json!(assignment.plan_id.as_str());
+                entry["vendor_id"] = json!(assignment.vendor_id.as_str());
+                entry["overrides"] =
+                    serde_json::to_value(tally::wire::document::Document::Map(&assignment.overrides)).expect("json");
+                Some(entry)
+            })
+            .collect();
+        let quantities = if account.quantities.deleted {
+            json!({})
+        } else {
+            json!({
+                "account": bucket(&account.quantities.account),
+                "cascade": bucket(&account.quantities.cascade),
+                "manual": bucket(&account.quantities.manual),
+            })
+        };
+        let request = json!({
+            "plans": plans,
+            "overrides": serde_json::to_value(tally::wire::document::Document::Map(&account.overrides)).expect("json"),
+            "quantities": quantities,
+            "bookkeeper": { "type": "default", "vendor_id": account.reseller_id.as_str(), "id": "default_bookkeeper" },
+        });
+        let quoted = tally::quote::quote_json(&request.to_string(), &StrategyPriorities::default()).expect("quotes");
+        let billed: Vec<Value> = store
+            .invoice_snapshot(&account.account, false)
+            .await
+            .expect("reads")
+            .iter()
+            .map(invoice_json)
+            .collect();
+        assert_eq!(
+            quoted["invoices"],
+            Value::Array(billed.clone()),
+            "account {}",
+            account.account
+        );
+
+        let http_for_account = billed
+            .iter()
+            .filter(|invoice| invoice["bookkeeper"]["type"] == "http")
+            .count();
+        let received = bookkeeper
+            .requests()
+            .iter()
+            .filter(|request| request.header("x-account-id") == Some(account.account.as_str()))
+            .count();
+        assert_eq!(
+            received, http_for_account,
+            "account {} received each invoice once",
+            account.account
+        );
+        http_invoices += http_for_account;
+    }
+    assert!(
+        http_invoices > 0,
+        "the demo bills some accounts through the HTTP bookkeeper"
+    );
+    assert_eq!(bookkeeper.charges().len(), http_invoices);
+}
+
+on_both_backends!(the_demo_bills_every_account_as_quote_prices_it_and_delivers_each_invoice_once);
