@@ -8,3 +8,4 @@
 //! - everything else converts between the outside world and the domain.
 
 pub mod domain;
+pub mod scheduler;

@@ -1,0 +1,8 @@
+//! The scheduler: job files, cron schedules, the scheduling loop and sd_notify.
+//!
+//! This is the only module that uses the `cron` crate. It decides *when* a job runs
+//! and records that it ran; *what* a job does belongs to `jobs/`, reached only through
+//! the [`daemon::JobRunner`] trait, and where runs are recorded belongs to the store,
+//! reached only through the [`daemon::RunLedger`] trait. Nothing here touches SQL.
+
+pub mod schedule;
