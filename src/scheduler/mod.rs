@@ -5,4 +5,8 @@
 //! the [`daemon::JobRunner`] trait, and where runs are recorded belongs to the store,
 //! reached only through the [`daemon::RunLedger`] trait. Nothing here touches SQL.
 
+pub mod job_file;
 pub mod schedule;
+
+pub use job_file::{load_jobs_dir, JobDefinition, JobKind, JobName};
+pub use schedule::{missed_fires, next_fire, MissedDecision, MissedPolicy, Schedule};
