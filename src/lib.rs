@@ -8,4 +8,5 @@
 //! - everything else converts between the outside world and the domain.
 
 pub mod domain;
+pub mod exit;
 pub mod scheduler;

@@ -5,6 +5,7 @@
 //! the [`daemon::JobRunner`] trait, and where runs are recorded belongs to the store,
 //! reached only through the [`daemon::RunLedger`] trait. Nothing here touches SQL.
 
+pub mod daemon;
 pub mod job_file;
 pub mod schedule;
 
