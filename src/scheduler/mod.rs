@@ -8,6 +8,7 @@
 pub mod daemon;
 pub mod job_file;
 pub mod schedule;
+pub mod sd_notify;
 
 pub use job_file::{load_jobs_dir, JobDefinition, JobKind, JobName};
 pub use schedule::{missed_fires, next_fire, MissedDecision, MissedPolicy, Schedule};
