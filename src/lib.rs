@@ -10,3 +10,4 @@
 pub mod domain;
 pub mod exit;
 pub mod scheduler;
+pub mod telemetry;
