@@ -9,5 +9,6 @@
 
 pub mod domain;
 pub mod exit;
+pub mod metrics;
 pub mod scheduler;
 pub mod telemetry;
