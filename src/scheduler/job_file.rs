@@ -696,6 +696,21 @@ enabled = false
     }
 
     #[test]
+    fn the_examples_in_the_jobs_readme_parse() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/README.md");
+        let readme = std::fs::read_to_string(&path).expect("jobs/README.md is shipped");
+        let examples: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|block| block.split("```").next())
+            .collect();
+        assert_eq!(examples.len(), 2, "the README shows two job files");
+        for example in examples {
+            parse_job_file(&path, example).unwrap_or_else(|error| panic!("{error}\n{example}"));
+        }
+    }
+
+    #[test]
     fn the_shipped_jobs_directory_parses() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
         let jobs = load_jobs_dir(&dir).unwrap_or_else(|error| panic!("{error}"));

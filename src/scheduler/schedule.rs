@@ -109,9 +109,15 @@ impl fmt::Display for Schedule {
     }
 }
 
+/// Two schedules are equal when they fire at the same times, however written.
 impl PartialEq for Schedule {
     fn eq(&self, other: &Self) -> bool {
-        self.parts == other.parts
+        self.parts.len() == other.parts.len()
+            && self
+                .parts
+                .iter()
+                .zip(&other.parts)
+                .all(|(left, right)| left.timeunitspec_eq(right))
     }
 }
 
@@ -520,6 +526,28 @@ mod tests {
     fn six_field_form_keeps_the_cron_crate_numbering_where_one_is_sunday() {
         assert_eq!(weekdays_of("0 0 0 * * 1"), vec![Weekday::Sun]);
         assert_eq!(weekdays_of("0 0 0 * * 2"), vec![Weekday::Mon]);
+    }
+
+    #[test]
+    fn both_forms_written_for_the_same_times_are_equal_as_documented() {
+        let table = [
+            ("0 2 * * 1-5", "0 0 2 * * 2-6"),
+            ("0 2 * * 1-5", "0 0 2 * * MON-FRI"),
+            ("0 0 * * 0", "0 0 0 * * 1"),
+            ("0 0 * * 7", "0 0 0 * * SUN"),
+            ("30 2 * * *", "0 30 2 * * *"),
+            ("@weekly", "0 0 * * 0"),
+            ("@midnight", "@daily"),
+            ("@annually", "0 0 1 1 *"),
+        ];
+        for (left, right) in table {
+            assert_eq!(
+                Schedule::parse(left),
+                Schedule::parse(right),
+                "{left} vs {right}"
+            );
+        }
+        assert_ne!(Schedule::parse("0 0 * * 1"), Schedule::parse("0 0 0 * * 1"));
     }
 
     #[test]
