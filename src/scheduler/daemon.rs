@@ -233,7 +233,7 @@ pub enum LedgerError {
 }
 
 /// What [`RunLedger::claim`] decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// This instance created the run record and holds its lease.
     Won(RunId),
@@ -242,6 +242,12 @@ pub enum Claim {
     TakenOver(RunId),
     /// Another instance holds or finished this occurrence.
     AlreadyClaimed,
+    /// Another occurrence of the same job is still marked running (here or on another
+    /// host): a job never runs twice at once, whatever the scheduled times.
+    Busy {
+        scheduled_for: DateTime<Utc>,
+        host: String,
+    },
 }
 
 /// Whether a lease is still ours.
@@ -306,8 +312,13 @@ pub trait RunLedger: Send + Sync + 'static {
         job: &JobName,
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, LedgerError>> + Send;
 
-    /// Creates the unique run record for (job, scheduled time), or takes it over when
-    /// it is still `running` with a lease that expired before `now`.
+    /// Atomically: creates the unique run record for (job, scheduled time) unless
+    /// another run of the job is still `running` ([`Claim::Busy`]); or takes the record
+    /// over when it is still `running` with a lease that expired before `now`.
+    ///
+    /// On PostgreSQL: a unique key on (job, scheduled_for), a partial unique index on
+    /// (job) where the status is running, `INSERT ... ON CONFLICT DO NOTHING`, and for
+    /// a takeover `UPDATE ... WHERE status = 'running' AND lease_until < now`.
     fn claim(
         &self,
         request: &ClaimRequest,
@@ -391,6 +402,15 @@ impl RunLedger for MemoryLedger {
         });
         match existing {
             None => {
+                let busy = records.iter().find(|record| {
+                    record.job == request.job && record.status == RunStatus::Running
+                });
+                if let Some(running) = busy {
+                    return Ok(Claim::Busy {
+                        scheduled_for: running.scheduled_for,
+                        host: running.host.clone(),
+                    });
+                }
                 let id = RunId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
                 records.push(RunRecord {
                     id,
@@ -697,15 +717,7 @@ async fn claim_and_run<L: RunLedger, C: Clock, R: JobRunner>(
     job: &Arc<JobDefinition>,
     scheduled_for: DateTime<Utc>,
 ) -> Result<(), LedgerError> {
-    let request = ClaimRequest {
-        job: job.name.clone(),
-        scheduled_for,
-        instance: context.settings.instance.clone(),
-        host: context.settings.host.clone(),
-        now: context.clock.now(),
-        lease_until: lease_until(context),
-    };
-    let run_id = match context.ledger.claim(&request).await? {
+    let run_id = match claim(context, job, scheduled_for).await? {
         Claim::Won(run_id) => run_id,
         Claim::TakenOver(run_id) => {
             tracing::warn!(run_id = %run_id, %scheduled_for, "taking over a run whose holder stopped renewing its lease");
@@ -715,7 +727,43 @@ async fn claim_and_run<L: RunLedger, C: Clock, R: JobRunner>(
             tracing::debug!(%scheduled_for, "another instance has this run");
             return Ok(());
         }
+        Claim::Busy {
+            scheduled_for: running,
+            host,
+        } => {
+            // Its holder catches this time up (or skips it) by the job's policy when
+            // it finishes.
+            tracing::info!(%scheduled_for, %running, %host, "the job is still running elsewhere; not started again");
+            return Ok(());
+        }
     };
+    run_claimed(context, job, run_id, scheduled_for).await;
+    Ok(())
+}
+
+async fn claim<L: RunLedger, C: Clock, R>(
+    context: &Context<L, C, R>,
+    job: &JobDefinition,
+    scheduled_for: DateTime<Utc>,
+) -> Result<Claim, LedgerError> {
+    let request = ClaimRequest {
+        job: job.name.clone(),
+        scheduled_for,
+        instance: context.settings.instance.clone(),
+        host: context.settings.host.clone(),
+        now: context.clock.now(),
+        lease_until: lease_until(context),
+    };
+    context.ledger.claim(&request).await
+}
+
+/// Runs a claimed occurrence and records its end.
+async fn run_claimed<L: RunLedger, C: Clock, R: JobRunner>(
+    context: &Arc<Context<L, C, R>>,
+    job: &Arc<JobDefinition>,
+    run_id: RunId,
+    scheduled_for: DateTime<Utc>,
+) -> RunOutcome {
     let span = tracing::info_span!("run", run_id = %run_id, %scheduled_for);
     async {
         let outcome = supervise_run(context, job, run_id, scheduled_for).await;
@@ -742,10 +790,76 @@ async fn claim_and_run<L: RunLedger, C: Clock, R: JobRunner>(
                 "cannot record the end of the run"
             ),
         }
+        outcome
     }
     .instrument(span)
-    .await;
-    Ok(())
+    .await
+}
+
+/// One run of `job` outside the loop: what `tally run JOB` does for timers, cron and
+/// people. It claims the run like the daemon (so it never runs beside another run of
+/// the same job, on this host or another), renews its lease, honours the time limit
+/// and `shutdown`, and records the run.
+///
+/// `scheduled_for` names the occurrence: a person's run uses the current time; a run
+/// from a timer or cron may pass the job's latest fire time
+/// ([`super::schedule::latest_fire_at_or_before`]) so that a daemon and a timer
+/// never both bill the same night. A run that cannot start because the job is busy
+/// or this occurrence is already claimed ends [`RunEnd::TemporaryFailure`] (exit 75).
+pub async fn run_once<L, C, R>(
+    ledger: Arc<L>,
+    clock: Arc<C>,
+    settings: DaemonSettings,
+    runner: Arc<R>,
+    job: JobDefinition,
+    scheduled_for: DateTime<Utc>,
+    shutdown: CancellationToken,
+) -> Result<RunOutcome, LedgerError>
+where
+    L: RunLedger,
+    C: Clock,
+    R: JobRunner,
+{
+    let context = Arc::new(Context {
+        ledger,
+        clock,
+        settings,
+        runner,
+        shutdown,
+    });
+    let job = Arc::new(job);
+    let span = tracing::info_span!("job", job = %job.name, kind = %job.kind);
+    async {
+        let run_id = match claim(&context, &job, scheduled_for).await? {
+            Claim::Won(run_id) | Claim::TakenOver(run_id) => run_id,
+            Claim::AlreadyClaimed => {
+                return Ok(RunOutcome::ended(
+                    RunEnd::TemporaryFailure,
+                    RunFigures::default(),
+                    format!(
+                        "job {} for {scheduled_for} is already claimed by another run",
+                        job.name
+                    ),
+                ))
+            }
+            Claim::Busy {
+                scheduled_for: running,
+                host,
+            } => {
+                return Ok(RunOutcome::ended(
+                    RunEnd::TemporaryFailure,
+                    RunFigures::default(),
+                    format!(
+                        "job {} is already running (the run for {running}, on {host})",
+                        job.name
+                    ),
+                ))
+            }
+        };
+        Ok(run_claimed(&context, &job, run_id, scheduled_for).await)
+    }
+    .instrument(span)
+    .await
 }
 
 /// Runs the job in its own task while renewing the lease, enforcing the time limit
@@ -1247,17 +1361,33 @@ mod tests {
             !quick.calls().contains(&first),
             "the held run was run again"
         );
-        let record = ledger
-            .records()
-            .into_iter()
+        let records = ledger.records();
+        let record = records
+            .iter()
             .find(|record| record.scheduled_for == first)
             .expect("recorded");
         assert_eq!(
-            (record.instance, record.takeovers, record.status),
-            (InstanceId::new("a"), 0, SUCCEEDED)
+            (&record.instance, record.takeovers, record.status),
+            (&InstanceId::new("a"), 0, SUCCEEDED)
         );
-        // Meanwhile the second daemon ran the following minutes.
-        assert!(quick.calls().contains(&at("2026-11-23T10:02:00Z")));
+        // No two runs of the job overlapped, across both daemons.
+        let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = records
+            .iter()
+            .map(|record| (record.started_at, record.ended_at.expect("every run ended")))
+            .collect();
+        spans.sort();
+        for pair in spans.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "overlapping runs: {pair:?}");
+        }
+        // The minutes passed during the long run were caught up once, at its end.
+        let caught_up = records
+            .iter()
+            .find(|record| record.scheduled_for == at("2026-11-23T10:03:00Z"))
+            .expect("10:03 caught up");
+        assert_eq!(caught_up.started_at, at("2026-11-23T10:03:30Z"));
+        assert!(records
+            .iter()
+            .all(|record| record.scheduled_for != at("2026-11-23T10:02:00Z")));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1393,6 +1523,15 @@ mod tests {
         };
         let early = request("b", "2026-11-23T10:00:30Z", "2026-11-23T10:01:30Z");
         assert_eq!(ledger.claim(&early).await, Ok(Claim::AlreadyClaimed));
+        let mut next_time = request("b", "2026-11-23T10:00:30Z", "2026-11-23T10:01:30Z");
+        next_time.scheduled_for = at("2026-11-23T10:00:30Z");
+        assert_eq!(
+            ledger.claim(&next_time).await,
+            Ok(Claim::Busy {
+                scheduled_for: at("2026-11-23T10:00:00Z"),
+                host: "h".to_owned()
+            })
+        );
         let late = request("b", "2026-11-23T10:01:01Z", "2026-11-23T10:02:00Z");
         assert_eq!(ledger.claim(&late).await, Ok(Claim::TakenOver(id)));
         let outcome = RunOutcome::succeeded(RunFigures::default());
@@ -1420,6 +1559,100 @@ mod tests {
         let recent = ledger.recent(10).await.expect("in memory");
         assert_eq!(recent.len(), 1);
         assert_eq!(recent[0].status, SUCCEEDED);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_one_shot_run_is_claimed_run_and_recorded() {
+        let ledger = Arc::new(MemoryLedger::new());
+        let clock = Arc::new(TokioClock::starting_at(origin()));
+        let runner = FakeRunner::new(Behaviour::Instant);
+        let billing = job("billing", "30 2 * * *", MissedPolicy::CatchUp);
+
+        let outcome = run_once(
+            ledger.clone(),
+            clock,
+            settings("cli"),
+            runner.clone(),
+            billing,
+            origin(),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("the memory ledger does not fail");
+
+        assert_eq!(outcome.end.exit_code(), ExitCode::Done);
+        assert_eq!(runner.calls(), vec![origin()]);
+        assert_eq!(statuses(&ledger), vec![(origin(), SUCCEEDED)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_one_shot_run_refuses_to_start_beside_a_running_one_with_exit_75() {
+        let ledger = Arc::new(MemoryLedger::new());
+        let elsewhere = ClaimRequest {
+            job: JobName::parse("billing").expect("valid"),
+            scheduled_for: at("2026-11-23T02:30:00Z"),
+            instance: InstanceId::new("daemon"),
+            host: "other-host".to_owned(),
+            now: at("2026-11-23T09:59:00Z"),
+            lease_until: at("2026-11-23T10:01:00Z"),
+        };
+        assert!(matches!(ledger.claim(&elsewhere).await, Ok(Claim::Won(_))));
+        let clock = Arc::new(TokioClock::starting_at(origin()));
+        let runner = FakeRunner::new(Behaviour::Instant);
+        let billing = job("billing", "30 2 * * *", MissedPolicy::CatchUp);
+
+        let outcome = run_once(
+            ledger.clone(),
+            clock,
+            settings("cli"),
+            runner.clone(),
+            billing,
+            origin(),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("the memory ledger does not fail");
+
+        assert_eq!(outcome.end.exit_code(), ExitCode::TemporaryFailure);
+        let message = outcome.message.unwrap_or_default();
+        assert!(
+            message.contains("already running") && message.contains("other-host"),
+            "{message}"
+        );
+        assert!(runner.calls().is_empty());
+        assert_eq!(ledger.records().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_one_shot_run_stopped_by_a_signal_ends_interrupted_after_its_batch() {
+        let ledger = Arc::new(MemoryLedger::new());
+        let clock = Arc::new(TokioClock::starting_at(origin()));
+        let runner = FakeRunner::new(Behaviour::Batches {
+            batch: Duration::from_secs(1),
+            count: 10,
+        });
+        let shutdown = CancellationToken::new();
+        stop_after(&shutdown, Duration::from_millis(4_500));
+        let billing = job("billing", "30 2 * * *", MissedPolicy::CatchUp);
+
+        let outcome = run_once(
+            ledger.clone(),
+            clock,
+            settings("cli"),
+            runner.clone(),
+            billing,
+            origin(),
+            shutdown,
+        )
+        .await
+        .expect("the memory ledger does not fail");
+
+        assert_eq!(
+            (outcome.end, outcome.figures.accounts),
+            (RunEnd::Interrupted, 5)
+        );
+        assert_eq!(outcome.end.exit_code(), ExitCode::TemporaryFailure);
+        assert_eq!(statuses(&ledger), vec![(origin(), INTERRUPTED)]);
     }
 
     #[test]

@@ -286,8 +286,9 @@ fn next_fire_of_part(
     [from_here, from_second_pass].into_iter().flatten().min()
 }
 
-/// The last fire time at or before `at`, if any.
-fn latest_fire_at_or_before(
+/// The last fire time at or before `at`, if any: the occurrence a run started by a
+/// timer or cron at `at` stands for.
+pub fn latest_fire_at_or_before(
     schedule: &Schedule,
     timezone: Tz,
     at: DateTime<Utc>,
