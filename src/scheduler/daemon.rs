@@ -7,8 +7,9 @@
 //! - [`RunLedger`] records runs and arbitrates between instances: a unique run record
 //!   per (job name, scheduled time) taken by [`RunLedger::claim`], plus a lease that the
 //!   holder renews while it works and that another instance takes over once it expires
-//!   (implemented by the store on PostgreSQL; [`MemoryLedger`] here for tests and for
-//!   the single-instance SQLite case);
+//!   (implemented by the store on both backends, since every run is recorded for
+//!   `tally runs`; on SQLite there is only one instance to arbitrate. [`MemoryLedger`]
+//!   implements it here for tests);
 //! - [`Clock`] gives the wall time; sleeping uses tokio time, so tests run under
 //!   `tokio::time::pause` with a [`TokioClock`] and take no real time.
 //!
@@ -17,9 +18,13 @@
 //! there is one, otherwise sleep until the next fire time; claim the run in the ledger
 //! (an instance that loses the claim skips that time); run it while renewing the lease;
 //! record the outcome. Because each loop awaits its run before looking at the clock
-//! again, a job still running at its next time is not started again; the times it
-//! passed are then handled by the job's `missed` policy (one catch-up run, or skip),
-//! exactly like times missed while nothing was running at all.
+//! again, a job still running at its next time is not started again by this instance,
+//! and the ledger refuses a claim while another run of the job is marked running
+//! ([`Claim::Busy`]), so no other instance starts it either. The times passed meanwhile
+//! are handled by the job's `missed` policy when the run ends (one catch-up run, or
+//! skip), exactly like times missed while nothing was running at all. Different jobs
+//! run concurrently; keeping, say, `sync` and `billing` off the same account at once
+//! is the store's per-account lease, not the scheduler's business.
 //!
 //! # Shutdown
 //! When the token passed to [`run`] is cancelled, no new run starts; each running job
@@ -503,6 +508,29 @@ impl RunLedger for MemoryLedger {
         records.truncate(limit);
         Ok(records)
     }
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT (Ctrl-C). The handlers are
+/// installed before this returns, so a signal arriving right after is not lost; from
+/// then on these signals no longer kill the process: the token is the only way out.
+pub fn cancel_on_termination_signals(
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+            _ = shutdown.cancelled() => return,
+        };
+        tracing::info!(
+            signal = name,
+            "stopping: no new runs; the running batches finish"
+        );
+        shutdown.cancel();
+    }))
 }
 
 /// The daemon's own settings, given by the caller (from the configuration file).
@@ -1653,6 +1681,102 @@ mod tests {
         );
         assert_eq!(outcome.end.exit_code(), ExitCode::TemporaryFailure);
         assert_eq!(statuses(&ledger), vec![(origin(), INTERRUPTED)]);
+    }
+
+    /// A ledger whose first `failures` claims fail as if the database were down.
+    struct FlakyLedger {
+        inner: MemoryLedger,
+        failures: AtomicUsize,
+    }
+
+    impl RunLedger for FlakyLedger {
+        async fn last_scheduled(
+            &self,
+            job: &JobName,
+        ) -> Result<Option<DateTime<Utc>>, LedgerError> {
+            self.inner.last_scheduled(job).await
+        }
+        async fn claim(&self, request: &ClaimRequest) -> Result<Claim, LedgerError> {
+            let left = self.failures.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failures.store(left - 1, Ordering::SeqCst);
+                return Err(LedgerError::Unavailable("connection refused".to_owned()));
+            }
+            self.inner.claim(request).await
+        }
+        async fn renew(
+            &self,
+            run: RunId,
+            instance: &InstanceId,
+            lease_until: DateTime<Utc>,
+        ) -> Result<Lease, LedgerError> {
+            self.inner.renew(run, instance, lease_until).await
+        }
+        async fn finish(
+            &self,
+            run: RunId,
+            instance: &InstanceId,
+            ended_at: DateTime<Utc>,
+            outcome: &RunOutcome,
+        ) -> Result<Lease, LedgerError> {
+            self.inner.finish(run, instance, ended_at, outcome).await
+        }
+        async fn abandoned(
+            &self,
+            job: &JobName,
+            now: DateTime<Utc>,
+        ) -> Result<Option<DateTime<Utc>>, LedgerError> {
+            self.inner.abandoned(job, now).await
+        }
+        async fn recent(&self, limit: usize) -> Result<Vec<RunRecord>, LedgerError> {
+            self.inner.recent(limit).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ledger_outage_delays_the_run_instead_of_stopping_the_schedule() {
+        let ledger = Arc::new(FlakyLedger {
+            inner: MemoryLedger::new(),
+            failures: AtomicUsize::new(2),
+        });
+        let clock = Arc::new(TokioClock::starting_at(origin()));
+        let runner = FakeRunner::new(Behaviour::Instant);
+        let shutdown = CancellationToken::new();
+        stop_after(&shutdown, Duration::from_secs(70));
+
+        let jobs = vec![job("minutely", "0 * * * * *", MissedPolicy::CatchUp)];
+        run(
+            ledger.clone(),
+            clock,
+            settings("a"),
+            runner.clone(),
+            jobs,
+            shutdown,
+        )
+        .await;
+
+        // Claimed at the third try, one retry pause (1 s) apart, for the same time.
+        assert_eq!(runner.calls(), vec![at("2026-11-23T10:01:00Z")]);
+        let record = &ledger.inner.records()[0];
+        assert_eq!(record.started_at, at("2026-11-23T10:01:02Z"));
+        assert_eq!(record.status, SUCCEEDED);
+    }
+
+    #[tokio::test]
+    async fn sigterm_cancels_the_shutdown_token() {
+        let shutdown = CancellationToken::new();
+        let watcher = cancel_on_termination_signals(shutdown.clone()).expect("handlers install");
+
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+
+        tokio::time::timeout(Duration::from_secs(10), shutdown.cancelled())
+            .await
+            .expect("SIGTERM cancels the token");
+        watcher.await.expect("the watcher ends");
     }
 
     #[test]
