@@ -572,6 +572,30 @@ impl DaemonSettings {
     }
 }
 
+/// Daemon settings that cannot work: a configuration error (exit 78).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scheduler settings: {0}")]
+pub struct DaemonSettingsError(String);
+
+impl DaemonSettings {
+    /// Refuses settings under which leases would expire while their holder is alive,
+    /// or the loop would spin.
+    pub fn check(&self) -> Result<(), DaemonSettingsError> {
+        let refuse = |reason: &str| Err(DaemonSettingsError(reason.to_owned()));
+        if self.heartbeat.is_zero() || self.retry_after.is_zero() || self.max_sleep.is_zero() {
+            return refuse("heartbeat, retry pause and longest sleep must be more than zero");
+        }
+        // Two heartbeats per lease at least, so one slow renewal does not lose it.
+        if self.heartbeat.saturating_mul(2) > self.lease {
+            return refuse(&format!(
+                "the lease ({:?}) must last at least two heartbeats ({:?} each)",
+                self.lease, self.heartbeat
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Everything a job loop shares.
 struct Context<L, C, R> {
     ledger: Arc<L>,
@@ -583,7 +607,8 @@ struct Context<L, C, R> {
 
 /// Runs the scheduling loop until `shutdown` is cancelled (or no enabled job has a
 /// fire time left), then returns once every running job has stopped, within about
-/// `settings.shutdown_grace`.
+/// `settings.shutdown_grace`. Fails at once, before scheduling anything, only when
+/// the settings cannot work.
 pub async fn run<L, C, R>(
     ledger: Arc<L>,
     clock: Arc<C>,
@@ -591,11 +616,13 @@ pub async fn run<L, C, R>(
     runner: Arc<R>,
     jobs: Vec<JobDefinition>,
     shutdown: CancellationToken,
-) where
+) -> Result<(), DaemonSettingsError>
+where
     L: RunLedger,
     C: Clock,
     R: JobRunner,
 {
+    settings.check()?;
     let context = Arc::new(Context {
         ledger,
         clock,
@@ -621,6 +648,7 @@ pub async fn run<L, C, R>(
             tracing::error!(%error, "a job loop stopped abnormally");
         }
     }
+    Ok(())
 }
 
 /// Sleeps until the clock reads `target` or later; false when shutdown came first.
@@ -824,6 +852,26 @@ async fn run_claimed<L: RunLedger, C: Clock, R: JobRunner>(
     .await
 }
 
+/// Why [`run_once`] could not run the job at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunOnceError {
+    /// Exit 78.
+    #[error(transparent)]
+    Settings(#[from] DaemonSettingsError),
+    /// Exit 75: the run could not be claimed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl RunOnceError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RunOnceError::Settings(_) => ExitCode::BadConfiguration,
+            RunOnceError::Ledger(_) => ExitCode::TemporaryFailure,
+        }
+    }
+}
+
 /// One run of `job` outside the loop: what `tally run JOB` does for timers, cron and
 /// people. It claims the run like the daemon (so it never runs beside another run of
 /// the same job, on this host or another), renews its lease, honours the time limit
@@ -842,12 +890,13 @@ pub async fn run_once<L, C, R>(
     job: JobDefinition,
     scheduled_for: DateTime<Utc>,
     shutdown: CancellationToken,
-) -> Result<RunOutcome, LedgerError>
+) -> Result<RunOutcome, RunOnceError>
 where
     L: RunLedger,
     C: Clock,
     R: JobRunner,
 {
+    settings.check()?;
     let context = Arc::new(Context {
         ledger,
         clock,
@@ -1149,7 +1198,8 @@ mod tests {
             jobs,
             shutdown,
         )
-        .await;
+        .await
+        .expect("valid settings");
 
         let expected: Vec<DateTime<Utc>> = (1..=5).map(second).collect();
         assert_eq!(runner.calls(), expected);
@@ -1176,7 +1226,7 @@ mod tests {
             ]
         };
 
-        tokio::join!(
+        let (daemon_a, daemon_b) = tokio::join!(
             run(
                 ledger.clone(),
                 clock.clone(),
@@ -1194,6 +1244,8 @@ mod tests {
                 shutdown.clone()
             ),
         );
+        daemon_a.expect("valid settings");
+        daemon_b.expect("valid settings");
 
         let mut keys: Vec<(String, DateTime<Utc>)> = ledger
             .records()
@@ -1236,7 +1288,8 @@ mod tests {
             jobs,
             shutdown,
         )
-        .await;
+        .await
+        .expect("valid settings");
 
         // It returned when the third batch ended (second 4), well within the grace.
         assert_eq!(started.elapsed(), Duration::from_millis(3_750));
@@ -1265,7 +1318,8 @@ mod tests {
             jobs,
             shutdown,
         )
-        .await;
+        .await
+        .expect("valid settings");
 
         // Shutdown at 2 s plus the 5 s grace.
         assert_eq!(started.elapsed(), Duration::from_millis(7_000));
@@ -1301,7 +1355,8 @@ mod tests {
                 jobs,
                 shutdown,
             )
-            .await;
+            .await
+            .expect("valid settings");
 
             assert_eq!(runner.calls(), expected, "{policy:?}");
             assert_eq!(runner.most_at_once.load(Ordering::SeqCst), 1, "{policy:?}");
@@ -1334,7 +1389,8 @@ mod tests {
             jobs,
             shutdown,
         )
-        .await;
+        .await
+        .expect("valid settings");
 
         assert_eq!(runner.calls(), vec![at("2026-11-23T10:00:00Z")]);
         let records = ledger.records();
@@ -1367,11 +1423,13 @@ mod tests {
             async move {
                 // Starts after the first daemon has claimed 10:01:00.
                 tokio::time::sleep(Duration::from_secs(65)).await;
-                run(ledger, clock, settings("b"), quick, jobs(), shutdown).await;
+                run(ledger, clock, settings("b"), quick, jobs(), shutdown)
+                    .await
+                    .expect("valid settings");
             }
         };
 
-        tokio::join!(
+        let (first, ()) = tokio::join!(
             run(
                 ledger.clone(),
                 clock.clone(),
@@ -1382,6 +1440,7 @@ mod tests {
             ),
             late_daemon,
         );
+        first.expect("valid settings");
 
         let first = at("2026-11-23T10:01:00Z");
         assert_eq!(slow.calls().first(), Some(&first));
@@ -1438,7 +1497,8 @@ mod tests {
             vec![once],
             CancellationToken::new(),
         )
-        .await;
+        .await
+        .expect("valid settings");
 
         let records = ledger.records();
         assert_eq!(records.len(), 1);
@@ -1463,7 +1523,8 @@ mod tests {
             jobs,
             shutdown,
         )
-        .await;
+        .await
+        .expect("valid settings");
 
         let failed = RunStatus::Ended(RunEnd::Failed);
         assert_eq!(
@@ -1488,7 +1549,8 @@ mod tests {
             vec![off],
             CancellationToken::new(),
         )
-        .await;
+        .await
+        .expect("valid settings");
 
         assert!(runner.calls().is_empty());
     }
@@ -1528,7 +1590,8 @@ mod tests {
             jobs,
             shutdown,
         )
-        .await;
+        .await
+        .expect("valid settings");
 
         // 09:56 to 10:00 were missed: one run, for 10:00.
         assert_eq!(runner.calls(), vec![at("2026-11-23T10:00:00Z")]);
@@ -1753,7 +1816,8 @@ mod tests {
             jobs,
             shutdown,
         )
-        .await;
+        .await
+        .expect("valid settings");
 
         // Claimed at the third try, one retry pause (1 s) apart, for the same time.
         assert_eq!(runner.calls(), vec![at("2026-11-23T10:01:00Z")]);
@@ -1777,6 +1841,21 @@ mod tests {
             .await
             .expect("SIGTERM cancels the token");
         watcher.await.expect("the watcher ends");
+    }
+
+    #[test]
+    fn settings_whose_lease_outlives_too_few_heartbeats_are_refused() {
+        assert_eq!(settings("a").check(), Ok(()));
+        assert_eq!(
+            DaemonSettings::new(InstanceId::new("a"), "h").check(),
+            Ok(())
+        );
+        let mut short_lease = settings("a");
+        short_lease.lease = Duration::from_secs(5);
+        assert!(short_lease.check().is_err());
+        let mut spinning = settings("a");
+        spinning.max_sleep = Duration::ZERO;
+        assert!(spinning.check().is_err());
     }
 
     #[test]
