@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod job_file;
 pub mod schedule;
 pub mod sd_notify;
+pub mod service;
 
 pub use daemon::{
     run, run_once, Clock, DaemonSettings, InstanceId, JobRunner, MemoryLedger, RunEnd, RunFigures,
