@@ -570,14 +570,7 @@ impl DaemonSettings {
             max_sleep: Duration::from_secs(60),
         }
     }
-}
 
-/// Daemon settings that cannot work: a configuration error (exit 78).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("scheduler settings: {0}")]
-pub struct DaemonSettingsError(String);
-
-impl DaemonSettings {
     /// Refuses settings under which leases would expire while their holder is alive,
     /// or the loop would spin.
     pub fn check(&self) -> Result<(), DaemonSettingsError> {
@@ -595,6 +588,11 @@ impl DaemonSettings {
         Ok(())
     }
 }
+
+/// Daemon settings that cannot work: a configuration error (exit 78).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scheduler settings: {0}")]
+pub struct DaemonSettingsError(String);
 
 /// Everything a job loop shares.
 struct Context<L, C, R> {
