@@ -64,16 +64,14 @@ impl Money {
 
     /// The one rounding rule of the pricing core (`pricing.md` §12.3).
     pub fn round_line_total(self) -> Money {
-        Money::new(self.0.round_dp_with_strategy(
-            Self::LINE_TOTAL_PLACES,
-            RoundingStrategy::MidpointAwayFromZero,
-        ))
+        Money::new(
+            self.0
+                .round_dp_with_strategy(Self::LINE_TOTAL_PLACES, RoundingStrategy::MidpointAwayFromZero),
+        )
     }
 
     /// Sums exactly; `None` when the sum leaves the decimal range.
-    pub fn checked_sum<'a>(
-        amounts: impl IntoIterator<Item = &'a Money>,
-    ) -> Result<Money, MoneyOverflow> {
+    pub fn checked_sum<'a>(amounts: impl IntoIterator<Item = &'a Money>) -> Result<Money, MoneyOverflow> {
         amounts
             .into_iter()
             .try_fold(Money::ZERO, |sum, amount| sum.checked_add(*amount))

@@ -22,10 +22,7 @@ impl Quantities {
 
     /// Sets one count (a zero is kept: for manual quantities a zero is meaningful).
     pub fn set(&mut self, category: Category, item: ItemName, count: i64) {
-        self.by_category
-            .entry(category)
-            .or_default()
-            .insert(item, count);
+        self.by_category.entry(category).or_default().insert(item, count);
     }
 
     pub fn get(&self, category: &Category, item: &ItemName) -> Option<i64> {
@@ -42,11 +39,9 @@ impl Quantities {
 
     /// Every `(category, item, count)`, sorted by category then item.
     pub fn iter(&self) -> impl Iterator<Item = (&Category, &ItemName, i64)> {
-        self.by_category.iter().flat_map(|(category, items)| {
-            items
-                .iter()
-                .map(move |(item, count)| (category, item, *count))
-        })
+        self.by_category
+            .iter()
+            .flat_map(|(category, items)| items.iter().map(move |(item, count)| (category, item, *count)))
     }
 
     /// Adds `other` item by item (saturating: counts never wrap).
@@ -244,10 +239,7 @@ mod tests {
         ItemName::parse(text).expect("test name")
     }
     fn bucket(entries: &[(&str, &str, i64)]) -> Quantities {
-        entries
-            .iter()
-            .map(|(cat, item, n)| (c(cat), i(item), *n))
-            .collect()
+        entries.iter().map(|(cat, item, n)| (c(cat), i(item), *n)).collect()
     }
 
     #[test]
@@ -265,11 +257,7 @@ mod tests {
     #[test]
     fn category_sums_overlay_manual_and_drop_exceptions_everywhere() {
         let buckets = QuantityBuckets {
-            account: bucket(&[
-                ("devices", "sip_device", 2),
-                ("devices", "softphone", 5),
-                ("devices", "fax", 1),
-            ]),
+            account: bucket(&[("devices", "sip_device", 2), ("devices", "softphone", 5), ("devices", "fax", 1)]),
             cascade: bucket(&[("devices", "softphone", 7), ("devices", "fax", 3)]),
             manual: bucket(&[("devices", "fax", 4)]),
             deleted: false,
@@ -298,17 +286,8 @@ mod tests {
         let changes = diff_bucket(Bucket::Account, &old, &new);
         let summary: Vec<(&str, &str, i64)> = changes
             .iter()
-            .map(|change| {
-                (
-                    change.category.as_str(),
-                    change.item.as_str(),
-                    change.difference(),
-                )
-            })
+            .map(|change| (change.category.as_str(), change.item.as_str(), change.difference()))
             .collect();
-        assert_eq!(
-            summary,
-            vec![("devices", "sip_device", 2), ("users", "admin", -1)]
-        );
+        assert_eq!(summary, vec![("devices", "sip_device", 2), ("users", "admin", -1)]);
     }
 }
