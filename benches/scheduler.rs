@@ -57,15 +57,7 @@ fn bench_missed_fires(c: &mut Criterion) {
     });
     let nightly = Schedule::parse("30 2 * * *").expect("valid");
     c.bench_function("missed_fires nightly, a month behind", |b| {
-        b.iter(|| {
-            missed_fires(
-                black_box(&nightly),
-                Tz::UTC,
-                Some(last_run),
-                now,
-                MissedPolicy::CatchUp,
-            )
-        })
+        b.iter(|| missed_fires(black_box(&nightly), Tz::UTC, Some(last_run), now, MissedPolicy::CatchUp))
     });
 }
 

@@ -35,10 +35,7 @@ const LAST_SUCCESS: &str = "tally_run_last_success_timestamp_seconds";
 
 /// Escapes a label value as the exposition format requires.
 fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// The file's text. `previous_last_success` (Unix seconds) is used when this run did
@@ -139,15 +136,11 @@ fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
     };
-    let file_name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file")
-    })?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file"))?;
     // A hidden name not ending in `.prom`, unique to this process.
-    let temporary = directory.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    let temporary = directory.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
     let written = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -222,10 +215,7 @@ tally_run_last_success_timestamp_seconds{job=\"billing\"} 1795401060
         );
         let text = format_metrics(&failed, None);
         assert!(!text.contains(LAST_SUCCESS), "{text}");
-        assert!(
-            text.contains("tally_run_success{job=\"billing\"} 0\n"),
-            "{text}"
-        );
+        assert!(text.contains("tally_run_success{job=\"billing\"} 0\n"), "{text}");
     }
 
     #[test]
@@ -253,18 +243,14 @@ tally_run_last_success_timestamp_seconds{job=\"billing\"} 1795401060
             .expect("listable")
             .map(|entry| entry.expect("entry").file_name())
             .collect();
-        assert_eq!(
-            leftovers,
-            vec![std::ffi::OsString::from("tally_billing.prom")]
-        );
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("tally_billing.prom")]);
     }
 
     #[test]
     fn an_unwritable_place_is_an_error_naming_the_path() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("missing-dir").join("tally.prom");
-        let error = write_metrics_file(&path, &metrics(true, "2026-11-23T02:31:00Z"))
-            .expect_err("no such directory");
+        let error = write_metrics_file(&path, &metrics(true, "2026-11-23T02:31:00Z")).expect_err("no such directory");
         assert!(error.to_string().contains("missing-dir"), "{error}");
     }
 }

@@ -76,11 +76,7 @@ pub fn filter_from(value: Option<&str>, default: &str) -> Result<EnvFilter, Tele
 
 /// Builds the subscriber without installing it (tests use it with
 /// `tracing::subscriber::with_default`).
-pub fn subscriber<W>(
-    filter: EnvFilter,
-    format: LogFormat,
-    writer: W,
-) -> Box<dyn Subscriber + Send + Sync>
+pub fn subscriber<W>(filter: EnvFilter, format: LogFormat, writer: W) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
@@ -109,8 +105,7 @@ where
 
 /// Installs `subscriber` as the process-wide default; call once, from `main`.
 pub fn install(subscriber: Box<dyn Subscriber + Send + Sync>) -> Result<(), TelemetryError> {
-    tracing::subscriber::set_global_default(subscriber)
-        .map_err(|_| TelemetryError::AlreadyInstalled)
+    tracing::subscriber::set_global_default(subscriber).map_err(|_| TelemetryError::AlreadyInstalled)
 }
 
 /// The usual set-up of `main`: `RUST_LOG` (default `info`), stderr, format by terminal.
@@ -200,14 +195,8 @@ mod tests {
 
     #[test]
     fn an_unset_or_empty_filter_falls_back_to_the_default_and_a_bad_one_is_refused() {
-        assert_eq!(
-            filter_from(None, "info").expect("valid").to_string(),
-            "info"
-        );
-        assert_eq!(
-            filter_from(Some("  "), "warn").expect("valid").to_string(),
-            "warn"
-        );
+        assert_eq!(filter_from(None, "info").expect("valid").to_string(), "info");
+        assert_eq!(filter_from(Some("  "), "warn").expect("valid").to_string(), "warn");
         let error = filter_from(Some("tally=loud"), "info").expect_err("not a level");
         assert!(error.to_string().contains("tally=loud"), "{error}");
     }

@@ -6,11 +6,7 @@ use std::process::Command;
 
 use tally::exit::ExitCode;
 
-const UNITS: [&str; 3] = [
-    "tally.service",
-    "tally-billing.service",
-    "tally-billing.timer",
-];
+const UNITS: [&str; 3] = ["tally.service", "tally-billing.service", "tally-billing.timer"];
 
 fn systemd_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd")
@@ -84,11 +80,7 @@ fn the_units_never_restart_on_bad_configuration_or_data_errors() {
     ];
     for name in ["tally.service", "tally-billing.service"] {
         let unit = read_unit(name);
-        assert_eq!(
-            values(&unit, "RestartPreventExitStatus"),
-            expected,
-            "{name}"
-        );
+        assert_eq!(values(&unit, "RestartPreventExitStatus"), expected, "{name}");
         assert_eq!(values(&unit, "Restart"), vec!["on-failure"], "{name}");
         assert_eq!(
             values(&unit, "Environment")
@@ -108,10 +100,7 @@ fn the_daemon_is_a_notify_service_with_a_watchdog_and_billing_a_persistent_timer
     let daemon = read_unit("tally.service");
     assert_eq!(values(&daemon, "Type"), vec!["notify"]);
     assert_eq!(values(&daemon, "WatchdogSec"), vec!["60s"]);
-    assert_eq!(
-        values(&daemon, "ExecStart")[..2],
-        ["/usr/local/bin/tally", "schedule"]
-    );
+    assert_eq!(values(&daemon, "ExecStart")[..2], ["/usr/local/bin/tally", "schedule"]);
     let billing = read_unit("tally-billing.service");
     assert_eq!(values(&billing, "Type"), vec!["oneshot"]);
     assert_eq!(

@@ -249,10 +249,7 @@ pub enum Claim {
     AlreadyClaimed,
     /// Another occurrence of the same job is still marked running (here or on another
     /// host): a job never runs twice at once, whatever the scheduled times.
-    Busy {
-        scheduled_for: DateTime<Utc>,
-        host: String,
-    },
+    Busy { scheduled_for: DateTime<Utc>, host: String },
 }
 
 /// Whether a lease is still ours.
@@ -312,10 +309,7 @@ pub struct RunRecord {
 /// takeovers; [`MemoryLedger`] implements it in memory.
 pub trait RunLedger: Send + Sync + 'static {
     /// The latest scheduled time recorded for `job`, whatever its status.
-    fn last_scheduled(
-        &self,
-        job: &JobName,
-    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, LedgerError>> + Send;
+    fn last_scheduled(&self, job: &JobName) -> impl Future<Output = Result<Option<DateTime<Utc>>, LedgerError>> + Send;
 
     /// Atomically: creates the unique run record for (job, scheduled time) unless
     /// another run of the job is still `running` ([`Claim::Busy`]); or takes the record
@@ -324,10 +318,7 @@ pub trait RunLedger: Send + Sync + 'static {
     /// On PostgreSQL: a unique key on (job, scheduled_for), a partial unique index on
     /// (job) where the status is running, `INSERT ... ON CONFLICT DO NOTHING`, and for
     /// a takeover `UPDATE ... WHERE status = 'running' AND lease_until < now`.
-    fn claim(
-        &self,
-        request: &ClaimRequest,
-    ) -> impl Future<Output = Result<Claim, LedgerError>> + Send;
+    fn claim(&self, request: &ClaimRequest) -> impl Future<Output = Result<Claim, LedgerError>> + Send;
 
     /// Extends the lease of a run this instance holds.
     fn renew(
@@ -356,10 +347,7 @@ pub trait RunLedger: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, LedgerError>> + Send;
 
     /// The most recent runs, newest first.
-    fn recent(
-        &self,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<RunRecord>, LedgerError>> + Send;
+    fn recent(&self, limit: usize) -> impl Future<Output = Result<Vec<RunRecord>, LedgerError>> + Send;
 }
 
 /// A [`RunLedger`] in memory: for tests, and for a single instance that needs no
@@ -384,9 +372,7 @@ impl MemoryLedger {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RunRecord>> {
         // A panic while holding this lock leaves plain data behind, still consistent
         // record by record, so a poisoned lock is used as is.
-        self.records
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -402,14 +388,14 @@ impl RunLedger for MemoryLedger {
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, LedgerError> {
         let mut records = self.lock();
-        let existing = records.iter_mut().find(|record| {
-            record.job == request.job && record.scheduled_for == request.scheduled_for
-        });
+        let existing = records
+            .iter_mut()
+            .find(|record| record.job == request.job && record.scheduled_for == request.scheduled_for);
         match existing {
             None => {
-                let busy = records.iter().find(|record| {
-                    record.job == request.job && record.status == RunStatus::Running
-                });
+                let busy = records
+                    .iter()
+                    .find(|record| record.job == request.job && record.status == RunStatus::Running);
                 if let Some(running) = busy {
                     return Ok(Claim::Busy {
                         scheduled_for: running.scheduled_for,
@@ -433,9 +419,7 @@ impl RunLedger for MemoryLedger {
                 });
                 Ok(Claim::Won(id))
             }
-            Some(record)
-                if record.status == RunStatus::Running && record.lease_until < request.now =>
-            {
+            Some(record) if record.status == RunStatus::Running && record.lease_until < request.now => {
                 record.instance = request.instance.clone();
                 record.host = request.host.clone();
                 record.started_at = request.now;
@@ -447,12 +431,7 @@ impl RunLedger for MemoryLedger {
         }
     }
 
-    async fn renew(
-        &self,
-        run: RunId,
-        instance: &InstanceId,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Lease, LedgerError> {
+    async fn renew(&self, run: RunId, instance: &InstanceId, lease_until: DateTime<Utc>) -> Result<Lease, LedgerError> {
         let mut records = self.lock();
         match records.iter_mut().find(|record| record.id == run) {
             Some(record) if record.instance == *instance && record.status == RunStatus::Running => {
@@ -485,19 +464,11 @@ impl RunLedger for MemoryLedger {
         }
     }
 
-    async fn abandoned(
-        &self,
-        job: &JobName,
-        now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, LedgerError> {
+    async fn abandoned(&self, job: &JobName, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, LedgerError> {
         Ok(self
             .lock()
             .iter()
-            .filter(|record| {
-                record.job == *job
-                    && record.status == RunStatus::Running
-                    && record.lease_until < now
-            })
+            .filter(|record| record.job == *job && record.status == RunStatus::Running && record.lease_until < now)
             .map(|record| record.scheduled_for)
             .min())
     }
@@ -513,9 +484,7 @@ impl RunLedger for MemoryLedger {
 /// Cancels `shutdown` on the first SIGTERM or SIGINT (Ctrl-C). The handlers are
 /// installed before this returns, so a signal arriving right after is not lost; from
 /// then on these signals no longer kill the process: the token is the only way out.
-pub fn cancel_on_termination_signals(
-    shutdown: CancellationToken,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub fn cancel_on_termination_signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -525,10 +494,7 @@ pub fn cancel_on_termination_signals(
             _ = interrupt.recv() => "SIGINT",
             _ = shutdown.cancelled() => return,
         };
-        tracing::info!(
-            signal = name,
-            "stopping: no new runs; the running batches finish"
-        );
+        tracing::info!(signal = name, "stopping: no new runs; the running batches finish");
         shutdown.cancel();
     }))
 }
@@ -683,10 +649,7 @@ fn catch_up<L, C: Clock, R>(
     let now = context.clock.now();
     match missed_fires(&job.schedule, job.timezone, last, now, job.missed) {
         MissedDecision::NoneMissed => None,
-        MissedDecision::RunOnce {
-            scheduled_for,
-            missed,
-        } => {
+        MissedDecision::RunOnce { scheduled_for, missed } => {
             tracing::info!(missed, %scheduled_for, "catching up missed times with one run");
             Some(scheduled_for)
         }
@@ -697,10 +660,7 @@ fn catch_up<L, C: Clock, R>(
     }
 }
 
-async fn job_loop<L: RunLedger, C: Clock, R: JobRunner>(
-    context: Arc<Context<L, C, R>>,
-    job: Arc<JobDefinition>,
-) {
+async fn job_loop<L: RunLedger, C: Clock, R: JobRunner>(context: Arc<Context<L, C, R>>, job: Arc<JobDefinition>) {
     let last = loop {
         match context.ledger.last_scheduled(&job.name).await {
             Ok(last) => break last,
@@ -716,15 +676,10 @@ async fn job_loop<L: RunLedger, C: Clock, R: JobRunner>(
     while !context.shutdown.is_cancelled() {
         let scheduled_for = match due.take() {
             Some(scheduled_for) => scheduled_for,
-            None => match context
-                .ledger
-                .abandoned(&job.name, context.clock.now())
-                .await
-            {
+            None => match context.ledger.abandoned(&job.name, context.clock.now()).await {
                 Ok(Some(abandoned)) => abandoned,
                 Ok(None) => {
-                    let Some(next) = next_fire(&job.schedule, job.timezone, context.clock.now())
-                    else {
+                    let Some(next) = next_fire(&job.schedule, job.timezone, context.clock.now()) else {
                         tracing::info!("the schedule has no more fire times");
                         return;
                     };
@@ -911,10 +866,7 @@ where
                 return Ok(RunOutcome::ended(
                     RunEnd::TemporaryFailure,
                     RunFigures::default(),
-                    format!(
-                        "job {} for {scheduled_for} is already claimed by another run",
-                        job.name
-                    ),
+                    format!("job {} for {scheduled_for} is already claimed by another run", job.name),
                 ))
             }
             Claim::Busy {
@@ -924,10 +876,7 @@ where
                 return Ok(RunOutcome::ended(
                     RunEnd::TemporaryFailure,
                     RunFigures::default(),
-                    format!(
-                        "job {} is already running (the run for {running}, on {host})",
-                        job.name
-                    ),
+                    format!("job {} is already running (the run for {running}, on {host})", job.name),
                 ))
             }
         };
@@ -950,16 +899,10 @@ async fn supervise_run<L: RunLedger, C: Clock, R: JobRunner>(
         let runner = context.runner.clone();
         let job = job.clone();
         let token = run_token.clone();
-        tokio::spawn(
-            async move { runner.run(&job, scheduled_for, token).await }
-                .instrument(tracing::Span::current()),
-        )
+        tokio::spawn(async move { runner.run(&job, scheduled_for, token).await }.instrument(tracing::Span::current()))
     };
     let heartbeat_period = context.settings.heartbeat;
-    let mut heartbeat = tokio::time::interval_at(
-        tokio::time::Instant::now() + heartbeat_period,
-        heartbeat_period,
-    );
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat_period, heartbeat_period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A far deadline stands for "no limit" so that one select covers both cases.
     let far = Duration::from_secs(100 * 365 * 86_400);
@@ -1188,21 +1131,13 @@ mod tests {
         stop_after(&shutdown, Duration::from_millis(5_000));
 
         let jobs = vec![job("tick", "* * * * * *", MissedPolicy::CatchUp)];
-        run(
-            ledger.clone(),
-            clock,
-            settings("a"),
-            runner.clone(),
-            jobs,
-            shutdown,
-        )
-        .await
-        .expect("valid settings");
+        run(ledger.clone(), clock, settings("a"), runner.clone(), jobs, shutdown)
+            .await
+            .expect("valid settings");
 
         let expected: Vec<DateTime<Utc>> = (1..=5).map(second).collect();
         assert_eq!(runner.calls(), expected);
-        let expected: Vec<(DateTime<Utc>, RunStatus)> =
-            (1..=5).map(|n| (second(n), SUCCEEDED)).collect();
+        let expected: Vec<(DateTime<Utc>, RunStatus)> = (1..=5).map(|n| (second(n), SUCCEEDED)).collect();
         assert_eq!(statuses(&ledger), expected);
         let record = &ledger.records()[0];
         assert_eq!(record.host, "host-a");
@@ -1257,11 +1192,7 @@ mod tests {
             .collect();
         expected.sort();
         assert_eq!(keys, expected);
-        assert_eq!(
-            runner.calls().len(),
-            7,
-            "one run per job and time, not one per daemon"
-        );
+        assert_eq!(runner.calls().len(), 7, "one run per job and time, not one per daemon");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1278,16 +1209,9 @@ mod tests {
         let started = tokio::time::Instant::now();
 
         let jobs = vec![job("long", "* * * * * *", MissedPolicy::CatchUp)];
-        run(
-            ledger.clone(),
-            clock,
-            settings("a"),
-            runner.clone(),
-            jobs,
-            shutdown,
-        )
-        .await
-        .expect("valid settings");
+        run(ledger.clone(), clock, settings("a"), runner.clone(), jobs, shutdown)
+            .await
+            .expect("valid settings");
 
         // It returned when the third batch ended (second 4), well within the grace.
         assert_eq!(started.elapsed(), Duration::from_millis(3_750));
@@ -1308,16 +1232,9 @@ mod tests {
         let started = tokio::time::Instant::now();
 
         let jobs = vec![job("stuck", "* * * * * *", MissedPolicy::CatchUp)];
-        run(
-            ledger.clone(),
-            clock,
-            settings("a"),
-            runner.clone(),
-            jobs,
-            shutdown,
-        )
-        .await
-        .expect("valid settings");
+        run(ledger.clone(), clock, settings("a"), runner.clone(), jobs, shutdown)
+            .await
+            .expect("valid settings");
 
         // Shutdown at 2 s plus the 5 s grace.
         assert_eq!(started.elapsed(), Duration::from_millis(7_000));
@@ -1345,16 +1262,9 @@ mod tests {
             stop_after(&shutdown, Duration::from_millis(10_000));
 
             let jobs = vec![job("slow", "* * * * * *", policy)];
-            run(
-                ledger.clone(),
-                clock,
-                settings("a"),
-                runner.clone(),
-                jobs,
-                shutdown,
-            )
-            .await
-            .expect("valid settings");
+            run(ledger.clone(), clock, settings("a"), runner.clone(), jobs, shutdown)
+                .await
+                .expect("valid settings");
 
             assert_eq!(runner.calls(), expected, "{policy:?}");
             assert_eq!(runner.most_at_once.load(Ordering::SeqCst), 1, "{policy:?}");
@@ -1379,16 +1289,9 @@ mod tests {
         stop_after(&shutdown, Duration::from_secs(10));
 
         let jobs = vec![job("minutely", "0 * * * * *", MissedPolicy::CatchUp)];
-        run(
-            ledger.clone(),
-            clock,
-            settings("b"),
-            runner.clone(),
-            jobs,
-            shutdown,
-        )
-        .await
-        .expect("valid settings");
+        run(ledger.clone(), clock, settings("b"), runner.clone(), jobs, shutdown)
+            .await
+            .expect("valid settings");
 
         assert_eq!(runner.calls(), vec![at("2026-11-23T10:00:00Z")]);
         let records = ledger.records();
@@ -1412,12 +1315,7 @@ mod tests {
         stop_after(&shutdown, Duration::from_secs(220));
         let jobs = || vec![job("minutely", "0 * * * * *", MissedPolicy::CatchUp)];
         let late_daemon = {
-            let (ledger, clock, quick, shutdown) = (
-                ledger.clone(),
-                clock.clone(),
-                quick.clone(),
-                shutdown.clone(),
-            );
+            let (ledger, clock, quick, shutdown) = (ledger.clone(), clock.clone(), quick.clone(), shutdown.clone());
             async move {
                 // Starts after the first daemon has claimed 10:01:00.
                 tokio::time::sleep(Duration::from_secs(65)).await;
@@ -1442,10 +1340,7 @@ mod tests {
 
         let first = at("2026-11-23T10:01:00Z");
         assert_eq!(slow.calls().first(), Some(&first));
-        assert!(
-            !quick.calls().contains(&first),
-            "the held run was run again"
-        );
+        assert!(!quick.calls().contains(&first), "the held run was run again");
         let records = ledger.records();
         let record = records
             .iter()
@@ -1513,22 +1408,12 @@ mod tests {
         stop_after(&shutdown, Duration::from_millis(2_000));
 
         let jobs = vec![job("fragile", "* * * * * *", MissedPolicy::CatchUp)];
-        run(
-            ledger.clone(),
-            clock,
-            settings("a"),
-            runner.clone(),
-            jobs,
-            shutdown,
-        )
-        .await
-        .expect("valid settings");
+        run(ledger.clone(), clock, settings("a"), runner.clone(), jobs, shutdown)
+            .await
+            .expect("valid settings");
 
         let failed = RunStatus::Ended(RunEnd::Failed);
-        assert_eq!(
-            statuses(&ledger),
-            vec![(second(1), failed), (second(2), failed)]
-        );
+        assert_eq!(statuses(&ledger), vec![(second(1), failed), (second(2), failed)]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1569,9 +1454,7 @@ mod tests {
         };
         let done = RunOutcome::succeeded(RunFigures::default());
         assert_eq!(
-            ledger
-                .finish(id, &earlier.instance, earlier.now, &done)
-                .await,
+            ledger.finish(id, &earlier.instance, earlier.now, &done).await,
             Ok(Lease::Held)
         );
         let clock = Arc::new(TokioClock::starting_at(origin()));
@@ -1580,16 +1463,9 @@ mod tests {
         stop_after(&shutdown, Duration::from_secs(1));
 
         let jobs = vec![job("minutely", "0 * * * * *", MissedPolicy::CatchUp)];
-        run(
-            ledger.clone(),
-            clock,
-            settings("a"),
-            runner.clone(),
-            jobs,
-            shutdown,
-        )
-        .await
-        .expect("valid settings");
+        run(ledger.clone(), clock, settings("a"), runner.clone(), jobs, shutdown)
+            .await
+            .expect("valid settings");
 
         // 09:56 to 10:00 were missed: one run, for 10:00.
         assert_eq!(runner.calls(), vec![at("2026-11-23T10:00:00Z")]);
@@ -1626,20 +1502,13 @@ mod tests {
         let outcome = RunOutcome::succeeded(RunFigures::default());
         let a = InstanceId::new("a");
         let b = InstanceId::new("b");
+        assert_eq!(ledger.renew(id, &a, at("2026-11-23T10:05:00Z")).await, Ok(Lease::Lost));
         assert_eq!(
-            ledger.renew(id, &a, at("2026-11-23T10:05:00Z")).await,
+            ledger.finish(id, &a, at("2026-11-23T10:01:02Z"), &outcome).await,
             Ok(Lease::Lost)
         );
         assert_eq!(
-            ledger
-                .finish(id, &a, at("2026-11-23T10:01:02Z"), &outcome)
-                .await,
-            Ok(Lease::Lost)
-        );
-        assert_eq!(
-            ledger
-                .finish(id, &b, at("2026-11-23T10:01:03Z"), &outcome)
-                .await,
+            ledger.finish(id, &b, at("2026-11-23T10:01:03Z"), &outcome).await,
             Ok(Lease::Held)
         );
         // A finished run is never taken over, however old.
@@ -1736,10 +1605,7 @@ mod tests {
         .await
         .expect("the memory ledger does not fail");
 
-        assert_eq!(
-            (outcome.end, outcome.figures.accounts),
-            (RunEnd::Interrupted, 5)
-        );
+        assert_eq!((outcome.end, outcome.figures.accounts), (RunEnd::Interrupted, 5));
         assert_eq!(outcome.end.exit_code(), ExitCode::TemporaryFailure);
         assert_eq!(statuses(&ledger), vec![(origin(), INTERRUPTED)]);
     }
@@ -1751,10 +1617,7 @@ mod tests {
     }
 
     impl RunLedger for FlakyLedger {
-        async fn last_scheduled(
-            &self,
-            job: &JobName,
-        ) -> Result<Option<DateTime<Utc>>, LedgerError> {
+        async fn last_scheduled(&self, job: &JobName) -> Result<Option<DateTime<Utc>>, LedgerError> {
             self.inner.last_scheduled(job).await
         }
         async fn claim(&self, request: &ClaimRequest) -> Result<Claim, LedgerError> {
@@ -1782,11 +1645,7 @@ mod tests {
         ) -> Result<Lease, LedgerError> {
             self.inner.finish(run, instance, ended_at, outcome).await
         }
-        async fn abandoned(
-            &self,
-            job: &JobName,
-            now: DateTime<Utc>,
-        ) -> Result<Option<DateTime<Utc>>, LedgerError> {
+        async fn abandoned(&self, job: &JobName, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, LedgerError> {
             self.inner.abandoned(job, now).await
         }
         async fn recent(&self, limit: usize) -> Result<Vec<RunRecord>, LedgerError> {
@@ -1806,16 +1665,9 @@ mod tests {
         stop_after(&shutdown, Duration::from_secs(70));
 
         let jobs = vec![job("minutely", "0 * * * * *", MissedPolicy::CatchUp)];
-        run(
-            ledger.clone(),
-            clock,
-            settings("a"),
-            runner.clone(),
-            jobs,
-            shutdown,
-        )
-        .await
-        .expect("valid settings");
+        run(ledger.clone(), clock, settings("a"), runner.clone(), jobs, shutdown)
+            .await
+            .expect("valid settings");
 
         // Claimed at the third try, one retry pause (1 s) apart, for the same time.
         assert_eq!(runner.calls(), vec![at("2026-11-23T10:01:00Z")]);
@@ -1844,10 +1696,7 @@ mod tests {
     #[test]
     fn settings_whose_lease_outlives_too_few_heartbeats_are_refused() {
         assert_eq!(settings("a").check(), Ok(()));
-        assert_eq!(
-            DaemonSettings::new(InstanceId::new("a"), "h").check(),
-            Ok(())
-        );
+        assert_eq!(DaemonSettings::new(InstanceId::new("a"), "h").check(), Ok(()));
         let mut short_lease = settings("a");
         short_lease.lease = Duration::from_secs(5);
         assert!(short_lease.check().is_err());

@@ -93,13 +93,10 @@ impl JobKind {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.as_str()).collect();
-                format!("unknown job `{text}` (known: {})", known.join(", "))
-            })
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.as_str()).collect();
+            format!("unknown job `{text}` (known: {})", known.join(", "))
+        })
     }
 }
 
@@ -148,10 +145,7 @@ impl Location {
         let before = text.get(..offset).unwrap_or(text);
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |index| index + 1);
-        let column = before
-            .get(line_start..)
-            .map_or(0, |rest| rest.chars().count())
-            + 1;
+        let column = before.get(line_start..).map_or(0, |rest| rest.chars().count()) + 1;
         Self { line, column }
     }
 }
@@ -181,10 +175,7 @@ impl JobFileError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadJobsError {
     #[error("cannot read the jobs directory {}: {source}", path.display())]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
     #[error("{}", render_all(.0))]
     Invalid(Vec<JobFileError>),
 }
@@ -217,14 +208,12 @@ pub fn parse_job_file(path: &Path, text: &str) -> Result<JobDefinition, JobFileE
         location: span.map(|span| Location::of_offset(text, span.start)),
         reason,
     };
-    let raw: RawJobFile =
-        toml::from_str(text).map_err(|error| refuse(error.span(), error.message().to_owned()))?;
+    let raw: RawJobFile = toml::from_str(text).map_err(|error| refuse(error.span(), error.message().to_owned()))?;
     let at = |spanned_span: Range<usize>, reason: String| refuse(Some(spanned_span), reason);
 
-    let name = JobName::parse(raw.name.get_ref().as_str())
-        .map_err(|reason| at(raw.name.span(), format!("name: {reason}")))?;
-    let kind = JobKind::parse(raw.job.get_ref())
-        .map_err(|reason| at(raw.job.span(), format!("job: {reason}")))?;
+    let name =
+        JobName::parse(raw.name.get_ref().as_str()).map_err(|reason| at(raw.name.span(), format!("name: {reason}")))?;
+    let kind = JobKind::parse(raw.job.get_ref()).map_err(|reason| at(raw.job.span(), format!("job: {reason}")))?;
     let schedule = Schedule::parse(raw.schedule.get_ref())
         .map_err(|error| at(raw.schedule.span(), format!("schedule: {error}")))?;
     let timezone = match &raw.timezone {
@@ -252,11 +241,7 @@ pub fn parse_job_file(path: &Path, text: &str) -> Result<JobDefinition, JobFileE
                 .ok_or_else(|| {
                     at(
                         size.span(),
-                        format!(
-                            "batch_size: {} is not a count from 1 to {}",
-                            size.get_ref(),
-                            u32::MAX
-                        ),
+                        format!("batch_size: {} is not a count from 1 to {}", size.get_ref(), u32::MAX),
                     )
                 })?,
         ),
@@ -264,8 +249,7 @@ pub fn parse_job_file(path: &Path, text: &str) -> Result<JobDefinition, JobFileE
     let time_limit = match &raw.time_limit {
         None => None,
         Some(limit) => Some(
-            parse_time_limit(limit.get_ref())
-                .map_err(|reason| at(limit.span(), format!("time_limit: {reason}")))?,
+            parse_time_limit(limit.get_ref()).map_err(|reason| at(limit.span(), format!("time_limit: {reason}")))?,
         ),
     };
     let missed = match &raw.missed {
@@ -302,8 +286,7 @@ fn parse_accounts(
     if list.get_ref().is_empty() {
         return Err(at(
             list.span(),
-            "accounts: an empty list selects nothing; leave the key out for all accounts"
-                .to_owned(),
+            "accounts: an empty list selects nothing; leave the key out for all accounts".to_owned(),
         ));
     }
     let mut accounts: Vec<AccountId> = Vec::with_capacity(list.get_ref().len());
@@ -311,10 +294,7 @@ fn parse_accounts(
         let account = AccountId::parse(entry.get_ref().as_str())
             .map_err(|error| at(entry.span(), format!("accounts: {error}")))?;
         if accounts.contains(&account) {
-            return Err(at(
-                entry.span(),
-                format!("accounts: `{account}` is listed twice"),
-            ));
+            return Err(at(entry.span(), format!("accounts: `{account}` is listed twice")));
         }
         accounts.push(account);
     }
@@ -326,9 +306,7 @@ fn parse_accounts(
 /// It must be more than zero.
 pub fn parse_time_limit(value: &toml::Value) -> Result<Duration, String> {
     let seconds = match value {
-        toml::Value::Integer(seconds) => {
-            u64::try_from(*seconds).map_err(|_| format!("{seconds} is negative"))?
-        }
+        toml::Value::Integer(seconds) => u64::try_from(*seconds).map_err(|_| format!("{seconds} is negative"))?,
         toml::Value::String(text) => parse_humane_duration(text)?,
         other => {
             return Err(format!(
@@ -390,11 +368,7 @@ pub fn load_jobs_dir(dir: &Path) -> Result<Vec<JobDefinition>, LoadJobsError> {
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(unreadable)? {
         let path = entry.map_err(unreadable)?.path();
-        if path
-            .extension()
-            .is_some_and(|extension| extension == "toml")
-            && path.is_file()
-        {
+        if path.extension().is_some_and(|extension| extension == "toml") && path.is_file() {
             paths.push(path);
         }
     }
@@ -419,11 +393,7 @@ pub fn load_jobs_dir(dir: &Path) -> Result<Vec<JobDefinition>, LoadJobsError> {
             Ok(job) => match first_file_of_name.get(&job.name) {
                 Some(first) => errors.push(JobFileError {
                     location: name_location(&text),
-                    reason: format!(
-                        "name: job `{}` is already defined in {}",
-                        job.name,
-                        first.display()
-                    ),
+                    reason: format!("name: job `{}` is already defined in {}", job.name, first.display()),
                     path,
                 }),
                 None => {
@@ -463,10 +433,7 @@ mod tests {
     fn check_refused(text: &str, expected_line: usize, reason_fragment: &str) {
         let error = parse(text).expect_err("the file is bad");
         let location = error.location.expect("the error has a place");
-        assert_eq!(
-            location.line, expected_line,
-            "line of `{error}` for\n{text}"
-        );
+        assert_eq!(location.line, expected_line, "line of `{error}` for\n{text}");
         assert!(
             error.reason.contains(reason_fragment),
             "`{error}` should mention `{reason_fragment}`"
@@ -508,21 +475,13 @@ enabled = false
         let job = parse(text).expect("valid");
         assert_eq!(job.kind, JobKind::Billing);
         assert_eq!(job.timezone, chrono_tz::Europe::Paris);
-        let accounts: Vec<&str> = job
-            .accounts
-            .iter()
-            .flatten()
-            .map(AccountId::as_str)
-            .collect();
+        let accounts: Vec<&str> = job.accounts.iter().flatten().map(AccountId::as_str).collect();
         assert_eq!(accounts, vec!["a1", "b2"]);
         assert_eq!(job.batch_size, NonZeroU32::new(200));
         assert_eq!(job.time_limit, Some(Duration::from_secs(5400)));
         assert_eq!(job.missed, MissedPolicy::Skip);
         assert!(!job.enabled);
-        assert_eq!(
-            job.schedule,
-            Schedule::parse("0 30 2 * * *").expect("valid")
-        );
+        assert_eq!(job.schedule, Schedule::parse("0 30 2 * * *").expect("valid"));
     }
 
     #[test]
@@ -530,30 +489,83 @@ enabled = false
         for kind in JobKind::ALL {
             assert_eq!(JobKind::parse(kind.as_str()), Ok(kind));
         }
-        assert_eq!(
-            JobKind::parse("bookkeeper-sync"),
-            Ok(JobKind::BookkeeperSync)
-        );
+        assert_eq!(JobKind::parse("bookkeeper-sync"), Ok(JobKind::BookkeeperSync));
     }
 
     #[test]
     fn bad_files_are_refused_with_the_line_of_the_fault() {
         let table: &[(&str, usize, &str)] = &[
-            ("name = \"x\"\njob = \"synk\"\nschedule = \"* * * * *\"\n", 2, "unknown job `synk`"),
+            (
+                "name = \"x\"\njob = \"synk\"\nschedule = \"* * * * *\"\n",
+                2,
+                "unknown job `synk`",
+            ),
             ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * *\"\n", 3, "schedule"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"0 0 * * 9\"\n", 3, "out of range"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\ntimezone = \"Mars/Olympus\"\n", 4, "unknown time zone"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\n\nbatchsize = 5\n", 5, "unknown field `batchsize`"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\nbatch_size = 0\n", 4, "batch_size"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\nbatch_size = -3\n", 4, "batch_size"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\ntime_limit = \"10 minutes\"\n", 4, "time_limit"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\ntime_limit = 0\n", 4, "more than zero"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\nmissed = \"later\"\n", 4, "catch-up"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\naccounts = []\n", 4, "empty list"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\naccounts = [\n  \"a\",\n  \"a\",\n]\n", 6, "listed twice"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\naccounts = [\"\"]\n", 4, "must not be empty"),
-            ("name = \"x y\"\njob = \"sync\"\nschedule = \"* * * * *\"\n", 1, "contains ` `"),
-            ("name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\nenabled = \"yes\"\n", 4, "bool"),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"0 0 * * 9\"\n",
+                3,
+                "out of range",
+            ),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\ntimezone = \"Mars/Olympus\"\n",
+                4,
+                "unknown time zone",
+            ),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\n\nbatchsize = 5\n",
+                5,
+                "unknown field `batchsize`",
+            ),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\nbatch_size = 0\n",
+                4,
+                "batch_size",
+            ),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\nbatch_size = -3\n",
+                4,
+                "batch_size",
+            ),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\ntime_limit = \"10 minutes\"\n",
+                4,
+                "time_limit",
+            ),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\ntime_limit = 0\n",
+                4,
+                "more than zero",
+            ),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\nmissed = \"later\"\n",
+                4,
+                "catch-up",
+            ),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\naccounts = []\n",
+                4,
+                "empty list",
+            ),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\naccounts = [\n  \"a\",\n  \"a\",\n]\n",
+                6,
+                "listed twice",
+            ),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\naccounts = [\"\"]\n",
+                4,
+                "must not be empty",
+            ),
+            (
+                "name = \"x y\"\njob = \"sync\"\nschedule = \"* * * * *\"\n",
+                1,
+                "contains ` `",
+            ),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\nenabled = \"yes\"\n",
+                4,
+                "bool",
+            ),
             ("name = \"x\"\njob = \"sync\"\nschedule = * * * * *\n", 3, "invalid"),
         ];
         for (text, line, fragment) in table {
@@ -564,10 +576,7 @@ enabled = false
     #[test]
     fn a_missing_key_is_refused_by_name() {
         let error = parse("name = \"x\"\njob = \"sync\"\n").expect_err("no schedule");
-        assert!(
-            error.to_string().contains("missing field `schedule`"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("missing field `schedule`"), "{error}");
         assert!(error.to_string().starts_with("jobs/test.toml"));
     }
 
@@ -575,14 +584,8 @@ enabled = false
     fn columns_are_counted_in_characters_from_one() {
         let text = "a = 1\nnäme = 2\n";
         let offset = text.find('2').expect("present");
-        assert_eq!(
-            Location::of_offset(text, offset),
-            Location { line: 2, column: 8 }
-        );
-        assert_eq!(
-            Location::of_offset(text, 0),
-            Location { line: 1, column: 1 }
-        );
+        assert_eq!(Location::of_offset(text, offset), Location { line: 2, column: 8 });
+        assert_eq!(Location::of_offset(text, 0), Location { line: 1, column: 1 });
     }
 
     #[test]
@@ -602,10 +605,7 @@ enabled = false
                 toml::Value::String("99999999999999999999d".into()),
                 Err("not a duration"),
             ),
-            (
-                toml::Value::String("999999999999999d".into()),
-                Err("too long"),
-            ),
+            (toml::Value::String("999999999999999d".into()), Err("too long")),
             (toml::Value::Integer(-1), Err("negative")),
             (toml::Value::Float(1.5), Err("found a float")),
         ];
@@ -613,10 +613,7 @@ enabled = false
             match (parse_time_limit(value), expected) {
                 (Ok(got), Ok(seconds)) => assert_eq!(got, Duration::from_secs(*seconds), "{value}"),
                 (Err(error), Err(fragment)) => {
-                    assert!(
-                        error.contains(fragment),
-                        "{value}: `{error}` lacks `{fragment}`"
-                    )
+                    assert!(error.contains(fragment), "{value}: `{error}` lacks `{fragment}`")
                 }
                 (got, expected) => panic!("{value}: got {got:?}, expected {expected:?}"),
             }
@@ -714,10 +711,7 @@ enabled = false
     fn the_shipped_jobs_directory_parses() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
         let jobs = load_jobs_dir(&dir).unwrap_or_else(|error| panic!("{error}"));
-        let mut kinds: Vec<(&str, JobKind)> = jobs
-            .iter()
-            .map(|job| (job.name.as_str(), job.kind))
-            .collect();
+        let mut kinds: Vec<(&str, JobKind)> = jobs.iter().map(|job| (job.name.as_str(), job.kind)).collect();
         kinds.sort_by_key(|(name, _)| *name);
         assert_eq!(
             kinds,
@@ -727,8 +721,6 @@ enabled = false
                 ("sync", JobKind::Sync),
             ]
         );
-        assert!(jobs
-            .iter()
-            .all(|job| job.enabled && job.timezone == Tz::UTC));
+        assert!(jobs.iter().all(|job| job.enabled && job.timezone == Tz::UTC));
     }
 }

@@ -12,8 +12,8 @@ pub mod sd_notify;
 pub mod service;
 
 pub use daemon::{
-    run, run_once, Clock, DaemonSettings, InstanceId, JobRunner, MemoryLedger, RunEnd, RunFigures,
-    RunLedger, RunOutcome, SystemClock,
+    run, run_once, Clock, DaemonSettings, InstanceId, JobRunner, MemoryLedger, RunEnd, RunFigures, RunLedger,
+    RunOutcome, SystemClock,
 };
 pub use job_file::{load_jobs_dir, JobDefinition, JobKind, JobName};
 pub use schedule::{missed_fires, next_fire, MissedDecision, MissedPolicy, Schedule};

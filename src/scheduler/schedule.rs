@@ -49,9 +49,7 @@ pub struct Schedule {
 pub enum ScheduleError {
     #[error("empty cron expression")]
     Empty,
-    #[error(
-        "unknown macro `{0}` (known: @hourly @daily @midnight @weekly @monthly @yearly @annually)"
-    )]
+    #[error("unknown macro `{0}` (known: @hourly @daily @midnight @weekly @monthly @yearly @annually)")]
     UnknownMacro(String),
     #[error("a cron expression has 5 fields (min hour dom month dow) or 6-7 fields (sec min hour dom month dow [year]); `{text}` has {count}")]
     FieldCount { text: String, count: usize },
@@ -122,8 +120,7 @@ impl PartialEq for Schedule {
 }
 
 fn crate_schedule(expression: &str) -> Result<cron::Schedule, ScheduleError> {
-    cron::Schedule::from_str(expression)
-        .map_err(|error| ScheduleError::Cron(format!("`{expression}`: {error}")))
+    cron::Schedule::from_str(expression).map_err(|error| ScheduleError::Cron(format!("`{expression}`: {error}")))
 }
 
 /// The macros in the crate's seconds form. The crate knows only some of them and
@@ -141,8 +138,7 @@ fn macro_expansion(name: &str) -> Result<&'static str, ScheduleError> {
 
 /// Translates a five-field crontab expression into one or two crate schedules.
 fn crontab_parts(fields: &[&str]) -> Result<Vec<cron::Schedule>, ScheduleError> {
-    let [minute, hour, day_of_month, month, day_of_week] =
-        [fields[0], fields[1], fields[2], fields[3], fields[4]];
+    let [minute, hour, day_of_month, month, day_of_week] = [fields[0], fields[1], fields[2], fields[3], fields[4]];
     let weekdays = crontab_weekdays(day_of_week)?;
     // Crontab's rule: both restricted means either may match.
     let both_restricted = !day_of_month.starts_with('*') && !day_of_week.starts_with('*');
@@ -218,15 +214,10 @@ fn crontab_weekdays(field: &str) -> Result<String, ScheduleError> {
     Ok(names.join(","))
 }
 
-fn weekday_number(
-    text: &str,
-    refuse: &impl Fn(String) -> ScheduleError,
-) -> Result<u32, ScheduleError> {
+fn weekday_number(text: &str, refuse: &impl Fn(String) -> ScheduleError) -> Result<u32, ScheduleError> {
     if let Ok(number) = text.parse::<u32>() {
         if number > 7 {
-            return Err(refuse(format!(
-                "`{number}` is out of range (0-7, 0 and 7 are Sunday)"
-            )));
+            return Err(refuse(format!("`{number}` is out of range (0-7, 0 and 7 are Sunday)")));
         }
         return Ok(number);
     }
@@ -252,11 +243,7 @@ pub fn next_fire(schedule: &Schedule, timezone: Tz, after: DateTime<Utc>) -> Opt
 /// two hours at once.
 const OFFSET_CHANGE_HORIZON: Duration = Duration::hours(3);
 
-fn next_fire_of_part(
-    part: &cron::Schedule,
-    timezone: Tz,
-    after: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
+fn next_fire_of_part(part: &cron::Schedule, timezone: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let first_later = |start: DateTime<Tz>, limit: usize| {
         part.after(&start)
             .take(limit)
@@ -288,11 +275,7 @@ fn next_fire_of_part(
 
 /// The last fire time at or before `at`, if any: the occurrence a run started by a
 /// timer or cron at `at` stands for.
-pub fn latest_fire_at_or_before(
-    schedule: &Schedule,
-    timezone: Tz,
-    at: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
+pub fn latest_fire_at_or_before(schedule: &Schedule, timezone: Tz, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     // The crate's reverse iterator starts strictly before its argument, so start one
     // second later and drop whatever lands after `at`.
     let local_start = timezone.from_utc_datetime(&(at + Duration::seconds(1)).naive_utc());
@@ -328,10 +311,7 @@ pub enum MissedDecision {
     /// Nothing was missed.
     NoneMissed,
     /// Run once now, recorded under `scheduled_for`, the latest missed time.
-    RunOnce {
-        scheduled_for: DateTime<Utc>,
-        missed: u32,
-    },
+    RunOnce { scheduled_for: DateTime<Utc>, missed: u32 },
     /// Times were missed and are dropped by policy.
     Skipped { missed: u32 },
 }
@@ -430,11 +410,7 @@ mod tests {
                 "2026-11-23T10:00:00Z",
                 &["2026-11-23T10:15:00Z", "2026-11-23T10:30:00Z"],
             ),
-            (
-                "30 2 * * *",
-                "2026-11-23T02:30:00Z",
-                &["2026-11-24T02:30:00Z"],
-            ),
+            ("30 2 * * *", "2026-11-23T02:30:00Z", &["2026-11-24T02:30:00Z"]),
             (
                 "0 9-17/4 * * *",
                 "2026-11-23T00:00:00Z",
@@ -455,41 +431,17 @@ mod tests {
                 "2026-11-23T10:00:00Z",
                 &["2026-11-23T10:00:01Z", "2026-11-23T10:00:02Z"],
             ),
-            (
-                "*/10 * * * * *",
-                "2026-11-23T10:00:05Z",
-                &["2026-11-23T10:00:10Z"],
-            ),
-            (
-                "0 30 2 * * * 2027",
-                "2026-11-23T00:00:00Z",
-                &["2027-01-01T02:30:00Z"],
-            ),
+            ("*/10 * * * * *", "2026-11-23T10:00:05Z", &["2026-11-23T10:00:10Z"]),
+            ("0 30 2 * * * 2027", "2026-11-23T00:00:00Z", &["2027-01-01T02:30:00Z"]),
             ("@hourly", "2026-11-23T10:00:00Z", &["2026-11-23T11:00:00Z"]),
             ("@daily", "2026-11-23T10:00:00Z", &["2026-11-24T00:00:00Z"]),
-            (
-                "@midnight",
-                "2026-11-23T10:00:00Z",
-                &["2026-11-24T00:00:00Z"],
-            ),
+            ("@midnight", "2026-11-23T10:00:00Z", &["2026-11-24T00:00:00Z"]),
             ("@weekly", "2026-11-23T10:00:00Z", &["2026-11-29T00:00:00Z"]),
-            (
-                "@monthly",
-                "2026-11-23T10:00:00Z",
-                &["2026-12-01T00:00:00Z"],
-            ),
+            ("@monthly", "2026-11-23T10:00:00Z", &["2026-12-01T00:00:00Z"]),
             ("@yearly", "2026-11-23T10:00:00Z", &["2027-01-01T00:00:00Z"]),
-            (
-                "@annually",
-                "2026-11-23T10:00:00Z",
-                &["2027-01-01T00:00:00Z"],
-            ),
+            ("@annually", "2026-11-23T10:00:00Z", &["2027-01-01T00:00:00Z"]),
             // Sub-second start: the next fire is still the next whole second.
-            (
-                "* * * * * *",
-                "2026-11-23T10:00:00.500Z",
-                &["2026-11-23T10:00:01Z"],
-            ),
+            ("* * * * * *", "2026-11-23T10:00:00.500Z", &["2026-11-23T10:00:01Z"]),
         ];
         for (expression, after, expected) in table {
             check(expression, after, expected);
@@ -542,11 +494,7 @@ mod tests {
             ("@annually", "0 0 1 1 *"),
         ];
         for (left, right) in table {
-            assert_eq!(
-                Schedule::parse(left),
-                Schedule::parse(right),
-                "{left} vs {right}"
-            );
+            assert_eq!(Schedule::parse(left), Schedule::parse(right), "{left} vs {right}");
         }
         assert_ne!(Schedule::parse("0 0 * * 1"), Schedule::parse("0 0 0 * * 1"));
     }
@@ -557,18 +505,10 @@ mod tests {
         check(
             "0 0 1 * MON",
             "2026-11-24T00:00:00Z",
-            &[
-                "2026-11-30T00:00:00Z",
-                "2026-12-01T00:00:00Z",
-                "2026-12-07T00:00:00Z",
-            ],
+            &["2026-11-30T00:00:00Z", "2026-12-01T00:00:00Z", "2026-12-07T00:00:00Z"],
         );
         // A starred day of month keeps "both must match".
-        check(
-            "0 0 */2 * 1",
-            "2026-11-24T00:00:00Z",
-            &["2026-12-07T00:00:00Z"],
-        );
+        check("0 0 */2 * 1", "2026-11-24T00:00:00Z", &["2026-12-07T00:00:00Z"]);
     }
 
     #[test]
@@ -586,10 +526,7 @@ mod tests {
         let new_york: Tz = "America/New_York".parse().expect("a known zone");
         // 2026-03-08 02:30 does not exist in New York.
         let got = fires("30 2 * * *", new_york, "2026-03-07T12:00:00Z", 2);
-        assert_eq!(
-            got,
-            vec![utc("2026-03-09T06:30:00Z"), utc("2026-03-10T06:30:00Z")]
-        );
+        assert_eq!(got, vec![utc("2026-03-09T06:30:00Z"), utc("2026-03-10T06:30:00Z")]);
     }
 
     #[test]
@@ -633,9 +570,7 @@ mod tests {
             ("0 25 * * *", "25"),
         ];
         for (expression, fragment) in table {
-            let error = Schedule::parse(expression)
-                .expect_err(expression)
-                .to_string();
+            let error = Schedule::parse(expression).expect_err(expression).to_string();
             assert!(
                 error.contains(fragment),
                 "`{expression}`: error `{error}` should mention `{fragment}`"
@@ -654,12 +589,7 @@ mod tests {
         let nightly = Schedule::parse("30 2 * * *").expect("valid");
         let now = utc("2026-11-23T10:00:30Z");
         let table: &[(&Schedule, Option<&str>, MissedPolicy, MissedDecision)] = &[
-            (
-                &every_minute,
-                None,
-                MissedPolicy::CatchUp,
-                MissedDecision::NoneMissed,
-            ),
+            (&every_minute, None, MissedPolicy::CatchUp, MissedDecision::NoneMissed),
             (
                 &every_minute,
                 Some("2026-11-23T10:00:00Z"),
@@ -699,10 +629,7 @@ mod tests {
         ];
         for (schedule, last_run, policy, expected) in table {
             let got = missed_fires(schedule, Tz::UTC, last_run.map(utc), now, *policy);
-            assert_eq!(
-                got, *expected,
-                "{schedule} last run {last_run:?} {policy:?}"
-            );
+            assert_eq!(got, *expected, "{schedule} last run {last_run:?} {policy:?}");
         }
     }
 

@@ -140,11 +140,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 }
 
 /// [`watchdog_interval`] on given values.
-pub fn watchdog_interval_from(
-    usec: Option<&str>,
-    pid: Option<&str>,
-    own_pid: u32,
-) -> Option<Duration> {
+pub fn watchdog_interval_from(usec: Option<&str>, pid: Option<&str>, own_pid: u32) -> Option<Duration> {
     if let Some(pid) = pid {
         if pid.trim().parse::<u32>().ok() != Some(own_pid) {
             return None;
@@ -161,12 +157,7 @@ pub fn watchdog_interval_from(
 /// cancelled, then says it is stopping. Run it beside the scheduling loop, on the same
 /// runtime, so that a runtime stuck on blocking work also stops the pings and systemd
 /// restarts the service.
-pub async fn supervise(
-    notifier: &Notifier,
-    watchdog: Option<Duration>,
-    status: &str,
-    shutdown: CancellationToken,
-) {
+pub async fn supervise(notifier: &Notifier, watchdog: Option<Duration>, status: &str, shutdown: CancellationToken) {
     notifier.notify_or_log(&[State::Ready, State::Status(status)]);
     match watchdog {
         None => shutdown.cancelled().await,
@@ -209,10 +200,7 @@ mod tests {
             .notify(&[State::Ready, State::Status("2 jobs\nscheduled")])
             .expect("sent");
 
-        assert_eq!(
-            received(&systemd),
-            vec!["READY=1\nSTATUS=2 jobs scheduled\n"]
-        );
+        assert_eq!(received(&systemd), vec!["READY=1\nSTATUS=2 jobs scheduled\n"]);
     }
 
     #[cfg(target_os = "linux")]
@@ -220,8 +208,7 @@ mod tests {
     fn an_at_sign_names_an_abstract_socket() {
         use std::os::linux::net::SocketAddrExt;
         let name = format!("tally-test-{}-{}", std::process::id(), line!());
-        let address =
-            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("name");
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("name");
         let systemd = UnixDatagram::bind_addr(&address).expect("bind abstract");
         let value = OsString::from(format!("@{name}"));
         let notifier = Notifier::from_socket(Some(&value));
@@ -262,11 +249,7 @@ mod tests {
             (Some("soon"), None, None),
         ];
         for (usec, pid, expected) in table {
-            assert_eq!(
-                watchdog_interval_from(*usec, *pid, 42),
-                *expected,
-                "{usec:?} {pid:?}"
-            );
+            assert_eq!(watchdog_interval_from(*usec, *pid, 42), *expected, "{usec:?} {pid:?}");
         }
     }
 
@@ -283,13 +266,7 @@ mod tests {
             stopper.cancel();
         });
 
-        supervise(
-            &notifier,
-            Some(Duration::from_secs(1)),
-            "scheduling",
-            shutdown,
-        )
-        .await;
+        supervise(&notifier, Some(Duration::from_secs(1)), "scheduling", shutdown).await;
 
         assert_eq!(
             received(&systemd),
