@@ -7,6 +7,7 @@
 //! | 65 | [`ExitCode::DataErrors`] | `EX_DATAERR`: data errors in some accounts; the others were done | fix the named accounts' data; do not retry blindly |
 //! | 75 | [`ExitCode::TemporaryFailure`] | `EX_TEMPFAIL`: temporary failure, work left to retry (a bookkeeper unreachable, the database busy, the job already running elsewhere, a run interrupted) | retry later (systemd: `Restart=on-failure`; cron: the next night) |
 //! | 78 | [`ExitCode::BadConfiguration`] | `EX_CONFIG`: bad configuration or job file | fix the file named in the message; do not restart |
+//! | 2 | [`ExitCode::Usage`] | bad command line (clap's own code) | read `tally --help` |
 //! | 1 | [`ExitCode::Failure`] | anything else | read the log |
 //!
 //! This module only names the codes; `main` maps outcomes and errors to them.
@@ -18,15 +19,17 @@ pub enum ExitCode {
     DataErrors,
     TemporaryFailure,
     BadConfiguration,
+    Usage,
     Failure,
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 5] = [
+    pub const ALL: [ExitCode; 6] = [
         ExitCode::Done,
         ExitCode::DataErrors,
         ExitCode::TemporaryFailure,
         ExitCode::BadConfiguration,
+        ExitCode::Usage,
         ExitCode::Failure,
     ];
 
@@ -37,6 +40,7 @@ impl ExitCode {
             ExitCode::DataErrors => 65,
             ExitCode::TemporaryFailure => 75,
             ExitCode::BadConfiguration => 78,
+            ExitCode::Usage => 2,
             ExitCode::Failure => 1,
         }
     }
@@ -48,6 +52,7 @@ impl ExitCode {
             ExitCode::DataErrors => "EX_DATAERR",
             ExitCode::TemporaryFailure => "EX_TEMPFAIL",
             ExitCode::BadConfiguration => "EX_CONFIG",
+            ExitCode::Usage => "usage",
             ExitCode::Failure => "failure",
         }
     }
@@ -69,7 +74,8 @@ impl ExitCode {
             ExitCode::DataErrors => 1,
             ExitCode::TemporaryFailure => 2,
             ExitCode::Failure => 3,
-            ExitCode::BadConfiguration => 4,
+            ExitCode::Usage => 4,
+            ExitCode::BadConfiguration => 5,
         }
     }
 }
@@ -91,6 +97,7 @@ mod tests {
             (ExitCode::DataErrors, 65),
             (ExitCode::TemporaryFailure, 75),
             (ExitCode::BadConfiguration, 78),
+            (ExitCode::Usage, 2),
             (ExitCode::Failure, 1),
         ];
         for (code, number) in table {
@@ -107,6 +114,8 @@ mod tests {
             (DataErrors, TemporaryFailure, TemporaryFailure),
             (TemporaryFailure, DataErrors, TemporaryFailure),
             (TemporaryFailure, Failure, Failure),
+            (Failure, Usage, Usage),
+            (Usage, BadConfiguration, BadConfiguration),
             (Failure, BadConfiguration, BadConfiguration),
             (BadConfiguration, Done, BadConfiguration),
         ];
