@@ -141,7 +141,9 @@ fn crontab_parts(fields: &[&str]) -> Result<Vec<cron::Schedule>, ScheduleError> 
     let [minute, hour, day_of_month, month, day_of_week] = [fields[0], fields[1], fields[2], fields[3], fields[4]];
     let weekdays = crontab_weekdays(day_of_week)?;
     // Crontab's rule: both restricted means either may match.
-    let both_restricted = !day_of_month.starts_with('*') && !day_of_week.starts_with('*');
+    // `?` (the crate's "any") counts as unrestricted, like `*`.
+    let unrestricted = |field: &str| field.starts_with('*') || field == "?";
+    let both_restricted = !unrestricted(day_of_month) && !unrestricted(day_of_week);
     if both_restricted {
         let by_day_of_month = format!("0 {minute} {hour} {day_of_month} {month} *");
         let by_day_of_week = format!("0 {minute} {hour} * {month} {weekdays}");
@@ -509,6 +511,12 @@ mod tests {
         );
         // A starred day of month keeps "both must match".
         check("0 0 */2 * 1", "2026-11-24T00:00:00Z", &["2026-12-07T00:00:00Z"]);
+        // `?` is "any", not a restriction: Mondays only.
+        check(
+            "0 0 ? * MON",
+            "2026-11-24T00:00:00Z",
+            &["2026-11-30T00:00:00Z", "2026-12-07T00:00:00Z"],
+        );
     }
 
     #[test]
