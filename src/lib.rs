@@ -8,17 +8,23 @@
 //!   summaries). No I/O.
 //! - [`wire`]: JSON at the edge, numbers kept exact.
 //! - [`store`]: the only module that imports sqlx; SQLite and PostgreSQL.
-//! - [`jobs`]: orchestration (`reconcile`), each with a `run_once`.
+//! - [`jobs`]: orchestration (`reconcile`, `sync`, `bookkeeper_sync`), each with a `run_once`.
 //! - [`bookkeepers`]: delivery of invoices to bookkeepers (local, HTTP), idempotency, retry schedule.
+//! - [`scheduler`]: job files, cron schedules, the daemon loop, sd_notify.
 //! - [`quote`]: the `tally quote` command's request and response.
 //! - [`config`]: typed settings; [`cli`]: the command line; [`demo`]: demo data.
+//! - [`telemetry`], [`metrics`], [`exit`]: logs, Prometheus textfile, exit codes.
 
 pub mod bookkeepers;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod exit;
 pub mod jobs;
+pub mod metrics;
 pub mod quote;
+pub mod scheduler;
 pub mod store;
+pub mod telemetry;
 pub mod wire;

@@ -12,3 +12,4 @@ mod quote_vectors;
 mod reconcile;
 mod support;
 mod sync;
+mod systemd;
