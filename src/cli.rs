@@ -37,11 +37,22 @@ pub enum Command {
     },
     /// Fill an empty database with a deterministic demo data set.
     Demo(DemoArgs),
+    /// Fire the jobs of the jobs directory at their times until stopped (SIGTERM, Ctrl-C).
+    Schedule(ScheduleArgs),
+    /// Print the effective configuration, secrets hidden.
+    Config,
     /// Query and change an account's services state.
     Services {
         #[command(subcommand)]
         operation: ServicesOperation,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// The directory of job files (default: the `scheduler.jobs_dir` setting, `jobs/`).
+    #[arg(long, value_name = "DIR")]
+    pub jobs_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +87,25 @@ pub enum Job {
     Sync(SyncArgs),
     /// Deliver queued invoices to their bookkeepers and record the answers.
     BookkeeperSync(BookkeeperSyncArgs),
+    /// The nightly run: reconcile, sync and bookkeeper-sync, with one report.
+    Billing(BillingArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BillingArgs {
+    /// Bill only this account (repeatable); default: every account.
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
+    /// Load the demo data set first when the database has no account, and deliver
+    /// HTTP invoices to a loopback demo bookkeeper when none is configured.
+    #[arg(long)]
+    pub demo: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the run's figures in the Prometheus text format to this file (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,33 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub bookkeeper_sync: BookkeeperSyncSettings,
     pub bookkeepers: BookkeeperSettings,
+    pub scheduler: SchedulerSettings,
+}
+
+/// The daemon (`tally schedule`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// The directory of job files (`--jobs-dir` wins).
+    pub jobs_dir: PathBuf,
+    /// Seconds a claimed run stays ours without renewal; another instance takes it
+    /// over after that.
+    pub lease_seconds: u64,
+    /// Seconds between lease renewals of a running job.
+    pub heartbeat_seconds: u64,
+    /// Seconds a running job may take to commit its batch after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            jobs_dir: PathBuf::from("jobs"),
+            lease_seconds: 60,
+            heartbeat_seconds: 20,
+            shutdown_grace_seconds: 30,
+        }
+    }
 }
 
 /// Kazoo's `system_config/services` keys that shape billing (spec README).

@@ -230,7 +230,7 @@ impl Bookkeeper for HttpBookkeeper {
         Box::pin(async move {
             let outcome = self.post(request).await;
             match &outcome {
-                DeliveryOutcome::Synced(_) | DeliveryOutcome::SyncedNotInGoodStanding(_) => tracing::info!(
+                DeliveryOutcome::Synced(_) | DeliveryOutcome::SyncedNotInGoodStanding(_) => tracing::debug!(
                     account_id = %request.account_id(),
                     sync_id = %request.sync_id(),
                     idempotency_key = %request.idempotency_key(),

@@ -31,7 +31,7 @@ impl LocalBookkeeper {
 impl Bookkeeper for LocalBookkeeper {
     fn deliver<'a>(&'a self, request: &'a DeliveryRequest) -> BoxFuture<'a, DeliveryOutcome> {
         self.accepted.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(
+        tracing::debug!(
             account_id = %request.account_id(),
             sync_id = %request.sync_id(),
             idempotency_key = %request.idempotency_key(),

@@ -35,6 +35,7 @@
 //! against what that answer acknowledged.
 
 pub mod body;
+pub mod demo;
 pub mod http;
 pub mod idempotency;
 pub mod local;

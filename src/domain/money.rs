@@ -75,6 +75,11 @@ impl Money {
         i64::try_from(units.trunc()).ok()
     }
 
+    /// The amount of a number of Kazoo units (1 unit = 0.0001).
+    pub fn from_units(units: i64) -> Money {
+        Money::new(Decimal::new(units, Self::LINE_TOTAL_PLACES))
+    }
+
     /// Sums exactly; an error when the sum leaves the decimal range.
     pub fn checked_sum<'a>(amounts: impl IntoIterator<Item = &'a Money>) -> Result<Money, MoneyOverflow> {
         amounts
@@ -133,6 +138,7 @@ mod tests {
         assert_eq!(money("24.95").to_units(), Some(249_500));
         assert_eq!(money("-0.0218").to_units(), Some(-218));
         assert_eq!(money("0.00001").to_units(), None);
+        assert_eq!(Money::from_units(249_500), money("24.95"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::wire::bookkeeper::DeliveryBody;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// A retry time that never comes: the delivery waits for an operator.
 const NEVER: i64 = i64::MAX / 2;
@@ -34,6 +35,9 @@ pub struct BookkeeperSyncOptions {
     /// How long a worker owns the deliveries it took.
     pub lease: Duration,
     pub retry: RetryPolicy,
+    /// Cancelled on shutdown or at the time limit: deliveries in flight finish and are
+    /// recorded, no new round starts.
+    pub stop: CancellationToken,
 }
 
 /// A delivery that did not go through.
@@ -54,6 +58,8 @@ pub struct BookkeeperSyncReport {
     pub acknowledged: usize,
     pub refused: usize,
     pub failed: Vec<FailedDelivery>,
+    /// Stopped before everything due was delivered.
+    pub interrupted: bool,
     pub duration: Duration,
 }
 
@@ -84,6 +90,10 @@ pub async fn run_once(
     let lease_seconds = i64::try_from(options.lease.as_secs()).unwrap_or(i64::MAX);
     let lease_until = GregorianSeconds(options.now.0.saturating_add(lease_seconds));
     loop {
+        if options.stop.is_cancelled() {
+            report.interrupted = true;
+            break;
+        }
         let due = store
             .due_deliveries(options.now, lease_until, options.batch_size.max(1))
             .await?;
@@ -234,7 +244,7 @@ fn record(
     match outcome {
         DeliveryOutcome::Synced(acknowledgement) => {
             report.acknowledged += 1;
-            tracing::info!(account_id = %attempt.account, bookkeeper = %attempt.bookkeeper, "delivered");
+            tracing::debug!(account_id = %attempt.account, bookkeeper = %attempt.bookkeeper, "delivered");
             DeliveryResult::Acknowledged {
                 response_code,
                 standing: acknowledgement.standing.status(),
@@ -242,7 +252,7 @@ fn record(
         }
         DeliveryOutcome::SyncedNotInGoodStanding(refusal) => {
             report.refused += 1;
-            tracing::info!(account_id = %attempt.account, bookkeeper = %attempt.bookkeeper, reason = %refusal.reason,
+            tracing::debug!(account_id = %attempt.account, bookkeeper = %attempt.bookkeeper, reason = %refusal.reason,
                 "delivered, payment refused");
             DeliveryResult::Refused {
                 response_code,

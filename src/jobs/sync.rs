@@ -19,6 +19,7 @@ use crate::domain::{AccountId, PlanId};
 use crate::store::{NewAuditRow, RepricedAccount, Store, StoreError, StoredAccount, SyncScope};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// How a sync run is asked to behave.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub struct SyncOptions {
     /// Whether the master account's audit rows are listed (`should_save_master_audit_logs`).
     pub show_master_audit_logs: bool,
     pub priorities: StrategyPriorities,
+    /// Cancelled on shutdown or at the time limit: the batch in hand commits, no new
+    /// batch starts, and the report says the run was interrupted.
+    pub stop: CancellationToken,
 }
 
 /// Why an account was left out.
@@ -69,6 +73,8 @@ pub struct SyncReport {
     /// Distinct plan sets merged.
     pub plan_sets: usize,
     pub dry_run: bool,
+    /// Stopped before every candidate was repriced; a rerun finishes the work.
+    pub interrupted: bool,
     pub duration: Duration,
 }
 
@@ -88,6 +94,10 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
     let candidates = store.sync_candidates(&options.scope).await?;
     let mut cache = MergeCache::new();
     for batch in candidates.chunks(options.batch_size.max(1)) {
+        if options.stop.is_cancelled() {
+            report.interrupted = true;
+            break;
+        }
         let (accounts, unreadable) = store.pricing_inputs(batch).await?;
         report.accounts_scanned += accounts.len() + unreadable.len();
         for problem in unreadable {

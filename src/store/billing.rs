@@ -1094,3 +1094,36 @@ impl Store {
         Ok(written > 0)
     }
 }
+
+/// The recurring total a vendor (reseller) bills, over its accounts' current invoices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorTotal {
+    pub vendor_id: String,
+    pub invoices: i64,
+    pub recurring: Money,
+}
+
+impl Store {
+    /// Σ `summary.recurring` of the computed invoices, per bookkeeper vendor, in one
+    /// query over the integer unit column.
+    pub async fn recurring_by_vendor(&self) -> Result<Vec<VendorTotal>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let rows: Vec<(String, i64, i64)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT bookkeeper_vendor_id, COUNT(*), CAST(SUM(recurring_units) AS BIGINT) FROM invoice_snapshots \
+                 WHERE kind = 'computed' GROUP BY bookkeeper_vendor_id ORDER BY bookkeeper_vendor_id",
+            )
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("summing recurring totals"))?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(vendor_id, invoices, units)| VendorTotal {
+                vendor_id,
+                invoices,
+                recurring: Money::from_units(units),
+            })
+            .collect())
+    }
+}

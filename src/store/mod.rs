@@ -18,7 +18,7 @@ mod sqlite;
 
 pub use billing::{
     DeliveryResult, DueDelivery, NewAuditRow, NewDelivery, RepricedAccount, Standing, StoredAccount, StoredAssignment,
-    SyncScope, UnreadableAccount,
+    SyncScope, UnreadableAccount, VendorTotal,
 };
 pub use counting::{CountingError, CountingQueries, CountingQuery};
 pub use demo::DemoReport;

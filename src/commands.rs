@@ -1,0 +1,510 @@
+//! The commands of the `tally` binary: each runs one command and returns its exit
+//! code; output for people goes to standard output, problems to standard error.
+
+use crate::{Failure, EXIT_DATA_ERROR, EXIT_TEMPORARY, EXIT_USAGE};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tally::bookkeepers::demo::DemoBookkeeper;
+use tally::cli::{BillingArgs, BookkeeperSyncArgs, DemoArgs, ReconcileArgs, ScheduleArgs, StatusArgs, SyncArgs};
+use tally::config::Settings;
+use tally::demo::{generate, DemoSpec};
+use tally::domain::changes::FirstCommit;
+use tally::domain::merge::StrategyPriorities;
+use tally::domain::summary::GregorianSeconds;
+use tally::domain::AccountId;
+use tally::jobs::context::JobContext;
+use tally::jobs::context::RunScope;
+use tally::jobs::reconcile::{run_once, ReconcileOptions, ReconcileReport};
+use tally::jobs::{bookkeeper_sync, sync};
+use tally::metrics::{write_metrics_file, RunMetrics};
+use tally::quote::{parse_request, price, render, QuoteError};
+use tally::scheduler::daemon::cancel_on_termination_signals;
+use tally::scheduler::daemon::{DaemonSettings, InstanceId, MemoryLedger, RunEnd, RunOutcome, SystemClock};
+use tally::scheduler::job_file::load_jobs_dir;
+use tally::scheduler::sd_notify::{watchdog_interval, Notifier};
+use tally::scheduler::service::serve;
+use tally::store::{CountingQueries, ReconcileScope, Standing, Store, StoreError, SyncScope};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
+    match Store::open(&settings.database.url).await {
+        Ok(store) => Ok(store),
+        Err(error @ StoreError::UnsupportedUrl { .. }) => Err(Failure::Config(error.to_string())),
+        Err(error) => Err(Failure::Other(error.into())),
+    }
+}
+
+pub(crate) async fn run_migrate(settings: &Settings) -> Result<ExitCode, Failure> {
+    let store = match Store::connect(&settings.database.url).await {
+        Ok(store) => store,
+        Err(error @ StoreError::UnsupportedUrl { .. }) => return Err(Failure::Config(error.to_string())),
+        Err(error) => return Err(Failure::Other(error.into())),
+    };
+    let applied = store.migrate().await.map_err(anyhow::Error::from)?;
+    println!("migrated {}: {applied} migration(s) applied", settings.database.url);
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode, Failure> {
+    let counting = match &settings.reconcile.counting_dir {
+        Some(directory) => CountingQueries::from_dir(directory).map_err(|error| Failure::Config(error.to_string()))?,
+        None => CountingQueries::builtin(),
+    };
+    let scope = if args.accounts.is_empty() {
+        ReconcileScope::All
+    } else {
+        let accounts = args
+            .accounts
+            .iter()
+            .map(|text| AccountId::parse(text.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| Failure::Other(anyhow::anyhow!("--account: {error}")))?;
+        ReconcileScope::Accounts(accounts)
+    };
+    let store = open_store(settings).await?;
+    let options = ReconcileOptions {
+        scope,
+        dry_run: args.dry_run,
+        now: GregorianSeconds::from_utc(chrono::Utc::now()),
+        batch_size: u64::try_from(settings.reconcile.batch_size).unwrap_or(u64::MAX),
+    };
+    let report = run_once(&store, &counting, &options)
+        .await
+        .map_err(anyhow::Error::from)?;
+    store.close().await;
+    print_reconcile(&report, args.json);
+    Ok(if report.is_partial() {
+        ExitCode::from(EXIT_DATA_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool) {
+    for skip in &report.skipped {
+        eprintln!("tally: account {} skipped: {}", skip.account, skip.reason);
+    }
+    for staged in &report.changes {
+        let change = &staged.change;
+        println!(
+            "{} {} {}.{} {} -> {} ({:+})",
+            staged.account,
+            change.bucket,
+            change.category,
+            change.item,
+            change.old,
+            change.new,
+            change.difference()
+        );
+    }
+    let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
+    if json {
+        let summary = serde_json::json!({
+            "accounts_scanned": report.accounts_scanned,
+            "accounts_changed": report.accounts_changed,
+            "items_changed": report.items_changed,
+            "duration_ms": duration_ms,
+            "dry_run": report.dry_run,
+            "accounts_skipped": report.skipped.len(),
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "reconcile{}: {} accounts scanned, {} accounts changed, {} items changed, {} skipped, {} ms",
+            if report.dry_run {
+                " (dry run, nothing written)"
+            } else {
+                ""
+            },
+            report.accounts_scanned,
+            report.accounts_changed,
+            report.items_changed,
+            report.skipped.len(),
+            duration_ms
+        );
+    }
+}
+
+pub(crate) async fn run_demo(settings: &Settings, args: &DemoArgs) -> Result<ExitCode, Failure> {
+    let store = open_store(settings).await?;
+    let spec = DemoSpec {
+        accounts: args.accounts,
+        seed: args.seed,
+    };
+    let started = std::time::Instant::now();
+    let data = generate(spec);
+    let report = store.seed_demo(spec, &data).await.map_err(anyhow::Error::from)?;
+    store.close().await;
+    println!(
+        "demo: {} accounts ({} resellers), {} plans, {} objects in {} ms",
+        report.accounts,
+        report.resellers,
+        report.plans,
+        report.objects,
+        started.elapsed().as_millis()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_quote(input: &Path) -> ExitCode {
+    let text = match read_input(input) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("tally quote: cannot read {}: {error}", input_name(input));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let quote = parse_request(&text).and_then(|request| price(&request, &StrategyPriorities::default()));
+    match quote {
+        Ok(quote) => {
+            let mut stdout = std::io::stdout().lock();
+            let written = serde_json::to_writer_pretty(&mut stdout, &render(&quote))
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(stdout));
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("tally quote: cannot write the response: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(error @ (QuoteError::Syntax { .. } | QuoteError::Invalid(_) | QuoteError::Pricing(_))) => {
+            eprintln!("{}: {error}", input_name(input));
+            ExitCode::from(EXIT_DATA_ERROR)
+        }
+    }
+}
+
+/// How error messages name the input: its path, or `<stdin>` for `-`.
+pub(crate) fn input_name(input: &Path) -> String {
+    if input == Path::new("-") {
+        return "<stdin>".to_owned();
+    }
+    input.display().to_string()
+}
+
+pub(crate) fn read_input(input: &Path) -> std::io::Result<String> {
+    if input == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(input)
+}
+
+pub(crate) fn parse_accounts(texts: &[String]) -> Result<Vec<AccountId>, Failure> {
+    texts
+        .iter()
+        .map(|text| AccountId::parse(text.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| Failure::Other(anyhow::anyhow!("--account: {error}")))
+}
+
+/// The store and everything a job needs, from the settings.
+pub(crate) async fn job_context(settings: &Settings) -> Result<JobContext, Failure> {
+    let store = open_store(settings).await?;
+    JobContext::new(store, settings.clone()).map_err(|error| Failure::Config(error.to_string()))
+}
+
+/// A token cancelled by SIGTERM or Ctrl-C: the job in hand finishes its batch, commits
+/// and stops; a rerun completes the work.
+pub(crate) fn stop_on_signals() -> CancellationToken {
+    let stop = CancellationToken::new();
+    if let Err(error) = cancel_on_termination_signals(stop.clone()) {
+        tracing::warn!(%error, "cannot listen for termination signals");
+    }
+    stop
+}
+
+pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<ExitCode, Failure> {
+    let scope = if args.all {
+        SyncScope::All
+    } else if args.accounts.is_empty() {
+        SyncScope::Marked
+    } else {
+        SyncScope::Accounts(parse_accounts(&args.accounts)?)
+    };
+    let context = job_context(settings).await?;
+    let store = context.store.clone();
+    let first_commit = if args.charge_activations {
+        FirstCommit::ChargeActivations
+    } else {
+        FirstCommit::Baseline
+    };
+    let now = GregorianSeconds::from_utc(chrono::Utc::now());
+    let mut options = context.sync_options(scope, None, first_commit, now, stop_on_signals());
+    options.dry_run = args.dry_run;
+    let report = sync::run_once(&store, &options).await.map_err(anyhow::Error::from)?;
+    store.close().await;
+    for skip in &report.skipped {
+        eprintln!("tally: account {} skipped: {}", skip.account, skip.reason);
+    }
+    for plan in &report.unresolved_plans {
+        eprintln!(
+            "tally: account {}: plan {} not found at vendor {}; ignored",
+            plan.account, plan.plan, plan.vendor
+        );
+    }
+    for (account, invoice) in &report.changes {
+        let rendered = serde_json::to_string(&tally::wire::invoice::InvoiceJson::from(invoice))
+            .map_err(|error| Failure::Other(error.into()))?;
+        println!("{account} {rendered}");
+    }
+    let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
+    if args.json {
+        let summary = serde_json::json!({
+            "accounts_scanned": report.accounts_scanned,
+            "accounts_changed": report.accounts_changed,
+            "invoices_changed": report.invoices_changed,
+            "accounts_skipped": report.skipped.len(),
+            "plan_sets": report.plan_sets,
+            "dry_run": report.dry_run,
+            "duration_ms": duration_ms,
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "sync{}: {} accounts scanned, {} accounts changed, {} invoices changed, {} skipped, {} ms",
+            if report.dry_run {
+                " (dry run, nothing written)"
+            } else {
+                ""
+            },
+            report.accounts_scanned,
+            report.accounts_changed,
+            report.invoices_changed,
+            report.skipped.len(),
+            duration_ms
+        );
+    }
+    Ok(if report.is_partial() {
+        ExitCode::from(EXIT_DATA_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSyncArgs) -> Result<ExitCode, Failure> {
+    let context = job_context(settings).await?;
+    let store = context.store.clone();
+    let bookkeepers = context.bookkeepers.clone();
+    let options =
+        context.bookkeeper_sync_options(None, GregorianSeconds::from_utc(chrono::Utc::now()), stop_on_signals());
+    let report = bookkeeper_sync::run_once(&store, &bookkeepers, &options)
+        .await
+        .map_err(anyhow::Error::from)?;
+    store.close().await;
+    for failure in &report.failed {
+        eprintln!(
+            "tally: account {} bookkeeper {}: not delivered after {} attempt(s){}: {}",
+            failure.account,
+            failure.bookkeeper,
+            failure.attempts,
+            if failure.needs_attention {
+                " (needs attention, no retry left)"
+            } else {
+                ""
+            },
+            failure.error
+        );
+    }
+    let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
+    if args.json {
+        let summary = serde_json::json!({
+            "deliveries": report.deliveries,
+            "acknowledged": report.acknowledged,
+            "refused": report.refused,
+            "failed": report.failed.len(),
+            "needs_attention": report.failed.iter().filter(|failure| failure.needs_attention).count(),
+            "duration_ms": duration_ms,
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "bookkeeper-sync: {} deliveries, {} acknowledged, {} refused, {} failed, {} ms",
+            report.deliveries,
+            report.acknowledged,
+            report.refused,
+            report.failed.len(),
+            duration_ms
+        );
+    }
+    Ok(if report.has_failures() {
+        ExitCode::from(EXIT_TEMPORARY)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(crate) async fn run_status(settings: &Settings, args: &StatusArgs) -> Result<ExitCode, Failure> {
+    let account =
+        AccountId::parse(args.account.as_str()).map_err(|error| Failure::Other(anyhow::anyhow!("{error}")))?;
+    let store = open_store(settings).await?;
+    if args.good || args.bad {
+        let standing = Standing {
+            status: if args.good { "good_standing" } else { "delinquent" }.to_owned(),
+            reason: if args.good { None } else { args.reason.clone() },
+            reason_code: if args.good { None } else { args.reason_code.clone() },
+        };
+        if !store
+            .set_standing(&account, &standing)
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            eprintln!("tally: unknown account {account}");
+            return Ok(ExitCode::from(EXIT_DATA_ERROR));
+        }
+    }
+    let Some(standing) = store.standing(&account).await.map_err(anyhow::Error::from)? else {
+        eprintln!("tally: unknown account {account}");
+        return Ok(ExitCode::from(EXIT_DATA_ERROR));
+    };
+    store.close().await;
+    let shown = serde_json::json!({
+        "account_id": account.as_str(),
+        "in_good_standing": standing.in_good_standing(),
+        "status": standing.status,
+        "reason": standing.reason,
+        "reason_code": standing.reason_code,
+    });
+    println!("{shown}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How big the `--demo` data set is when the database is empty.
+const DEMO_ACCOUNTS: u64 = 1_000;
+
+pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Result<ExitCode, Failure> {
+    let mut settings = settings.clone();
+    // Kept alive for the run: the loopback bookkeeper `--demo` delivers to.
+    let mut demo_bookkeeper = None;
+    if args.demo && settings.bookkeepers.http.http_url.is_empty() {
+        let bookkeeper = DemoBookkeeper::start().await.map_err(anyhow::Error::from)?;
+        settings.bookkeepers.http.http_url = bookkeeper.url();
+        eprintln!("tally: HTTP invoices go to the demo bookkeeper at {}", bookkeeper.url());
+        demo_bookkeeper = Some(bookkeeper);
+    }
+    let context = job_context(&settings).await?;
+    if args.demo {
+        let accounts = context
+            .store
+            .query_count("SELECT COUNT(*) FROM accounts")
+            .await
+            .map_err(anyhow::Error::from)?;
+        if accounts == 0 {
+            let spec = DemoSpec {
+                accounts: DEMO_ACCOUNTS,
+                seed: 1,
+            };
+            let report = context
+                .store
+                .seed_demo(spec, &generate(spec))
+                .await
+                .map_err(anyhow::Error::from)?;
+            eprintln!(
+                "tally: the database was empty: loaded the demo ({} accounts, {} plans, {} objects)",
+                report.accounts, report.plans, report.objects
+            );
+        }
+    }
+    let scope = RunScope {
+        accounts: if args.accounts.is_empty() {
+            None
+        } else {
+            Some(parse_accounts(&args.accounts)?)
+        },
+        batch_size: None,
+    };
+    let report = context
+        .billing(
+            &scope,
+            GregorianSeconds::from_utc(chrono::Utc::now()),
+            stop_on_signals(),
+        )
+        .await
+        .map_err(anyhow::Error::from)?;
+    context.store.close().await;
+    drop(demo_bookkeeper);
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    if let Some(path) = &args.metrics_file {
+        write_run_metrics(path, "billing", &report.outcome(), report.duration)?;
+    }
+    Ok(report.end().exit_code().into())
+}
+
+/// Writes a run's figures for the node exporter's textfile collector.
+fn write_run_metrics(
+    path: &Path,
+    job: &str,
+    outcome: &RunOutcome,
+    duration: std::time::Duration,
+) -> Result<(), Failure> {
+    let metrics = RunMetrics {
+        job: job.to_owned(),
+        duration,
+        accounts: outcome.figures.accounts,
+        changes: outcome.figures.changes,
+        failures: outcome.figures.failures,
+        succeeded: outcome.end == RunEnd::Succeeded,
+        finished_at: chrono::Utc::now(),
+    };
+    write_metrics_file(path, &metrics).map_err(|error| Failure::Other(anyhow::anyhow!("{error}")))
+}
+
+/// This machine's name, for run records.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+pub(crate) async fn run_schedule(settings: &Settings, args: &ScheduleArgs) -> Result<ExitCode, Failure> {
+    let directory = args
+        .jobs_dir
+        .clone()
+        .unwrap_or_else(|| settings.scheduler.jobs_dir.clone());
+    let jobs = match load_jobs_dir(&directory) {
+        Ok(jobs) => jobs,
+        Err(error) => return Err(Failure::Config(error.to_string())),
+    };
+    let context = job_context(settings).await?;
+    let host = host_name();
+    let mut daemon = DaemonSettings::new(InstanceId::for_this_process(&host), host);
+    daemon.lease = std::time::Duration::from_secs(settings.scheduler.lease_seconds);
+    daemon.heartbeat = std::time::Duration::from_secs(settings.scheduler.heartbeat_seconds);
+    daemon.shutdown_grace = std::time::Duration::from_secs(settings.scheduler.shutdown_grace_seconds);
+    let shutdown = stop_on_signals();
+    let ledger = Arc::new(MemoryLedger::new());
+    tracing::warn!("runs are arbitrated in memory: run a single scheduler instance");
+    let served = serve(
+        ledger,
+        Arc::new(SystemClock),
+        daemon,
+        Arc::new(context),
+        jobs,
+        &Notifier::from_env(),
+        watchdog_interval(),
+        shutdown,
+    )
+    .await;
+    match served {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error) => Err(Failure::Config(error.to_string())),
+    }
+}
+
+pub(crate) fn run_config(settings: &Settings) -> ExitCode {
+    println!("{settings:#?}");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,171 @@
+//! The nightly billing run: reconcile, then sync, then bookkeeper-sync, as one run with
+//! one report (issue 5): accounts scanned and changed, invoices changed, deliveries
+//! made and failed, and the recurring total each reseller bills.
+
+use super::bookkeeper_sync::BookkeeperSyncReport;
+use super::context::{JobContext, RunScope};
+use super::reconcile::{ReconcileError, ReconcileReport};
+use super::sync::SyncReport;
+use crate::domain::summary::GregorianSeconds;
+use crate::scheduler::daemon::{RunEnd, RunFigures, RunOutcome};
+use crate::store::{StoreError, VendorTotal};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("reconcile: {0}")]
+    Reconcile(#[from] ReconcileError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// What one billing run did.
+#[derive(Debug, Clone)]
+pub struct BillingReport {
+    pub reconcile: ReconcileReport,
+    /// `None` when the run stopped before this stage.
+    pub sync: Option<SyncReport>,
+    pub bookkeeper_sync: Option<BookkeeperSyncReport>,
+    /// The recurring total per reseller (bookkeeper vendor) after the run.
+    pub recurring_by_reseller: Vec<VendorTotal>,
+    pub duration: Duration,
+}
+
+pub async fn run_once(
+    context: &JobContext,
+    scope: &RunScope,
+    now: GregorianSeconds,
+    stop: CancellationToken,
+) -> Result<BillingReport, BillingError> {
+    let started = Instant::now();
+    let reconcile = context.reconcile(scope, now).await?;
+    let sync = if stop.is_cancelled() {
+        None
+    } else {
+        Some(context.sync(scope, now, stop.clone()).await?)
+    };
+    let bookkeeper_sync = if stop.is_cancelled() {
+        None
+    } else {
+        Some(context.bookkeeper_sync(scope, now, stop.clone()).await?)
+    };
+    let recurring_by_reseller = context.store.recurring_by_vendor().await?;
+    Ok(BillingReport {
+        reconcile,
+        sync,
+        bookkeeper_sync,
+        recurring_by_reseller,
+        duration: started.elapsed(),
+    })
+}
+
+fn count(value: usize) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
+}
+
+impl BillingReport {
+    /// How the run ended: interrupted before temporary failures before data errors.
+    pub fn end(&self) -> RunEnd {
+        let interrupted = self.sync.as_ref().is_none_or(|sync| sync.interrupted)
+            || self
+                .bookkeeper_sync
+                .as_ref()
+                .is_none_or(|deliveries| deliveries.interrupted);
+        let delivery_failures = self
+            .bookkeeper_sync
+            .as_ref()
+            .is_some_and(BookkeeperSyncReport::has_failures);
+        let data_errors = self.reconcile.is_partial() || self.sync.as_ref().is_some_and(SyncReport::is_partial);
+        if interrupted {
+            RunEnd::Interrupted
+        } else if delivery_failures {
+            RunEnd::TemporaryFailure
+        } else if data_errors {
+            RunEnd::DataErrors
+        } else {
+            RunEnd::Succeeded
+        }
+    }
+
+    pub fn figures(&self) -> RunFigures {
+        let sync = self.sync.as_ref();
+        let deliveries = self.bookkeeper_sync.as_ref();
+        RunFigures {
+            accounts: self.reconcile.accounts_scanned,
+            changes: self.reconcile.accounts_changed + sync.map_or(0, |sync| count(sync.invoices_changed)),
+            failures: count(self.reconcile.skipped.len())
+                + sync.map_or(0, |sync| count(sync.skipped.len()))
+                + deliveries.map_or(0, |deliveries| count(deliveries.failed.len())),
+        }
+    }
+
+    pub fn outcome(&self) -> RunOutcome {
+        match self.end() {
+            RunEnd::Succeeded => RunOutcome::succeeded(self.figures()),
+            end => RunOutcome::ended(end, self.figures(), end.as_str()),
+        }
+    }
+
+    /// The report as one JSON object (`--json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let sync = self.sync.as_ref();
+        let deliveries = self.bookkeeper_sync.as_ref();
+        let resellers: Vec<serde_json::Value> = self
+            .recurring_by_reseller
+            .iter()
+            .map(|total| {
+                serde_json::json!({
+                    "reseller_id": total.vendor_id,
+                    "invoices": total.invoices,
+                    "recurring": crate::wire::document::Amount(total.recurring),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "status": self.end().as_str(),
+            "accounts_scanned": self.reconcile.accounts_scanned,
+            "accounts_changed": self.reconcile.accounts_changed,
+            "items_changed": self.reconcile.items_changed,
+            "accounts_skipped": self.reconcile.skipped.len() + sync.map_or(0, |sync| sync.skipped.len()),
+            "invoices_changed": sync.map_or(0, |sync| sync.invoices_changed),
+            "deliveries": deliveries.map_or(0, |deliveries| deliveries.deliveries),
+            "deliveries_acknowledged": deliveries.map_or(0, |deliveries| deliveries.acknowledged),
+            "deliveries_refused": deliveries.map_or(0, |deliveries| deliveries.refused),
+            "deliveries_failed": deliveries.map_or(0, |deliveries| deliveries.failed.len()),
+            "recurring_by_reseller": resellers,
+            "duration_ms": u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The report for people.
+    pub fn to_text(&self) -> String {
+        let sync = self.sync.as_ref();
+        let deliveries = self.bookkeeper_sync.as_ref();
+        let mut text = format!(
+            "billing {}: {} accounts scanned, {} changed ({} items); {} invoices changed; \
+             {} deliveries ({} acknowledged, {} refused, {} failed); {} accounts skipped; {} ms\n",
+            self.end().as_str(),
+            self.reconcile.accounts_scanned,
+            self.reconcile.accounts_changed,
+            self.reconcile.items_changed,
+            sync.map_or(0, |sync| sync.invoices_changed),
+            deliveries.map_or(0, |deliveries| deliveries.deliveries),
+            deliveries.map_or(0, |deliveries| deliveries.acknowledged),
+            deliveries.map_or(0, |deliveries| deliveries.refused),
+            deliveries.map_or(0, |deliveries| deliveries.failed.len()),
+            self.reconcile.skipped.len() + sync.map_or(0, |sync| sync.skipped.len()),
+            self.duration.as_millis()
+        );
+        if !self.recurring_by_reseller.is_empty() {
+            text.push_str("recurring total per reseller:\n");
+            for total in &self.recurring_by_reseller {
+                text.push_str(&format!(
+                    "  {}  {:>14}  ({} invoices)\n",
+                    total.vendor_id, total.recurring, total.invoices
+                ));
+            }
+        }
+        text
+    }
+}
