@@ -3,6 +3,7 @@
 
 mod bookkeepers;
 mod cli;
+mod cli_jobs;
 mod fake_bookkeeper;
 mod helpers;
 mod properties;

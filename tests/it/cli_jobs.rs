@@ -1,0 +1,180 @@
+//! The job commands as an operator runs them (issue 5): the nightly billing run, the
+//! daemon and its SIGTERM, job files, metrics, and the exit code of each case.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn command(directory: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
+    command
+        .args(args)
+        .current_dir(directory)
+        .env_remove("TALLY_DATABASE_URL")
+        .env_remove("TALLY_CONFIG")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn tally(directory: &Path, args: &[&str]) -> Output {
+    command(directory, args).output().expect("tally runs")
+}
+
+fn json(output: &Output) -> Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|error| panic!("{error}: {text}"))
+}
+
+#[test]
+fn billing_on_the_demo_reports_and_a_rerun_changes_nothing() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let metrics = directory.path().join("tally.prom");
+    let metrics_arg = metrics.to_str().expect("utf-8 path");
+
+    let first = tally(
+        directory.path(),
+        &["run", "billing", "--demo", "--json", "--metrics-file", metrics_arg],
+    );
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let report = json(&first);
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["accounts_scanned"], 1000);
+    assert!(report["invoices_changed"].as_u64() > Some(100));
+    assert!(report["deliveries_acknowledged"].as_u64() > Some(0));
+    assert_eq!(report["deliveries_failed"], 0);
+    assert!(report["recurring_by_reseller"]
+        .as_array()
+        .is_some_and(|totals| !totals.is_empty()));
+    let text = std::fs::read_to_string(&metrics).expect("metrics written");
+    assert!(text.contains("tally_run_accounts{job=\"billing\"} 1000"), "{text}");
+
+    let again = tally(directory.path(), &["run", "billing", "--demo", "--json"]);
+    assert_eq!(again.status.code(), Some(0));
+    let report = json(&again);
+    assert_eq!(
+        (report["accounts_changed"].as_u64(), report["invoices_changed"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(report["deliveries"], 0, "nothing is sent twice");
+}
+
+#[test]
+fn undeliverable_invoices_exit_75_and_are_left_to_retry() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    assert!(tally(directory.path(), &["demo", "--accounts", "80"]).status.success());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address");
+    let output = command(directory.path(), &["run", "billing", "--json"])
+        .env(
+            "TALLY_BOOKKEEPERS__HTTP__HTTP_URL",
+            format!("http://{closed}/bookkeeper"),
+        )
+        .output()
+        .expect("tally runs");
+    assert_eq!(
+        output.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json(&output);
+    assert_eq!(report["status"], "temporary-failure");
+    assert!(report["deliveries_failed"].as_u64() > Some(0));
+}
+
+#[test]
+fn a_bad_setting_exits_78() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let output = command(directory.path(), &["run", "billing"])
+        .env("TALLY_SYNC__BATCH_SIZE", "0")
+        .output()
+        .expect("tally runs");
+    assert_eq!(output.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("batch_size"));
+}
+
+#[test]
+fn a_bad_job_file_is_refused_at_start_with_its_path_and_line() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let jobs = directory.path().join("jobs");
+    std::fs::create_dir(&jobs).expect("jobs dir");
+    std::fs::write(
+        jobs.join("nightly.toml"),
+        "name = \"nightly\"\njob = \"billing\"\nschedule = \"61 2 * * *\"\n",
+    )
+    .expect("job file");
+
+    let output = tally(
+        directory.path(),
+        &["schedule", "--jobs-dir", jobs.to_str().expect("utf-8")],
+    );
+
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nightly.toml:3"), "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_the_daemon_with_exit_0_and_the_next_run_completes_the_work() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    assert!(tally(directory.path(), &["demo", "--accounts", "300"]).status.success());
+    let jobs = directory.path().join("jobs");
+    std::fs::create_dir(&jobs).expect("jobs dir");
+    std::fs::write(
+        jobs.join("billing.toml"),
+        "name = \"billing\"\njob = \"billing\"\nschedule = \"* * * * * *\"\n",
+    )
+    .expect("job file");
+
+    let mut daemon = command(
+        directory.path(),
+        &["schedule", "--jobs-dir", jobs.to_str().expect("utf-8")],
+    )
+    .env("TALLY_BOOKKEEPERS__HTTP__HTTP_URL", "http://127.0.0.1:9/unused")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("the daemon starts");
+    std::thread::sleep(Duration::from_millis(1_500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(40),
+            "the daemon stops within its grace period"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0));
+
+    // Whatever the daemon finished or left, one more run brings the database to the
+    // state of a clean run: reconciled, every account repriced.
+    let next = command(directory.path(), &["run", "billing", "--json"])
+        .env("TALLY_BOOKKEEPERS__HTTP__HTTP_URL", "http://127.0.0.1:9/unused")
+        .output()
+        .expect("tally runs");
+    let report = json(&next);
+    assert_eq!(
+        report["accounts_changed"], 0,
+        "the reconcile of the interrupted run had committed"
+    );
+    let sync = command(directory.path(), &["run", "sync", "--json"])
+        .output()
+        .expect("tally runs");
+    assert_eq!(json(&sync)["accounts_scanned"], 0, "no account is left to reprice");
+}
