@@ -101,13 +101,31 @@ pub async fn run_once(
             break;
         }
         let mut attempts = Vec::with_capacity(due.len());
+        let mut fresh = Vec::new();
+        let mut frozen = Vec::new();
         for work in due {
-            match prepare(store, work, options.now, lease_until).await? {
-                Prepared::Ready(attempt) => attempts.push(attempt),
+            match prepare(work) {
+                Prepared::Ready { attempt, frozen: None } => attempts.push(*attempt),
+                Prepared::Ready {
+                    attempt,
+                    frozen: Some(delivery),
+                } => {
+                    fresh.push(*attempt);
+                    frozen.push(*delivery);
+                }
                 Prepared::Skipped => {}
                 Prepared::Invalid(failure) => report.failed.push(failure),
             }
         }
+        // New deliveries are frozen before their first attempt; one another worker
+        // froze first is left to it.
+        let created = store.create_deliveries(&frozen, options.now, lease_until).await?;
+        attempts.extend(
+            fresh
+                .into_iter()
+                .zip(created)
+                .filter_map(|(attempt, created)| created.then_some(attempt)),
+        );
         if attempts.is_empty() {
             // Everything due was taken by another worker or could not be built.
             break;
@@ -120,32 +138,35 @@ pub async fn run_once(
             .buffer_unordered(options.parallelism.max(1))
             .collect()
             .await;
-        for (attempt, outcome) in outcomes {
-            report.deliveries += 1;
-            let result = record(&attempt, outcome, options, &mut report);
-            store
-                .record_delivery_result(&attempt.delivery_id, &result, options.now)
-                .await?;
-        }
+        let results: Vec<(String, DeliveryResult)> = outcomes
+            .into_iter()
+            .map(|(attempt, outcome)| {
+                report.deliveries += 1;
+                let result = record(&attempt, outcome, options, &mut report);
+                (attempt.delivery_id, result)
+            })
+            .collect();
+        store.record_delivery_results(&results, options.now).await?;
     }
     report.duration = started.elapsed();
     Ok(report)
 }
 
 enum Prepared {
-    Ready(Attempt),
-    /// Another worker owns it, or there was nothing to deliver.
+    /// Ready to send; a new delivery carries what must be frozen before it is sent.
+    Ready {
+        attempt: Box<Attempt>,
+        frozen: Option<Box<NewDelivery>>,
+    },
+    /// Nothing to deliver.
     Skipped,
     /// Stored data that cannot make a request: reported, the rest goes on.
     Invalid(FailedDelivery),
 }
 
-async fn prepare(
-    store: &Store,
-    work: DueDelivery,
-    now: GregorianSeconds,
-    lease_until: GregorianSeconds,
-) -> Result<Prepared, StoreError> {
+/// Builds the request of one due delivery: a retry from its stored bytes, a new one
+/// from the snapshots and pending rows (`sync-and-bookkeepers.md` §5.4).
+fn prepare(work: DueDelivery) -> Prepared {
     match work {
         DueDelivery::Retry {
             delivery_id,
@@ -156,14 +177,17 @@ async fn prepare(
         } => {
             let request = SyncId::parse(delivery_id.as_str())
                 .and_then(|sync_id| DeliveryRequest::from_stored_body(account.clone(), sync_id, body));
-            Ok(match request {
-                Ok(request) => Prepared::Ready(Attempt {
-                    delivery_id,
-                    account,
-                    bookkeeper,
-                    request,
-                    attempts,
-                }),
+            match request {
+                Ok(request) => Prepared::Ready {
+                    attempt: Box::new(Attempt {
+                        delivery_id,
+                        account,
+                        bookkeeper,
+                        request,
+                        attempts,
+                    }),
+                    frozen: None,
+                },
                 Err(error) => Prepared::Invalid(FailedDelivery {
                     account,
                     bookkeeper,
@@ -171,7 +195,7 @@ async fn prepare(
                     attempts,
                     needs_attention: true,
                 }),
-            })
+            }
         }
         DueDelivery::New {
             account,
@@ -181,7 +205,7 @@ async fn prepare(
             pending,
         } => {
             let Some((sync_id, _)) = pending.last() else {
-                return Ok(Prepared::Skipped);
+                return Prepared::Skipped;
             };
             let delivery_id = sync_id.clone();
             let activations = pending
@@ -199,15 +223,15 @@ async fn prepare(
             };
             let built = match delivery(latest.as_deref(), last_acknowledged.as_deref(), activations) {
                 Ok(Some(built)) => built,
-                Ok(None) => return Ok(Prepared::Skipped),
-                Err(error) => return Ok(invalid(format!("delivery amounts: {error}"))),
+                Ok(None) => return Prepared::Skipped,
+                Err(error) => return invalid(format!("delivery amounts: {error}")),
             };
             let body = DeliveryBody::new(account.as_str(), &delivery_id, &built.invoice);
             let request = match SyncId::parse(delivery_id.as_str())
                 .and_then(|sync_id| DeliveryRequest::new(account.clone(), sync_id, &body))
             {
                 Ok(request) => request,
-                Err(error) => return Ok(invalid(error.to_string())),
+                Err(error) => return invalid(error.to_string()),
             };
             let frozen = NewDelivery {
                 delivery_id: delivery_id.clone(),
@@ -218,16 +242,16 @@ async fn prepare(
                 acknowledged: built.acknowledged,
                 audit_ids: pending.iter().map(|(id, _)| id.clone()).collect(),
             };
-            if !store.create_delivery(&frozen, now, lease_until).await? {
-                return Ok(Prepared::Skipped);
+            Prepared::Ready {
+                attempt: Box::new(Attempt {
+                    delivery_id,
+                    account,
+                    bookkeeper,
+                    request,
+                    attempts: 0,
+                }),
+                frozen: Some(Box::new(frozen)),
             }
-            Ok(Prepared::Ready(Attempt {
-                delivery_id,
-                account,
-                bookkeeper,
-                request,
-                attempts: 0,
-            }))
         }
     }
 }

@@ -857,68 +857,71 @@ impl Store {
         Ok(due)
     }
 
-    /// Freezes a new delivery and ties its audit rows to it, leased until
-    /// `lease_until`. Returns `false` when another worker already has one in flight
-    /// for the same account and bookkeeper.
-    pub async fn create_delivery(
+    /// Freezes new deliveries and ties their audit rows to them, leased until
+    /// `lease_until`, in one transaction. For each, `false` when another worker already
+    /// has one in flight for the same account and bookkeeper.
+    pub async fn create_deliveries(
         &self,
-        delivery: &NewDelivery,
+        deliveries: &[NewDelivery],
         now: GregorianSeconds,
         lease_until: GregorianSeconds,
-    ) -> Result<bool, StoreError> {
-        let body = String::from_utf8(delivery.body.clone())
-            .map_err(|_| StoreError::Refused("a delivery body must be UTF-8 JSON".to_owned()))?;
-        let acknowledged = invoice_json(&delivery.acknowledged).to_string();
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut prepared = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let body = String::from_utf8(delivery.body.clone())
+                .map_err(|_| StoreError::Refused("a delivery body must be UTF-8 JSON".to_owned()))?;
+            prepared.push((delivery, body, invoice_json(&delivery.acknowledged).to_string()));
+        }
         let mut conn = self.acquire().await?;
         let created = on_conn!(&mut conn, |c| {
             let mut tx = sqlx::Connection::begin(&mut **c)
                 .await
-                .map_err(step("starting a delivery"))?;
-            let inserted = sqlx::query(
-                "INSERT INTO deliveries (id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, \
-                 idempotency_key, body, acknowledged_invoice, status, attempts, next_attempt_at, lease_until, \
-                 created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', 0, $9, $10, $9, $9) ON CONFLICT DO NOTHING",
-            )
-            .bind(delivery.delivery_id.as_str())
-            .bind(delivery.account.as_str())
-            .bind(delivery.bookkeeper.kind.as_str())
-            .bind(delivery.bookkeeper.vendor_id.as_str())
-            .bind(delivery.bookkeeper.id.as_str())
-            .bind(delivery.idempotency_key.as_str())
-            .bind(body.as_str())
-            .bind(acknowledged.as_str())
-            .bind(now.0)
-            .bind(lease_until.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(step("creating a delivery"))?
-            .rows_affected();
-            if inserted == 0 {
-                tx.rollback().await.map_err(step("abandoning a delivery"))?;
-                false
-            } else {
-                for audit_id in &delivery.audit_ids {
-                    sqlx::query("UPDATE audit_logs SET delivery_id = $1 WHERE id = $2 AND delivery_id IS NULL")
-                        .bind(delivery.delivery_id.as_str())
-                        .bind(audit_id.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(step("tying audit rows to a delivery"))?;
+                .map_err(step("starting deliveries"))?;
+            let mut created = Vec::with_capacity(prepared.len());
+            for (delivery, body, acknowledged) in &prepared {
+                let inserted = sqlx::query(
+                    "INSERT INTO deliveries (id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, \
+                     idempotency_key, body, acknowledged_invoice, status, attempts, next_attempt_at, lease_until, \
+                     created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', 0, $9, $10, $9, $9) ON CONFLICT DO NOTHING",
+                )
+                .bind(delivery.delivery_id.as_str())
+                .bind(delivery.account.as_str())
+                .bind(delivery.bookkeeper.kind.as_str())
+                .bind(delivery.bookkeeper.vendor_id.as_str())
+                .bind(delivery.bookkeeper.id.as_str())
+                .bind(delivery.idempotency_key.as_str())
+                .bind(body.as_str())
+                .bind(acknowledged.as_str())
+                .bind(now.0)
+                .bind(lease_until.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(step("creating a delivery"))?
+                .rows_affected();
+                if inserted > 0 {
+                    for audit_id in &delivery.audit_ids {
+                        sqlx::query("UPDATE audit_logs SET delivery_id = $1 WHERE id = $2 AND delivery_id IS NULL")
+                            .bind(delivery.delivery_id.as_str())
+                            .bind(audit_id.as_str())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(step("tying audit rows to a delivery"))?;
+                    }
                 }
-                tx.commit().await.map_err(step("committing a delivery"))?;
-                true
+                created.push(inserted > 0);
             }
+            tx.commit().await.map_err(step("committing deliveries"))?;
+            created
         });
         Ok(created)
     }
 
-    /// Records what one attempt of a delivery ended in, on the delivery, its audit
+    /// Records what attempts of deliveries ended in, each on its delivery, its audit
     /// rows, the acknowledged snapshot and the account's standing, in one transaction.
-    pub async fn record_delivery_result(
+    pub async fn record_delivery_results(
         &self,
-        delivery_id: &str,
-        result: &DeliveryResult,
+        results: &[(String, DeliveryResult)],
         now: GregorianSeconds,
     ) -> Result<(), StoreError> {
         let code = |response_code: &Option<u16>| response_code.map(i64::from);
@@ -926,53 +929,55 @@ impl Store {
         on_conn!(&mut conn, |c| {
             let mut tx = sqlx::Connection::begin(&mut **c)
                 .await
-                .map_err(step("starting a delivery result"))?;
-            let (delivery_status, row_status, reason, message, response_code, standing, error, next_attempt_at) =
-                match result {
-                    DeliveryResult::Acknowledged {
-                        response_code,
-                        standing,
-                    } => (
-                        "acknowledged",
-                        "completed",
-                        None,
-                        None,
-                        code(response_code),
-                        *standing,
-                        None,
-                        0,
-                    ),
-                    DeliveryResult::Refused {
-                        response_code,
-                        reason,
-                        message,
-                        standing,
-                    } => (
-                        "refused",
-                        "failed",
-                        Some(reason.as_str()),
-                        Some(message.as_str()),
-                        code(response_code),
-                        *standing,
-                        None,
-                        0,
-                    ),
-                    DeliveryResult::NotTaken {
-                        response_code,
-                        error,
-                        next_attempt_at,
-                    } => (
-                        "in_flight",
-                        "pending",
-                        None,
-                        None,
-                        code(response_code),
-                        None,
-                        Some(error.as_str()),
-                        *next_attempt_at,
-                    ),
-                };
-            sqlx::query(
+                .map_err(step("starting delivery results"))?;
+            for (delivery_id, result) in results {
+                let delivery_id = delivery_id.as_str();
+                let (delivery_status, row_status, reason, message, response_code, standing, error, next_attempt_at) =
+                    match result {
+                        DeliveryResult::Acknowledged {
+                            response_code,
+                            standing,
+                        } => (
+                            "acknowledged",
+                            "completed",
+                            None,
+                            None,
+                            code(response_code),
+                            *standing,
+                            None,
+                            0,
+                        ),
+                        DeliveryResult::Refused {
+                            response_code,
+                            reason,
+                            message,
+                            standing,
+                        } => (
+                            "refused",
+                            "failed",
+                            Some(reason.as_str()),
+                            Some(message.as_str()),
+                            code(response_code),
+                            *standing,
+                            None,
+                            0,
+                        ),
+                        DeliveryResult::NotTaken {
+                            response_code,
+                            error,
+                            next_attempt_at,
+                        } => (
+                            "in_flight",
+                            "pending",
+                            None,
+                            None,
+                            code(response_code),
+                            None,
+                            Some(error.as_str()),
+                            *next_attempt_at,
+                        ),
+                    };
+                sqlx::query(
                 "UPDATE deliveries SET status = $1, attempts = attempts + 1, last_response_code = $2, last_error = $3, \
                  next_attempt_at = $4, lease_until = 0, updated_at = $5 WHERE id = $6",
             )
@@ -985,7 +990,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(step("recording a delivery attempt"))?;
-            sqlx::query(
+                sqlx::query(
                 "UPDATE audit_logs SET status = $1, reason = COALESCE($2, reason), message = COALESCE($3, message), \
                  attempts = attempts + 1, last_response_code = $4, last_error = $5, modified_at = $6 \
                  WHERE delivery_id = $7",
@@ -1000,23 +1005,23 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(step("recording a delivery on its audit rows"))?;
-            if delivery_status != "in_flight" {
-                sqlx::query(
-                    "INSERT INTO invoice_snapshots (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, \
+                if delivery_status != "in_flight" {
+                    sqlx::query(
+                        "INSERT INTO invoice_snapshots (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, \
                      bookkeeper_id, invoice, recurring_units, updated_at) \
                      SELECT account_id, 'acknowledged', bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, \
                             acknowledged_invoice, 0, $1 FROM deliveries WHERE id = $2 \
                      ON CONFLICT (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id) \
                      DO UPDATE SET invoice = excluded.invoice, updated_at = excluded.updated_at",
-                )
-                .bind(now.0)
-                .bind(delivery_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(step("recording what the bookkeeper acknowledged"))?;
-            }
-            if let Some(standing) = standing {
-                sqlx::query(
+                    )
+                    .bind(now.0)
+                    .bind(delivery_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("recording what the bookkeeper acknowledged"))?;
+                }
+                if let Some(standing) = standing {
+                    sqlx::query(
                     "INSERT INTO services (account_id, status) SELECT account_id, $1 FROM deliveries WHERE id = $2 \
                      ON CONFLICT (account_id) DO UPDATE SET status = excluded.status, \
                          status_reason = CASE WHEN excluded.status = 'good_standing' THEN NULL ELSE $3 END, \
@@ -1029,8 +1034,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(step("updating the account's standing"))?;
+                }
             }
-            tx.commit().await.map_err(step("committing a delivery result"))?;
+            tx.commit().await.map_err(step("committing delivery results"))?;
         });
         Ok(())
     }
