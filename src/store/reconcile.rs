@@ -43,6 +43,10 @@ pub struct StageOutcome {
     pub unknown_accounts: Vec<AccountId>,
 }
 
+fn elapsed_ms(started: std::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A reconcile in progress on one connection.
 pub struct ReconcileSession {
     conn: Conn,
@@ -86,12 +90,20 @@ impl ReconcileSession {
     /// Runs statements that take no parameter.
     async fn run(&mut self, what: &'static str, statements: &[&str]) -> Result<(), StoreError> {
         for statement in statements {
-            on_conn!(&mut self.conn, |c| {
+            let started = std::time::Instant::now();
+            let rows = on_conn!(&mut self.conn, |c| {
                 sqlx::query(statement)
                     .execute(&mut **c)
                     .await
-                    .map_err(step(what))?;
+                    .map_err(step(what))?
+                    .rows_affected()
             });
+            tracing::debug!(
+                step = what,
+                rows,
+                elapsed_ms = elapsed_ms(started),
+                "reconcile statement"
+            );
         }
         Ok(())
     }
@@ -294,12 +306,18 @@ impl ReconcileSession {
              GROUP BY account_id, category, item HAVING SUM(quantity) <> 0",
             union.join(" UNION ALL ")
         );
+        let counting_started = std::time::Instant::now();
         let counted = on_conn!(&mut self.conn, |c| {
             sqlx::query(&count_statement)
                 .execute(&mut **c)
                 .await
                 .map(|_| ())
         });
+        tracing::debug!(
+            step = "counting",
+            elapsed_ms = elapsed_ms(counting_started),
+            "reconcile statement"
+        );
         if let Err(source) = counted {
             // Name the file at fault: rerun each alone to find the one that fails.
             for query in counting.iter() {
@@ -541,21 +559,29 @@ impl ReconcileSession {
              SELECT account_id, TRUE, $2 FROM reconcile_changed WHERE batch = $1 \
              ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since";
 
+        let writing_started = std::time::Instant::now();
+        let batch_count = batches.len();
+        let mut spent = [std::time::Duration::ZERO; 7];
         for batch in batches {
             on_conn!(&mut self.conn, |c| {
                 let mut tx = sqlx::Connection::begin(&mut **c)
                     .await
                     .map_err(step("starting a batch"))?;
+                let part = std::time::Instant::now();
                 sqlx::query(upsert_quantities)
                     .bind(batch)
                     .execute(&mut *tx)
                     .await
                     .map_err(step("writing quantities"))?;
+                spent[0] += part.elapsed();
+                let part = std::time::Instant::now();
                 sqlx::query(delete_quantities)
                     .bind(batch)
                     .execute(&mut *tx)
                     .await
                     .map_err(step("removing quantities"))?;
+                spent[1] += part.elapsed();
+                let part = std::time::Instant::now();
                 sqlx::query(insert_records)
                     .bind(batch)
                     .bind(year_prefix.as_str())
@@ -564,12 +590,16 @@ impl ReconcileSession {
                     .execute(&mut *tx)
                     .await
                     .map_err(step("writing change records"))?;
+                spent[2] += part.elapsed();
+                let part = std::time::Instant::now();
                 sqlx::query(&insert_entries)
                     .bind(batch)
                     .bind(year_prefix.as_str())
                     .execute(&mut *tx)
                     .await
                     .map_err(step("writing change entries"))?;
+                spent[3] += part.elapsed();
+                let part = std::time::Instant::now();
                 sqlx::query(&upsert_summaries)
                     .bind(batch)
                     .bind(day.as_str())
@@ -577,15 +607,27 @@ impl ReconcileSession {
                     .execute(&mut *tx)
                     .await
                     .map_err(step("updating day summaries"))?;
+                spent[4] += part.elapsed();
+                let part = std::time::Instant::now();
                 sqlx::query(mark_dirty)
                     .bind(batch)
                     .bind(now.0)
                     .execute(&mut *tx)
                     .await
                     .map_err(step("marking accounts for repricing"))?;
+                spent[5] += part.elapsed();
+                let part = std::time::Instant::now();
                 tx.commit().await.map_err(step("committing a batch"))?;
+                spent[6] += part.elapsed();
             });
         }
+        tracing::debug!(
+            step = "writing batches",
+            batches = batch_count,
+            per_statement_ms = ?spent.map(|d| d.as_millis()),
+            elapsed_ms = elapsed_ms(writing_started),
+            "reconcile statement"
+        );
         Ok(())
     }
 
