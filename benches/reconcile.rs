@@ -46,8 +46,7 @@ fn floor_script(backend: Backend, counting: &CountingQueries) -> String {
     let (index_counts, analyze) = match backend {
         Backend::Sqlite => (
             "CREATE INDEX floor_counts_key ON floor_counts (account_id, category, item); \
-             CREATE INDEX floor_cascade_key ON floor_cascade (account_id, category, item); \
-             CREATE INDEX floor_closure_key ON floor_closure (account_id);",
+             CREATE INDEX floor_cascade_key ON floor_cascade (account_id, category, item);",
             "",
         ),
         Backend::Postgres => ("", "ANALYZE floor_counts; ANALYZE floor_cascade;"),
@@ -60,13 +59,9 @@ fn floor_script(backend: Backend, counting: &CountingQueries) -> String {
         Backend::Sqlite => "",
         Backend::Postgres => "ANALYZE reconcile_scope;",
     };
-    let index_counts = index_counts.replace(
-        "CREATE INDEX floor_closure_key ON floor_closure (account_id);",
-        "",
-    );
     format!(
         "DROP TABLE IF EXISTS reconcile_scope; DROP TABLE IF EXISTS floor_closure; \
-         DROP TABLE IF EXISTS floor_counts; DROP TABLE IF EXISTS floor_cascade; \
+         DROP TABLE IF EXISTS floor_counts; DROP TABLE IF EXISTS floor_cascade; DROP TABLE IF EXISTS floor_diff; \
          CREATE TEMP TABLE reconcile_scope (account_id TEXT PRIMARY KEY); \
          INSERT INTO reconcile_scope SELECT id FROM accounts; {scope_analyze} \
          CREATE TEMP TABLE floor_closure AS WITH RECURSIVE up(account_id, ancestor_id) AS ( \
@@ -80,26 +75,29 @@ fn floor_script(backend: Backend, counting: &CountingQueries) -> String {
              FROM floor_counts n JOIN floor_closure c ON c.account_id = n.account_id JOIN accounts d ON d.id = n.account_id \
              WHERE n.quantity >= 1 AND NOT d.deleted GROUP BY c.ancestor_id, n.category, n.item; \
          {index_counts} {analyze} \
-         UPDATE floor_quantities SET quantity = n.quantity FROM floor_counts n \
-             WHERE floor_quantities.bucket = 'account' AND n.account_id = floor_quantities.account_id \
-             AND n.category = floor_quantities.category AND n.item = floor_quantities.item \
-             AND floor_quantities.quantity <> n.quantity; \
-         INSERT INTO floor_quantities (account_id, bucket, category, item, quantity) \
-             SELECT n.account_id, 'account', n.category, n.item, n.quantity FROM floor_counts n \
-             WHERE NOT EXISTS (SELECT 1 FROM floor_quantities q WHERE q.account_id = n.account_id \
-             AND q.bucket = 'account' AND q.category = n.category AND q.item = n.item); \
-         UPDATE floor_quantities SET quantity = n.quantity FROM floor_cascade n \
-             WHERE floor_quantities.bucket = 'cascade' AND n.account_id = floor_quantities.account_id \
-             AND n.category = floor_quantities.category AND n.item = floor_quantities.item \
-             AND floor_quantities.quantity <> n.quantity; \
-         INSERT INTO floor_quantities (account_id, bucket, category, item, quantity) \
+         CREATE TEMP TABLE floor_diff AS \
+             SELECT n.account_id, 'account' AS bucket, n.category, n.item, n.quantity FROM floor_counts n \
+             LEFT JOIN floor_quantities q ON q.account_id = n.account_id AND q.bucket = 'account' \
+                 AND q.category = n.category AND q.item = n.item \
+             WHERE q.quantity IS NULL OR q.quantity <> n.quantity \
+             UNION ALL \
              SELECT n.account_id, 'cascade', n.category, n.item, n.quantity FROM floor_cascade n \
-             WHERE NOT EXISTS (SELECT 1 FROM floor_quantities q WHERE q.account_id = n.account_id \
-             AND q.bucket = 'cascade' AND q.category = n.category AND q.item = n.item); \
-         DELETE FROM floor_quantities WHERE bucket = 'account' AND NOT EXISTS (SELECT 1 FROM floor_counts n \
-             WHERE n.account_id = floor_quantities.account_id AND n.category = floor_quantities.category AND n.item = floor_quantities.item); \
-         DELETE FROM floor_quantities WHERE bucket = 'cascade' AND NOT EXISTS (SELECT 1 FROM floor_cascade n \
-             WHERE n.account_id = floor_quantities.account_id AND n.category = floor_quantities.category AND n.item = floor_quantities.item);",
+             LEFT JOIN floor_quantities q ON q.account_id = n.account_id AND q.bucket = 'cascade' \
+                 AND q.category = n.category AND q.item = n.item \
+             WHERE q.quantity IS NULL OR q.quantity <> n.quantity \
+             UNION ALL \
+             SELECT q.account_id, q.bucket, q.category, q.item, 0 FROM floor_quantities q \
+             WHERE q.bucket = 'account' AND q.quantity <> 0 AND NOT EXISTS (SELECT 1 FROM floor_counts n \
+                 WHERE n.account_id = q.account_id AND n.category = q.category AND n.item = q.item) \
+             UNION ALL \
+             SELECT q.account_id, q.bucket, q.category, q.item, 0 FROM floor_quantities q \
+             WHERE q.bucket = 'cascade' AND q.quantity <> 0 AND NOT EXISTS (SELECT 1 FROM floor_cascade n \
+                 WHERE n.account_id = q.account_id AND n.category = q.category AND n.item = q.item); \
+         INSERT INTO floor_quantities (account_id, bucket, category, item, quantity) \
+             SELECT account_id, bucket, category, item, quantity FROM floor_diff WHERE quantity <> 0 \
+             ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity; \
+         DELETE FROM floor_quantities WHERE (account_id, bucket, category, item) IN \
+             (SELECT account_id, bucket, category, item FROM floor_diff WHERE quantity = 0);",
         union = union.join(" UNION ALL ")
     )
 }

@@ -73,10 +73,10 @@ impl ReconcileSession {
         ReconcileSession { conn, backend }
     }
 
-    fn random_hex(&self) -> &'static str {
+    fn hex10(&self, expression: &str) -> String {
         match self.backend {
-            Backend::Sqlite => sqlite::RANDOM_HEX,
-            Backend::Postgres => postgres::RANDOM_HEX,
+            Backend::Sqlite => sqlite::hex10(expression),
+            Backend::Postgres => postgres::hex10(expression),
         }
     }
 
@@ -214,7 +214,7 @@ impl ReconcileSession {
                 "CREATE TEMP TABLE reconcile_changes (account_id TEXT NOT NULL, bucket TEXT NOT NULL, \
                  category TEXT NOT NULL, item TEXT NOT NULL, old_quantity BIGINT NOT NULL, new_quantity BIGINT NOT NULL)",
                 "CREATE TEMP TABLE reconcile_changed (account_id TEXT PRIMARY KEY, batch BIGINT NOT NULL, \
-                 record_id TEXT NOT NULL)",
+                 ordinal BIGINT NOT NULL)",
             ],
         )
         .await?;
@@ -401,15 +401,12 @@ impl ReconcileSession {
         .await?;
 
         // Changed accounts, numbered into batches, each with its record id.
-        let changed_statement = format!(
-            "INSERT INTO reconcile_changed (account_id, batch, record_id) \
-             SELECT account_id, (ROW_NUMBER() OVER (ORDER BY account_id) - 1) / $1, {} \
-             FROM (SELECT DISTINCT account_id FROM reconcile_changes) d",
-            self.random_hex()
-        );
+        let changed_statement = "INSERT INTO reconcile_changed (account_id, batch, ordinal) \
+             SELECT account_id, (ROW_NUMBER() OVER (ORDER BY account_id) - 1) / $1, ROW_NUMBER() OVER (ORDER BY account_id) \
+             FROM (SELECT DISTINCT account_id FROM reconcile_changes) d";
         let batch = i64::try_from(batch_size.max(1)).unwrap_or(i64::MAX);
         on_conn!(&mut self.conn, |c| {
-            sqlx::query(&changed_statement)
+            sqlx::query(changed_statement)
                 .bind(batch)
                 .execute(&mut **c)
                 .await
@@ -418,7 +415,7 @@ impl ReconcileSession {
         self.run(
             "grouping changes into batches",
             &["CREATE TEMP TABLE reconcile_batched AS \
-               SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, a.batch, a.record_id \
+               SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, a.batch, a.ordinal \
                FROM reconcile_changes c JOIN reconcile_changed a ON a.account_id = c.account_id"],
         )
         .await?;
@@ -500,7 +497,16 @@ impl ReconcileSession {
         let year = now
             .year()
             .ok_or_else(|| StoreError::Refused(format!("time {} has no year", now.0)))?;
-        let year_prefix = format!("{year:04}-");
+        // Record ids: `YYYY-` + 32 hex = 10 of the time, 10 of the account's ordinal in
+        // this run, 12 of the run id's digest. They grow with time and, within a run,
+        // with account id, so the index takes them in order; the run part keeps two
+        // runs in the same second apart.
+        let year_prefix = format!("{year:04}-{:010x}", now.0);
+        let run_tag: String = hex::encode(<md5::Md5 as md5::Digest>::digest(run_id.as_bytes()))
+            .chars()
+            .take(12)
+            .collect();
+        let ordinal_hex = self.hex10("ordinal");
 
         self.run(
             "refreshing ancestor paths",
@@ -522,12 +528,13 @@ impl ReconcileSession {
              ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity";
         let delete_quantities = "DELETE FROM service_quantities WHERE (account_id, bucket, category, item) IN \
              (SELECT account_id, bucket, category, item FROM reconcile_batched WHERE batch = $1 AND new_quantity = 0)";
-        let insert_records =
+        let insert_records = format!(
             "INSERT INTO quantity_change_records (id, account_id, run_id, created_at) \
-             SELECT $2 || record_id, account_id, $3, $4 FROM reconcile_changed WHERE batch = $1";
+             SELECT $2 || {ordinal_hex} || $5, account_id, $3, $4 FROM reconcile_changed WHERE batch = $1"
+        );
         let insert_entries = format!(
             "INSERT INTO quantity_change_entries (record_id, position, bucket, category, source, quantity, billable) \
-             SELECT $2 || record_id, ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY {BUCKET_RANK}, category, item), \
+             SELECT $2 || {ordinal_hex} || $3, ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY {BUCKET_RANK}, category, item), \
                     bucket, category, item, new_quantity - old_quantity, new_quantity \
              FROM reconcile_batched WHERE batch = $1"
         );
@@ -582,11 +589,12 @@ impl ReconcileSession {
                     .map_err(step("removing quantities"))?;
                 spent[1] += part.elapsed();
                 let part = std::time::Instant::now();
-                sqlx::query(insert_records)
+                sqlx::query(&insert_records)
                     .bind(batch)
                     .bind(year_prefix.as_str())
                     .bind(run_id)
                     .bind(now.0)
+                    .bind(run_tag.as_str())
                     .execute(&mut *tx)
                     .await
                     .map_err(step("writing change records"))?;
@@ -595,6 +603,7 @@ impl ReconcileSession {
                 sqlx::query(&insert_entries)
                     .bind(batch)
                     .bind(year_prefix.as_str())
+                    .bind(run_tag.as_str())
                     .execute(&mut *tx)
                     .await
                     .map_err(step("writing change entries"))?;

@@ -60,8 +60,10 @@ async fn applied(pool: &SqlitePool) -> Result<usize, StoreError> {
     Ok(usize::try_from(count).unwrap_or(0))
 }
 
-/// 32 random lowercase hex characters (record ids).
-pub(super) const RANDOM_HEX: &str = "lower(hex(randomblob(16)))";
+/// An integer as 10 lowercase hex digits (record ids).
+pub(super) fn hex10(expression: &str) -> String {
+    format!("printf('%010x', {expression})")
+}
 
 /// Temporary tables get indexes for the anti-joins of the diff: SQLite has no hash
 /// join, so without them each lookup would scan.
