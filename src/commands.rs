@@ -87,22 +87,24 @@ pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool) {
     for skip in &report.skipped {
         eprintln!("tally: account {} skipped: {}", skip.account, skip.reason);
     }
-    for staged in &report.changes {
-        let change = &staged.change;
-        println!(
-            "{} {} {}.{} {} -> {} ({:+})",
-            staged.account,
-            change.bucket,
-            change.category,
-            change.item,
-            change.old,
-            change.new,
-            change.difference()
-        );
+    if !json {
+        for staged in &report.changes {
+            let change = &staged.change;
+            println!(
+                "{} {} {}.{} {} -> {} ({:+})",
+                staged.account,
+                change.bucket,
+                change.category,
+                change.item,
+                change.old,
+                change.new,
+                change.difference()
+            );
+        }
     }
     let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
     if json {
-        let summary = serde_json::json!({
+        let mut summary = serde_json::json!({
             "accounts_scanned": report.accounts_scanned,
             "accounts_changed": report.accounts_changed,
             "items_changed": report.items_changed,
@@ -110,6 +112,25 @@ pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool) {
             "dry_run": report.dry_run,
             "accounts_skipped": report.skipped.len(),
         });
+        if report.dry_run {
+            // A dry run's changes travel inside the one JSON object, never as loose lines.
+            let changes: Vec<serde_json::Value> = report
+                .changes
+                .iter()
+                .map(|staged| {
+                    serde_json::json!({
+                        "account_id": staged.account.as_str(),
+                        "bucket": staged.change.bucket.as_str(),
+                        "category": staged.change.category.as_str(),
+                        "item": staged.change.item.as_str(),
+                        "old": staged.change.old,
+                        "new": staged.change.new,
+                        "difference": staged.change.difference(),
+                    })
+                })
+                .collect();
+            summary["changes"] = serde_json::Value::Array(changes);
+        }
         println!("{summary}");
     } else {
         println!(

@@ -28,14 +28,14 @@ const NUMBER_ID: &str = "CASE WHEN x.k % 20 < 14 THEN '+1415' || (2000000 + x.n)
                               WHEN x.k % 20 = 17 THEN '+1876' || (2000000 + x.n) \
                               ELSE '+1650' || (2000000 + x.n) END";
 
-/// `(table, objects per account, statement)`: each statement inserts
-/// `per_account × accounts` rows from the series (`$1` rows, `$2` accounts, `$3` seed).
-fn inventory_statements() -> Vec<(&'static str, f64, String)> {
+/// `(table, objects per account in halves, statement)`: each statement inserts
+/// `halves × accounts / 2` rows from the series (`$1` rows, `$2` accounts, `$3` seed).
+fn inventory_statements() -> Vec<(&'static str, u64, String)> {
     let join = "JOIN demo_index d ON d.idx = x.h % $2";
     vec![
         (
             "users",
-            20.0,
+            40,
             format!(
                 "INSERT INTO users (id, account_id, priv_level, qubicle_enabled, qubicle_offering, enabled, deleted) \
              SELECT 'user-' || x.n, d.account_id, CASE WHEN x.k % 6 = 0 THEN 'admin' ELSE 'user' END, \
@@ -45,7 +45,7 @@ fn inventory_statements() -> Vec<(&'static str, f64, String)> {
         ),
         (
             "devices",
-            25.0,
+            50,
             format!(
                 "INSERT INTO devices (id, account_id, device_type, enabled, deleted) \
              SELECT 'device-' || x.n, d.account_id, \
@@ -57,7 +57,7 @@ fn inventory_statements() -> Vec<(&'static str, f64, String)> {
         ),
         (
             "phone_numbers",
-            25.0,
+            50,
             format!(
                 "INSERT INTO phone_numbers (id, account_id, carrier_module, classification, enabled, deleted) \
              SELECT {NUMBER_ID}, d.account_id, \
@@ -71,7 +71,7 @@ fn inventory_statements() -> Vec<(&'static str, f64, String)> {
         ),
         (
             "vmboxes",
-            15.0,
+            30,
             format!(
                 "INSERT INTO vmboxes (id, account_id, transcribe, enabled, deleted) \
              SELECT 'vmbox-' || x.n, d.account_id, x.k % 3 = 0, x.k % 53 <> 17, x.k % 47 = 11 \
@@ -80,7 +80,7 @@ fn inventory_statements() -> Vec<(&'static str, f64, String)> {
         ),
         (
             "faxboxes",
-            3.0,
+            6,
             format!(
                 "INSERT INTO faxboxes (id, account_id, enabled, deleted) \
              SELECT 'faxbox-' || x.n, d.account_id, x.k % 53 <> 19, x.k % 47 = 13 FROM ({MIX}) x {join}"
@@ -88,7 +88,7 @@ fn inventory_statements() -> Vec<(&'static str, f64, String)> {
         ),
         (
             "conferences",
-            4.0,
+            8,
             format!(
                 "INSERT INTO conferences (id, account_id, enabled, deleted) \
              SELECT 'conference-' || x.n, d.account_id, x.k % 53 <> 23, x.k % 47 = 17 FROM ({MIX}) x {join}"
@@ -96,7 +96,7 @@ fn inventory_statements() -> Vec<(&'static str, f64, String)> {
         ),
         (
             "dedicated_ips",
-            0.5,
+            1,
             format!(
                 "INSERT INTO dedicated_ips (id, account_id, ip, enabled, deleted) \
              SELECT 'ip-' || x.n, d.account_id, '10.' || (x.n % 250) || '.' || (x.k % 250) || '.1', \
@@ -105,7 +105,7 @@ fn inventory_statements() -> Vec<(&'static str, f64, String)> {
         ),
         (
             "qubicle_queues",
-            1.0,
+            2,
             format!(
                 "INSERT INTO qubicle_queues (id, account_id, offering, enabled, deleted) \
              SELECT 'queue-' || x.n, d.account_id, CASE WHEN x.k % 4 = 0 THEN 'pro' END, \
@@ -114,7 +114,7 @@ fn inventory_statements() -> Vec<(&'static str, f64, String)> {
         ),
         (
             "port_requests",
-            0.5,
+            1,
             format!(
                 "INSERT INTO port_requests (id, account_id, port_state, number_count, enabled, deleted) \
              SELECT 'port-' || x.n, d.account_id, \
@@ -127,31 +127,31 @@ fn inventory_statements() -> Vec<(&'static str, f64, String)> {
 }
 
 /// Rows that follow from the objects above, not counted as objects themselves.
-fn dependent_statements() -> Vec<(f64, String)> {
+fn dependent_statements() -> Vec<(u64, String)> {
     vec![
         (
-            25.0,
+            50,
             format!(
                 "INSERT INTO phone_number_features (number_id, feature) \
              SELECT {NUMBER_ID}, 'local' FROM ({MIX}) x WHERE x.k % 20 >= 18 AND $2 > 0"
             ),
         ),
         (
-            25.0,
+            50,
             format!(
                 "INSERT INTO phone_number_features (number_id, feature) \
              SELECT {NUMBER_ID}, 'cnam' FROM ({MIX}) x WHERE x.k % 3 = 0 AND $2 > 0"
             ),
         ),
         (
-            25.0,
+            50,
             format!(
                 "INSERT INTO phone_number_features (number_id, feature) \
              SELECT {NUMBER_ID}, 'e911' FROM ({MIX}) x WHERE x.k % 4 = 0 AND $2 > 0"
             ),
         ),
         (
-            0.5,
+            1,
             format!(
                 "INSERT INTO port_request_transitions (port_request_id, position, new_state) \
              SELECT 'port-' || x.n, 1, CASE x.k % 5 WHEN 0 THEN 'pending' WHEN 1 THEN 'submitted' \
@@ -159,7 +159,7 @@ fn dependent_statements() -> Vec<(f64, String)> {
             ),
         ),
         (
-            0.5,
+            1,
             format!(
                 "INSERT INTO port_request_transitions (port_request_id, position, new_state) \
              SELECT 'port-' || x.n, 2, CASE x.k % 5 WHEN 0 THEN 'pending' WHEN 1 THEN 'submitted' \
@@ -200,9 +200,8 @@ const OBJECT_TABLES: &[&str] = &[
     "whitelabels",
 ];
 
-fn rows_for(per_account: f64, accounts: u64) -> i64 {
-    // Exact for the halves and whole numbers used above; rounding is fine for demo sizes.
-    let total = (per_account * 2.0) as u64 * accounts / 2;
+fn rows_for(halves_per_account: u64, accounts: u64) -> i64 {
+    let total = halves_per_account.saturating_mul(accounts) / 2;
     i64::try_from(total).unwrap_or(i64::MAX)
 }
 

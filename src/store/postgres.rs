@@ -42,8 +42,10 @@ async fn applied(pool: &PgPool) -> Result<usize, StoreError> {
     Ok(usize::try_from(count).unwrap_or(0))
 }
 
-/// 32 random lowercase hex characters (record ids).
-pub(super) const RANDOM_HEX: &str = "md5(random()::text || clock_timestamp()::text)";
+/// An integer as 10 lowercase hex digits (record ids).
+pub(super) fn hex10(expression: &str) -> String {
+    format!("lpad(to_hex({expression}), 10, '0')")
+}
 
 /// PostgreSQL hash-joins temporary tables; statistics (ANALYZE) matter, indexes do not.
 pub(super) const INDEX_TEMP_TABLES: bool = false;

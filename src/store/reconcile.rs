@@ -43,6 +43,10 @@ pub struct StageOutcome {
     pub unknown_accounts: Vec<AccountId>,
 }
 
+fn elapsed_ms(started: std::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A reconcile in progress on one connection.
 pub struct ReconcileSession {
     conn: Conn,
@@ -69,10 +73,10 @@ impl ReconcileSession {
         ReconcileSession { conn, backend }
     }
 
-    fn random_hex(&self) -> &'static str {
+    fn hex10(&self, expression: &str) -> String {
         match self.backend {
-            Backend::Sqlite => sqlite::RANDOM_HEX,
-            Backend::Postgres => postgres::RANDOM_HEX,
+            Backend::Sqlite => sqlite::hex10(expression),
+            Backend::Postgres => postgres::hex10(expression),
         }
     }
 
@@ -86,9 +90,20 @@ impl ReconcileSession {
     /// Runs statements that take no parameter.
     async fn run(&mut self, what: &'static str, statements: &[&str]) -> Result<(), StoreError> {
         for statement in statements {
-            on_conn!(&mut self.conn, |c| {
-                sqlx::query(statement).execute(&mut **c).await.map_err(step(what))?;
+            let started = std::time::Instant::now();
+            let rows = on_conn!(&mut self.conn, |c| {
+                sqlx::query(statement)
+                    .execute(&mut **c)
+                    .await
+                    .map_err(step(what))?
+                    .rows_affected()
             });
+            tracing::debug!(
+                step = what,
+                rows,
+                elapsed_ms = elapsed_ms(started),
+                "reconcile statement"
+            );
         }
         Ok(())
     }
@@ -195,7 +210,7 @@ impl ReconcileSession {
                 "CREATE TEMP TABLE reconcile_changes (account_id TEXT NOT NULL, bucket TEXT NOT NULL, \
                  category TEXT NOT NULL, item TEXT NOT NULL, old_quantity BIGINT NOT NULL, new_quantity BIGINT NOT NULL)",
                 "CREATE TEMP TABLE reconcile_changed (account_id TEXT PRIMARY KEY, batch BIGINT NOT NULL, \
-                 record_id TEXT NOT NULL)",
+                 ordinal BIGINT NOT NULL)",
             ],
         )
         .await?;
@@ -273,9 +288,15 @@ impl ReconcileSession {
              GROUP BY account_id, category, item HAVING SUM(quantity) <> 0",
             union.join(" UNION ALL ")
         );
+        let counting_started = std::time::Instant::now();
         let counted = on_conn!(&mut self.conn, |c| {
             sqlx::query(&count_statement).execute(&mut **c).await.map(|_| ())
         });
+        tracing::debug!(
+            step = "counting",
+            elapsed_ms = elapsed_ms(counting_started),
+            "reconcile statement"
+        );
         if let Err(source) = counted {
             // Name the file at fault: rerun each alone to find the one that fails.
             for query in counting.iter() {
@@ -356,15 +377,12 @@ impl ReconcileSession {
         .await?;
 
         // Changed accounts, numbered into batches, each with its record id.
-        let changed_statement = format!(
-            "INSERT INTO reconcile_changed (account_id, batch, record_id) \
-             SELECT account_id, (ROW_NUMBER() OVER (ORDER BY account_id) - 1) / $1, {} \
-             FROM (SELECT DISTINCT account_id FROM reconcile_changes) d",
-            self.random_hex()
-        );
+        let changed_statement = "INSERT INTO reconcile_changed (account_id, batch, ordinal) \
+             SELECT account_id, (ROW_NUMBER() OVER (ORDER BY account_id) - 1) / $1, ROW_NUMBER() OVER (ORDER BY account_id) \
+             FROM (SELECT DISTINCT account_id FROM reconcile_changes) d";
         let batch = i64::try_from(batch_size.max(1)).unwrap_or(i64::MAX);
         on_conn!(&mut self.conn, |c| {
-            sqlx::query(&changed_statement)
+            sqlx::query(changed_statement)
                 .bind(batch)
                 .execute(&mut **c)
                 .await
@@ -373,7 +391,7 @@ impl ReconcileSession {
         self.run(
             "grouping changes into batches",
             &["CREATE TEMP TABLE reconcile_batched AS \
-               SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, a.batch, a.record_id \
+               SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, a.batch, a.ordinal \
                FROM reconcile_changes c JOIN reconcile_changed a ON a.account_id = c.account_id"],
         )
         .await?;
@@ -441,7 +459,16 @@ impl ReconcileSession {
         let year = now
             .year()
             .ok_or_else(|| StoreError::Refused(format!("time {} has no year", now.0)))?;
-        let year_prefix = format!("{year:04}-");
+        // Record ids: `YYYY-` + 32 hex = 10 of the time, 10 of the account's ordinal in
+        // this run, 12 of the run id's digest. They grow with time and, within a run,
+        // with account id, so the index takes them in order; the run part keeps two
+        // runs in the same second apart.
+        let year_prefix = format!("{year:04}-{:010x}", now.0);
+        let run_tag: String = hex::encode(<md5::Md5 as md5::Digest>::digest(run_id.as_bytes()))
+            .chars()
+            .take(12)
+            .collect();
+        let ordinal_hex = self.hex10("ordinal");
 
         self.run(
             "refreshing ancestor paths",
@@ -463,11 +490,13 @@ impl ReconcileSession {
              ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity";
         let delete_quantities = "DELETE FROM service_quantities WHERE (account_id, bucket, category, item) IN \
              (SELECT account_id, bucket, category, item FROM reconcile_batched WHERE batch = $1 AND new_quantity = 0)";
-        let insert_records = "INSERT INTO quantity_change_records (id, account_id, run_id, created_at) \
-             SELECT $2 || record_id, account_id, $3, $4 FROM reconcile_changed WHERE batch = $1";
+        let insert_records = format!(
+            "INSERT INTO quantity_change_records (id, account_id, run_id, created_at) \
+             SELECT $2 || {ordinal_hex} || $5, account_id, $3, $4 FROM reconcile_changed WHERE batch = $1"
+        );
         let insert_entries = format!(
             "INSERT INTO quantity_change_entries (record_id, position, bucket, category, source, quantity, billable) \
-             SELECT $2 || record_id, ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY {BUCKET_RANK}, category, item), \
+             SELECT $2 || {ordinal_hex} || $3, ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY {BUCKET_RANK}, category, item), \
                     bucket, category, item, new_quantity - old_quantity, new_quantity \
              FROM reconcile_batched WHERE batch = $1"
         );
@@ -499,35 +528,49 @@ impl ReconcileSession {
              SELECT account_id, TRUE, $2 FROM reconcile_changed WHERE batch = $1 \
              ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since";
 
+        let writing_started = std::time::Instant::now();
+        let batch_count = batches.len();
+        let mut spent = [std::time::Duration::ZERO; 7];
         for batch in batches {
             on_conn!(&mut self.conn, |c| {
                 let mut tx = sqlx::Connection::begin(&mut **c)
                     .await
                     .map_err(step("starting a batch"))?;
+                let part = std::time::Instant::now();
                 sqlx::query(upsert_quantities)
                     .bind(batch)
                     .execute(&mut *tx)
                     .await
                     .map_err(step("writing quantities"))?;
+                spent[0] += part.elapsed();
+                let part = std::time::Instant::now();
                 sqlx::query(delete_quantities)
                     .bind(batch)
                     .execute(&mut *tx)
                     .await
                     .map_err(step("removing quantities"))?;
-                sqlx::query(insert_records)
+                spent[1] += part.elapsed();
+                let part = std::time::Instant::now();
+                sqlx::query(&insert_records)
                     .bind(batch)
                     .bind(year_prefix.as_str())
                     .bind(run_id)
                     .bind(now.0)
+                    .bind(run_tag.as_str())
                     .execute(&mut *tx)
                     .await
                     .map_err(step("writing change records"))?;
+                spent[2] += part.elapsed();
+                let part = std::time::Instant::now();
                 sqlx::query(&insert_entries)
                     .bind(batch)
                     .bind(year_prefix.as_str())
+                    .bind(run_tag.as_str())
                     .execute(&mut *tx)
                     .await
                     .map_err(step("writing change entries"))?;
+                spent[3] += part.elapsed();
+                let part = std::time::Instant::now();
                 sqlx::query(&upsert_summaries)
                     .bind(batch)
                     .bind(day.as_str())
@@ -535,15 +578,27 @@ impl ReconcileSession {
                     .execute(&mut *tx)
                     .await
                     .map_err(step("updating day summaries"))?;
+                spent[4] += part.elapsed();
+                let part = std::time::Instant::now();
                 sqlx::query(mark_dirty)
                     .bind(batch)
                     .bind(now.0)
                     .execute(&mut *tx)
                     .await
                     .map_err(step("marking accounts for repricing"))?;
+                spent[5] += part.elapsed();
+                let part = std::time::Instant::now();
                 tx.commit().await.map_err(step("committing a batch"))?;
+                spent[6] += part.elapsed();
             });
         }
+        tracing::debug!(
+            step = "writing batches",
+            batches = batch_count,
+            per_statement_ms = ?spent.map(|d| d.as_millis()),
+            elapsed_ms = elapsed_ms(writing_started),
+            "reconcile statement"
+        );
         Ok(())
     }
 
