@@ -69,6 +69,7 @@ on_both_backends!(
     renewing_or_finishing_a_run_that_does_not_exist_is_an_error,
     the_database_itself_refuses_a_second_record_per_time_and_a_second_running_run,
     concurrent_claims_of_one_time_grant_it_to_exactly_one_claimant,
+    a_scheduler_takes_over_the_run_of_a_dead_holder_and_runs_it_once,
 );
 
 async fn a_time_is_claimed_once_and_a_finished_run_is_never_claimed_again(store: &Store) {
@@ -461,6 +462,63 @@ async fn concurrent_claims_of_one_time_grant_it_to_exactly_one_claimant(store: &
     }
     assert_eq!(winners, 1);
     assert_eq!(store.query_count("SELECT COUNT(*) FROM runs").await.expect("count"), 1);
+}
+
+async fn a_scheduler_takes_over_the_run_of_a_dead_holder_and_runs_it_once(store: &Store) {
+    // A holder that claimed `tick` two minutes ago and stopped renewing a minute ago.
+    let now = Utc::now();
+    let dead_for = DateTime::<Utc>::from_timestamp(now.timestamp() - 120, 0).expect("in range");
+    let dead = ClaimRequest {
+        job: job_name("tick"),
+        scheduled_for: dead_for,
+        instance: InstanceId::new("dead"),
+        host: "host-dead".to_owned(),
+        now: dead_for,
+        lease_until: dead_for + chrono::Duration::seconds(60),
+    };
+    let id = won(store, &dead).await;
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let runner = Arc::new(CountingRunner {
+        instance: "b",
+        calls: calls.clone(),
+    });
+    let mut tick = every_second("tick");
+    // Skip, so that the only past time run is the abandoned one.
+    tick.missed = MissedPolicy::Skip;
+    let shutdown = CancellationToken::new();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        stopper.cancel();
+    });
+
+    daemon::run(
+        Arc::new(store.clone()),
+        Arc::new(SystemClock),
+        DaemonSettings::new(InstanceId::new("b"), "host-b"),
+        runner,
+        vec![tick],
+        shutdown,
+    )
+    .await
+    .expect("valid settings");
+
+    let calls = calls.lock().expect("calls lock").clone();
+    let of_dead_time: Vec<&Call> = calls.iter().filter(|call| call.scheduled_for == dead_for).collect();
+    assert_eq!(of_dead_time.len(), 1, "{calls:?}");
+    let record = store
+        .run_for(&dead.job, dead_for)
+        .await
+        .expect("readable")
+        .expect("recorded");
+    assert_eq!(record.id, id);
+    assert_eq!((record.status, record.takeovers), (SUCCEEDED, 1));
+    assert_eq!((record.instance.as_str(), record.host.as_str()), ("b", "host-b"));
+    // Nothing else of the past was run; the times since the start were, once each.
+    assert!(calls
+        .iter()
+        .all(|call| call.scheduled_for == dead_for || call.scheduled_for > now));
+    assert_eq!(store.recent_runs(100).await.expect("readable").len(), calls.len());
 }
 
 /// Two handles on one database and what keeps it alive: two pools, as two scheduler
