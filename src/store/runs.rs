@@ -39,9 +39,10 @@ fn seconds(time: DateTime<Utc>) -> i64 {
     GregorianSeconds::from_utc(time).0
 }
 
-fn instant(what: &str, run: i64, gregorian: i64) -> Result<DateTime<Utc>, StoreError> {
+/// A stored time read back; `what` names the column and row for the error.
+fn instant(gregorian: i64, what: impl FnOnce() -> String) -> Result<DateTime<Utc>, StoreError> {
     DateTime::<Utc>::from_timestamp(GregorianSeconds(gregorian).unix(), 0)
-        .ok_or_else(|| StoreError::InvalidRow(format!("run {run}: {what} {gregorian} is out of range")))
+        .ok_or_else(|| StoreError::InvalidRow(format!("{}: {gregorian} is out of range", what())))
 }
 
 /// The `status` column's text: [`RunStatus::as_str`], read back here.
@@ -107,11 +108,11 @@ impl RunRow {
         Ok(RunRecord {
             id: RunId(id),
             job,
-            scheduled_for: instant("scheduled_for", id, self.scheduled_for)?,
-            started_at: instant("started_at", id, self.started_at)?,
+            scheduled_for: instant(self.scheduled_for, || format!("run {id} scheduled_for"))?,
+            started_at: instant(self.started_at, || format!("run {id} started_at"))?,
             ended_at: self
                 .ended_at
-                .map(|ended_at| instant("ended_at", id, ended_at))
+                .map(|ended_at| instant(ended_at, || format!("run {id} ended_at")))
                 .transpose()?,
             status,
             figures: RunFigures {
@@ -122,7 +123,7 @@ impl RunRow {
             message: self.message,
             host: self.host,
             instance: InstanceId::new(self.instance_id),
-            lease_until: instant("lease_until", id, self.lease_until)?,
+            lease_until: instant(self.lease_until, || format!("run {id} lease_until"))?,
             takeovers,
         })
     }
@@ -235,7 +236,7 @@ impl Store {
         });
         match running {
             Some((running_for, host)) => Ok(Some(Claim::Busy {
-                scheduled_for: instant("scheduled_for", 0, running_for)?,
+                scheduled_for: instant(running_for, || format!("the running run of job {job}"))?,
                 host,
             })),
             // The run that blocked the insert ended since: claim again.
@@ -330,7 +331,9 @@ impl Store {
             };
             query.fetch_one(&mut **c).await.map_err(step(step_name))?
         });
-        found.map(|time| instant("scheduled_for", 0, time)).transpose()
+        found
+            .map(|time| instant(time, || format!("a run of job {job}")))
+            .transpose()
     }
 }
 

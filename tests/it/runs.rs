@@ -70,6 +70,7 @@ on_both_backends!(
     the_database_itself_refuses_a_second_record_per_time_and_a_second_running_run,
     concurrent_claims_of_one_time_grant_it_to_exactly_one_claimant,
     a_scheduler_takes_over_the_run_of_a_dead_holder_and_runs_it_once,
+    an_unreadable_run_row_is_reported_with_its_id_and_column,
 );
 
 async fn a_time_is_claimed_once_and_a_finished_run_is_never_claimed_again(store: &Store) {
@@ -519,6 +520,32 @@ async fn a_scheduler_takes_over_the_run_of_a_dead_holder_and_runs_it_once(store:
         .iter()
         .all(|call| call.scheduled_for == dead_for || call.scheduled_for > now));
     assert_eq!(store.recent_runs(100).await.expect("readable").len(), calls.len());
+}
+
+async fn an_unreadable_run_row_is_reported_with_its_id_and_column(store: &Store) {
+    let claim = request(
+        "sync",
+        "2026-11-23T10:00:00Z",
+        "a",
+        "2026-11-23T10:00:00Z",
+        "2026-11-23T10:01:00Z",
+    );
+    let id = won(store, &claim).await;
+    store
+        .execute_script(&format!("UPDATE runs SET figures = 'not json' WHERE id = {id}"))
+        .await
+        .expect("update");
+
+    let error = store
+        .recent_runs(10)
+        .await
+        .expect_err("bad figures are refused")
+        .to_string();
+    assert!(
+        error.contains(&format!("run {id}")) && error.contains("figures"),
+        "{error}"
+    );
+    assert!(matches!(store.recent(10).await, Err(LedgerError::Failed(_))));
 }
 
 /// Two handles on one database and what keeps it alive: two pools, as two scheduler
