@@ -315,6 +315,8 @@ impl Store {
         }))
     }
 
+    /// One time of `job` from an aggregate `sql` (`$1` the job, `$2` `now` when
+    /// given); `None` when the job has no such run.
     async fn job_time(
         &self,
         step_name: &'static str,
