@@ -14,6 +14,7 @@ mod counting;
 mod demo;
 mod postgres;
 mod reconcile;
+mod runs;
 mod sqlite;
 
 pub use billing::{

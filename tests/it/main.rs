@@ -12,6 +12,7 @@ mod quote_cli;
 mod quote_examples;
 mod quote_vectors;
 mod reconcile;
+mod runs;
 mod support;
 mod sync;
 mod systemd;
