@@ -41,11 +41,23 @@ pub enum Command {
     Schedule(ScheduleArgs),
     /// Print the effective configuration, secrets hidden.
     Config,
+    /// List the most recent runs, scheduled and one-shot, newest first.
+    Runs(RunsArgs),
     /// Query and change an account's services state.
     Services {
         #[command(subcommand)]
         operation: ServicesOperation,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// How many runs to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// One JSON object per run.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tally::bookkeepers::demo::DemoBookkeeper;
-use tally::cli::{BillingArgs, BookkeeperSyncArgs, DemoArgs, ReconcileArgs, ScheduleArgs, StatusArgs, SyncArgs};
+use tally::cli::{
+    BillingArgs, BookkeeperSyncArgs, DemoArgs, ReconcileArgs, RunsArgs, ScheduleArgs, StatusArgs, SyncArgs,
+};
 use tally::config::Settings;
 use tally::demo::{generate, DemoSpec};
 use tally::domain::changes::FirstCommit;
@@ -16,15 +18,19 @@ use tally::domain::summary::GregorianSeconds;
 use tally::domain::AccountId;
 use tally::jobs::context::JobContext;
 use tally::jobs::context::RunScope;
+use tally::jobs::context::{bookkeeper_sync_outcome, sync_outcome};
+use tally::jobs::one_shot::{recorded, OneShotError};
 use tally::jobs::reconcile::{run_once, ReconcileOptions, ReconcileReport};
 use tally::jobs::{bookkeeper_sync, sync};
 use tally::metrics::{write_metrics_file, RunMetrics};
 use tally::quote::{parse_request, price, render, QuoteError};
 use tally::scheduler::daemon::cancel_on_termination_signals;
-use tally::scheduler::daemon::{DaemonSettings, InstanceId, MemoryLedger, RunEnd, RunOutcome, SystemClock};
+use tally::scheduler::daemon::{DaemonSettings, InstanceId, RunEnd, RunFigures, RunOutcome, RunStatus, SystemClock};
 use tally::scheduler::job_file::load_jobs_dir;
+use tally::scheduler::job_file::JobName;
 use tally::scheduler::sd_notify::{watchdog_interval, Notifier};
 use tally::scheduler::service::serve;
+use tally::store::Backend;
 use tally::store::{CountingQueries, ReconcileScope, Standing, Store, StoreError, SyncScope};
 use tokio_util::sync::CancellationToken;
 
@@ -71,9 +77,31 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
         now: GregorianSeconds::from_utc(chrono::Utc::now()),
         batch_size: u64::try_from(settings.reconcile.batch_size).unwrap_or(u64::MAX),
     };
-    let report = run_once(&store, &counting, &options)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let report = if options.dry_run {
+        run_once(&store, &counting, &options).await
+    } else {
+        recorded_run(
+            &store,
+            "reconcile",
+            run_once(&store, &counting, &options),
+            |report| match report {
+                Ok(report) => {
+                    let figures = RunFigures {
+                        accounts: report.accounts_scanned,
+                        changes: report.accounts_changed,
+                        failures: u64::try_from(report.skipped.len()).unwrap_or(u64::MAX),
+                    };
+                    match report.is_partial() {
+                        true => RunOutcome::ended(RunEnd::DataErrors, figures, "some accounts were skipped"),
+                        false => RunOutcome::succeeded(figures),
+                    }
+                }
+                Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+            },
+        )
+        .await?
+    }
+    .map_err(anyhow::Error::from)?;
     store.close().await;
     print_reconcile(&report, args.json);
     Ok(if report.is_partial() {
@@ -225,6 +253,27 @@ pub(crate) fn parse_accounts(texts: &[String]) -> Result<Vec<AccountId>, Failure
         .map_err(|error| Failure::Other(anyhow::anyhow!("--account: {error}")))
 }
 
+/// Runs a one-shot job as a recorded run (`tally runs` lists it); a job already
+/// running elsewhere is refused with exit 75.
+async fn recorded_run<T, F>(
+    store: &Store,
+    job: &str,
+    work: F,
+    outcome_of: impl FnOnce(&T) -> RunOutcome,
+) -> Result<T, Failure>
+where
+    F: std::future::Future<Output = T>,
+{
+    let name = JobName::parse(job).map_err(|error| Failure::Other(anyhow::anyhow!(error)))?;
+    recorded(Arc::new(store.clone()), &name, &host_name(), work, outcome_of)
+        .await
+        .map_err(|error| match error {
+            OneShotError::Busy { .. } | OneShotError::AlreadyClaimed { .. } | OneShotError::Ledger(_) => {
+                Failure::Temporary(error.to_string())
+            }
+        })
+}
+
 /// The store and everything a job needs, from the settings.
 pub(crate) async fn job_context(settings: &Settings) -> Result<JobContext, Failure> {
     let store = open_store(settings).await?;
@@ -259,7 +308,21 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
     let mut options = context.sync_options(scope, None, first_commit, now, stop_on_signals());
     options.dry_run = args.dry_run;
-    let report = sync::run_once(&store, &options).await.map_err(anyhow::Error::from)?;
+    let report = if options.dry_run {
+        sync::run_once(&store, &options).await
+    } else {
+        recorded_run(
+            &store,
+            "sync",
+            sync::run_once(&store, &options),
+            |report| match report {
+                Ok(report) => sync_outcome(report),
+                Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+            },
+        )
+        .await?
+    }
+    .map_err(anyhow::Error::from)?;
     store.close().await;
     for skip in &report.skipped {
         eprintln!("tally: account {} skipped: {}", skip.account, skip.reason);
@@ -315,9 +378,17 @@ pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSy
     let bookkeepers = context.bookkeepers.clone();
     let options =
         context.bookkeeper_sync_options(None, GregorianSeconds::from_utc(chrono::Utc::now()), stop_on_signals());
-    let report = bookkeeper_sync::run_once(&store, &bookkeepers, &options)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let report = recorded_run(
+        &store,
+        "bookkeeper-sync",
+        bookkeeper_sync::run_once(&store, &bookkeepers, &options),
+        |report| match report {
+            Ok(report) => bookkeeper_sync_outcome(report),
+            Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+        },
+    )
+    .await?
+    .map_err(anyhow::Error::from)?;
     store.close().await;
     for failure in &report.failed {
         eprintln!(
@@ -440,14 +511,18 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
         },
         batch_size: None,
     };
-    let report = context
-        .billing(
-            &scope,
-            GregorianSeconds::from_utc(chrono::Utc::now()),
-            stop_on_signals(),
-        )
-        .await
-        .map_err(anyhow::Error::from)?;
+    let now = GregorianSeconds::from_utc(chrono::Utc::now());
+    let report = recorded_run(
+        &context.store,
+        "billing",
+        context.billing(&scope, now, stop_on_signals()),
+        |report| match report {
+            Ok(report) => report.outcome(),
+            Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+        },
+    )
+    .await?
+    .map_err(anyhow::Error::from)?;
     context.store.close().await;
     drop(demo_bookkeeper);
     if args.json {
@@ -506,8 +581,10 @@ pub(crate) async fn run_schedule(settings: &Settings, args: &ScheduleArgs) -> Re
     daemon.heartbeat = std::time::Duration::from_secs(settings.scheduler.heartbeat_seconds);
     daemon.shutdown_grace = std::time::Duration::from_secs(settings.scheduler.shutdown_grace_seconds);
     let shutdown = stop_on_signals();
-    let ledger = Arc::new(MemoryLedger::new());
-    tracing::warn!("runs are arbitrated in memory: run a single scheduler instance");
+    if context.store.backend() == Backend::Sqlite {
+        tracing::info!("SQLite: this scheduler runs as the only instance (share a PostgreSQL database to run several)");
+    }
+    let ledger = Arc::new(context.store.clone());
     let served = serve(
         ledger,
         Arc::new(SystemClock),
@@ -528,4 +605,49 @@ pub(crate) async fn run_schedule(settings: &Settings, args: &ScheduleArgs) -> Re
 pub(crate) fn run_config(settings: &Settings) -> ExitCode {
     println!("{settings:#?}");
     ExitCode::SUCCESS
+}
+
+pub(crate) async fn run_runs(settings: &Settings, args: &RunsArgs) -> Result<ExitCode, Failure> {
+    let store = open_store(settings).await?;
+    let runs = store.recent_runs(args.limit).await.map_err(anyhow::Error::from)?;
+    store.close().await;
+    for run in &runs {
+        let status = match run.status {
+            RunStatus::Running => "running",
+            RunStatus::Ended(end) => end.as_str(),
+        };
+        if args.json {
+            let line = serde_json::json!({
+                "id": run.id.0,
+                "job": run.job.to_string(),
+                "scheduled_for": run.scheduled_for.to_rfc3339(),
+                "started_at": run.started_at.to_rfc3339(),
+                "ended_at": run.ended_at.map(|time| time.to_rfc3339()),
+                "status": status,
+                "accounts": run.figures.accounts,
+                "changes": run.figures.changes,
+                "failures": run.figures.failures,
+                "message": run.message,
+                "host": run.host,
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{:>6}  {:<16} {}  {:<18} accounts {:>7}  changes {:>7}  failures {:>5}  {}{}",
+                run.id.0,
+                run.job.to_string(),
+                run.started_at.format("%Y-%m-%d %H:%M:%S"),
+                status,
+                run.figures.accounts,
+                run.figures.changes,
+                run.figures.failures,
+                run.host,
+                run.message
+                    .as_deref()
+                    .map(|message| format!("  ({message})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

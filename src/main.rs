@@ -22,6 +22,8 @@ pub(crate) const EXIT_TEMPORARY: u8 = 75;
 /// How a command ended, before it becomes an exit code.
 pub(crate) enum Failure {
     Config(String),
+    /// Work left to retry: the job is already running elsewhere, the database is busy.
+    Temporary(String),
     Other(anyhow::Error),
 }
 
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
             } => run_billing(&settings, &args).await,
             Command::Schedule(args) => run_schedule(&settings, &args).await,
             Command::Config => Ok(run_config(&settings)),
+            Command::Runs(args) => run_runs(&settings, &args).await,
             Command::Quote { .. } => unreachable!("quote runs before settings are loaded"),
         }
     });
@@ -82,6 +85,10 @@ fn main() -> ExitCode {
         Err(Failure::Config(message)) => {
             eprintln!("tally: {message}");
             ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failure::Temporary(message)) => {
+            eprintln!("tally: {message}");
+            ExitCode::from(EXIT_TEMPORARY)
         }
         Err(Failure::Other(error)) => {
             eprintln!("tally: {error:#}");

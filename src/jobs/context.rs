@@ -227,7 +227,7 @@ impl JobContext {
     }
 }
 
-pub(crate) fn sync_outcome(report: &SyncReport) -> RunOutcome {
+pub fn sync_outcome(report: &SyncReport) -> RunOutcome {
     let figures = RunFigures {
         accounts: count(report.accounts_scanned),
         changes: count(report.invoices_changed),
@@ -243,7 +243,7 @@ pub(crate) fn sync_outcome(report: &SyncReport) -> RunOutcome {
     outcome(end, figures, None)
 }
 
-pub(crate) fn bookkeeper_sync_outcome(report: &BookkeeperSyncReport) -> RunOutcome {
+pub fn bookkeeper_sync_outcome(report: &BookkeeperSyncReport) -> RunOutcome {
     let figures = RunFigures {
         accounts: count(report.deliveries),
         changes: count(report.acknowledged + report.refused),

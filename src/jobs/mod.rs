@@ -6,5 +6,6 @@
 pub mod billing;
 pub mod bookkeeper_sync;
 pub mod context;
+pub mod one_shot;
 pub mod reconcile;
 pub mod sync;

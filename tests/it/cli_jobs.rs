@@ -178,3 +178,40 @@ fn sigterm_stops_the_daemon_with_exit_0_and_the_next_run_completes_the_work() {
         .expect("tally runs");
     assert_eq!(json(&sync)["accounts_scanned"], 0, "no account is left to reprice");
 }
+
+#[test]
+fn one_shot_runs_are_listed_and_a_job_running_elsewhere_exits_75() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    assert!(tally(directory.path(), &["demo", "--accounts", "40"]).status.success());
+    assert_eq!(
+        tally(directory.path(), &["run", "reconcile", "--json"]).status.code(),
+        Some(0)
+    );
+
+    let listed = tally(directory.path(), &["runs", "--json"]);
+    let first: Value = serde_json::from_str(String::from_utf8_lossy(&listed.stdout).lines().next().expect("one run"))
+        .expect("a JSON line");
+    assert_eq!(
+        (first["job"].as_str(), first["status"].as_str()),
+        (Some("reconcile"), Some("succeeded"))
+    );
+    assert_eq!(first["accounts"], 40);
+
+    // Another host holds a live billing run.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let url = tally::config::DatabaseUrl::new(format!("sqlite://{}", directory.path().join("tally.db").display()));
+        let store = tally::store::Store::open(&url).await.expect("opens");
+        store
+            .execute_script(
+                "INSERT INTO runs (job, scheduled_for, started_at, status, host, instance_id, lease_until) \
+                 VALUES ('billing', 1, 1, 'running', 'elsewhere', 'elsewhere:1:1', 99999999999999);",
+            )
+            .await
+            .expect("insert");
+        store.close().await;
+    });
+    let refused = tally(directory.path(), &["run", "billing"]);
+    assert_eq!(refused.status.code(), Some(75));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already running on elsewhere"));
+}
