@@ -512,10 +512,15 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
         batch_size: None,
     };
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
+    // A spinner on a terminal; indicatif draws nothing when standard error is not one.
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.enable_steady_tick(std::time::Duration::from_millis(120));
     let report = recorded_run(
         &context.store,
         "billing",
-        context.billing(&scope, now, stop_on_signals()),
+        context.billing(&scope, now, stop_on_signals(), &|stage| {
+            progress.set_message(stage.describe())
+        }),
         |report| match report {
             Ok(report) => report.outcome(),
             Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
@@ -523,6 +528,7 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
     )
     .await?
     .map_err(anyhow::Error::from)?;
+    progress.finish_and_clear();
     context.store.close().await;
     drop(demo_bookkeeper);
     if args.json {

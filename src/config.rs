@@ -325,6 +325,14 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    #[test]
+    fn the_example_file_documents_exactly_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("tally.example.toml");
+        let loaded = Settings::load_from(Some(&example), &HashMap::new()).expect("the example parses");
+        let defaults = Settings::load_from(None, &HashMap::new()).expect("defaults load");
+        assert_eq!(format!("{loaded:?}"), format!("{defaults:?}"));
+    }
+
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }

@@ -32,22 +32,44 @@ pub struct BillingReport {
     pub duration: Duration,
 }
 
+/// The stages of a billing run, announced as they start (for a progress display).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Reconcile,
+    Sync,
+    BookkeeperSync,
+}
+
+impl Stage {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::Reconcile => "reconciling quantities",
+            Stage::Sync => "repricing accounts",
+            Stage::BookkeeperSync => "delivering invoices",
+        }
+    }
+}
+
 pub async fn run_once(
     context: &JobContext,
     scope: &RunScope,
     now: GregorianSeconds,
     stop: CancellationToken,
+    on_stage: &(dyn Fn(Stage) + Send + Sync),
 ) -> Result<BillingReport, BillingError> {
     let started = Instant::now();
+    on_stage(Stage::Reconcile);
     let reconcile = context.reconcile(scope, now).await?;
     let sync = if stop.is_cancelled() {
         None
     } else {
+        on_stage(Stage::Sync);
         Some(context.sync(scope, now, stop.clone()).await?)
     };
     let bookkeeper_sync = if stop.is_cancelled() {
         None
     } else {
+        on_stage(Stage::BookkeeperSync);
         Some(context.bookkeeper_sync(scope, now, stop.clone()).await?)
     };
     let recurring_by_reseller = context.store.recurring_by_vendor().await?;

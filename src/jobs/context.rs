@@ -157,8 +157,9 @@ impl JobContext {
         scope: &RunScope,
         now: GregorianSeconds,
         stop: CancellationToken,
+        on_stage: &(dyn Fn(billing::Stage) + Send + Sync),
     ) -> Result<BillingReport, billing::BillingError> {
-        billing::run_once(self, scope, now, stop).await
+        billing::run_once(self, scope, now, stop, on_stage).await
     }
 }
 
@@ -214,7 +215,12 @@ impl JobContext {
                 Ok(report) => bookkeeper_sync_outcome(&report),
                 Err(error) => RunOutcome::ended(RunEnd::TemporaryFailure, RunFigures::default(), error.to_string()),
             },
-            JobKind::Billing => match self.billing(&scope, now, stop).await {
+            JobKind::Billing => match self
+                .billing(&scope, now, stop, &|stage| {
+                    tracing::info!(stage = stage.describe(), "billing")
+                })
+                .await
+            {
                 Ok(report) => report.outcome(),
                 Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
             },
