@@ -126,7 +126,15 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
                 report.accounts_changed += 1;
                 report.invoices_changed += commit.changed.len();
             }
-            repriced_batch.push(repriced_account(stored, commit.snapshot, &commit.changed, options));
+            // Nothing to write for an account already priced, not marked, whose invoices
+            // are exactly the stored ones: a rerun with no change writes nothing.
+            let unchanged = stored.priced
+                && stored.marked_since.is_none()
+                && !commit.has_changes()
+                && commit.snapshot == stored.last_computed;
+            if !unchanged {
+                repriced_batch.push(repriced_account(stored, commit.snapshot, &commit.changed, options));
+            }
             if options.dry_run {
                 report.changes.extend(
                     commit

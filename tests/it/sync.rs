@@ -448,6 +448,7 @@ async fn rerunning_with_nothing_changed_writes_nothing_and_sends_nothing(store: 
     let bookkeeper = FakeBookkeeper::start().await;
     deliver(store, &bookkeeper, T0 + 20).await;
     let audit_rows = rows(store, "SELECT COUNT(*) FROM audit_logs").await;
+    let last_write = rows(store, "SELECT MAX(updated_at) FROM invoice_snapshots").await;
     let requests = bookkeeper.requests().len();
 
     reconcile_all(store, at(T0 + 30)).await;
@@ -465,6 +466,11 @@ async fn rerunning_with_nothing_changed_writes_nothing_and_sends_nothing(store: 
     );
     assert_eq!(delivered.deliveries, 0);
     assert_eq!(rows(store, "SELECT COUNT(*) FROM audit_logs").await, audit_rows);
+    assert_eq!(
+        rows(store, "SELECT MAX(updated_at) FROM invoice_snapshots").await,
+        last_write,
+        "no snapshot was rewritten"
+    );
     assert_eq!(bookkeeper.requests().len(), requests);
 }
 
