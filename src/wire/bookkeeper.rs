@@ -5,7 +5,7 @@
 //! invoice without its `plan`. Receivers must ignore members they do not know.
 
 use super::document::Amount;
-use super::invoice::{ActivationChargeJson, BookkeeperJson, ItemJson, SummaryJson};
+use super::invoice::{BookkeeperJson, InvoiceJson};
 use crate::domain::document::Value;
 use crate::domain::invoice::{Invoice, PricedItem};
 use crate::domain::Money;
@@ -21,7 +21,8 @@ pub struct DeliveryBody<'a> {
     /// overwrites an earlier one (the legacy shape cannot hold both).
     pub items: BTreeMap<&'a str, BTreeMap<&'a str, LegacyItem<'a>>>,
     pub bookkeeper: BookkeeperJson<'a>,
-    pub invoice: DeliveredInvoice<'a>,
+    /// The invoice without its merged plan.
+    pub invoice: InvoiceJson<'a>,
 }
 
 /// One item in the legacy shape of Kazoo 4.2's HTTP bookkeeper.
@@ -43,16 +44,6 @@ pub struct LegacyItem<'a> {
     pub exceptions: Vec<&'a str>,
 }
 
-/// The invoice as delivered: everything but the merged plan.
-#[derive(Debug, Serialize)]
-pub struct DeliveredInvoice<'a> {
-    pub items: Vec<ItemJson<'a>>,
-    pub activation_charges: Vec<ActivationChargeJson<'a>>,
-    pub taxes: [(); 0],
-    pub summary: SummaryJson,
-    pub bookkeeper: BookkeeperJson<'a>,
-}
-
 impl<'a> DeliveryBody<'a> {
     pub fn new(account_id: &'a str, sync_id: &'a str, invoice: &'a Invoice) -> DeliveryBody<'a> {
         let mut items: BTreeMap<&str, BTreeMap<&str, LegacyItem>> = BTreeMap::new();
@@ -67,19 +58,9 @@ impl<'a> DeliveryBody<'a> {
             sync_id,
             items,
             bookkeeper: BookkeeperJson::from(&invoice.bookkeeper),
-            invoice: DeliveredInvoice {
-                items: invoice.items.iter().map(ItemJson::from).collect(),
-                activation_charges: invoice
-                    .activation_charges
-                    .iter()
-                    .map(ActivationChargeJson::from)
-                    .collect(),
-                taxes: [],
-                summary: SummaryJson {
-                    recurring: Amount(invoice.recurring),
-                    today: Amount(invoice.today),
-                },
-                bookkeeper: BookkeeperJson::from(&invoice.bookkeeper),
+            invoice: InvoiceJson {
+                plan: None,
+                ..InvoiceJson::from(invoice)
             },
         }
     }

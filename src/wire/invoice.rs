@@ -18,7 +18,9 @@ use std::sync::Arc;
 #[derive(Debug, Serialize)]
 pub struct InvoiceJson<'a> {
     pub bookkeeper: BookkeeperJson<'a>,
-    pub plan: Document<'a>,
+    /// The merged plan; left out of bookkeeper deliveries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Document<'a>>,
     pub items: Vec<ItemJson<'a>>,
     pub activation_charges: Vec<ActivationChargeJson<'a>>,
     pub taxes: [(); 0],
@@ -145,7 +147,7 @@ impl<'a> From<&'a Invoice> for InvoiceJson<'a> {
     fn from(invoice: &'a Invoice) -> Self {
         InvoiceJson {
             bookkeeper: BookkeeperJson::from(&invoice.bookkeeper),
-            plan: Document::Map(&invoice.plan),
+            plan: Some(Document::Map(&invoice.plan)),
             items: invoice.items.iter().map(ItemJson::from).collect(),
             activation_charges: invoice
                 .activation_charges
