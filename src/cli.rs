@@ -138,6 +138,9 @@ pub struct SyncArgs {
     /// Print the closing summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Write the run's figures in the Prometheus text format to this file (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +148,9 @@ pub struct BookkeeperSyncArgs {
     /// Print the closing summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Write the run's figures in the Prometheus text format to this file (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +164,9 @@ pub struct ReconcileArgs {
     /// Print the closing summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Write the run's figures in the Prometheus text format to this file (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -83,6 +83,7 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
         recorded_run(
             &store,
             "reconcile",
+            args.metrics_file.as_deref(),
             run_once(&store, &counting, &options),
             |report| match report {
                 Ok(report) => {
@@ -255,9 +256,11 @@ pub(crate) fn parse_accounts(texts: &[String]) -> Result<Vec<AccountId>, Failure
 
 /// Runs a one-shot job as a recorded run (`tally runs` lists it); a job already
 /// running elsewhere is refused with exit 75.
+/// With `metrics_file`, the run's figures are written there when it ends.
 async fn recorded_run<T, F>(
     store: &Store,
     job: &str,
+    metrics_file: Option<&Path>,
     work: F,
     outcome_of: impl FnOnce(&T) -> RunOutcome,
 ) -> Result<T, Failure>
@@ -265,13 +268,23 @@ where
     F: std::future::Future<Output = T>,
 {
     let name = JobName::parse(job).map_err(|error| Failure::Other(anyhow::anyhow!(error)))?;
-    recorded(Arc::new(store.clone()), &name, &host_name(), work, outcome_of)
-        .await
-        .map_err(|error| match error {
-            OneShotError::Busy { .. } | OneShotError::AlreadyClaimed { .. } | OneShotError::Ledger(_) => {
-                Failure::Temporary(error.to_string())
-            }
-        })
+    let started = std::time::Instant::now();
+    let mut recorded_outcome = None;
+    let result = recorded(Arc::new(store.clone()), &name, &host_name(), work, |result: &T| {
+        let outcome = outcome_of(result);
+        recorded_outcome = Some(outcome.clone());
+        outcome
+    })
+    .await
+    .map_err(|error| match error {
+        OneShotError::Busy { .. } | OneShotError::AlreadyClaimed { .. } | OneShotError::Ledger(_) => {
+            Failure::Temporary(error.to_string())
+        }
+    })?;
+    if let (Some(path), Some(outcome)) = (metrics_file, &recorded_outcome) {
+        write_run_metrics(path, job, outcome, started.elapsed())?;
+    }
+    Ok(result)
 }
 
 /// The store and everything a job needs, from the settings.
@@ -314,6 +327,7 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
         recorded_run(
             &store,
             "sync",
+            args.metrics_file.as_deref(),
             sync::run_once(&store, &options),
             |report| match report {
                 Ok(report) => sync_outcome(report),
@@ -381,6 +395,7 @@ pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSy
     let report = recorded_run(
         &store,
         "bookkeeper-sync",
+        args.metrics_file.as_deref(),
         bookkeeper_sync::run_once(&store, &bookkeepers, &options),
         |report| match report {
             Ok(report) => bookkeeper_sync_outcome(report),
@@ -518,6 +533,7 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
     let report = recorded_run(
         &context.store,
         "billing",
+        args.metrics_file.as_deref(),
         context.billing(&scope, now, stop_on_signals(), &|stage| {
             progress.set_message(stage.describe())
         }),
@@ -535,9 +551,6 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
         println!("{}", report.to_json());
     } else {
         print!("{}", report.to_text());
-    }
-    if let Some(path) = &args.metrics_file {
-        write_run_metrics(path, "billing", &report.outcome(), report.duration)?;
     }
     Ok(report.end().exit_code().into())
 }
