@@ -9,6 +9,7 @@ use chrono::{Duration as ChronoDuration, Utc};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// How long a one-shot run's lease lasts, and how often it is renewed.
 const LEASE: Duration = Duration::from_secs(60);
@@ -94,7 +95,10 @@ where
             }
         })
     };
-    let result = work.await;
+    // Every log line of the run carries its run id and job, as the daemon's do.
+    let result = work
+        .instrument(tracing::info_span!("run", run_id = %run, job = %job))
+        .await;
     heartbeat.abort();
     let outcome = outcome_of(&result);
     match ledger.finish(run, &instance, Utc::now(), &outcome).await {
