@@ -430,20 +430,31 @@ impl Store {
                 }
                 query.execute(&mut *tx).await.map_err(step("writing audit rows"))?;
             }
-            for repriced in accounts {
-                sqlx::query(
-                    "INSERT INTO services (account_id, dirty, priced_at) VALUES ($1, FALSE, $2) \
+            // A mark set after the one that was read (a newer `dirty_since`) is kept.
+            for chunk in accounts.chunks(ROWS_PER_STATEMENT / 2) {
+                let values = (0..chunk.len())
+                    .map(|row| format!("({}, FALSE)", placeholders(row * 3 + 1, 3)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "INSERT INTO services (account_id, priced_at, dirty_since, dirty) VALUES {values} \
                      ON CONFLICT (account_id) DO UPDATE SET \
                          priced_at = COALESCE(services.priced_at, excluded.priced_at), \
-                         dirty = CASE WHEN services.dirty_since IS NULL OR services.dirty_since <= $3 \
-                                      THEN FALSE ELSE services.dirty END",
-                )
-                .bind(repriced.account.as_str())
-                .bind(now.0)
-                .bind(repriced.marked_since.unwrap_or(i64::MIN))
-                .execute(&mut *tx)
-                .await
-                .map_err(step("clearing repricing marks"))?;
+                         dirty = CASE WHEN services.dirty_since IS NULL \
+                                        OR services.dirty_since <= COALESCE(excluded.dirty_since, -9000000000000000000) \
+                                      THEN FALSE ELSE services.dirty END"
+                );
+                let mut query = sqlx::query(&sql);
+                for repriced in chunk {
+                    query = query
+                        .bind(repriced.account.as_str())
+                        .bind(now.0)
+                        .bind(repriced.marked_since);
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("clearing repricing marks"))?;
             }
             tx.commit().await.map_err(step("committing a sync batch"))?;
         });
