@@ -23,6 +23,7 @@ pub mod domain;
 pub mod exit;
 pub mod jobs;
 pub mod metrics;
+pub mod ops;
 pub mod quote;
 pub mod scheduler;
 pub mod store;

@@ -15,6 +15,7 @@ mod demo;
 mod postgres;
 mod reconcile;
 mod runs;
+mod services;
 mod sqlite;
 
 pub use billing::{
@@ -24,6 +25,7 @@ pub use billing::{
 pub use counting::{CountingError, CountingQueries, CountingQuery};
 pub use demo::DemoReport;
 pub use reconcile::{ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
+pub use services::AccountNode;
 
 use crate::config::DatabaseUrl;
 use crate::domain::quantities::{Bucket, QuantityBuckets};
