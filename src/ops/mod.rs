@@ -18,6 +18,7 @@ mod error;
 mod plans;
 mod services;
 mod summary;
+mod topup;
 
 pub use error::{FieldError, OpsError};
 pub use plans::ImportReport;
