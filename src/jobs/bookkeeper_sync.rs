@@ -35,6 +35,8 @@ pub struct BookkeeperSyncOptions {
     /// How long a worker owns the deliveries it took.
     pub lease: Duration,
     pub retry: RetryPolicy,
+    /// Deliver only this account's invoices (the API's synchronisation of one account).
+    pub account: Option<AccountId>,
     /// Cancelled on shutdown or at the time limit: deliveries in flight finish and are
     /// recorded, no new round starts.
     pub stop: CancellationToken,
@@ -95,7 +97,7 @@ pub async fn run_once(
             break;
         }
         let due = store
-            .due_deliveries(options.now, lease_until, options.batch_size.max(1))
+            .due_deliveries(options.now, lease_until, options.batch_size.max(1), options.account.as_ref())
             .await?;
         if due.is_empty() {
             break;

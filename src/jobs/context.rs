@@ -102,6 +102,8 @@ impl JobContext {
             master_account_bookkeeper: self.settings.services.master_account_bookkeeper.clone(),
             show_master_audit_logs: self.settings.services.should_save_master_audit_logs,
             priorities: self.settings.services.merge_strategy_priority.priorities(),
+            initiator: None,
+            every_invoice: false,
             stop,
         }
     }
@@ -120,6 +122,7 @@ impl JobContext {
             lease: Duration::from_secs(settings.lease_seconds),
             // Checked when the context was built.
             retry: settings.retry_policy().unwrap_or_default(),
+            account: None,
             stop,
         }
     }

@@ -40,6 +40,12 @@ pub struct SyncOptions {
     /// Whether the master account's audit rows are listed (`should_save_master_audit_logs`).
     pub show_master_audit_logs: bool,
     pub priorities: StrategyPriorities,
+    /// Who asked, merged into every audit row's `audit` object (the API request, the
+    /// operator); `None` for scheduled runs, whose rows name the job and run.
+    pub initiator: Option<serde_json::Value>,
+    /// Write an audit row (and so a delivery) for every invoice, changed or not: the
+    /// full synchronisation of `POST …/services/synchronization`.
+    pub every_invoice: bool,
     /// Cancelled on shutdown or at the time limit: the batch in hand commits, no new
     /// batch starts, and the report says the run was interrupted.
     pub stop: CancellationToken,
@@ -132,8 +138,18 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
                 && stored.marked_since.is_none()
                 && !commit.has_changes()
                 && commit.snapshot == stored.last_computed;
-            if !unchanged {
-                repriced_batch.push(repriced_account(stored, commit.snapshot, &commit.changed, options));
+            let mut delivered = commit.changed.clone();
+            if options.every_invoice {
+                delivered.extend(
+                    commit
+                        .snapshot
+                        .iter()
+                        .filter(|invoice| !commit.changed.iter().any(|changed| changed.bookkeeper == invoice.bookkeeper))
+                        .cloned(),
+                );
+            }
+            if !unchanged || !delivered.is_empty() {
+                repriced_batch.push(repriced_account(stored, commit.snapshot, &delivered, options));
             }
             if options.dry_run {
                 report.changes.extend(
@@ -154,7 +170,7 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
 }
 
 /// The domain's view of a stored account (`plans.md` §5.3 steps 2 and 6).
-fn account_pricing(
+pub(crate) fn account_pricing(
     stored: &StoredAccount,
     options: &SyncOptions,
     unresolved: &mut Vec<UnresolvedPlan>,
@@ -310,9 +326,24 @@ fn audit_id(account: &AccountId, invoice: &Invoice, options: &SyncOptions) -> St
 /// Who or what caused the change (`audit-and-summaries.md` §2): the account, and
 /// our extension `agent` naming the job and its run.
 fn audit_object(stored: &StoredAccount, options: &SyncOptions) -> serde_json::Value {
-    serde_json::json!({
-        "account": { "id": stored.account.as_str(), "name": stored.name },
-        "changes": { "account_id": stored.account.as_str(), "account_name": stored.name },
-        "agent": { "type": "job", "job": "sync", "run_id": options.run_id },
-    })
+    let mut audit = match &options.initiator {
+        Some(serde_json::Value::Object(initiator)) => initiator.clone(),
+        _ => {
+            let mut job = serde_json::Map::new();
+            job.insert(
+                "agent".to_owned(),
+                serde_json::json!({ "type": "job", "job": "sync", "run_id": options.run_id }),
+            );
+            job
+        }
+    };
+    audit.insert(
+        "account".to_owned(),
+        serde_json::json!({ "id": stored.account.as_str(), "name": stored.name }),
+    );
+    audit.insert(
+        "changes".to_owned(),
+        serde_json::json!({ "account_id": stored.account.as_str(), "account_name": stored.name }),
+    );
+    serde_json::Value::Object(audit)
 }

@@ -780,17 +780,20 @@ impl Store {
         now: GregorianSeconds,
         lease_until: GregorianSeconds,
         limit: usize,
+        only: Option<&AccountId>,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let only = only.map_or("", AccountId::as_str);
         let mut conn = self.acquire().await?;
         let in_flight: Vec<InFlightRow> = on_conn!(&mut conn, |c| {
             sqlx::query_as(
                 "SELECT id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, body, attempts \
                  FROM deliveries WHERE status = 'in_flight' AND next_attempt_at <= $1 AND lease_until < $1 \
-                 ORDER BY next_attempt_at, id LIMIT $2",
+                 AND ($3 = '' OR account_id = $3) ORDER BY next_attempt_at, id LIMIT $2",
             )
             .bind(now.0)
             .bind(limit)
+            .bind(only)
             .fetch_all(&mut **c)
             .await
             .map_err(step("listing deliveries to retry"))?
@@ -824,12 +827,13 @@ impl Store {
             sqlx::query_as(
                 "SELECT DISTINCT l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id \
                  FROM audit_logs l WHERE l.status = 'pending' AND l.delivery_id IS NULL \
-                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'in_flight' \
+                 AND ($2 = '' OR l.account_id = $2) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'in_flight' \
                      AND d.account_id = l.account_id AND d.bookkeeper_type = l.bookkeeper_type \
                      AND d.bookkeeper_vendor_id = l.bookkeeper_vendor_id AND d.bookkeeper_id = l.bookkeeper_id) \
                  ORDER BY l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id LIMIT $1",
             )
             .bind(room)
+            .bind(only)
             .fetch_all(&mut **c)
             .await
             .map_err(step("listing pending audit rows"))?

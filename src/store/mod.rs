@@ -25,7 +25,10 @@ pub use billing::{
 pub use counting::{CountingError, CountingQueries, CountingQuery};
 pub use demo::DemoReport;
 pub use reconcile::{ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
-pub use services::AccountNode;
+pub use services::{
+    AccountNode, AuditCursor, AuditLogPage, AuditLogQuery, AuditLogRow, CatalogPlan, PlanAssignment, PlanWrite,
+    ServicesChange, ServicesRecord,
+};
 
 use crate::config::DatabaseUrl;
 use crate::domain::quantities::{Bucket, QuantityBuckets};

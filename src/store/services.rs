@@ -6,6 +6,8 @@
 //! change is never lost between the save and its commit.
 
 use super::{on_conn, step, Store, StoreError};
+use crate::domain::quantities::{diff_bucket, Bucket, Quantities};
+use crate::domain::summary::{record_entries, DaySummary, GregorianSeconds, RecordEntry};
 use crate::domain::AccountId;
 
 /// An account's place in the tree.
@@ -83,5 +85,584 @@ impl Store {
             is_master,
             deleted: own.deleted,
         }))
+    }
+}
+
+/// One assigned plan as the `plans` map shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanAssignment {
+    pub plan_id: String,
+    pub vendor_id: String,
+    /// An object.
+    pub overrides: serde_json::Value,
+    pub contract: Option<serde_json::Value>,
+}
+
+/// The editable part of an account's services record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServicesRecord {
+    /// In assignment order.
+    pub assignments: Vec<PlanAssignment>,
+    /// Account-wide overrides (an object).
+    pub overrides: serde_json::Value,
+    /// The services-level bookkeeper object, if any.
+    pub bookkeeper: Option<serde_json::Value>,
+    /// Legacy billing redirection; `None` = the account itself.
+    pub billing_id: Option<String>,
+}
+
+/// What an operation changes in a services record; `None` leaves a part alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServicesChange {
+    pub assignments: Option<Vec<PlanAssignment>>,
+    pub overrides: Option<serde_json::Value>,
+    pub billing_id: Option<String>,
+}
+
+/// A plan of a vendor's catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogPlan {
+    pub vendor_id: String,
+    pub plan_id: String,
+    pub name: String,
+    pub description: String,
+    pub category: Option<String>,
+    /// The whole document (an object).
+    pub document: serde_json::Value,
+}
+
+/// What storing a plan document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanWrite {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// One audit log as listed and fetched (`audit-and-summaries.md` §2, §6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditLogRow {
+    pub id: String,
+    pub created_at: i64,
+    pub modified_at: i64,
+    pub status: String,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub bookkeeper_type: String,
+    pub bookkeeper_vendor_id: String,
+    pub bookkeeper_id: String,
+    pub bookkeeper_results: serde_json::Value,
+    pub invoice: serde_json::Value,
+    pub audit: serde_json::Value,
+    pub delivery_id: Option<String>,
+}
+
+/// A page of audit logs: rows and the key of the next page's first row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditLogPage {
+    pub rows: Vec<AuditLogRow>,
+    pub next: Option<AuditCursor>,
+}
+
+/// Where a page of audit logs starts: a row's `(created_at, id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+/// The range and order of an audit log listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLogQuery {
+    pub from: i64,
+    pub to: i64,
+    pub ascending: bool,
+    pub start: Option<AuditCursor>,
+    /// `None`: every row.
+    pub limit: Option<usize>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AssignmentTextRow {
+    plan_id: String,
+    vendor_id: String,
+    overrides: String,
+    contract: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CatalogRow {
+    vendor_id: String,
+    plan_id: String,
+    name: String,
+    description: String,
+    category: Option<String>,
+    document: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditTextRow {
+    id: String,
+    created_at: i64,
+    modified_at: i64,
+    status: String,
+    reason: Option<String>,
+    message: Option<String>,
+    bookkeeper_type: String,
+    bookkeeper_vendor_id: String,
+    bookkeeper_id: String,
+    bookkeeper_results: String,
+    invoice: String,
+    audit: String,
+    delivery_id: Option<String>,
+}
+
+fn json(text: &str, what: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::InvalidRow(format!("{what}: {error}")))
+}
+
+impl CatalogRow {
+    fn parse(self) -> Result<CatalogPlan, StoreError> {
+        let document = json(&self.document, &format!("plan {} of {}", self.plan_id, self.vendor_id))?;
+        Ok(CatalogPlan {
+            vendor_id: self.vendor_id,
+            plan_id: self.plan_id,
+            name: self.name,
+            description: self.description,
+            category: self.category,
+            document,
+        })
+    }
+}
+
+impl AuditTextRow {
+    fn parse(self) -> Result<AuditLogRow, StoreError> {
+        let what = format!("audit log {}", self.id);
+        Ok(AuditLogRow {
+            bookkeeper_results: json(&self.bookkeeper_results, &what)?,
+            invoice: json(&self.invoice, &what)?,
+            audit: json(&self.audit, &what)?,
+            id: self.id,
+            created_at: self.created_at,
+            modified_at: self.modified_at,
+            status: self.status,
+            reason: self.reason,
+            message: self.message,
+            bookkeeper_type: self.bookkeeper_type,
+            bookkeeper_vendor_id: self.bookkeeper_vendor_id,
+            bookkeeper_id: self.bookkeeper_id,
+            delivery_id: self.delivery_id,
+        })
+    }
+}
+
+const AUDIT_COLUMNS: &str = "id, created_at, modified_at, status, reason, message, bookkeeper_type, \
+     bookkeeper_vendor_id, bookkeeper_id, bookkeeper_results, invoice, audit, delivery_id";
+
+impl Store {
+    /// The account's assignments, overrides, bookkeeper and billing id.
+    pub async fn services_record(&self, account: &AccountId) -> Result<ServicesRecord, StoreError> {
+        let mut conn = self.acquire().await?;
+        let rows: Vec<AssignmentTextRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT plan_id, vendor_id, overrides, contract FROM service_plan_assignments \
+                 WHERE account_id = $1 ORDER BY position, plan_id",
+            )
+            .bind(account.as_str())
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("reading plan assignments"))?
+        });
+        let services: Option<(String, Option<String>)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as("SELECT overrides, bookkeeper FROM services WHERE account_id = $1")
+                .bind(account.as_str())
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(step("reading services overrides"))?
+        });
+        let billing_id: Option<Option<String>> = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar("SELECT billing_id FROM accounts WHERE id = $1")
+                .bind(account.as_str())
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(step("reading the billing id"))?
+        });
+        let what = format!("services of {account}");
+        let assignments = rows
+            .into_iter()
+            .map(|row| {
+                Ok(PlanAssignment {
+                    overrides: json(&row.overrides, &what)?,
+                    contract: row.contract.as_deref().map(|text| json(text, &what)).transpose()?,
+                    plan_id: row.plan_id,
+                    vendor_id: row.vendor_id,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (overrides, bookkeeper) = match services {
+            Some((overrides, bookkeeper)) => (
+                json(&overrides, &what)?,
+                bookkeeper.as_deref().map(|text| json(text, &what)).transpose()?,
+            ),
+            None => (serde_json::json!({}), None),
+        };
+        Ok(ServicesRecord {
+            assignments,
+            overrides,
+            bookkeeper,
+            billing_id: billing_id.flatten(),
+        })
+    }
+
+    /// Saves a change of the services record and marks the account for repricing, in
+    /// one transaction.
+    pub async fn save_services_change(
+        &self,
+        account: &AccountId,
+        change: &ServicesChange,
+        now: GregorianSeconds,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.acquire().await?;
+        on_conn!(&mut conn, |c| {
+            let mut tx = sqlx::Connection::begin(&mut **c)
+                .await
+                .map_err(step("starting a services change"))?;
+            sqlx::query(
+                "INSERT INTO services (account_id, dirty, dirty_since) VALUES ($1, TRUE, $2) \
+                 ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since",
+            )
+            .bind(account.as_str())
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(step("marking the account for repricing"))?;
+            if let Some(overrides) = &change.overrides {
+                sqlx::query("UPDATE services SET overrides = $2 WHERE account_id = $1")
+                    .bind(account.as_str())
+                    .bind(overrides.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("saving overrides"))?;
+            }
+            if let Some(billing_id) = &change.billing_id {
+                let stored = (billing_id != account.as_str()).then_some(billing_id.as_str());
+                sqlx::query("UPDATE accounts SET billing_id = $2 WHERE id = $1")
+                    .bind(account.as_str())
+                    .bind(stored)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("saving the billing id"))?;
+            }
+            if let Some(assignments) = &change.assignments {
+                sqlx::query("DELETE FROM service_plan_assignments WHERE account_id = $1")
+                    .bind(account.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("replacing plan assignments"))?;
+                for (position, assignment) in assignments.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO service_plan_assignments \
+                         (account_id, plan_id, vendor_id, position, overrides, contract) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(account.as_str())
+                    .bind(assignment.plan_id.as_str())
+                    .bind(assignment.vendor_id.as_str())
+                    .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                    .bind(assignment.overrides.to_string())
+                    .bind(assignment.contract.as_ref().map(|contract| contract.to_string()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("saving a plan assignment"))?;
+                }
+            }
+            tx.commit().await.map_err(step("committing a services change"))?;
+        });
+        Ok(())
+    }
+
+    /// Replaces the manual bucket. In the same transaction: the quantity-change record
+    /// of what differs and its day summaries (`audit-and-summaries.md` §4.2, §5.6), and
+    /// the repricing mark. Returns the record's entries (empty when nothing changed).
+    pub async fn replace_manual_quantities(
+        &self,
+        account: &AccountId,
+        manual: &Quantities,
+        now: GregorianSeconds,
+        record_id: &str,
+    ) -> Result<Vec<RecordEntry>, StoreError> {
+        let old = self.quantities(account).await?.manual;
+        let entries = record_entries(&diff_bucket(Bucket::Manual, &old, manual));
+        let day = now
+            .day_key()
+            .ok_or_else(|| StoreError::Refused(format!("time {} has no calendar day", now.0)))?;
+        let mut conn = self.acquire().await?;
+        on_conn!(&mut conn, |c| {
+            let mut tx = sqlx::Connection::begin(&mut **c)
+                .await
+                .map_err(step("starting a manual quantities change"))?;
+            sqlx::query("DELETE FROM service_quantities WHERE account_id = $1 AND bucket = 'manual'")
+                .bind(account.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(step("clearing manual quantities"))?;
+            for (category, item, quantity) in manual.iter() {
+                sqlx::query(
+                    "INSERT INTO service_quantities (account_id, bucket, category, item, quantity) \
+                     VALUES ($1, 'manual', $2, $3, $4)",
+                )
+                .bind(account.as_str())
+                .bind(category.as_str())
+                .bind(item.as_str())
+                .bind(quantity)
+                .execute(&mut *tx)
+                .await
+                .map_err(step("saving a manual quantity"))?;
+            }
+            if !entries.is_empty() {
+                sqlx::query(
+                    "INSERT INTO quantity_change_records (id, account_id, run_id, created_at) VALUES ($1, $2, $1, $3)",
+                )
+                .bind(record_id)
+                .bind(account.as_str())
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(step("writing a change record"))?;
+                for (position, entry) in entries.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO quantity_change_entries \
+                         (record_id, position, bucket, category, source, quantity, billable) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(record_id)
+                    .bind(i64::try_from(position + 1).unwrap_or(i64::MAX))
+                    .bind(entry.bucket.as_str())
+                    .bind(entry.category.as_str())
+                    .bind(entry.source.as_str())
+                    .bind(entry.quantity)
+                    .bind(entry.billable)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("writing a change entry"))?;
+                    let summary = DaySummary::of_entry(entry, now);
+                    sqlx::query(
+                        "INSERT INTO quantity_day_summaries \
+                             (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE) \
+                         ON CONFLICT (account_id, day, source) DO UPDATE SET \
+                             addition = quantity_day_summaries.addition + excluded.addition, \
+                             removal = quantity_day_summaries.removal + excluded.removal, \
+                             quantity = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
+                                             THEN excluded.quantity ELSE quantity_day_summaries.quantity END, \
+                             last_timestamp = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
+                                             THEN excluded.last_timestamp ELSE quantity_day_summaries.last_timestamp END",
+                    )
+                    .bind(account.as_str())
+                    .bind(day.as_str())
+                    .bind(entry.source.as_str())
+                    .bind(summary.addition)
+                    .bind(summary.removal)
+                    .bind(summary.quantity)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("updating a day summary"))?;
+                }
+            }
+            sqlx::query(
+                "INSERT INTO services (account_id, dirty, dirty_since) VALUES ($1, TRUE, $2) \
+                 ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since",
+            )
+            .bind(account.as_str())
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(step("marking the account for repricing"))?;
+            tx.commit().await.map_err(step("committing manual quantities"))?;
+        });
+        Ok(entries)
+    }
+
+    /// One plan of a vendor's catalog.
+    pub async fn catalog_plan(&self, vendor: &str, plan: &str) -> Result<Option<CatalogPlan>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let row: Option<CatalogRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT vendor_id, plan_id, name, description, category, document FROM service_plans \
+                 WHERE vendor_id = $1 AND plan_id = $2",
+            )
+            .bind(vendor)
+            .bind(plan)
+            .fetch_optional(&mut **c)
+            .await
+            .map_err(step("reading a plan"))?
+        });
+        row.map(CatalogRow::parse).transpose()
+    }
+
+    /// A vendor's plans by id, from `start` (inclusive), at most `limit`.
+    pub async fn catalog_plans(
+        &self,
+        vendor: &str,
+        start: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<CatalogPlan>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let limit = limit.map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows: Vec<CatalogRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT vendor_id, plan_id, name, description, category, document FROM service_plans \
+                 WHERE vendor_id = $1 AND plan_id >= $2 ORDER BY plan_id LIMIT $3",
+            )
+            .bind(vendor)
+            .bind(start.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("listing plans"))?
+        });
+        rows.into_iter().map(CatalogRow::parse).collect()
+    }
+
+    /// Stores a plan document in a vendor's catalog, and marks every account that has
+    /// it assigned for repricing when its document changed.
+    pub async fn store_plan(&self, plan: &CatalogPlan, now: GregorianSeconds) -> Result<PlanWrite, StoreError> {
+        let existing = self.catalog_plan(&plan.vendor_id, &plan.plan_id).await?;
+        let outcome = match &existing {
+            None => PlanWrite::Created,
+            Some(stored) if stored == plan => return Ok(PlanWrite::Unchanged),
+            Some(_) => PlanWrite::Updated,
+        };
+        let mut conn = self.acquire().await?;
+        on_conn!(&mut conn, |c| {
+            let mut tx = sqlx::Connection::begin(&mut **c)
+                .await
+                .map_err(step("starting a plan import"))?;
+            sqlx::query(
+                "INSERT INTO service_plans (vendor_id, plan_id, name, description, category, document) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (vendor_id, plan_id) DO UPDATE SET name = excluded.name, \
+                     description = excluded.description, category = excluded.category, document = excluded.document",
+            )
+            .bind(plan.vendor_id.as_str())
+            .bind(plan.plan_id.as_str())
+            .bind(plan.name.as_str())
+            .bind(plan.description.as_str())
+            .bind(plan.category.as_deref())
+            .bind(plan.document.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(step("storing a plan"))?;
+            sqlx::query(
+                "INSERT INTO services (account_id, dirty, dirty_since) \
+                 SELECT account_id, TRUE, $3 FROM service_plan_assignments WHERE vendor_id = $1 AND plan_id = $2 \
+                 ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since",
+            )
+            .bind(plan.vendor_id.as_str())
+            .bind(plan.plan_id.as_str())
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(step("marking the plan's accounts for repricing"))?;
+            tx.commit().await.map_err(step("committing a plan import"))?;
+        });
+        Ok(outcome)
+    }
+
+    /// A page of the account's visible audit logs in a range of `created_at`.
+    pub async fn audit_log_page(&self, account: &AccountId, query: &AuditLogQuery) -> Result<AuditLogPage, StoreError> {
+        let (order, compare) = if query.ascending { ("ASC", ">=") } else { ("DESC", "<=") };
+        let (start_time, start_id) = match &query.start {
+            Some(cursor) => (cursor.created_at, cursor.id.clone()),
+            None if query.ascending => (i64::MIN, String::new()),
+            None => (i64::MAX, "\u{10ffff}".to_owned()),
+        };
+        // One row more than asked tells where the next page starts.
+        let fetch = query.limit.map_or(i64::MAX, |limit| i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX));
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_logs \
+             WHERE account_id = $1 AND NOT hidden AND created_at >= $2 AND created_at <= $3 \
+               AND (created_at {compare} $4 AND (created_at <> $4 OR id {compare} $5)) \
+             ORDER BY created_at {order}, id {order} LIMIT $6"
+        );
+        let mut conn = self.acquire().await?;
+        let rows: Vec<AuditTextRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(&sql)
+                .bind(account.as_str())
+                .bind(query.from)
+                .bind(query.to)
+                .bind(start_time)
+                .bind(start_id.as_str())
+                .bind(fetch)
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("listing audit logs"))?
+        });
+        let mut rows = rows.into_iter().map(AuditTextRow::parse).collect::<Result<Vec<_>, _>>()?;
+        let next = match query.limit {
+            Some(limit) if rows.len() > limit => rows.pop().map(|row| AuditCursor {
+                created_at: row.created_at,
+                id: row.id,
+            }),
+            _ => None,
+        };
+        Ok(AuditLogPage { rows, next })
+    }
+
+    /// One visible audit log of the account.
+    pub async fn audit_log(&self, account: &AccountId, id: &str) -> Result<Option<AuditLogRow>, StoreError> {
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_logs WHERE account_id = $1 AND id = $2 AND NOT hidden");
+        let mut conn = self.acquire().await?;
+        let row: Option<AuditTextRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(&sql)
+                .bind(account.as_str())
+                .bind(id)
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(step("reading an audit log"))?
+        });
+        row.map(AuditTextRow::parse).transpose()
+    }
+
+    /// The day summaries of an account for days `from_day..=to_day` (`YYYY-MM-DD`),
+    /// optionally of one source, by day then source.
+    pub async fn day_summaries_between(
+        &self,
+        account: &AccountId,
+        from_day: &str,
+        to_day: &str,
+        source: Option<&str>,
+    ) -> Result<Vec<(String, String, DaySummary)>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let rows: Vec<(String, String, i64, i64, i64, i64)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT day, source, addition, removal, quantity, last_timestamp FROM quantity_day_summaries \
+                 WHERE account_id = $1 AND day >= $2 AND day <= $3 AND ($4 = '' OR source = $4) \
+                 ORDER BY day, source",
+            )
+            .bind(account.as_str())
+            .bind(from_day)
+            .bind(to_day)
+            .bind(source.unwrap_or(""))
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("reading day summaries"))?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(day, source, addition, removal, quantity, last_timestamp)| {
+                (
+                    day,
+                    source,
+                    DaySummary {
+                        addition,
+                        removal,
+                        quantity,
+                        last_timestamp: GregorianSeconds(last_timestamp),
+                    },
+                )
+            })
+            .collect())
     }
 }

@@ -72,6 +72,8 @@ fn sync_options(scope: SyncScope, now: i64) -> SyncOptions {
         master_account_bookkeeper: "default".to_owned(),
         show_master_audit_logs: false,
         priorities: StrategyPriorities::default(),
+        initiator: None,
+        every_invoice: false,
         stop: tokio_util::sync::CancellationToken::new(),
     }
 }
@@ -99,6 +101,7 @@ async fn deliver_with(store: &Store, settings: &HttpBookkeeperSettings, now: i64
         parallelism: 4,
         lease: Duration::from_secs(60),
         retry: RetryPolicy::new(Duration::from_secs(600), Duration::from_secs(3600), 3).expect("valid policy"),
+        account: None,
         stop: tokio_util::sync::CancellationToken::new(),
     };
     bookkeeper_sync::run_once(store, &bookkeepers, &options)
