@@ -15,6 +15,7 @@
 
 mod audit;
 mod error;
+mod input;
 mod plans;
 mod services;
 mod summary;
