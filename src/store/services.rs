@@ -666,3 +666,55 @@ impl Store {
             .collect())
     }
 }
+
+impl Store {
+    /// The master account: the root of the tree.
+    pub async fn master_account(&self) -> Result<Option<AccountId>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let root: Option<String> = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar("SELECT id FROM accounts WHERE parent_id IS NULL ORDER BY id LIMIT 1")
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(step("finding the master account"))?
+        });
+        root.map(account_id).transpose()
+    }
+
+    /// The public fields of the account's limits document, if it has one.
+    pub async fn account_limits(&self, account: &AccountId) -> Result<Option<serde_json::Value>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let row: Option<(i64, i64, i64, bool)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT twoway_trunks, inbound_trunks, outbound_trunks, enabled FROM trunk_limits \
+                 WHERE account_id = $1 AND NOT deleted",
+            )
+            .bind(account.as_str())
+            .fetch_optional(&mut **c)
+            .await
+            .map_err(step("reading limits"))?
+        });
+        Ok(row.map(|(twoway, inbound, outbound, enabled)| {
+            serde_json::json!({
+                "twoway_trunks": twoway,
+                "inbound_trunks": inbound,
+                "outbound_trunks": outbound,
+                "enabled": enabled,
+            })
+        }))
+    }
+
+    /// The names of the apps in the account's app store, sorted.
+    pub async fn app_names(&self, account: &AccountId) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let names: Vec<String> = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar(
+                "SELECT DISTINCT name FROM app_store_apps WHERE account_id = $1 AND NOT blacklisted ORDER BY name",
+            )
+            .bind(account.as_str())
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("reading app names"))?
+        });
+        Ok(names)
+    }
+}
