@@ -1,10 +1,21 @@
 //! The legacy service_plans API over our model (`api.md` §3), and plan import.
 
-use super::{Caller, ListQuery, Operations, OpsError, Page};
+use super::services::{plans_map, quantities_json, reseller_of};
+use super::summary::public_plan;
+use super::{input, Caller, FieldError, ListQuery, OpsError, Operations, Page, WriteMode};
+use crate::domain::document::Path;
+use crate::domain::item_plan::Severity;
+use crate::domain::merge::merge_plans;
+use crate::domain::plan::{resolve_plans, validate_plan_document};
 use crate::domain::AccountId;
-use serde_json::Value;
+use crate::jobs::sync::account_pricing;
+use crate::store::{CatalogPlan, PlanWrite, SyncScope};
+use crate::wire::bookkeeper::DeliveryBody;
+use crate::wire::document::{map_from_json, Document};
+use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
 
-/// What `tally plans import` did.
+/// What `tally plans import` did, by plan id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ImportReport {
     pub created: Vec<String>,
@@ -12,45 +23,152 @@ pub struct ImportReport {
     pub unchanged: Vec<String>,
 }
 
+fn text_member(document: &Map<String, Value>, key: &str) -> Option<String> {
+    document.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Reads one plan document to import; problems are named by `path`.
+fn catalog_plan(vendor: &AccountId, document: &Value, path: &str) -> Result<CatalogPlan, Vec<FieldError>> {
+    let Value::Object(map) = document else {
+        return Err(vec![FieldError::new(path, "type", "a plan document must be an object")]);
+    };
+    let id = text_member(map, "id")
+        .or_else(|| text_member(map, "_id"))
+        .filter(|id| !id.is_empty());
+    let Some(id) = id else {
+        return Err(vec![FieldError::new(
+            format!("{path}.id"),
+            "required",
+            "a plan document needs an `id` (or `_id`)",
+        )]);
+    };
+    let root = Path::root().key(path);
+    let errors: Vec<FieldError> = validate_plan_document(&map_from_json(map), &root)
+        .into_iter()
+        .filter(|issue| issue.severity == Severity::Error)
+        .map(|issue| FieldError::new(issue.path.to_string(), "type", issue.message))
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut stored = map.clone();
+    stored.remove("_id");
+    stored.remove("_rev");
+    stored.insert("id".to_owned(), Value::String(id.clone()));
+    Ok(CatalogPlan {
+        vendor_id: vendor.to_string(),
+        plan_id: id,
+        name: text_member(map, "name").unwrap_or_default(),
+        description: text_member(map, "description").unwrap_or_default(),
+        category: text_member(map, "category"),
+        document: Value::Object(stored),
+    })
+}
+
 impl Operations {
+    /// The public fields of all the account's plans merged as one group (`api.md` §3:
+    /// legacy accounts had one bookkeeper); `{}` without plans.
+    async fn merged_plan(&self, account: &AccountId) -> Result<Value, OpsError> {
+        let (mut readable, unreadable) = self.store().pricing_inputs(std::slice::from_ref(account)).await?;
+        if let Some(problem) = unreadable.into_iter().next() {
+            return Err(OpsError::Fault(format!("account {}: {}", problem.account, problem.problem)));
+        }
+        let Some(stored) = readable.pop() else {
+            return Ok(json!({}));
+        };
+        let options = self.context().sync_options(
+            SyncScope::Accounts(Vec::new()),
+            None,
+            crate::domain::changes::FirstCommit::Baseline,
+            self.now(),
+            CancellationToken::new(),
+        );
+        let pricing = account_pricing(&stored, &options, &mut Vec::new());
+        if pricing.plans.is_empty() {
+            return Ok(json!({}));
+        }
+        let prepared = resolve_plans(&pricing.context, &pricing.plans, &[])
+            .into_iter()
+            .flat_map(|group| group.plans)
+            .collect();
+        let merged = merge_plans(prepared, &options.priorities);
+        let mut public = Map::new();
+        if let Value::Object(document) = serde_json::to_value(Document::Map(&merged)).unwrap_or_default() {
+            for (key, value) in document {
+                if !key.starts_with('_') && !key.starts_with("pvt_") {
+                    public.insert(key, value);
+                }
+            }
+        }
+        Ok(Value::Object(public))
+    }
+
     /// `GET /service_plans`: plans stored by the account itself (as vendor).
-    pub async fn vendor_plans(
-        &self,
-        caller: &Caller,
-        account: &AccountId,
-        query: &ListQuery,
-    ) -> Result<Page, OpsError> {
-        let _ = (caller, account, query);
-        Err(OpsError::Fault("not built yet".to_owned()))
+    pub async fn vendor_plans(&self, caller: &Caller, account: &AccountId, query: &ListQuery) -> Result<Page, OpsError> {
+        let node = self.account(account).await?;
+        caller.check_access(&node)?;
+        self.plan_page(account.as_str(), query).await
     }
 
     /// `GET /service_plans/{PLAN_ID}`: a plan the account stores.
     pub async fn vendor_plan(&self, caller: &Caller, account: &AccountId, plan: &str) -> Result<Value, OpsError> {
-        let _ = (caller, account, plan);
-        Err(OpsError::Fault("not built yet".to_owned()))
+        let node = self.account(account).await?;
+        caller.check_access(&node)?;
+        let stored = self
+            .store()
+            .catalog_plan(account.as_str(), plan)
+            .await?
+            .ok_or_else(|| OpsError::BadIdentifier { cause: plan.to_owned() })?;
+        Ok(public_plan(&stored))
     }
 
     /// `GET /service_plans/available/{PLAN_ID}`: a plan the account's reseller offers.
     pub async fn available_plan(&self, caller: &Caller, account: &AccountId, plan: &str) -> Result<Value, OpsError> {
-        let _ = (caller, account, plan);
-        Err(OpsError::Fault("not built yet".to_owned()))
+        let node = self.account(account).await?;
+        caller.check_access(&node)?;
+        let stored = self
+            .store()
+            .catalog_plan(&reseller_of(&node), plan)
+            .await?
+            .ok_or_else(|| OpsError::BadIdentifier { cause: plan.to_owned() })?;
+        Ok(public_plan(&stored))
     }
 
-    /// `POST /service_plans` `{add, delete}`: returns the merged plan.
+    /// `POST /service_plans` `{add, delete}` (plan ids only): returns the merged plan.
     pub async fn update_service_plans(
         &self,
         caller: &Caller,
         account: &AccountId,
         data: &Value,
     ) -> Result<Value, OpsError> {
-        let _ = (caller, account, data);
-        Err(OpsError::Fault("not built yet".to_owned()))
+        let data = input::object(data, "data")?;
+        for field in ["add", "delete"] {
+            match data.get(field) {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(ids)) => {
+                    if let Some(index) = ids.iter().position(|id| !id.as_str().is_some_and(|id| !id.is_empty())) {
+                        return Err(OpsError::field(format!("{field}.{index}"), "type", "must be a plan id"));
+                    }
+                }
+                Some(_) => return Err(OpsError::field(field, "type", "must be an array of plan ids")),
+            }
+        }
+        let mut request = Map::new();
+        for field in ["add", "delete"] {
+            if let Some(ids) = data.get(field).filter(|ids| !ids.is_null()) {
+                request.insert(field.to_owned(), ids.clone());
+            }
+        }
+        self.update_services(caller, account, &Value::Object(request), WriteMode::Replace)
+            .await?;
+        self.merged_plan(account).await
     }
 
     /// `POST /service_plans/{PLAN_ID}`: returns the merged plan.
     pub async fn add_service_plan(&self, caller: &Caller, account: &AccountId, plan: &str) -> Result<Value, OpsError> {
-        let _ = (caller, account, plan);
-        Err(OpsError::Fault("not built yet".to_owned()))
+        let request = json!({ "add": [plan] });
+        self.update_services(caller, account, &request, WriteMode::Replace).await?;
+        self.merged_plan(account).await
     }
 
     /// `DELETE /service_plans/{PLAN_ID}`: returns the merged plan.
@@ -60,37 +178,125 @@ impl Operations {
         account: &AccountId,
         plan: &str,
     ) -> Result<Value, OpsError> {
-        let _ = (caller, account, plan);
-        Err(OpsError::Fault("not built yet".to_owned()))
+        self.unassign_plan(caller, account, plan).await?;
+        self.merged_plan(account).await
     }
 
     /// `POST /service_plans/override` (super admin): `{overrides: {plan: partial plan}}`
-    /// replaces the overrides of every assigned plan. Returns the `plans` map.
+    /// replaces the overrides of every assigned plan; plans not named lose theirs and
+    /// ids not assigned are ignored (Q-API-8). Returns the `plans` map.
     pub async fn override_service_plans(
         &self,
         caller: &Caller,
         account: &AccountId,
         data: &Value,
     ) -> Result<Value, OpsError> {
-        let _ = (caller, account, data);
-        Err(OpsError::Fault("not built yet".to_owned()))
+        let node = self.account(account).await?;
+        caller.check_access(&node)?;
+        caller.check_super_admin()?;
+        let data = input::object(data, "data")?;
+        let overrides = match data.get("overrides") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(overrides)) => overrides.clone(),
+            Some(_) => return Err(OpsError::field("overrides", "type", "must be an object of plan ids")),
+        };
+        for (plan, partial) in &overrides {
+            input::check_overrides(partial, &format!("overrides.{plan}"))?;
+        }
+        let mut record = self.store().services_record(account).await?;
+        for assignment in &mut record.assignments {
+            assignment.overrides = overrides
+                .get(&assignment.plan_id)
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+        }
+        self.save_assignments(caller, account, &record).await?;
+        Ok(plans_map(&record))
     }
 
     /// `GET /service_plans/current`: the legacy "current services" view.
     pub async fn current_services(&self, caller: &Caller, account: &AccountId) -> Result<Value, OpsError> {
-        let _ = (caller, account);
-        Err(OpsError::Fault("not built yet".to_owned()))
+        let node = self.account(account).await?;
+        caller.check_access(&node)?;
+        let record = self.store().services_record(account).await?;
+        let quantities = self.store().quantities(account).await?;
+        let standing = self.store().standing(account).await?;
+        let dirty = self.store().dirty(account).await?.is_some();
+        let invoices = self.store().invoice_snapshot(account, false).await?;
+        let mut items = Map::new();
+        for invoice in &invoices {
+            let body = serde_json::to_value(DeliveryBody::new(account.as_str(), "", invoice)).unwrap_or_default();
+            if let Some(Value::Object(categories)) = body.get("items") {
+                for (category, entries) in categories {
+                    let slot = items
+                        .entry(category.clone())
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if let (Value::Object(slot), Value::Object(entries)) = (slot, entries) {
+                        slot.extend(entries.clone());
+                    }
+                }
+            }
+        }
+        Ok(json!({
+            "account_quantities": quantities_json(&quantities.account),
+            "cascade_quantities": quantities_json(&quantities.cascade),
+            "plans": plans_map(&record),
+            "billing_id": record.billing_id.unwrap_or_else(|| account.to_string()),
+            "reseller": node.is_reseller,
+            "reseller_id": reseller_of(&node),
+            "dirty": dirty,
+            "in_good_standing": standing.is_none_or(|standing| standing.in_good_standing()),
+            "items": items,
+        }))
     }
 
     /// Loads plan documents into a vendor's catalog (`tally plans import`): `documents`
-    /// is one plan document with an `id`/`_id`, or an array of them.
+    /// is one plan document with an `id`/`_id`, or an array of them. Every document is
+    /// checked before any is stored; accounts with a changed plan are marked for
+    /// repricing. The vendor itself or a super admin may import.
     pub async fn import_plans(
         &self,
         caller: &Caller,
         vendor: &AccountId,
         documents: &Value,
     ) -> Result<ImportReport, OpsError> {
-        let _ = (caller, vendor, documents);
-        Err(OpsError::Fault("not built yet".to_owned()))
+        let node = self.account(vendor).await?;
+        caller.check_access(&node)?;
+        if !matches!(&caller.rights, super::Rights::Token { account, .. } if account == vendor) {
+            caller.check_super_admin()?;
+        }
+        let listed: Vec<(String, &Value)> = match documents {
+            Value::Array(list) => list
+                .iter()
+                .enumerate()
+                .map(|(index, document)| (format!("[{index}]"), document))
+                .collect(),
+            single => vec![("(document)".to_owned(), single)],
+        };
+        let mut plans = Vec::with_capacity(listed.len());
+        let mut errors = Vec::new();
+        for (path, document) in listed {
+            match catalog_plan(vendor, document, &path) {
+                Ok(plan) => plans.push(plan),
+                Err(mut found) => errors.append(&mut found),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(OpsError::Validation(errors));
+        }
+        let mut report = ImportReport::default();
+        let now = self.now();
+        for plan in &plans {
+            let outcome = self.store().store_plan(plan, now).await?;
+            let list = match outcome {
+                PlanWrite::Created => &mut report.created,
+                PlanWrite::Updated => &mut report.updated,
+                PlanWrite::Unchanged => &mut report.unchanged,
+            };
+            list.push(plan.plan_id.clone());
+        }
+        tracing::info!(vendor = %vendor, created = report.created.len(), updated = report.updated.len(),
+            audit = %caller.audit, "plans imported");
+        Ok(report)
     }
 }
