@@ -97,7 +97,12 @@ pub async fn run_once(
             break;
         }
         let due = store
-            .due_deliveries(options.now, lease_until, options.batch_size.max(1), options.account.as_ref())
+            .due_deliveries(
+                options.now,
+                lease_until,
+                options.batch_size.max(1),
+                options.account.as_ref(),
+            )
             .await?;
         if due.is_empty() {
             break;

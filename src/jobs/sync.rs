@@ -144,7 +144,12 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
                     commit
                         .snapshot
                         .iter()
-                        .filter(|invoice| !commit.changed.iter().any(|changed| changed.bookkeeper == invoice.bookkeeper))
+                        .filter(|invoice| {
+                            !commit
+                                .changed
+                                .iter()
+                                .any(|changed| changed.bookkeeper == invoice.bookkeeper)
+                        })
                         .cloned(),
                 );
             }

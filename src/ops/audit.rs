@@ -1,6 +1,6 @@
 //! Audit logs and day summaries (`audit-and-summaries.md` §5, §6; `api.md` §2.6-§2.8).
 
-use super::{Caller, FieldError, ListQuery, OpsError, Operations, Page};
+use super::{Caller, FieldError, ListQuery, Operations, OpsError, Page};
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::AccountId;
 use crate::store::{AuditCursor, AuditLogQuery, AuditLogRow};
@@ -118,7 +118,9 @@ impl Operations {
         let node = self.account(account).await?;
         caller.check_access(&node)?;
         let (from, to) = resolve_range(query, self.now(), MAXIMUM_RANGE)?;
-        let page_size = query.paginate.then(|| query.page_size.unwrap_or(DEFAULT_PAGE_SIZE).max(1));
+        let page_size = query
+            .paginate
+            .then(|| query.page_size.unwrap_or(DEFAULT_PAGE_SIZE).max(1));
         let start = match (&query.start_key, query.paginate) {
             (Some(key), true) => Some(cursor(key)?),
             _ => None,
@@ -183,7 +185,12 @@ impl Operations {
         }
         let rows = self
             .store()
-            .day_summaries_between(account, &day_of(from, "created_from")?, &day_of(to, "created_to")?, source)
+            .day_summaries_between(
+                account,
+                &day_of(from, "created_from")?,
+                &day_of(to, "created_to")?,
+                source,
+            )
             .await?;
         if rows.is_empty() {
             return Ok(json!([]));

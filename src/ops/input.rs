@@ -53,7 +53,11 @@ pub(super) fn check_overrides(overrides: &Value, field: &str) -> Result<(), OpsE
     let Value::Object(map) = overrides else {
         return Err(OpsError::field(field, "type", "must be an object"));
     };
-    let root = if field.is_empty() { Path::root() } else { Path::root().key(field) };
+    let root = if field.is_empty() {
+        Path::root()
+    } else {
+        Path::root().key(field)
+    };
     let errors: Vec<FieldError> = validate_plan_document(&map_from_json(map), &root)
         .into_iter()
         .filter(|issue| issue.severity == Severity::Error)

@@ -2,7 +2,7 @@
 
 use super::services::{plans_map, quantities_json, reseller_of};
 use super::summary::public_plan;
-use super::{input, Caller, FieldError, ListQuery, OpsError, Operations, Page, WriteMode};
+use super::{input, Caller, FieldError, ListQuery, Operations, OpsError, Page, WriteMode};
 use crate::domain::document::Path;
 use crate::domain::item_plan::Severity;
 use crate::domain::merge::merge_plans;
@@ -71,7 +71,10 @@ impl Operations {
     async fn merged_plan(&self, account: &AccountId) -> Result<Value, OpsError> {
         let (mut readable, unreadable) = self.store().pricing_inputs(std::slice::from_ref(account)).await?;
         if let Some(problem) = unreadable.into_iter().next() {
-            return Err(OpsError::Fault(format!("account {}: {}", problem.account, problem.problem)));
+            return Err(OpsError::Fault(format!(
+                "account {}: {}",
+                problem.account, problem.problem
+            )));
         }
         let Some(stored) = readable.pop() else {
             return Ok(json!({}));
@@ -104,7 +107,12 @@ impl Operations {
     }
 
     /// `GET /service_plans`: plans stored by the account itself (as vendor).
-    pub async fn vendor_plans(&self, caller: &Caller, account: &AccountId, query: &ListQuery) -> Result<Page, OpsError> {
+    pub async fn vendor_plans(
+        &self,
+        caller: &Caller,
+        account: &AccountId,
+        query: &ListQuery,
+    ) -> Result<Page, OpsError> {
         let node = self.account(account).await?;
         caller.check_access(&node)?;
         self.plan_page(account.as_str(), query).await
@@ -167,7 +175,8 @@ impl Operations {
     /// `POST /service_plans/{PLAN_ID}`: returns the merged plan.
     pub async fn add_service_plan(&self, caller: &Caller, account: &AccountId, plan: &str) -> Result<Value, OpsError> {
         let request = json!({ "add": [plan] });
-        self.update_services(caller, account, &request, WriteMode::Replace).await?;
+        self.update_services(caller, account, &request, WriteMode::Replace)
+            .await?;
         self.merged_plan(account).await
     }
 
@@ -205,10 +214,7 @@ impl Operations {
         }
         let mut record = self.store().services_record(account).await?;
         for assignment in &mut record.assignments {
-            assignment.overrides = overrides
-                .get(&assignment.plan_id)
-                .cloned()
-                .unwrap_or_else(|| json!({}));
+            assignment.overrides = overrides.get(&assignment.plan_id).cloned().unwrap_or_else(|| json!({}));
         }
         self.save_assignments(caller, account, &record).await?;
         Ok(plans_map(&record))

@@ -2,7 +2,7 @@
 //! billing id; and the reconciliation and synchronisation of one account
 //! (`api.md` §2.2-§2.15).
 
-use super::{input, Caller, OpsError, Operations, WriteMode};
+use super::{input, Caller, Operations, OpsError, WriteMode};
 use crate::domain::changes::FirstCommit;
 use crate::domain::quantities::Quantities;
 use crate::domain::{AccountId, Category, ItemName};
@@ -39,7 +39,11 @@ struct PlanRequest {
 
 fn plan_requests(list: &Value, field: &str) -> Result<Vec<PlanRequest>, OpsError> {
     let Value::Array(entries) = list else {
-        return Err(OpsError::field(field, "type", "must be an array of plan ids or plan objects"));
+        return Err(OpsError::field(
+            field,
+            "type",
+            "must be an array of plan ids or plan objects",
+        ));
     };
     entries
         .iter()
@@ -57,12 +61,24 @@ fn plan_requests(list: &Value, field: &str) -> Result<Vec<PlanRequest>, OpsError
                 Value::Object(object) => {
                     let id = match object.get("id") {
                         Some(Value::String(id)) if !id.is_empty() => id.clone(),
-                        _ => return Err(OpsError::field(format!("{path}.id"), "required", "Field is required but missing")),
+                        _ => {
+                            return Err(OpsError::field(
+                                format!("{path}.id"),
+                                "required",
+                                "Field is required but missing",
+                            ))
+                        }
                     };
                     let vendor_id = match object.get("vendor_id") {
                         None | Some(Value::Null) => None,
                         Some(Value::String(vendor)) if !vendor.is_empty() => Some(vendor.clone()),
-                        Some(_) => return Err(OpsError::field(format!("{path}.vendor_id"), "type", "must be an account id")),
+                        Some(_) => {
+                            return Err(OpsError::field(
+                                format!("{path}.vendor_id"),
+                                "type",
+                                "must be an account id",
+                            ))
+                        }
                     };
                     let overrides = input::optional_object(object.get("overrides"), &format!("{path}.overrides"))?;
                     let contract = input::optional_object(object.get("contract"), &format!("{path}.contract"))?;
@@ -91,7 +107,11 @@ fn plan_ids(list: &Value, field: &str) -> Result<Vec<String>, OpsError> {
             Value::String(id) if !id.is_empty() => Ok(id.clone()),
             Value::Object(object) => match object.get("id") {
                 Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
-                _ => Err(OpsError::field(format!("{field}.{index}.id"), "required", "Field is required but missing")),
+                _ => Err(OpsError::field(
+                    format!("{field}.{index}.id"),
+                    "required",
+                    "Field is required but missing",
+                )),
             },
             _ => Err(OpsError::field(format!("{field}.{index}"), "type", "must be a plan id")),
         })
@@ -178,6 +198,7 @@ impl Operations {
             CancellationToken::new(),
         );
         options.initiator = Some(caller.audit.clone());
+        options.run_id = unique_id("commit", account);
         let report = sync::run_once(self.store(), &options).await?;
         for skipped in report.skipped {
             tracing::warn!(account_id = %skipped.account, reason = %skipped.reason,
@@ -241,7 +262,12 @@ impl Operations {
         }
         let wanted: Vec<(String, String)> = additions
             .iter()
-            .map(|request| (request.vendor_id.clone().unwrap_or_else(|| reseller.clone()), request.id.clone()))
+            .map(|request| {
+                (
+                    request.vendor_id.clone().unwrap_or_else(|| reseller.clone()),
+                    request.id.clone(),
+                )
+            })
             .collect();
         self.check_plans_exist(&wanted).await?;
         if let Some(billing_id) = &billing_id {
@@ -303,7 +329,11 @@ impl Operations {
             Some(Value::String(text)) if text == "true" => true,
             Some(Value::String(text)) if text == "false" => false,
             None | Some(Value::Null) => {
-                return Err(OpsError::field("in_good_standing", "required", "Field is required but missing"))
+                return Err(OpsError::field(
+                    "in_good_standing",
+                    "required",
+                    "Field is required but missing",
+                ))
             }
             Some(_) => return Err(OpsError::field("in_good_standing", "type", "must be true or false")),
         };
@@ -434,14 +464,23 @@ impl Operations {
         let mut errors = Vec::new();
         for (category, items) in data {
             let Value::Object(items) = items else {
-                errors.push(super::FieldError::new(category.clone(), "type", "must be an object of item quantities"));
+                errors.push(super::FieldError::new(
+                    category.clone(),
+                    "type",
+                    "must be an object of item quantities",
+                ));
                 continue;
             };
             for (item, quantity) in items {
                 let path = format!("{category}.{item}");
-                let (Ok(category_name), Ok(item_name)) = (Category::parse(category.as_str()), ItemName::parse(item.as_str()))
+                let (Ok(category_name), Ok(item_name)) =
+                    (Category::parse(category.as_str()), ItemName::parse(item.as_str()))
                 else {
-                    errors.push(super::FieldError::new(path, "type", "category and item names must not be empty"));
+                    errors.push(super::FieldError::new(
+                        path,
+                        "type",
+                        "category and item names must not be empty",
+                    ));
                     continue;
                 };
                 match quantity {
@@ -520,12 +559,18 @@ impl Operations {
             CancellationToken::new(),
         );
         options.initiator = Some(caller.audit.clone());
+        options.run_id = unique_id("synchronization", account);
         options.every_invoice = true;
         let report = sync::run_once(self.store(), &options).await?;
         if let Some(skipped) = report.skipped.first() {
-            return Err(OpsError::Fault(format!("account {} cannot be priced: {}", skipped.account, skipped.reason)));
+            return Err(OpsError::Fault(format!(
+                "account {} cannot be priced: {}",
+                skipped.account, skipped.reason
+            )));
         }
-        let mut delivery = self.context().bookkeeper_sync_options(None, now, CancellationToken::new());
+        let mut delivery = self
+            .context()
+            .bookkeeper_sync_options(None, now, CancellationToken::new());
         delivery.account = Some(account.clone());
         let delivered = bookkeeper_sync::run_once(self.store(), &self.context().bookkeepers, &delivery).await?;
         if let Some(failed) = delivered.failed.first() {
@@ -552,21 +597,31 @@ impl Operations {
 
     /// `YYYY-` + 32 hex for a quantity-change record written by an operation.
     fn record_id(&self, account: &AccountId, now: crate::domain::summary::GregorianSeconds) -> String {
-        use sha2::{Digest, Sha256};
         let year = now.year().unwrap_or(0);
-        let mut digest = Sha256::new();
-        digest.update(account.as_str().as_bytes());
-        digest.update(now.0.to_be_bytes());
-        digest.update(std::process::id().to_be_bytes());
-        digest.update(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|elapsed| elapsed.as_nanos())
-                .unwrap_or(0)
-                .to_be_bytes(),
-        );
-        format!("{year:04}-{:010x}{}", now.0, &hex::encode(digest.finalize())[..22])
+        let digest = unique_id("manual", account);
+        format!("{year:04}-{:010x}{}", now.0, &digest[..22])
     }
+}
+
+/// A hex id no other operation gets, even within the same second: what the
+/// operation's records and audit rows derive their ids from.
+fn unique_id(kind: &str, account: &AccountId) -> String {
+    use sha2::{Digest, Sha256};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let mut digest = Sha256::new();
+    for part in [kind, account.as_str()] {
+        digest.update(part.as_bytes());
+        digest.update([0x1f]);
+    }
+    digest.update(std::process::id().to_be_bytes());
+    digest.update(SEQUENCE.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or(0);
+    digest.update(nanos.to_be_bytes());
+    hex::encode(digest.finalize())
 }
 
 fn rename_field(error: OpsError, from: &str, to: &str) -> OpsError {

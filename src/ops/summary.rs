@@ -2,7 +2,7 @@
 //! (`api.md` §2.13, §2.17-§2.19; `plans.md` §9, §10).
 
 use super::services::{plans_map, quantities_json, reseller_of};
-use super::{input, Caller, ListQuery, OpsError, Operations, Page};
+use super::{input, Caller, ListQuery, Operations, OpsError, Page};
 use crate::domain::document::Map as DocumentMap;
 use crate::domain::invoice::{annotate, removed_invoice, Invoice};
 use crate::domain::pricing::{merge_account_plans, price_invoice};
@@ -41,7 +41,15 @@ const EDITABLE_CATEGORIES: &[(&str, &[&str])] = &[
     ("ips", &["dedicated"]),
     (
         "phone_numbers",
-        &["caribbean", "did_us", "emergency", "international", "toll_us", "tollfree_us", "unknown"],
+        &[
+            "caribbean",
+            "did_us",
+            "emergency",
+            "international",
+            "toll_us",
+            "tollfree_us",
+            "unknown",
+        ],
     ),
     (
         "number_carriers",
@@ -201,7 +209,10 @@ impl Operations {
     async fn stored_account(&self, account: &AccountId) -> Result<StoredAccount, OpsError> {
         let (mut readable, unreadable) = self.store().pricing_inputs(std::slice::from_ref(account)).await?;
         if let Some(problem) = unreadable.into_iter().next() {
-            return Err(OpsError::Fault(format!("account {}: {}", problem.account, problem.problem)));
+            return Err(OpsError::Fault(format!(
+                "account {}: {}",
+                problem.account, problem.problem
+            )));
         }
         readable.pop().ok_or_else(|| OpsError::BadIdentifier {
             cause: account.to_string(),
@@ -210,7 +221,10 @@ impl Operations {
 
     /// Prices a stored (or hypothetical) account: its invoices, un-annotated, and
     /// its merged plans.
-    fn price(&self, stored: &StoredAccount) -> Result<(Vec<Invoice>, Vec<crate::domain::pricing::MergedPlan>), OpsError> {
+    fn price(
+        &self,
+        stored: &StoredAccount,
+    ) -> Result<(Vec<Invoice>, Vec<crate::domain::pricing::MergedPlan>), OpsError> {
         let options = self.context().sync_options(
             SyncScope::Accounts(Vec::new()),
             None,
@@ -385,7 +399,11 @@ impl Operations {
             (None, None) => ("plans", json!([])),
         };
         let Value::Array(entries) = list else {
-            return Err(OpsError::field(field, "type", "must be an array of plan ids or plan objects"));
+            return Err(OpsError::field(
+                field,
+                "type",
+                "must be an array of plan ids or plan objects",
+            ));
         };
         let deleted: Vec<String> = match data.get("delete") {
             Some(Value::Array(ids)) => ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect(),
@@ -399,22 +417,37 @@ impl Operations {
                 Value::String(id) => (id.clone(), reseller.clone(), None),
                 Value::Object(object) => {
                     let Some(id) = object.get("id").and_then(Value::as_str) else {
-                        return Err(OpsError::field(format!("{field}.{index}.id"), "required", "Field is required but missing"));
+                        return Err(OpsError::field(
+                            format!("{field}.{index}.id"),
+                            "required",
+                            "Field is required but missing",
+                        ));
                     };
                     let vendor = object
                         .get("vendor_id")
                         .and_then(Value::as_str)
                         .map_or_else(|| reseller.clone(), str::to_owned);
-                    let overrides = input::optional_object(object.get("overrides"), &format!("{field}.{index}.overrides"))?;
+                    let overrides =
+                        input::optional_object(object.get("overrides"), &format!("{field}.{index}.overrides"))?;
                     (id.to_owned(), vendor, overrides)
                 }
-                _ => return Err(OpsError::field(format!("{field}.{index}"), "type", "must be a plan id or a plan object")),
+                _ => {
+                    return Err(OpsError::field(
+                        format!("{field}.{index}"),
+                        "type",
+                        "must be a plan id or a plan object",
+                    ))
+                }
             };
             if deleted.contains(&id) {
                 continue;
             }
             let (Ok(plan_id), Ok(vendor_id)) = (PlanId::parse(id.as_str()), AccountId::parse(vendor.as_str())) else {
-                return Err(OpsError::field(format!("{field}.{index}"), "type", "plan and vendor ids must not be empty"));
+                return Err(OpsError::field(
+                    format!("{field}.{index}"),
+                    "type",
+                    "plan and vendor ids must not be empty",
+                ));
             };
             let Some(plan) = self.store().catalog_plan(&vendor, &id).await? else {
                 unknown.push(id);
@@ -468,8 +501,15 @@ impl Operations {
         let (invoices, merged) = self.price(&stored)?;
         let record = self.store().services_record(account).await?;
         let invoices = invoices.iter().map(invoice_json).collect();
-        self.summary_of(Some(&node), &stored, invoices, &merged, plans_map(&record), record.overrides)
-            .await
+        self.summary_of(
+            Some(&node),
+            &stored,
+            invoices,
+            &merged,
+            plans_map(&record),
+            record.overrides,
+        )
+        .await
     }
 
     /// `GET /services/available` and `/service_plans/available`: the plans the

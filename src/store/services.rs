@@ -579,7 +579,9 @@ impl Store {
             None => (i64::MAX, "\u{10ffff}".to_owned()),
         };
         // One row more than asked tells where the next page starts.
-        let fetch = query.limit.map_or(i64::MAX, |limit| i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX));
+        let fetch = query.limit.map_or(i64::MAX, |limit| {
+            i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+        });
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_logs \
              WHERE account_id = $1 AND NOT hidden AND created_at >= $2 AND created_at <= $3 \
@@ -599,7 +601,10 @@ impl Store {
                 .await
                 .map_err(step("listing audit logs"))?
         });
-        let mut rows = rows.into_iter().map(AuditTextRow::parse).collect::<Result<Vec<_>, _>>()?;
+        let mut rows = rows
+            .into_iter()
+            .map(AuditTextRow::parse)
+            .collect::<Result<Vec<_>, _>>()?;
         let next = match query.limit {
             Some(limit) if rows.len() > limit => rows.pop().map(|row| AuditCursor {
                 created_at: row.created_at,

@@ -7,6 +7,7 @@ mod cli_jobs;
 mod demo;
 mod fake_bookkeeper;
 mod helpers;
+mod ops;
 mod properties;
 mod quote_cli;
 mod quote_examples;
