@@ -17,6 +17,7 @@ mod reconcile;
 mod runs;
 mod services;
 mod sqlite;
+mod topup;
 
 pub use billing::{
     DeliveryResult, DueDelivery, NewAuditRow, NewDelivery, RepricedAccount, Standing, StoredAccount, StoredAssignment,
@@ -26,6 +27,7 @@ pub use counting::{CountingError, CountingQueries, CountingQuery};
 pub use demo::DemoReport;
 pub use reconcile::{ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
 pub use services::AccountNode;
+pub use topup::{LedgerRow, NewLedger, NewTransaction, TopupAccount, TransactionRow, TransactionStatus};
 
 use crate::config::DatabaseUrl;
 use crate::domain::quantities::{Bucket, QuantityBuckets};
