@@ -16,3 +16,4 @@ mod runs;
 mod support;
 mod sync;
 mod systemd;
+mod topup;
