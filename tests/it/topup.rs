@@ -523,3 +523,61 @@ on_both_backends!(
     the_disabled_job_does_nothing,
     settings_are_read_and_written,
 );
+
+/// `tally run topup --json` as an operator runs it: a recorded run, disabled by default.
+#[tokio::test]
+async fn the_command_line_runs_the_job_when_enabled() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("tally.db").display());
+    let store = Store::open(&tally::config::DatabaseUrl::new(url.clone()))
+        .await
+        .expect("store opens");
+    store.execute_script(SEED).await.expect("seed runs");
+    assert!(store
+        .set_topup_settings(&id("a"), Some("7"), Some("5"))
+        .await
+        .expect("settings"));
+    store.close().await;
+
+    let run = |enable: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["run", "topup", "--json"])
+            .current_dir(directory.path())
+            .env_remove("TALLY_CONFIG")
+            .env("TALLY_DATABASE_URL", &url)
+            .env("TALLY_TOPUP__ENABLE", enable)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("tally runs")
+    };
+    let disabled = run("false");
+    assert_eq!(
+        disabled.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&disabled.stderr)
+    );
+    let report: Value = serde_json::from_slice(&disabled.stdout).expect("one JSON object");
+    assert_eq!(report["enabled"], json!(false));
+    assert_eq!(report["accounts_examined"], json!(0));
+
+    let enabled = run("true");
+    assert_eq!(
+        enabled.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&enabled.stderr)
+    );
+    let report: Value = serde_json::from_slice(&enabled.stdout).expect("one JSON object");
+    assert_eq!(
+        report["topped_up"],
+        json!([{ "account_id": "a", "amount_units": 70_000, "transaction_id": null }])
+    );
+
+    let store = Store::open(&tally::config::DatabaseUrl::new(url))
+        .await
+        .expect("store opens");
+    assert_eq!(store.balance(&id("a")).await.expect("balance"), 70_000);
+    let runs = store.recent_runs(10).await.expect("runs");
+    assert_eq!(runs.iter().filter(|run| run.job.to_string() == "topup").count(), 2);
+}
