@@ -55,11 +55,11 @@ pub enum TopupResult {
     /// The ledger was credited: after a completed sale (`transaction`), or directly
     /// when the bookkeeper cannot sell.
     Credited {
-        ledger: LedgerRow,
-        transaction: Option<TransactionRow>,
+        ledger: Box<LedgerRow>,
+        transaction: Option<Box<TransactionRow>>,
     },
     /// The sale did not complete; no ledger. The transaction is recorded with its status.
-    NotCompleted { transaction: TransactionRow },
+    NotCompleted { transaction: Box<TransactionRow> },
 }
 
 /// Sells (or credits directly) and records: the transaction is written `incomplete`
@@ -92,7 +92,7 @@ pub async fn top_up(
     if !sales.sells(&request.bookkeeper) {
         store.credit_ledger(&ledger).await?;
         return Ok(TopupResult::Credited {
-            ledger: ledger_row(&ledger),
+            ledger: Box::new(ledger_row(&ledger)),
             transaction: None,
         });
     }
@@ -120,13 +120,12 @@ pub async fn top_up(
         description: transaction.description.clone(),
         trigger: transaction.trigger.clone(),
     };
-    let (status, failure, credit) = match sales.sell(&request.bookkeeper, &sale).await {
-        SaleOutcome::Completed { .. } => (TransactionStatus::Completed, None, true),
-        // `sells` said it would sell; if it cannot after all, credit as for `default`.
+    let (status, failure) = match sales.sell(&request.bookkeeper, &sale).await {
+        SaleOutcome::Completed { .. } => (TransactionStatus::Completed, None),
+        // `sells` said this type sells; an adapter that cannot after all fails the sale.
         SaleOutcome::NoSaleCapability => (
             TransactionStatus::Failed,
             Some(("invalid_bookkeeper".to_owned(), "the bookkeeper cannot sell".to_owned())),
-            true,
         ),
         SaleOutcome::NotCompleted(failure) => (
             // No answer: the bookkeeper may have charged it; the row stays incomplete.
@@ -135,10 +134,10 @@ pub async fn top_up(
                 None => TransactionStatus::Incomplete,
             },
             Some((failure.reason, failure.message)),
-            false,
         ),
     };
-    if credit && status == TransactionStatus::Completed {
+    let completed = status == TransactionStatus::Completed;
+    if completed {
         ledger.source_id = transaction.id.clone();
         ledger.transaction_id = Some(transaction.id.clone());
         if let Some(metadata) = ledger.metadata.as_object_mut() {
@@ -152,9 +151,8 @@ pub async fn top_up(
         Some((reason, message)) => (Some(reason.as_str()), Some(message.as_str())),
         None => (None, None),
     };
-    let settled_ledger = (credit && status == TransactionStatus::Completed).then_some(&ledger);
     if !store
-        .settle_transaction(&transaction.id, status, reason, message, settled_ledger)
+        .settle_transaction(&transaction.id, status, reason, message, completed.then_some(&ledger))
         .await?
     {
         return Err(StoreError::Refused(format!(
@@ -162,14 +160,11 @@ pub async fn top_up(
             transaction.id
         )));
     }
-    if credit && status != TransactionStatus::Completed {
-        store.credit_ledger(&ledger).await?;
-    }
-    let transaction = transaction_row(&transaction, status, reason, message);
-    Ok(if credit {
+    let transaction = Box::new(transaction_row(&transaction, status, reason, message));
+    Ok(if completed {
         TopupResult::Credited {
-            ledger: ledger_row(&ledger),
-            transaction: (status == TransactionStatus::Completed).then_some(transaction),
+            ledger: Box::new(ledger_row(&ledger)),
+            transaction: Some(transaction),
         }
     } else {
         TopupResult::NotCompleted { transaction }
