@@ -101,6 +101,21 @@ pub enum Job {
     BookkeeperSync(BookkeeperSyncArgs),
     /// The nightly run: reconcile, sync and bookkeeper-sync, with one report.
     Billing(BillingArgs),
+    /// Top up accounts whose balance fell under their threshold (needs `[topup] enable`).
+    Topup(TopupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopupArgs {
+    /// Examine only this account (repeatable); default: every account with top-up settings.
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the run's figures in the Prometheus text format to this file (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tally::bookkeepers::demo::DemoBookkeeper;
 use tally::cli::{
-    BillingArgs, BookkeeperSyncArgs, DemoArgs, ReconcileArgs, RunsArgs, ScheduleArgs, StatusArgs, SyncArgs,
+    BillingArgs, BookkeeperSyncArgs, DemoArgs, ReconcileArgs, RunsArgs, ScheduleArgs, StatusArgs, SyncArgs, TopupArgs,
 };
 use tally::config::Settings;
 use tally::demo::{generate, DemoSpec};
@@ -547,6 +547,44 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
     progress.finish_and_clear();
     context.store.close().await;
     drop(demo_bookkeeper);
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(report.end().exit_code().into())
+}
+
+pub(crate) async fn run_topup(settings: &Settings, args: &TopupArgs) -> Result<ExitCode, Failure> {
+    let context = job_context(settings).await?;
+    let scope = RunScope {
+        accounts: if args.accounts.is_empty() {
+            None
+        } else {
+            Some(parse_accounts(&args.accounts)?)
+        },
+        batch_size: None,
+    };
+    let now = GregorianSeconds::from_utc(chrono::Utc::now());
+    let report = recorded_run(
+        &context.store,
+        "topup",
+        args.metrics_file.as_deref(),
+        context.topup(&scope, now),
+        |report| match report {
+            Ok(report) => report.outcome(),
+            Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+        },
+    )
+    .await?
+    .map_err(anyhow::Error::from)?;
+    context.store.close().await;
+    for failure in &report.failed {
+        eprintln!(
+            "tally: account {} not topped up: {}: {}",
+            failure.account, failure.reason, failure.message
+        );
+    }
     if args.json {
         println!("{}", report.to_json());
     } else {

@@ -28,6 +28,15 @@ pub struct Settings {
     pub bookkeeper_sync: BookkeeperSyncSettings,
     pub bookkeepers: BookkeeperSettings,
     pub scheduler: SchedulerSettings,
+    pub topup: TopupSettings,
+}
+
+/// Automatic top-ups (`sync-and-bookkeepers.md` §10, Kazoo's `topup.enable`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopupSettings {
+    /// The `topup` job tops up low balances only when true; manual top-ups always work.
+    pub enable: bool,
 }
 
 /// The daemon (`tally schedule`).

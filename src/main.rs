@@ -74,6 +74,7 @@ fn main() -> ExitCode {
             Command::Run {
                 job: Job::Billing(args),
             } => run_billing(&settings, &args).await,
+            Command::Run { job: Job::Topup(args) } => run_topup(&settings, &args).await,
             Command::Schedule(args) => run_schedule(&settings, &args).await,
             Command::Config => Ok(run_config(&settings)),
             Command::Runs(args) => run_runs(&settings, &args).await,

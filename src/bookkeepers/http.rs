@@ -74,6 +74,9 @@ pub struct HttpBookkeeperSettings {
     pub connect_timeout_ms: u64,
     /// Time allowed for the whole exchange, until the response status arrives.
     pub request_timeout_ms: u64,
+    /// Where top-up sales are posted (`super::sale`). Empty (the default) means the
+    /// HTTP bookkeeper cannot sell: top-ups credit the ledger directly, as for `default`.
+    pub sale_url: String,
 }
 
 impl Default for HttpBookkeeperSettings {
@@ -83,6 +86,7 @@ impl Default for HttpBookkeeperSettings {
             authorization_header: SecretString::default(),
             connect_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
+            sale_url: String::new(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod http;
 pub mod idempotency;
 pub mod local;
 pub mod retry;
+pub mod sale;
 
 use std::fmt;
 use std::future::Future;
@@ -414,19 +415,36 @@ impl Rejection {
 pub struct Bookkeepers {
     local: Arc<dyn Bookkeeper>,
     http: Arc<dyn Bookkeeper>,
+    sales: sale::Sales,
 }
 
 impl Bookkeepers {
     /// Any adapters: production passes [`LocalBookkeeper`] and [`HttpBookkeeper`],
     /// tests may pass doubles.
     pub fn new(local: Arc<dyn Bookkeeper>, http: Arc<dyn Bookkeeper>) -> Bookkeepers {
-        Bookkeepers { local, http }
+        Bookkeepers {
+            local,
+            http,
+            sales: sale::Sales::default(),
+        }
+    }
+
+    /// Replaces who sells top-ups (by default nobody: every top-up credits directly).
+    pub fn with_sales(mut self, sales: sale::Sales) -> Bookkeepers {
+        self.sales = sales;
+        self
+    }
+
+    /// Who sells top-ups, by bookkeeper type.
+    pub fn sales(&self) -> &sale::Sales {
+        &self.sales
     }
 
     /// The production set: local, and HTTP from its settings.
     pub fn from_settings(http_settings: &HttpBookkeeperSettings) -> Result<Bookkeepers, HttpSetupError> {
         let http = HttpBookkeeper::new(http_settings)?;
-        Ok(Bookkeepers::new(Arc::new(LocalBookkeeper::new()), Arc::new(http)))
+        let sales = sale::Sales::from_settings(http_settings)?;
+        Ok(Bookkeepers::new(Arc::new(LocalBookkeeper::new()), Arc::new(http)).with_sales(sales))
     }
 
     /// The adapter serving `identity`, or why there is none.

@@ -28,4 +28,5 @@ pub use ids::{AccountId, Category, ItemName, PlanId};
 pub use money::Money;
 pub use quantities::{Bucket, Quantities, QuantityBuckets, QuantityChange};
 pub mod summary;
+pub mod topup;
 pub mod tree;

@@ -1,12 +1,13 @@
 //! What every job run needs, built once from the settings, and the scheduler's
 //! [`JobRunner`]: one place that turns settings and a job definition into the options
-//! of `reconcile`, `sync`, `bookkeeper-sync` and `billing`, for the one-shot command
+//! of `reconcile`, `sync`, `bookkeeper-sync`, `billing` and `topup`, for the one-shot command
 //! line and the daemon alike.
 
 use super::billing::{self, BillingReport};
 use super::bookkeeper_sync::{self, BookkeeperSyncOptions, BookkeeperSyncReport};
 use super::reconcile::{self, ReconcileError, ReconcileOptions, ReconcileReport};
 use super::sync::{self, SyncOptions, SyncReport};
+use super::topup::{self, TopupOptions, TopupReport};
 use crate::bookkeepers::Bookkeepers;
 use crate::config::Settings;
 use crate::domain::changes::FirstCommit;
@@ -155,6 +156,20 @@ impl JobContext {
         bookkeeper_sync::run_once(&self.store, &self.bookkeepers, &options).await
     }
 
+    pub fn topup_options(&self, scope: &RunScope, now: GregorianSeconds) -> TopupOptions {
+        TopupOptions {
+            enabled: self.settings.topup.enable,
+            accounts: scope.accounts.clone(),
+            now,
+            master_account_bookkeeper: self.settings.services.master_account_bookkeeper.clone(),
+        }
+    }
+
+    /// The automatic top-up; does nothing unless `[topup] enable` is true.
+    pub async fn topup(&self, scope: &RunScope, now: GregorianSeconds) -> Result<TopupReport, StoreError> {
+        topup::run_once(&self.store, &self.bookkeepers, &self.topup_options(scope, now)).await
+    }
+
     pub async fn billing(
         &self,
         scope: &RunScope,
@@ -227,11 +242,10 @@ impl JobContext {
                 Ok(report) => report.outcome(),
                 Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
             },
-            JobKind::Topup => RunOutcome::ended(
-                RunEnd::Failed,
-                RunFigures::default(),
-                "the topup job is not available in this version (it comes with the top-up operation)",
-            ),
+            JobKind::Topup => match self.topup(&scope, now).await {
+                Ok(report) => report.outcome(),
+                Err(error) => RunOutcome::ended(RunEnd::TemporaryFailure, RunFigures::default(), error.to_string()),
+            },
         }
     }
 }

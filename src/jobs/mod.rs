@@ -9,3 +9,4 @@ pub mod context;
 pub mod one_shot;
 pub mod reconcile;
 pub mod sync;
+pub mod topup;

@@ -719,6 +719,7 @@ enabled = false
                 ("billing", JobKind::Billing),
                 ("bookkeeper-sync", JobKind::BookkeeperSync),
                 ("sync", JobKind::Sync),
+                ("topup", JobKind::Topup),
             ]
         );
         assert!(jobs.iter().all(|job| job.enabled && job.timezone == Tz::UTC));

@@ -17,6 +17,7 @@ mod reconcile;
 mod runs;
 mod services;
 mod sqlite;
+mod topup;
 
 pub use billing::{
     DeliveryResult, DueDelivery, NewAuditRow, NewDelivery, RepricedAccount, Standing, StoredAccount, StoredAssignment,
@@ -29,6 +30,7 @@ pub use services::{
     AccountNode, AuditCursor, AuditLogPage, AuditLogQuery, AuditLogRow, CatalogPlan, PlanAssignment, PlanWrite,
     ServicesChange, ServicesRecord,
 };
+pub use topup::{LedgerRow, NewLedger, NewTransaction, TopupAccount, TransactionRow, TransactionStatus};
 
 use crate::config::DatabaseUrl;
 use crate::domain::quantities::{Bucket, QuantityBuckets};

@@ -25,6 +25,7 @@ fn settings(url: &str) -> HttpBookkeeperSettings {
         authorization_header: SecretString::new("Bearer s3cret-token"),
         connect_timeout_ms: 2_000,
         request_timeout_ms: 5_000,
+        ..HttpBookkeeperSettings::default()
     }
 }
 

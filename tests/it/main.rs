@@ -17,3 +17,4 @@ mod runs;
 mod support;
 mod sync;
 mod systemd;
+mod topup;

@@ -90,6 +90,7 @@ fn http_settings(url: &str, request_timeout_ms: u64) -> HttpBookkeeperSettings {
         authorization_header: SecretString::new("Bearer test"),
         connect_timeout_ms: 2_000,
         request_timeout_ms,
+        ..HttpBookkeeperSettings::default()
     }
 }
 
