@@ -15,6 +15,7 @@
 //! - [`config`]: typed settings; [`cli`]: the command line; [`demo`]: demo data.
 //! - [`telemetry`], [`metrics`], [`exit`]: logs, Prometheus textfile, exit codes.
 
+pub mod api;
 pub mod bookkeepers;
 pub mod cli;
 pub mod config;

@@ -1,6 +1,6 @@
 //! Manual top-up (`api.md` §2.16, `sync-and-bookkeepers.md` §10).
 
-use super::{Caller, OpsError, Operations};
+use super::{Caller, Operations, OpsError};
 use crate::domain::AccountId;
 use serde_json::Value;
 

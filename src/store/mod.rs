@@ -17,6 +17,7 @@ mod reconcile;
 mod runs;
 mod services;
 mod sqlite;
+mod tokens;
 
 pub use billing::{
     DeliveryResult, DueDelivery, NewAuditRow, NewDelivery, RepricedAccount, Standing, StoredAccount, StoredAssignment,
