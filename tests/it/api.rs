@@ -10,7 +10,10 @@ use tally::domain::summary::GregorianSeconds;
 use tally::store::{Store, StoreError};
 
 fn is_hex(text: &str, length: usize) -> bool {
-    text.len() == length && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+    text.len() == length
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
 fn assert_error_envelope(body: &Value, status: u16, message: &str) {
@@ -27,13 +30,18 @@ async fn tokens_are_stored_hashed_and_refused_for_unknown_accounts(store: &Store
     seed_tree(store).await;
     let plain = token(store, "a", false).await;
     assert!(is_hex(&plain, 64), "{plain}");
-    assert_eq!(store.token_rights(&plain).await.expect("lookup"), Some((id("a"), false)));
+    assert_eq!(
+        store.token_rights(&plain).await.expect("lookup"),
+        Some((id("a"), false))
+    );
     let admin = token(store, "m", true).await;
     assert_ne!(admin, plain);
     assert_eq!(store.token_rights(&admin).await.expect("lookup"), Some((id("m"), true)));
     assert_eq!(store.token_rights("not-a-token").await.expect("lookup"), None);
     let stored = store
-        .query_count(&format!("SELECT COUNT(*) FROM auth_tokens WHERE token_hash = '{plain}'"))
+        .query_count(&format!(
+            "SELECT COUNT(*) FROM auth_tokens WHERE token_hash = '{plain}'"
+        ))
         .await
         .expect("count");
     assert_eq!(stored, 0, "the plain token is not stored");
@@ -120,9 +128,17 @@ async fn invalid_json_and_bad_page_sizes_are_400(store: &Store) {
             .unwrap_or_else(|| panic!("field data, rule type: {}", answer.body));
         assert!(message.contains("JSON"), "{message}");
     }
-    let answer = get(&format!("{base}/v2/accounts/a/services/audit?page_size=zero"), Some(&admin)).await;
+    let answer = get(
+        &format!("{base}/v2/accounts/a/services/audit?page_size=zero"),
+        Some(&admin),
+    )
+    .await;
     assert_eq!(answer.status, 400, "{:?}", answer.body);
-    assert!(answer.body["data"]["page_size"]["type"]["message"].is_string(), "{}", answer.body);
+    assert!(
+        answer.body["data"]["page_size"]["type"]["message"].is_string(),
+        "{}",
+        answer.body
+    );
 }
 
 async fn success_envelope_and_request_ids(store: &Store) {

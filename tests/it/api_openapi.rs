@@ -25,7 +25,9 @@ fn resolve<'a>(document: &'a Value, value: &'a Value) -> &'a Value {
 #[test]
 fn the_document_lists_exactly_the_served_routes() {
     let document = document();
-    assert!(document["openapi"].as_str().is_some_and(|version| version.starts_with("3.")));
+    assert!(document["openapi"]
+        .as_str()
+        .is_some_and(|version| version.starts_with("3.")));
     let mut documented = BTreeSet::new();
     for (path, item) in document["paths"].as_object().expect("paths") {
         for (method, _) in item.as_object().expect("path item") {
@@ -71,7 +73,12 @@ fn every_operation_declares_its_captures_security_and_errors() {
         assert_eq!(declared, captures, "{} {}", route.verb.as_str(), route.path);
         for code in ["200", "400", "401", "403", "404", "405", "500"] {
             let response = resolve(&document, &operation["responses"][code]);
-            assert!(response.get("content").is_some(), "{code} of {} {}", route.verb.as_str(), route.path);
+            assert!(
+                response.get("content").is_some(),
+                "{code} of {} {}",
+                route.verb.as_str(),
+                route.path
+            );
         }
         if route.op.is_listing() {
             let names: Vec<String> = operation["parameters"]

@@ -82,9 +82,7 @@ pub async fn call(
         request = request.header(*name, *value);
     }
     if let Some(body) = body {
-        request = request
-            .header("Content-Type", "application/json")
-            .body(body.to_owned());
+        request = request.header("Content-Type", "application/json").body(body.to_owned());
     }
     let response = request.send().await.expect("request sent");
     let status = response.status().as_u16();

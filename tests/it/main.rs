@@ -2,6 +2,7 @@
 //! against SQLite and PostgreSQL.
 
 mod api;
+mod api_cli;
 mod api_openapi;
 mod api_support;
 mod bookkeepers;
