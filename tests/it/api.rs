@@ -174,6 +174,27 @@ async fn success_envelope_and_request_ids(store: &Store) {
     assert_ne!(first.request_id, second.request_id);
 }
 
+/// Request ids on refusals that come before any operation runs.
+async fn request_ids_are_echoed_or_generated(store: &Store) {
+    seed_tree(store).await;
+    let (base, _server) = start_server(store).await;
+    let url = format!("{base}/v2/accounts/a/services");
+    let given = call(Method::GET, &url, None, None, &[("X-Request-ID", "abc-123")]).await;
+    assert_eq!(given.status, 401);
+    assert_eq!(given.request_id.as_deref(), Some("abc-123"));
+    assert_eq!(given.body["request_id"], "abc-123");
+    let first = call(Method::PUT, &url, None, None, &[]).await;
+    let second = call(Method::PUT, &url, None, None, &[]).await;
+    for answer in [&first, &second] {
+        assert_eq!(answer.status, 405);
+        let header = answer.request_id.as_deref().expect("X-Request-ID answered");
+        assert!(is_hex(header, 32), "{header}");
+        assert_eq!(answer.body["request_id"], header);
+        assert_eq!(answer.body["auth_token"], "");
+    }
+    assert_ne!(first.request_id, second.request_id);
+}
+
 async fn setting_the_status_needs_a_super_admin(store: &Store) {
     seed_tree(store).await;
     let (base, _server) = start_server(store).await;
@@ -195,5 +216,6 @@ on_both_backends!(
     other_methods_are_405_with_allow,
     invalid_json_and_bad_page_sizes_are_400,
     success_envelope_and_request_ids,
+    request_ids_are_echoed_or_generated,
     setting_the_status_needs_a_super_admin,
 );
