@@ -48,6 +48,39 @@ pub enum Command {
         #[command(subcommand)]
         operation: ServicesOperation,
     },
+    /// Serve the HTTP API (`api.md`) until stopped (SIGTERM, Ctrl-C).
+    Serve(ServeArgs),
+    /// Manage the tokens of the HTTP API.
+    Tokens {
+        #[command(subcommand)]
+        operation: TokensOperation,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: any free port, printed at start).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensOperation {
+    /// Create a token acting as an account; it is printed once and stored hashed.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The account the token acts as (and its descendants).
+    #[arg(long, value_name = "ID")]
+    pub account: String,
+    /// The token may act on every account and use the super-admin operations.
+    #[arg(long)]
+    pub super_admin: bool,
+    /// What the token is for.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Args)]

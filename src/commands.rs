@@ -708,3 +708,48 @@ pub(crate) async fn run_runs(settings: &Settings, args: &RunsArgs) -> Result<Exi
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `tally serve`: the HTTP API until SIGTERM or Ctrl-C; requests in hand finish.
+pub(crate) async fn run_serve(settings: &Settings, args: &tally::cli::ServeArgs) -> Result<ExitCode, Failure> {
+    let ops = tally::ops::Operations::new(job_context(settings).await?);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|error| Failure::Config(format!("cannot listen on {}: {error}", args.listen)))?;
+    let address = listener.local_addr().map_err(anyhow::Error::from)?;
+    // Tests and scripts read the port of `--listen 127.0.0.1:0` from this line.
+    eprintln!("listening on http://{address}");
+    tracing::info!(%address, "serving the HTTP API");
+    let shutdown = stop_on_signals();
+    let store = ops.store().clone();
+    tally::api::serve(ops, listener, shutdown.cancelled_owned())
+        .await
+        .map_err(anyhow::Error::from)?;
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally tokens create`: prints the new token, the only time it is shown.
+pub(crate) async fn run_token_create(
+    settings: &Settings,
+    args: &tally::cli::TokenCreateArgs,
+) -> Result<ExitCode, Failure> {
+    let account = AccountId::parse(args.account.as_str())
+        .map_err(|error| Failure::Other(anyhow::anyhow!("--account: {error}")))?;
+    let store = open_store(settings).await?;
+    let now = GregorianSeconds::from_utc(chrono::Utc::now());
+    let created = store
+        .create_token(&account, args.super_admin, args.description.as_deref(), now)
+        .await;
+    store.close().await;
+    match created {
+        Ok(token) => {
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(StoreError::Refused(reason)) => {
+            eprintln!("tally: {reason}");
+            Ok(ExitCode::from(EXIT_DATA_ERROR))
+        }
+        Err(error) => Err(Failure::Other(error.into())),
+    }
+}

@@ -9,12 +9,15 @@
 //! - [`wire`]: JSON at the edge, numbers kept exact.
 //! - [`store`]: the only module that imports sqlx; SQLite and PostgreSQL.
 //! - [`jobs`]: orchestration (`reconcile`, `sync`, `bookkeeper_sync`), each with a `run_once`.
+//! - [`ops`]: every services and service-plans operation, shared by the CLI and the API;
+//!   [`api`]: the HTTP API over them (`tally serve`).
 //! - [`bookkeepers`]: delivery of invoices to bookkeepers (local, HTTP), idempotency, retry schedule.
 //! - [`scheduler`]: job files, cron schedules, the daemon loop, sd_notify.
 //! - [`quote`]: the `tally quote` command's request and response.
 //! - [`config`]: typed settings; [`cli`]: the command line; [`demo`]: demo data.
 //! - [`telemetry`], [`metrics`], [`exit`]: logs, Prometheus textfile, exit codes.
 
+pub mod api;
 pub mod bookkeepers;
 pub mod cli;
 pub mod config;

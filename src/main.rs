@@ -7,7 +7,7 @@ mod commands;
 use clap::Parser;
 use commands::*;
 use std::process::ExitCode;
-use tally::cli::{Cli, Command, Job, ServicesOperation};
+use tally::cli::{Cli, Command, Job, ServicesOperation, TokensOperation};
 use tally::config::Settings;
 
 /// sysexits(3): the input data was incorrect (some accounts were skipped).
@@ -78,6 +78,10 @@ fn main() -> ExitCode {
             Command::Schedule(args) => run_schedule(&settings, &args).await,
             Command::Config => Ok(run_config(&settings)),
             Command::Runs(args) => run_runs(&settings, &args).await,
+            Command::Serve(args) => run_serve(&settings, &args).await,
+            Command::Tokens {
+                operation: TokensOperation::Create(args),
+            } => run_token_create(&settings, &args).await,
             Command::Quote { .. } => unreachable!("quote runs before settings are loaded"),
         }
     });

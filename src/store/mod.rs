@@ -17,6 +17,7 @@ mod reconcile;
 mod runs;
 mod services;
 mod sqlite;
+mod tokens;
 mod topup;
 
 pub use billing::{

@@ -1,6 +1,10 @@
 //! tally's integration tests: one test binary, one module per area. Store tests run
 //! against SQLite and PostgreSQL.
 
+mod api;
+mod api_cli;
+mod api_openapi;
+mod api_support;
 mod bookkeepers;
 mod cli;
 mod cli_jobs;

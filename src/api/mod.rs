@@ -1,0 +1,278 @@
+//! The HTTP API (`tally serve`, `api.md`): Kazoo's Services and Service_plans
+//! endpoints over the operations layer.
+//!
+//! This face only translates: it authenticates the `X-Auth-Token`, reads the path,
+//! query and `{"data": …}` body, calls one [`Operations`] method and wraps its answer or
+//! refusal in Kazoo's envelope. Permissions, validation and every effect are the
+//! operation's, so the command line and the API cannot disagree.
+
+mod envelope;
+mod request;
+pub mod routes;
+
+pub use routes::{routes, Op, Route, Verb};
+
+use crate::domain::AccountId;
+use crate::ops::{Caller, ListQuery, Operations, OpsError, Rights, WriteMode};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::MethodRouter;
+use axum::Router;
+use envelope::{ApiError, Meta, Reply};
+use request::Input;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The token header (Kazoo's).
+pub const AUTH_TOKEN_HEADER: &str = "x-auth-token";
+/// The request id header, taken from the request when given and always answered.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+#[derive(Clone)]
+struct AppState {
+    ops: Operations,
+    /// The envelope's `node`.
+    node: Arc<str>,
+}
+
+/// The API's router, built from [`routes()`]; any other method on a served path is a
+/// 405 and any other path a 404, both in Kazoo's error envelope. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so audit logs get the
+/// client's address.
+pub fn router(ops: Operations) -> Router {
+    let state = AppState {
+        ops,
+        node: node_name().into(),
+    };
+    let mut paths: BTreeMap<&'static str, Vec<(Verb, Op)>> = BTreeMap::new();
+    for route in routes() {
+        paths.entry(route.path).or_default().push((route.verb, route.op));
+    }
+    let mut router = Router::new();
+    for (path, served) in paths {
+        let mut methods: MethodRouter<AppState> = MethodRouter::new();
+        for (verb, op) in served {
+            methods = methods.on(
+                verb.filter(),
+                move |State(state): State<AppState>,
+                      params: Result<Path<HashMap<String, String>>, PathRejection>,
+                      request: Request| async move { handle(state, verb, op, params, request).await },
+            );
+        }
+        methods = methods.fallback(move |State(state): State<AppState>, request: Request| async move {
+            let meta = Meta::of(&state.node, request.headers());
+            meta.failure(ApiError::method_not_allowed(path))
+        });
+        router = router.route(path, methods);
+    }
+    router
+        .fallback(|State(state): State<AppState>, request: Request| async move {
+            let meta = Meta::of(&state.node, request.headers());
+            meta.failure(ApiError::not_found())
+        })
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets the requests
+/// in hand finish.
+pub async fn serve(
+    ops: Operations,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(ops).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// This machine's name, for the envelope's `node`.
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "tally".to_owned())
+}
+
+async fn handle(
+    state: AppState,
+    verb: Verb,
+    op: Op,
+    params: Result<Path<HashMap<String, String>>, PathRejection>,
+    request: Request,
+) -> Response {
+    let meta = Meta::of(&state.node, request.headers());
+    match run(&state.ops, &meta, verb, op, params, request).await {
+        Ok(reply) => meta.success(reply),
+        Err(error) => meta.failure(error),
+    }
+}
+
+/// Kazoo's order: a malformed body is refused before the credentials are checked.
+async fn run(
+    ops: &Operations,
+    meta: &Meta,
+    verb: Verb,
+    op: Op,
+    params: Result<Path<HashMap<String, String>>, PathRejection>,
+    request: Request,
+) -> Result<Reply, ApiError> {
+    let (parts, body) = request.into_parts();
+    let input = Input::read(body).await?;
+    let caller = authenticate(ops, meta, &parts).await?;
+    let Path(params) = params.map_err(|rejection| OpsError::BadIdentifier {
+        cause: rejection.body_text(),
+    })?;
+    let query = match op.is_listing() {
+        true => request::list_query(&parts.uri)?,
+        false => ListQuery::new(),
+    };
+    let mode = match (verb, input.merge) {
+        (Verb::Patch, _) | (_, true) => WriteMode::Merge,
+        _ => WriteMode::Replace,
+    };
+    let target = Target { params: &params };
+    let data = &input.data;
+    let reply = match op {
+        Op::ServicesPlans => ops.services_plans(&caller, &target.account()?).await?.into(),
+        Op::UpdateServices => ops
+            .update_services(&caller, &target.account()?, data, mode)
+            .await?
+            .into(),
+        Op::ServicesStatus => ops.services_status(&caller, &target.account()?).await?.into(),
+        Op::SetServicesStatus => ops.set_services_status(&caller, &target.account()?, data).await?.into(),
+        Op::AuditLogs => ops.audit_logs(&caller, &target.account()?, &query).await?.into(),
+        Op::AuditLog => ops
+            .audit_log(&caller, &target.account()?, target.get("audit_id")?)
+            .await?
+            .into(),
+        Op::AuditSummary => ops
+            .audit_summary(&caller, &target.account()?, &query, None)
+            .await?
+            .into(),
+        Op::AuditSummaryOfSource => ops
+            .audit_summary(&caller, &target.account()?, &query, Some(target.get("source")?))
+            .await?
+            .into(),
+        Op::AssignPlan => ops
+            .assign_plan(&caller, &target.account()?, target.get("plan_id")?, data, mode)
+            .await?
+            .into(),
+        Op::UnassignPlan => ops
+            .unassign_plan(&caller, &target.account()?, target.get("plan_id")?)
+            .await?
+            .into(),
+        Op::ManualQuantities => ops.manual_quantities(&caller, &target.account()?).await?.into(),
+        Op::SetManualQuantities => ops
+            .set_manual_quantities(&caller, &target.account()?, data, mode)
+            .await?
+            .into(),
+        Op::Overrides => ops.overrides(&caller, &target.account()?).await?.into(),
+        Op::SetOverrides => ops.set_overrides(&caller, &target.account()?, data, mode).await?.into(),
+        Op::Quote => ops.quote(&caller, Some(&target.account()?), data).await?.into(),
+        Op::QuoteWithoutAccount => ops.quote(&caller, None, data).await?.into(),
+        Op::Reconcile => ops.reconcile_account(&caller, &target.account()?).await?.into(),
+        Op::Synchronize => ops.synchronize_account(&caller, &target.account()?).await?.into(),
+        Op::Topup => ops.topup(&caller, &target.account()?, data).await?.into(),
+        Op::Summary => ops.services_summary(&caller, &target.account()?).await?.into(),
+        Op::AvailablePlans => ops.available_plans(&caller, &target.account()?, &query).await?.into(),
+        Op::Editable => ops.editable(&caller, Some(&target.account()?)).await?.into(),
+        Op::EditableWithoutAccount => ops.editable(&caller, None).await?.into(),
+        Op::VendorPlans => ops.vendor_plans(&caller, &target.account()?, &query).await?.into(),
+        Op::UpdateServicePlans => ops
+            .update_service_plans(&caller, &target.account()?, data)
+            .await?
+            .into(),
+        Op::VendorPlan => ops
+            .vendor_plan(&caller, &target.account()?, target.get("plan_id")?)
+            .await?
+            .into(),
+        Op::AddServicePlan => ops
+            .add_service_plan(&caller, &target.account()?, target.get("plan_id")?)
+            .await?
+            .into(),
+        Op::RemoveServicePlan => ops
+            .remove_service_plan(&caller, &target.account()?, target.get("plan_id")?)
+            .await?
+            .into(),
+        Op::OverrideServicePlans => ops
+            .override_service_plans(&caller, &target.account()?, input.overrides_body())
+            .await?
+            .into(),
+        Op::CurrentServices => ops.current_services(&caller, &target.account()?).await?.into(),
+        Op::AvailablePlan => ops
+            .available_plan(&caller, &target.account()?, target.get("plan_id")?)
+            .await?
+            .into(),
+    };
+    Ok(reply)
+}
+
+/// The path's captures.
+struct Target<'a> {
+    params: &'a HashMap<String, String>,
+}
+
+impl Target<'_> {
+    fn get(&self, name: &str) -> Result<&str, OpsError> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| OpsError::BadIdentifier { cause: name.to_owned() })
+    }
+
+    fn account(&self) -> Result<AccountId, OpsError> {
+        let text = self.get("account_id")?;
+        AccountId::parse(text).map_err(|_| OpsError::BadIdentifier { cause: text.to_owned() })
+    }
+}
+
+/// The caller of a request: the token's account and rights, and what its audit logs
+/// say about the request (`audit-and-summaries.md` §2).
+async fn authenticate(ops: &Operations, meta: &Meta, parts: &Parts) -> Result<Caller, ApiError> {
+    let token = parts
+        .headers
+        .get(AUTH_TOKEN_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(ApiError::invalid_credentials)?;
+    let Some((account, super_admin)) = ops.store().token_rights(token).await.map_err(OpsError::from)? else {
+        return Err(ApiError::invalid_credentials());
+    };
+    // A token whose account is gone acts for nobody.
+    let Some(node) = ops.store().account_node(&account).await.map_err(OpsError::from)? else {
+        return Err(ApiError::invalid_credentials());
+    };
+    let client_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip().to_string())
+        .unwrap_or_else(|| "undefined".to_owned());
+    let audit = serde_json::json!({
+        "crossbar_request": true,
+        "authentication": {
+            "type": "x-auth-token",
+            "account_id": account.as_str(),
+            "account_name": node.name,
+        },
+        "request": {
+            "id": meta.request_id,
+            "client_ip": client_ip,
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+        },
+    });
+    Ok(Caller {
+        rights: Rights::Token { account, super_admin },
+        audit,
+    })
+}

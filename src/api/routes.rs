@@ -1,0 +1,218 @@
+//! The route table: every (method, path) the API serves and the operation behind it.
+//! The router is built from this table and the OpenAPI document is checked against
+//! it, so the three cannot drift apart.
+
+use axum::http::Method;
+use axum::routing::MethodFilter;
+
+/// An HTTP method the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verb {
+    Get,
+    Post,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    pub fn method(self) -> Method {
+        match self {
+            Verb::Get => Method::GET,
+            Verb::Post => Method::POST,
+            Verb::Patch => Method::PATCH,
+            Verb::Delete => Method::DELETE,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Patch => "PATCH",
+            Verb::Delete => "DELETE",
+        }
+    }
+
+    pub(crate) fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// The operation a route runs (one `Operations` method each, `api.md` §2-§3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    ServicesPlans,
+    UpdateServices,
+    ServicesStatus,
+    SetServicesStatus,
+    AuditLogs,
+    AuditLog,
+    AuditSummary,
+    AuditSummaryOfSource,
+    AssignPlan,
+    UnassignPlan,
+    ManualQuantities,
+    SetManualQuantities,
+    Overrides,
+    SetOverrides,
+    Quote,
+    QuoteWithoutAccount,
+    Reconcile,
+    Synchronize,
+    Topup,
+    Summary,
+    AvailablePlans,
+    Editable,
+    EditableWithoutAccount,
+    VendorPlans,
+    UpdateServicePlans,
+    VendorPlan,
+    AddServicePlan,
+    RemoveServicePlan,
+    OverrideServicePlans,
+    CurrentServices,
+    AvailablePlan,
+}
+
+impl Op {
+    /// Whether the operation reads listing parameters (`page_size`, `created_from`, …).
+    pub fn is_listing(self) -> bool {
+        matches!(
+            self,
+            Op::AuditLogs | Op::AuditSummary | Op::AuditSummaryOfSource | Op::AvailablePlans | Op::VendorPlans
+        )
+    }
+}
+
+/// One served (method, path). Paths use axum's `{name}` captures, which are also
+/// OpenAPI's path templates.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub verb: Verb,
+    pub path: &'static str,
+    pub op: Op,
+}
+
+const fn route(verb: Verb, path: &'static str, op: Op) -> Route {
+    Route { verb, path, op }
+}
+
+use Op::*;
+use Verb::{Delete, Get, Patch, Post};
+
+const SERVICES: &str = "/v2/accounts/{account_id}/services";
+
+static ROUTES: &[Route] = &[
+    route(Get, SERVICES, ServicesPlans),
+    route(Post, SERVICES, UpdateServices),
+    route(Get, "/v2/accounts/{account_id}/services/status", ServicesStatus),
+    route(Post, "/v2/accounts/{account_id}/services/status", SetServicesStatus),
+    route(Get, "/v2/accounts/{account_id}/services/audit", AuditLogs),
+    route(Get, "/v2/accounts/{account_id}/services/audit/{audit_id}", AuditLog),
+    route(Get, "/v2/accounts/{account_id}/services/audit/summary", AuditSummary),
+    route(
+        Get,
+        "/v2/accounts/{account_id}/services/audit/summary/{source}",
+        AuditSummaryOfSource,
+    ),
+    // The old 4.3 path of the same view (`api.md` §2.8).
+    route(
+        Get,
+        "/v2/accounts/{account_id}/services/audit_summary/{source}",
+        AuditSummaryOfSource,
+    ),
+    route(Post, "/v2/accounts/{account_id}/services/{plan_id}", AssignPlan),
+    route(Delete, "/v2/accounts/{account_id}/services/{plan_id}", UnassignPlan),
+    route(Get, "/v2/accounts/{account_id}/services/manual", ManualQuantities),
+    route(Post, "/v2/accounts/{account_id}/services/manual", SetManualQuantities),
+    route(Patch, "/v2/accounts/{account_id}/services/manual", SetManualQuantities),
+    route(Get, "/v2/accounts/{account_id}/services/overrides", Overrides),
+    route(Post, "/v2/accounts/{account_id}/services/overrides", SetOverrides),
+    route(Patch, "/v2/accounts/{account_id}/services/overrides", SetOverrides),
+    route(Post, "/v2/accounts/{account_id}/services/quote", Quote),
+    route(Post, "/v2/services/quote", QuoteWithoutAccount),
+    route(Post, "/v2/accounts/{account_id}/services/reconciliation", Reconcile),
+    route(Post, "/v2/accounts/{account_id}/services/synchronization", Synchronize),
+    route(Post, "/v2/accounts/{account_id}/services/topup", Topup),
+    route(Get, "/v2/accounts/{account_id}/services/summary", Summary),
+    route(Get, "/v2/accounts/{account_id}/services/available", AvailablePlans),
+    route(Get, "/v2/accounts/{account_id}/services/editable", Editable),
+    route(Get, "/v2/services/editable", EditableWithoutAccount),
+    route(Get, "/v2/accounts/{account_id}/service_plans", VendorPlans),
+    route(Post, "/v2/accounts/{account_id}/service_plans", UpdateServicePlans),
+    route(Get, "/v2/accounts/{account_id}/service_plans/{plan_id}", VendorPlan),
+    route(
+        Post,
+        "/v2/accounts/{account_id}/service_plans/{plan_id}",
+        AddServicePlan,
+    ),
+    route(
+        Delete,
+        "/v2/accounts/{account_id}/service_plans/{plan_id}",
+        RemoveServicePlan,
+    ),
+    route(
+        Post,
+        "/v2/accounts/{account_id}/service_plans/override",
+        OverrideServicePlans,
+    ),
+    route(Get, "/v2/accounts/{account_id}/service_plans/current", CurrentServices),
+    route(Get, "/v2/accounts/{account_id}/service_plans/available", AvailablePlans),
+    route(
+        Get,
+        "/v2/accounts/{account_id}/service_plans/available/{plan_id}",
+        AvailablePlan,
+    ),
+    route(
+        Post,
+        "/v2/accounts/{account_id}/service_plans/synchronization",
+        Synchronize,
+    ),
+    route(
+        Post,
+        "/v2/accounts/{account_id}/service_plans/reconciliation",
+        Reconcile,
+    ),
+    route(Get, "/v2/accounts/{account_id}/service_plans/editable", Editable),
+];
+
+/// Every route the server has.
+pub fn routes() -> &'static [Route] {
+    ROUTES
+}
+
+/// The methods served on `path`, for the `Allow` header of a 405.
+pub(crate) fn allowed(path: &str) -> Vec<Verb> {
+    let mut verbs: Vec<Verb> = ROUTES
+        .iter()
+        .filter(|route| route.path == path)
+        .map(|route| route.verb)
+        .collect();
+    verbs.sort();
+    verbs.dedup();
+    verbs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_method_and_path_is_served_once() {
+        let mut seen = HashSet::new();
+        for route in routes() {
+            assert!(
+                seen.insert((route.verb, route.path)),
+                "{} {} twice",
+                route.verb.as_str(),
+                route.path
+            );
+        }
+    }
+}
