@@ -1,13 +1,14 @@
 //! The `tally` binary: parse arguments, load settings, run the command, map the
-//! outcome to an exit code: 0 ok, 65 data errors (in some accounts, or in a quote
-//! request), 78 bad configuration, 2 usage, 1 anything else.
+//! outcome to an exit code: 0 ok, 65 data errors (in some accounts, in a quote request,
+//! or the input of a `services`/`plans` operation), 77 not permitted, 78 bad
+//! configuration, 2 usage, 1 anything else.
 
 mod commands;
 
 use clap::Parser;
 use commands::*;
 use std::process::ExitCode;
-use tally::cli::{Cli, Command, Job, ServicesOperation};
+use tally::cli::{Cli, Command, Job};
 use tally::config::Settings;
 
 /// sysexits(3): the input data was incorrect (some accounts were skipped).
@@ -68,9 +69,10 @@ fn main() -> ExitCode {
             Command::Run {
                 job: Job::BookkeeperSync(args),
             } => run_bookkeeper_sync(&settings, &args).await,
-            Command::Services {
-                operation: ServicesOperation::Status(args),
-            } => run_status(&settings, &args).await,
+            Command::Services { output, operation } => {
+                run_ops(&settings, &output, OpsCommand::Services(&operation)).await
+            }
+            Command::Plans { output, operation } => run_ops(&settings, &output, OpsCommand::Plans(&operation)).await,
             Command::Run {
                 job: Job::Billing(args),
             } => run_billing(&settings, &args).await,
