@@ -47,7 +47,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(error) = tally::telemetry::install_for_stderr() {
+    // An operation's output is its data and at most one error line: logs only for errors
+    // unless RUST_LOG asks for more.
+    let logs = if matches!(cli.command, Command::Services { .. } | Command::Plans { .. }) {
+        install_logs("error")
+    } else {
+        tally::telemetry::install_for_stderr()
+    };
+    if let Err(error) = logs {
         eprintln!("tally: {error}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -97,4 +104,9 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn install_logs(default: &str) -> Result<(), tally::telemetry::TelemetryError> {
+    use tally::telemetry::{filter_from_env, install, subscriber, LogFormat};
+    install(subscriber(filter_from_env(default)?, LogFormat::for_stderr(), std::io::stderr))
 }

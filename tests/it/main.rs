@@ -4,6 +4,7 @@
 mod bookkeepers;
 mod cli;
 mod cli_jobs;
+mod cli_ops;
 mod demo;
 mod fake_bookkeeper;
 mod helpers;
