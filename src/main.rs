@@ -108,5 +108,9 @@ fn main() -> ExitCode {
 
 fn install_logs(default: &str) -> Result<(), tally::telemetry::TelemetryError> {
     use tally::telemetry::{filter_from_env, install, subscriber, LogFormat};
-    install(subscriber(filter_from_env(default)?, LogFormat::for_stderr(), std::io::stderr))
+    install(subscriber(
+        filter_from_env(default)?,
+        LogFormat::for_stderr(),
+        std::io::stderr,
+    ))
 }

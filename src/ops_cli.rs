@@ -5,9 +5,7 @@
 //! operation's result becomes JSON or a table, and its refusal becomes one line on
 //! standard error and an exit code ([`CommandError::exit_code`]).
 
-use crate::cli::{
-    DataArgs, ManualArgs, OpsOutputArgs, PlansOperation, RangeArgs, ServicesOperation, StatusArgs,
-};
+use crate::cli::{DataArgs, ManualArgs, OpsOutputArgs, PlansOperation, RangeArgs, ServicesOperation, StatusArgs};
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::AccountId;
 use crate::exit::ExitCode;
@@ -110,9 +108,7 @@ impl Output {
         let rows = Value::Array(page.rows);
         Output {
             json: json!({ "data": rows, "next_start_key": page.next_start_key }),
-            note: page
-                .next_start_key
-                .map(|key| format!("more rows: --start-key {key}")),
+            note: page.next_start_key.map(|key| format!("more rows: --start-key {key}")),
             ..Output::data(rows)
         }
     }
@@ -147,8 +143,7 @@ pub fn choose_format(args: &OpsOutputArgs, output: &Output, terminal: bool, colu
         return Format::Table;
     }
     if terminal && crate::table::is_tabular(&output.table) {
-        let fits = columns
-            .is_none_or(|columns| crate::table::width(&output.render(Format::Table)) <= columns);
+        let fits = columns.is_none_or(|columns| crate::table::width(&output.render(Format::Table)) <= columns);
         if fits {
             return Format::Table;
         }
@@ -157,7 +152,11 @@ pub fn choose_format(args: &OpsOutputArgs, output: &Output, terminal: bool, colu
 }
 
 /// Runs one `tally services` operation.
-pub async fn services(ops: &Operations, caller: &Caller, operation: &ServicesOperation) -> Result<Output, CommandError> {
+pub async fn services(
+    ops: &Operations,
+    caller: &Caller,
+    operation: &ServicesOperation,
+) -> Result<Output, CommandError> {
     use ServicesOperation as S;
     let output = match operation {
         S::Get(args) => Output::data(ops.services_plans(caller, &account(&args.account)?).await?),
@@ -270,7 +269,10 @@ pub async fn plans(ops: &Operations, caller: &Caller, operation: &PlansOperation
                     .await?,
             )
         }
-        P::Add(args) => Output::data(ops.add_service_plan(caller, &account(&args.account)?, &args.plan).await?),
+        P::Add(args) => Output::data(
+            ops.add_service_plan(caller, &account(&args.account)?, &args.plan)
+                .await?,
+        ),
         P::Remove(args) => Output::data(
             ops.remove_service_plan(caller, &account(&args.account)?, &args.plan)
                 .await?,
@@ -423,7 +425,9 @@ pub fn set_item(data: &mut Value, item: &str) -> Result<(), InputError> {
         },
     };
     let Value::Object(categories) = data else {
-        return Err(invalid("the quantities given with --set, --data or --file are not an object"));
+        return Err(invalid(
+            "the quantities given with --set, --data or --file are not an object",
+        ));
     };
     let entry = categories
         .entry(category.to_owned())
@@ -510,9 +514,7 @@ pub fn read_json_file(path: &Path, flag: &str) -> Result<Value, InputError> {
     };
     let text = if path == Path::new("-") {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map(|_| text)
+        std::io::stdin().read_to_string(&mut text).map(|_| text)
     } else {
         std::fs::read_to_string(path)
     }
@@ -562,25 +564,46 @@ mod tests {
 
     #[test]
     fn set_item_builds_nested_quantities_on_top_of_set() {
-        let data = manual_data(&manual(None, &["devices.sip_device=3", "devices.softphone=0", "users.user=null"]))
-            .expect("valid")
-            .expect("a write");
+        let data = manual_data(&manual(
+            None,
+            &["devices.sip_device=3", "devices.softphone=0", "users.user=null"],
+        ))
+        .expect("valid")
+        .expect("a write");
         assert_eq!(
             data,
             json!({"devices": {"sip_device": 3, "softphone": 0}, "users": {"user": null}})
         );
-        let data = manual_data(&manual(Some(r#"{"devices": {"sip_device": 1}, "users": {"admin": 2}}"#), &["devices.sip_device=4"]))
-            .expect("valid")
-            .expect("a write");
+        let data = manual_data(&manual(
+            Some(r#"{"devices": {"sip_device": 1}, "users": {"admin": 2}}"#),
+            &["devices.sip_device=4"],
+        ))
+        .expect("valid")
+        .expect("a write");
         assert_eq!(data, json!({"devices": {"sip_device": 4}, "users": {"admin": 2}}));
-        assert_eq!(manual_data(&manual(None, &[])).expect("valid"), None, "nothing to set: show");
+        assert_eq!(
+            manual_data(&manual(None, &[])).expect("valid"),
+            None,
+            "nothing to set: show"
+        );
     }
 
     #[test]
     fn a_bad_set_item_names_the_flag_and_the_item() {
-        for item in ["devices=3", "devices.sip_device", "devices.x=-1", "devices.x=1.5", ".x=1", "devices.=1", "d.x=abc"] {
+        for item in [
+            "devices=3",
+            "devices.sip_device",
+            "devices.x=-1",
+            "devices.x=1.5",
+            ".x=1",
+            "devices.=1",
+            "d.x=abc",
+        ] {
             let error = manual_data(&manual(None, &[item])).expect_err(item);
-            assert!(matches!(&error, InputError::Invalid { flag, .. } if flag == "--set-item"), "{item}: {error}");
+            assert!(
+                matches!(&error, InputError::Invalid { flag, .. } if flag == "--set-item"),
+                "{item}: {error}"
+            );
             assert!(error.to_string().contains(item), "{error}");
         }
         let error = manual_data(&manual(Some("[1]"), &["a.b=1"])).expect_err("not an object");
@@ -617,8 +640,11 @@ mod tests {
 
     #[test]
     fn json_inputs_keep_exact_numbers() {
-        let data = assign_data(Some("r1"), Some(r#"{"plan": {"devices": {"sip_device": {"rate": 0.10}}}}"#))
-            .expect("valid");
+        let data = assign_data(
+            Some("r1"),
+            Some(r#"{"plan": {"devices": {"sip_device": {"rate": 0.10}}}}"#),
+        )
+        .expect("valid");
         assert_eq!(
             data.to_string(),
             r#"{"vendor_id":"r1","overrides":{"plan":{"devices":{"sip_device":{"rate":0.10}}}}}"#
@@ -650,10 +676,16 @@ mod tests {
         let midnight = 62_167_219_200 + 1_795_392_000;
         assert_eq!(parse_when("2026-11-23", false, "--from").expect("date"), midnight);
         assert_eq!(parse_when("2026-11-23", true, "--to").expect("date"), midnight + 86_399);
-        assert_eq!(parse_when("63900000000", true, "--to").expect("seconds"), 63_900_000_000);
+        assert_eq!(
+            parse_when("63900000000", true, "--to").expect("seconds"),
+            63_900_000_000
+        );
         for bad in ["2026-13-01", "23/11/2026", "yesterday", ""] {
             let error = parse_when(bad, false, "--from").expect_err(bad);
-            assert!(error.to_string().starts_with("--from: expected Gregorian seconds"), "{error}");
+            assert!(
+                error.to_string().starts_with("--from: expected Gregorian seconds"),
+                "{error}"
+            );
         }
         let query = range_query(&RangeArgs {
             from: Some("2026-11-23".to_owned()),
@@ -689,7 +721,10 @@ mod tests {
             }
         };
         assert_eq!(operator_name(Some("alice"), env(&[("USER", "bob")])), "alice");
-        assert_eq!(operator_name(None, env(&[("USER", "bob"), ("LOGNAME", "carol")])), "bob");
+        assert_eq!(
+            operator_name(None, env(&[("USER", "bob"), ("LOGNAME", "carol")])),
+            "bob"
+        );
         assert_eq!(operator_name(None, env(&[("USER", ""), ("LOGNAME", "carol")])), "carol");
         assert_eq!(operator_name(None, env(&[])), "unknown");
         assert_eq!(
@@ -703,7 +738,10 @@ mod tests {
         let table = [
             (OpsError::Forbidden, 77),
             (OpsError::BadIdentifier { cause: "x".to_owned() }, 65),
-            (OpsError::Validation(vec![FieldError::new("amount", "required", "missing")]), 65),
+            (
+                OpsError::Validation(vec![FieldError::new("amount", "required", "missing")]),
+                65,
+            ),
             (OpsError::PlanNotAssigned { plan: "p".to_owned() }, 65),
             (OpsError::InvalidBillingId { reason: "r".to_owned() }, 65),
             (OpsError::NoPaymentToken, 1),

@@ -38,7 +38,10 @@ enum Shape<'a> {
     /// A list of objects (or of scalars, one `value` column).
     Rows(Vec<Row<'a>>),
     /// Rows under one or two levels of keys.
-    RowMap { depth: usize, rows: Vec<(Vec<&'a str>, &'a Map<String, Value>)> },
+    RowMap {
+        depth: usize,
+        rows: Vec<(Vec<&'a str>, &'a Map<String, Value>)>,
+    },
     KeyValue,
     Scalar,
 }
@@ -177,7 +180,10 @@ fn row_map_table(depth: usize, rows: &KeyedRows<'_>, key_columns: &[&str]) -> St
             None => format!("key{}", level + 1),
         })
         .collect();
-    let fields: Vec<String> = rows.first().map(|(_, row)| row.keys().cloned().collect()).unwrap_or_default();
+    let fields: Vec<String> = rows
+        .first()
+        .map(|(_, row)| row.keys().cloned().collect())
+        .unwrap_or_default();
     columns.extend(fields.iter().cloned());
     let body = rows
         .iter()
@@ -287,8 +293,8 @@ mod tests {
 
     #[test]
     fn numbers_keep_their_exact_text_and_null_is_empty() {
-        let value: Value = serde_json::from_str(r#"[{"rate": 0.10, "name": null}, {"rate": 2.50, "name": "x"}]"#)
-            .expect("json");
+        let value: Value =
+            serde_json::from_str(r#"[{"rate": 0.10, "name": null}, {"rate": 2.50, "name": "x"}]"#).expect("json");
         assert_eq!(lines(&render(&value, &[])), vec!["rate  name", "0.10", "2.50  x"]);
     }
 
@@ -323,7 +329,11 @@ mod tests {
         ]);
         assert_eq!(
             lines(&render(&days, &["day"])),
-            vec!["day         addition  quantity", "2026-11-02  0         4", "2026-11-01  2         5"]
+            vec![
+                "day         addition  quantity",
+                "2026-11-02  0         4",
+                "2026-11-01  2         5"
+            ]
         );
     }
 
@@ -364,7 +374,11 @@ mod tests {
         let status = json!({"in_good_standing": false, "reason": "unpaid"});
         assert_eq!(
             lines(&render(&status, &[])),
-            vec!["key               value", "in_good_standing  false", "reason            unpaid"]
+            vec![
+                "key               value",
+                "in_good_standing  false",
+                "reason            unpaid"
+            ]
         );
         assert!(!is_tabular(&status));
     }

@@ -110,12 +110,19 @@ fn invalid_data_json_exits_65_naming_the_flag() {
     );
     assert!(line.starts_with("tally: --data: invalid JSON: "), "{line}");
     let line = failed(
-        &tally(directory.path(), &["services", "assign", "a", "p", "--overrides", "[1,"]),
+        &tally(
+            directory.path(),
+            &["services", "assign", "a", "p", "--overrides", "[1,"],
+        ),
         65,
     );
     assert!(line.starts_with("tally: --overrides: invalid JSON: "), "{line}");
     let line = failed(
-        &tally_with_input(directory.path(), &["services", "quote", "a", "--file", "-"], Some("not json")),
+        &tally_with_input(
+            directory.path(),
+            &["services", "quote", "a", "--file", "-"],
+            Some("not json"),
+        ),
         65,
     );
     assert!(line.starts_with("tally: --file <stdin>: invalid JSON: "), "{line}");
@@ -125,15 +132,24 @@ fn invalid_data_json_exits_65_naming_the_flag() {
 fn bad_set_items_and_dates_exit_65_naming_the_flag() {
     let directory = fixture();
     let line = failed(
-        &tally(directory.path(), &["services", "manual", "a", "--set-item", "devices.sip_device=-2"]),
+        &tally(
+            directory.path(),
+            &["services", "manual", "a", "--set-item", "devices.sip_device=-2"],
+        ),
         65,
     );
     assert!(line.starts_with("tally: --set-item: devices.sip_device=-2: "), "{line}");
     let line = failed(
-        &tally(directory.path(), &["services", "audit-summary", "a", "--from", "2026-02-30"]),
+        &tally(
+            directory.path(),
+            &["services", "audit-summary", "a", "--from", "2026-02-30"],
+        ),
         65,
     );
-    assert!(line.starts_with("tally: --from: expected Gregorian seconds or a date"), "{line}");
+    assert!(
+        line.starts_with("tally: --from: expected Gregorian seconds or a date"),
+        "{line}"
+    );
     let line = failed(
         &tally(directory.path(), &["services", "audit", "a", "--to", "tomorrow"]),
         65,
@@ -191,8 +207,7 @@ fn plans_import_then_list_get_and_available() {
     assert_eq!(plan["id"], "p_devices");
     // The exact digits of the document survive import and output.
     assert!(
-        String::from_utf8_lossy(&tally(directory.path(), &["plans", "get", "r", "p_devices"]).stdout)
-            .contains("1.50"),
+        String::from_utf8_lossy(&tally(directory.path(), &["plans", "get", "r", "p_devices"]).stdout).contains("1.50"),
         "rate kept as 1.50"
     );
     // `a`'s reseller is `r`: its plans are the ones on offer to `a`.
@@ -239,7 +254,10 @@ fn services_get_assign_unassign_and_their_refusals() {
     let keys: Vec<&String> = updated.as_object().expect("plans map").keys().collect();
     assert_eq!(keys, vec!["p_users"]);
 
-    let line = failed(&tally(directory.path(), &["services", "unassign", "a", "p_devices"]), 65);
+    let line = failed(
+        &tally(directory.path(), &["services", "unassign", "a", "p_devices"]),
+        65,
+    );
     assert!(line.contains("plan_is_not_assigned"), "{line}");
     let line = failed(&tally(directory.path(), &["services", "assign", "a", "p_nope"]), 65);
     assert!(line.contains("bad identifier") && line.contains("p_nope"), "{line}");
@@ -264,7 +282,14 @@ fn manual_quantities_set_merge_show_and_validation() {
     assert_eq!(merged, json!({"devices": {"sip_device": 3}, "users": {"user": 2}}));
     let deleted = ok_json(&tally(
         directory.path(),
-        &["services", "manual", "a", "--set-item", "devices.sip_device=null", "--merge"],
+        &[
+            "services",
+            "manual",
+            "a",
+            "--set-item",
+            "devices.sip_device=null",
+            "--merge",
+        ],
     ));
     assert_eq!(deleted, json!({"users": {"user": 2}}));
     assert_eq!(ok_json(&tally(directory.path(), &["services", "manual", "a"])), deleted);
@@ -279,11 +304,20 @@ fn manual_quantities_set_merge_show_and_validation() {
     let line = failed(
         &tally(
             directory.path(),
-            &["services", "manual", "a", "--data", r#"{"devices": {"sip_device": "three"}}"#],
+            &[
+                "services",
+                "manual",
+                "a",
+                "--data",
+                r#"{"devices": {"sip_device": "three"}}"#,
+            ],
         ),
         65,
     );
-    assert!(line.starts_with("tally: validation error: devices.sip_device: "), "{line}");
+    assert!(
+        line.starts_with("tally: validation error: devices.sip_device: "),
+        "{line}"
+    );
 }
 
 #[test]
@@ -295,7 +329,16 @@ fn status_shows_and_sets_the_standing_through_the_operations() {
     );
     let bad = ok_json(&tally(
         directory.path(),
-        &["services", "status", "a", "--bad", "--reason", "unpaid", "--reason-code", "402"],
+        &[
+            "services",
+            "status",
+            "a",
+            "--bad",
+            "--reason",
+            "unpaid",
+            "--reason-code",
+            "402",
+        ],
     ));
     assert_eq!(bad["in_good_standing"], false);
     assert_eq!(bad["reason"], "unpaid");
@@ -350,7 +393,12 @@ fn the_summary_and_a_quote_price_the_assigned_plans() {
     ));
     let summary = ok_json(&tally(directory.path(), &["services", "summary", "a"]));
     assert_eq!(summary["quantities"]["manual"], json!({"devices": {"sip_device": 2}}));
-    assert!(summary["invoices"].as_array().is_some_and(|invoices| !invoices.is_empty()), "{summary}");
+    assert!(
+        summary["invoices"]
+            .as_array()
+            .is_some_and(|invoices| !invoices.is_empty()),
+        "{summary}"
+    );
     assert_eq!(summary["reseller"]["id"], "r");
 
     let quote = ok_json(&tally(
@@ -360,5 +408,8 @@ fn the_summary_and_a_quote_price_the_assigned_plans() {
     assert!(quote["invoices"].is_array(), "{quote}");
     // Nothing saved by a quote.
     let plans = ok_json(&tally(directory.path(), &["services", "get", "a"]));
-    assert_eq!(plans.as_object().map(|map| map.keys().cloned().collect::<Vec<_>>()), Some(vec!["p_devices".to_owned()]));
+    assert_eq!(
+        plans.as_object().map(|map| map.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["p_devices".to_owned()])
+    );
 }
