@@ -43,8 +43,12 @@ pub enum Command {
     Config,
     /// List the most recent runs, scheduled and one-shot, newest first.
     Runs(RunsArgs),
-    /// Query and change an account's services state.
+    /// Query and change an account's services state (`api.md` §2); changes are written
+    /// to the audit log with who made them. Exit codes: 65 bad input, unknown account
+    /// or plan, 77 not permitted, 1 other failures.
     Services {
+        #[command(flatten)]
+        output: OpsOutputArgs,
         #[command(subcommand)]
         operation: ServicesOperation,
     },
@@ -54,6 +58,14 @@ pub enum Command {
     Tokens {
         #[command(subcommand)]
         operation: TokensOperation,
+    },
+    /// Vendors' service plans and the legacy service_plans view (`api.md` §3), and
+    /// `plans import` to load plan documents.
+    Plans {
+        #[command(flatten)]
+        output: OpsOutputArgs,
+        #[command(subcommand)]
+        operation: PlansOperation,
     },
 }
 
@@ -83,6 +95,45 @@ pub struct TokenCreateArgs {
     pub description: Option<String>,
 }
 
+/// Who is acting and how to print, shared by every `services` and `plans` command.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OpsOutputArgs {
+    /// The operator named in the audit log (default: $USER, else $LOGNAME, else `unknown`).
+    #[arg(long = "as", value_name = "USER", global = true)]
+    pub as_user: Option<String>,
+    /// Print a readable table (default on a terminal when the data is a list of rows).
+    #[arg(long, global = true, conflicts_with = "json")]
+    pub table: bool,
+    /// Print JSON even on a terminal (the default otherwise).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// A JSON input: inline or from a file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct DataArgs {
+    /// The operation's input `data`, as JSON.
+    #[arg(long, value_name = "JSON", conflicts_with = "file")]
+    pub data: Option<String>,
+    /// Read the input `data` from a JSON file (`-` for standard input).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+/// A listing's range, order and paging (`api.md` §1.1).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RangeArgs {
+    /// From this time: Gregorian seconds or a UTC date `YYYY-MM-DD` (its start).
+    #[arg(long, value_name = "WHEN")]
+    pub from: Option<String>,
+    /// Up to this time: Gregorian seconds or a UTC date `YYYY-MM-DD` (its end).
+    #[arg(long, value_name = "WHEN")]
+    pub to: Option<String>,
+    /// Oldest first (default: newest first).
+    #[arg(long)]
+    pub ascending: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct RunsArgs {
     /// How many runs to list.
@@ -102,11 +153,262 @@ pub struct ScheduleArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ServicesOperation {
+    /// The plans assigned to the account (its `plans` map).
+    Get(AccountArg),
+    /// Assign and unassign plans, set global overrides, then reprice.
+    Update(ServicesUpdateArgs),
+    /// Set the legacy billing id: the account itself or its parent.
+    BillingId(BillingIdArgs),
     /// Show an account's standing, or set it by hand (`sync-and-bookkeepers.md` §6).
     Status(StatusArgs),
+    /// Assign one plan (with overrides), then reprice.
+    Assign(AssignArgs),
+    /// Unassign one plan, then reprice.
+    Unassign(AccountPlanArgs),
+    /// Show the manual quantities, or set them (replace; `--merge` merges, `null` deletes).
+    Manual(ManualArgs),
+    /// Show the global overrides, or set them with `--data`/`--file` (replace or `--merge`).
+    Overrides(OverridesArgs),
+    /// List the account's audit logs, newest first.
+    Audit(AuditArgs),
+    /// Show one audit log.
+    AuditLog(AuditLogArgs),
+    /// Day summaries of quantity changes, per source and day.
+    AuditSummary(AuditSummaryArgs),
+    /// Price a hypothetical plan set (`{plans|add, delete?, overrides?}`); nothing is saved.
+    Quote(QuoteArgs),
+    /// Recount the account's quantities now.
+    Reconcile(AccountArg),
+    /// Reprice the account and deliver its invoices now.
+    Sync(AccountArg),
+    /// Credit the account with a manual top-up through its bookkeeper.
+    Topup(ServicesTopupArgs),
+    /// The full billing summary: plans, invoices, quantities, standing.
+    Summary(AccountArg),
+    /// The plans the account's reseller offers.
+    Available(DetailsArgs),
+    /// The override fields a reseller may edit (the master account's without ACCOUNT).
+    Editable(OptionalAccountArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlansOperation {
+    /// The plans the account stores as a vendor.
+    List(DetailsArgs),
+    /// One plan the account stores as a vendor.
+    Get(AccountPlanArgs),
+    /// Assign (`--add`) and unassign (`--delete`) plans; prints the merged plan.
+    Update(PlansUpdateArgs),
+    /// Assign one plan; prints the merged plan.
+    Add(AccountPlanArgs),
+    /// Unassign one plan; prints the merged plan.
+    Remove(AccountPlanArgs),
+    /// Replace the overrides of every assigned plan (`{"overrides": {PLAN: partial plan}}`).
+    Override(AccountDataArgs),
+    /// The legacy "current services" view.
+    Current(AccountArg),
+    /// The plans the account's reseller offers, or one of them.
+    Available(PlansAvailableArgs),
+    /// Load plan documents (one, or an array) into a vendor's catalog.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Args)]
+pub struct AccountArg {
+    /// The account.
+    pub account: String,
+}
+
+#[derive(Debug, Args)]
+pub struct OptionalAccountArg {
+    /// The account.
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountPlanArgs {
+    /// The account.
+    pub account: String,
+    /// The plan id.
+    pub plan: String,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("input").args(["data", "file"]).required(true))]
+pub struct AccountDataArgs {
+    /// The account.
+    pub account: String,
+    #[command(flatten)]
+    pub input: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DetailsArgs {
+    /// The account.
+    pub account: String,
+    /// Whole plan documents instead of `{id, name, description, category}`.
+    #[arg(long)]
+    pub details: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesUpdateArgs {
+    /// The account.
+    pub account: String,
+    /// Assign this plan (repeatable, in order).
+    #[arg(long = "add", value_name = "PLAN", conflicts_with_all = ["data", "file"])]
+    pub add: Vec<String>,
+    /// Unassign this plan (repeatable).
+    #[arg(long = "delete", value_name = "PLAN", conflicts_with_all = ["data", "file"])]
+    pub delete: Vec<String>,
+    #[command(flatten)]
+    pub input: DataArgs,
+    /// Merge `overrides` into the stored ones instead of replacing them.
+    #[arg(long)]
+    pub merge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlansUpdateArgs {
+    /// The account.
+    pub account: String,
+    /// Assign this plan (repeatable, in order).
+    #[arg(long = "add", value_name = "PLAN")]
+    pub add: Vec<String>,
+    /// Unassign this plan (repeatable).
+    #[arg(long = "delete", value_name = "PLAN")]
+    pub delete: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BillingIdArgs {
+    /// The account.
+    pub account: String,
+    /// The new billing id: the account itself or its direct parent.
+    pub billing_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    /// The account.
+    pub account: String,
+    /// The plan id.
+    pub plan: String,
+    /// The vendor whose catalog holds the plan (default: the account's reseller).
+    #[arg(long, value_name = "ID")]
+    pub vendor: Option<String>,
+    /// Overrides of this plan, as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub overrides: Option<String>,
+    /// Merge `--overrides` into the plan's stored overrides instead of replacing them.
+    #[arg(long)]
+    pub merge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ManualArgs {
+    /// The account.
+    pub account: String,
+    /// The manual quantities, as JSON `{CATEGORY: {ITEM: N}}`.
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["data", "file"])]
+    pub set: Option<String>,
+    /// One manual quantity, `CATEGORY.ITEM=N` (`=null` deletes with `--merge`);
+    /// repeatable. Without `--merge` the listed items replace the whole bucket.
+    #[arg(long = "set-item", value_name = "CATEGORY.ITEM=N")]
+    pub set_items: Vec<String>,
+    #[command(flatten)]
+    pub input: DataArgs,
+    /// Merge into the stored quantities (PATCH) instead of replacing them.
+    #[arg(long)]
+    pub merge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OverridesArgs {
+    /// The account.
+    pub account: String,
+    #[command(flatten)]
+    pub input: DataArgs,
+    /// Merge into the stored overrides (PATCH) instead of replacing them.
+    #[arg(long)]
+    pub merge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The account.
+    pub account: String,
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Rows per page (default 50).
+    #[arg(long, value_name = "N", conflicts_with = "all")]
+    pub page_size: Option<usize>,
+    /// Start at this key (the `next_start_key` of the previous page).
+    #[arg(long, value_name = "KEY", conflicts_with = "all")]
+    pub start_key: Option<String>,
+    /// Every row at once, unpaged.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditLogArgs {
+    /// The account.
+    pub account: String,
+    /// The audit log's id.
+    pub audit_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditSummaryArgs {
+    /// The account.
+    pub account: String,
+    /// Only this source service (e.g. `devices`): one row per day.
+    pub source: Option<String>,
+    #[command(flatten)]
+    pub range: RangeArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("input").args(["data", "file"]).required(true))]
+pub struct QuoteArgs {
+    /// The account whose quantities and plans the quote starts from (none: an empty one).
+    pub account: Option<String>,
+    #[command(flatten)]
+    pub input: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesTopupArgs {
+    /// The account.
+    pub account: String,
+    /// Dollars, as exact decimal text (e.g. `25.50`).
+    pub amount: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlansAvailableArgs {
+    /// The account.
+    pub account: String,
+    /// Only this plan, as a whole document.
+    pub plan: Option<String>,
+    /// Whole plan documents instead of `{id, name, description, category}`.
+    #[arg(long, conflicts_with = "plan")]
+    pub details: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A JSON file holding one plan document (with `id` or `_id`) or an array; `-` for
+    /// standard input.
+    pub file: PathBuf,
+    /// The vendor account whose catalog receives the plans.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub vendor: String,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("standing").args(["good", "bad"]))]
 pub struct StatusArgs {
     /// The account.
     pub account: String,
@@ -114,13 +416,13 @@ pub struct StatusArgs {
     #[arg(long, conflicts_with = "bad")]
     pub good: bool,
     /// Put the account in bad standing (`delinquent`); needs `--reason`.
-    #[arg(long, requires = "reason")]
+    #[arg(long, requires = "reason", conflicts_with = "good")]
     pub bad: bool,
     /// Why the account is in bad standing.
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", requires = "standing")]
     pub reason: Option<String>,
-    /// A machine-readable code for the reason.
-    #[arg(long, value_name = "CODE")]
+    /// A machine-readable code for the reason (a number).
+    #[arg(long, value_name = "CODE", requires = "standing")]
     pub reason_code: Option<String>,
 }
 

@@ -2,13 +2,14 @@
 //! code; output for people goes to standard output, problems to standard error.
 
 use crate::{Failure, EXIT_DATA_ERROR, EXIT_TEMPORARY, EXIT_USAGE};
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tally::bookkeepers::demo::DemoBookkeeper;
 use tally::cli::{
-    BillingArgs, BookkeeperSyncArgs, DemoArgs, ReconcileArgs, RunsArgs, ScheduleArgs, StatusArgs, SyncArgs, TopupArgs,
+    BillingArgs, BookkeeperSyncArgs, DemoArgs, OpsOutputArgs, PlansOperation, ReconcileArgs, RunsArgs, ScheduleArgs,
+    ServicesOperation, SyncArgs, TopupArgs,
 };
 use tally::config::Settings;
 use tally::demo::{generate, DemoSpec};
@@ -23,6 +24,8 @@ use tally::jobs::one_shot::{recorded, OneShotError};
 use tally::jobs::reconcile::{run_once, ReconcileOptions, ReconcileReport};
 use tally::jobs::{bookkeeper_sync, sync};
 use tally::metrics::{write_metrics_file, RunMetrics};
+use tally::ops::{Caller, Operations};
+use tally::ops_cli::{self, choose_format, operator_name};
 use tally::quote::{parse_request, price, render, QuoteError};
 use tally::scheduler::daemon::cancel_on_termination_signals;
 use tally::scheduler::daemon::{DaemonSettings, InstanceId, RunEnd, RunFigures, RunOutcome, RunStatus, SystemClock};
@@ -31,7 +34,7 @@ use tally::scheduler::job_file::JobName;
 use tally::scheduler::sd_notify::{watchdog_interval, Notifier};
 use tally::scheduler::service::serve;
 use tally::store::Backend;
-use tally::store::{CountingQueries, ReconcileScope, Standing, Store, StoreError, SyncScope};
+use tally::store::{CountingQueries, ReconcileScope, Store, StoreError, SyncScope};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
@@ -447,39 +450,45 @@ pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSy
     })
 }
 
-pub(crate) async fn run_status(settings: &Settings, args: &StatusArgs) -> Result<ExitCode, Failure> {
-    let account =
-        AccountId::parse(args.account.as_str()).map_err(|error| Failure::Other(anyhow::anyhow!("{error}")))?;
-    let store = open_store(settings).await?;
-    if args.good || args.bad {
-        let standing = Standing {
-            status: if args.good { "good_standing" } else { "delinquent" }.to_owned(),
-            reason: if args.good { None } else { args.reason.clone() },
-            reason_code: if args.good { None } else { args.reason_code.clone() },
-        };
-        if !store
-            .set_standing(&account, &standing)
-            .await
-            .map_err(anyhow::Error::from)?
-        {
-            eprintln!("tally: unknown account {account}");
-            return Ok(ExitCode::from(EXIT_DATA_ERROR));
+/// A `tally services` or `tally plans` command.
+pub(crate) enum OpsCommand<'a> {
+    Services(&'a ServicesOperation),
+    Plans(&'a PlansOperation),
+}
+
+/// Runs one operation as the operator (`--as`, else the OS user) and prints its data as
+/// JSON or a table; a refusal is one line on standard error and its exit code.
+pub(crate) async fn run_ops(
+    settings: &Settings,
+    output: &OpsOutputArgs,
+    command: OpsCommand<'_>,
+) -> Result<ExitCode, Failure> {
+    let ops = Operations::new(job_context(settings).await?);
+    let user = operator_name(output.as_user.as_deref(), |name| std::env::var(name).ok());
+    let caller = Caller::operator(&user);
+    let result = match command {
+        OpsCommand::Services(operation) => ops_cli::services(&ops, &caller, operation).await,
+        OpsCommand::Plans(operation) => ops_cli::plans(&ops, &caller, operation).await,
+    };
+    ops.store().close().await;
+    match result {
+        Ok(shown) => {
+            let terminal = std::io::stdout().is_terminal();
+            let columns = std::env::var("COLUMNS").ok().and_then(|text| text.parse().ok());
+            let format = choose_format(output, &shown, terminal, columns);
+            if let Some(note) = &shown.note {
+                eprintln!("tally: {note}");
+            }
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{}", shown.render(format))
+                .map_err(|error| Failure::Other(anyhow::anyhow!("cannot write the output: {error}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("tally: {error}");
+            Ok(error.exit_code().into())
         }
     }
-    let Some(standing) = store.standing(&account).await.map_err(anyhow::Error::from)? else {
-        eprintln!("tally: unknown account {account}");
-        return Ok(ExitCode::from(EXIT_DATA_ERROR));
-    };
-    store.close().await;
-    let shown = serde_json::json!({
-        "account_id": account.as_str(),
-        "in_good_standing": standing.in_good_standing(),
-        "status": standing.status,
-        "reason": standing.reason,
-        "reason_code": standing.reason_code,
-    });
-    println!("{shown}");
-    Ok(ExitCode::SUCCESS)
 }
 
 /// How big the `--demo` data set is when the database is empty.

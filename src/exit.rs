@@ -4,7 +4,8 @@
 //! | Code | Variant | Meaning | What the caller does |
 //! | ---: | --- | --- | --- |
 //! | 0 | [`ExitCode::Done`] | the work is done (also: the daemon stopped on SIGTERM/SIGINT) | nothing |
-//! | 65 | [`ExitCode::DataErrors`] | `EX_DATAERR`: data errors in some accounts; the others were done | fix the named accounts' data; do not retry blindly |
+//! | 65 | [`ExitCode::DataErrors`] | `EX_DATAERR`: data errors in some accounts; the others were done; for `tally services`/`plans`: invalid input, an unknown account, plan or audit log | fix the named accounts' data or the input; do not retry blindly |
+//! | 77 | [`ExitCode::NoPermission`] | `EX_NOPERM`: the caller may not do this (`tally services`/`plans`) | act as a user with the rights |
 //! | 75 | [`ExitCode::TemporaryFailure`] | `EX_TEMPFAIL`: temporary failure, work left to retry (a bookkeeper unreachable, the database busy, the job already running elsewhere, a run interrupted) | retry later (systemd: `Restart=on-failure`; cron: the next night) |
 //! | 78 | [`ExitCode::BadConfiguration`] | `EX_CONFIG`: bad configuration or job file | fix the file named in the message; do not restart |
 //! | 2 | [`ExitCode::Usage`] | bad command line (clap's own code) | read `tally --help` |
@@ -17,6 +18,7 @@
 pub enum ExitCode {
     Done,
     DataErrors,
+    NoPermission,
     TemporaryFailure,
     BadConfiguration,
     Usage,
@@ -24,9 +26,10 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 6] = [
+    pub const ALL: [ExitCode; 7] = [
         ExitCode::Done,
         ExitCode::DataErrors,
+        ExitCode::NoPermission,
         ExitCode::TemporaryFailure,
         ExitCode::BadConfiguration,
         ExitCode::Usage,
@@ -38,6 +41,7 @@ impl ExitCode {
         match self {
             ExitCode::Done => 0,
             ExitCode::DataErrors => 65,
+            ExitCode::NoPermission => 77,
             ExitCode::TemporaryFailure => 75,
             ExitCode::BadConfiguration => 78,
             ExitCode::Usage => 2,
@@ -50,6 +54,7 @@ impl ExitCode {
         match self {
             ExitCode::Done => "EX_OK",
             ExitCode::DataErrors => "EX_DATAERR",
+            ExitCode::NoPermission => "EX_NOPERM",
             ExitCode::TemporaryFailure => "EX_TEMPFAIL",
             ExitCode::BadConfiguration => "EX_CONFIG",
             ExitCode::Usage => "usage",
@@ -72,10 +77,11 @@ impl ExitCode {
         match self {
             ExitCode::Done => 0,
             ExitCode::DataErrors => 1,
-            ExitCode::TemporaryFailure => 2,
-            ExitCode::Failure => 3,
-            ExitCode::Usage => 4,
-            ExitCode::BadConfiguration => 5,
+            ExitCode::NoPermission => 2,
+            ExitCode::TemporaryFailure => 3,
+            ExitCode::Failure => 4,
+            ExitCode::Usage => 5,
+            ExitCode::BadConfiguration => 6,
         }
     }
 }
@@ -95,6 +101,7 @@ mod tests {
         let table = [
             (ExitCode::Done, 0),
             (ExitCode::DataErrors, 65),
+            (ExitCode::NoPermission, 77),
             (ExitCode::TemporaryFailure, 75),
             (ExitCode::BadConfiguration, 78),
             (ExitCode::Usage, 2),

@@ -15,6 +15,8 @@
 //! - [`scheduler`]: job files, cron schedules, the daemon loop, sd_notify.
 //! - [`quote`]: the `tally quote` command's request and response.
 //! - [`config`]: typed settings; [`cli`]: the command line; [`demo`]: demo data.
+//! - [`ops`]: every services and service-plans operation; [`ops_cli`]: `tally services`
+//!   and `tally plans` over it; [`table`]: readable tables of JSON responses.
 //! - [`telemetry`], [`metrics`], [`exit`]: logs, Prometheus textfile, exit codes.
 
 pub mod api;
@@ -27,8 +29,10 @@ pub mod exit;
 pub mod jobs;
 pub mod metrics;
 pub mod ops;
+pub mod ops_cli;
 pub mod quote;
 pub mod scheduler;
 pub mod store;
+pub mod table;
 pub mod telemetry;
 pub mod wire;

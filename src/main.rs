@@ -1,13 +1,14 @@
 //! The `tally` binary: parse arguments, load settings, run the command, map the
-//! outcome to an exit code: 0 ok, 65 data errors (in some accounts, or in a quote
-//! request), 78 bad configuration, 2 usage, 1 anything else.
+//! outcome to an exit code: 0 ok, 65 data errors (in some accounts, in a quote request,
+//! or the input of a `services`/`plans` operation), 77 not permitted, 78 bad
+//! configuration, 2 usage, 1 anything else.
 
 mod commands;
 
 use clap::Parser;
 use commands::*;
 use std::process::ExitCode;
-use tally::cli::{Cli, Command, Job, ServicesOperation, TokensOperation};
+use tally::cli::{Cli, Command, Job, TokensOperation};
 use tally::config::Settings;
 
 /// sysexits(3): the input data was incorrect (some accounts were skipped).
@@ -46,7 +47,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(error) = tally::telemetry::install_for_stderr() {
+    // An operation's output is its data and at most one error line: logs only for errors
+    // unless RUST_LOG asks for more.
+    let logs = if matches!(cli.command, Command::Services { .. } | Command::Plans { .. }) {
+        install_logs("error")
+    } else {
+        tally::telemetry::install_for_stderr()
+    };
+    if let Err(error) = logs {
         eprintln!("tally: {error}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -68,9 +76,10 @@ fn main() -> ExitCode {
             Command::Run {
                 job: Job::BookkeeperSync(args),
             } => run_bookkeeper_sync(&settings, &args).await,
-            Command::Services {
-                operation: ServicesOperation::Status(args),
-            } => run_status(&settings, &args).await,
+            Command::Services { output, operation } => {
+                run_ops(&settings, &output, OpsCommand::Services(&operation)).await
+            }
+            Command::Plans { output, operation } => run_ops(&settings, &output, OpsCommand::Plans(&operation)).await,
             Command::Run {
                 job: Job::Billing(args),
             } => run_billing(&settings, &args).await,
@@ -100,4 +109,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn install_logs(default: &str) -> Result<(), tally::telemetry::TelemetryError> {
+    use tally::telemetry::{filter_from_env, install, subscriber, LogFormat};
+    install(subscriber(
+        filter_from_env(default)?,
+        LogFormat::for_stderr(),
+        std::io::stderr,
+    ))
 }

@@ -8,6 +8,7 @@ mod api_support;
 mod bookkeepers;
 mod cli;
 mod cli_jobs;
+mod cli_ops;
 mod demo;
 mod fake_bookkeeper;
 mod helpers;
