@@ -75,12 +75,14 @@ fn shape(value: &Value) -> Shape<'_> {
 
 type KeyedRows<'a> = Vec<(Vec<&'a str>, &'a Map<String, Value>)>;
 
-/// A map of uniform rows one or two levels down, the shallower reading first.
+/// A map of uniform rows one or two levels down, the shallower reading first. One
+/// row of one field (`{"users": {"user": 2}}`) reads better as a key and a value.
 fn row_map(map: &Map<String, Value>) -> Option<(usize, KeyedRows<'_>)> {
     (1..=2).find_map(|depth| {
         let mut rows = Vec::new();
         collect_rows(map, depth, &mut Vec::new(), &mut rows)?;
-        uniform(&rows).then_some((depth, rows))
+        let single_cell = rows.len() == 1 && rows[0].1.len() == 1;
+        (uniform(&rows) && !single_cell).then_some((depth, rows))
     })
 }
 

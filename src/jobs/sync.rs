@@ -346,9 +346,11 @@ fn audit_object(stored: &StoredAccount, options: &SyncOptions) -> serde_json::Va
         "account".to_owned(),
         serde_json::json!({ "id": stored.account.as_str(), "name": stored.name }),
     );
-    audit.insert(
-        "changes".to_owned(),
-        serde_json::json!({ "account_id": stored.account.as_str(), "account_name": stored.name }),
-    );
+    // The initiator may say which buckets its change touched (`changes.type`).
+    let mut changes = serde_json::json!({ "account_id": stored.account.as_str(), "account_name": stored.name });
+    if let Some(kinds) = audit.get("changes").and_then(|changes| changes.get("type")) {
+        changes["type"] = kinds.clone();
+    }
+    audit.insert("changes".to_owned(), changes);
     serde_json::Value::Object(audit)
 }

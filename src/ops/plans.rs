@@ -154,7 +154,7 @@ impl Operations {
             match data.get(field) {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(ids)) => {
-                    if let Some(index) = ids.iter().position(|id| !id.as_str().is_some_and(|id| !id.is_empty())) {
+                    if let Some(index) = ids.iter().position(|id| id.as_str().is_none_or(|id| id.is_empty())) {
                         return Err(OpsError::field(format!("{field}.{index}"), "type", "must be a plan id"));
                     }
                 }

@@ -501,7 +501,12 @@ impl Operations {
         self.store()
             .replace_manual_quantities(account, &manual, now, &record_id)
             .await?;
-        self.commit(caller, account).await?;
+        // The audit log says the manual bucket changed (`audit-and-summaries.md` §2).
+        let mut caller = caller.clone();
+        if let Value::Object(audit) = &mut caller.audit {
+            audit.insert("changes".to_owned(), json!({ "type": ["manual"] }));
+        }
+        self.commit(&caller, account).await?;
         Ok(quantities_json(&manual))
     }
 

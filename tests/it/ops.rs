@@ -1,9 +1,9 @@
 //! The operations layer (issue 6) on SQLite and PostgreSQL: every operation's happy
 //! path, its permission rules and its input errors, with the audit rows it writes.
 //!
-//! The tree: master `m` > reseller `r` > customers `a`, `b`; master `m` > reseller `s`
-//! > customer `x` (another branch). `r` sells `devices` and `extras`; `m` sells
-//! `wholesale`. `a` has two SIP devices and one softphone.
+//! The tree: master `m` > reseller `r` > customers `a`, `b`; and another branch,
+//! master `m` > reseller `s` > customer `x`. `r` sells `devices` and `extras`; `m`
+//! sells `wholesale`. `a` has two SIP devices and one softphone.
 
 use crate::helpers::{at, id, on_both_backends, reconcile_all};
 use serde_json::{json, Value};
@@ -361,6 +361,8 @@ async fn manual_quantities_are_replaced_merged_and_checked(store: &Store) {
     assert_eq!(set, json!({"spacely": {"sprockets": 1}, "users": {"user": 3}}));
     let rows = audit_rows(&ops, "a").await;
     assert_eq!(rows[0]["summary"]["recurring"], json!(6), "3 manual users at 2");
+    assert_eq!(rows[0]["type"], json!(["manual"]));
+    assert_eq!(rows[1].get("type"), None, "a plan change has no bucket");
 
     let patched = ops
         .set_manual_quantities(
