@@ -13,6 +13,7 @@ mod demo;
 mod fake_bookkeeper;
 mod helpers;
 mod ops;
+mod parity;
 mod properties;
 mod quote_cli;
 mod quote_examples;
