@@ -4,6 +4,7 @@
 mod api;
 mod api_cli;
 mod api_openapi;
+mod api_rules;
 mod api_support;
 mod bookkeepers;
 mod cli;

@@ -81,7 +81,11 @@ async fn every_operation_gives_the_same_data_on_both_faces() {
     let url = DatabaseUrl::new(format!("sqlite://{}", directory.path().join("tally.db").display()));
     let store = Store::open(&url).await.expect("store opens");
     store.execute_script(SEED).await.expect("seeded");
-    reconcile_all(&store, at(tally::domain::summary::GregorianSeconds::from_utc(chrono::Utc::now()).0 - 86_400)).await;
+    reconcile_all(
+        &store,
+        at(tally::domain::summary::GregorianSeconds::from_utc(chrono::Utc::now()).0 - 86_400),
+    )
+    .await;
     let (base, _server) = start_server(&store).await;
     let api = Api {
         base,
@@ -92,37 +96,65 @@ async fn every_operation_gives_the_same_data_on_both_faces() {
 
     // Writes, API first, then the same write by the CLI.
     let plans = api.post("/accounts/a/services", json!({"add": ["devices"]})).await;
-    same("services update", cli(dir, &["services", "update", "a", "--add", "devices"]), plans);
+    same(
+        "services update",
+        cli(dir, &["services", "update", "a", "--add", "devices"]),
+        plans,
+    );
     let assigned = api
-        .post("/accounts/a/services/extras", json!({"overrides": {"plan": {"users": {"user": {"rate": 3}}}}}))
+        .post(
+            "/accounts/a/services/extras",
+            json!({"overrides": {"plan": {"users": {"user": {"rate": 3}}}}}),
+        )
         .await;
     same(
         "services assign",
         cli(
             dir,
-            &["services", "assign", "a", "extras", "--overrides", r#"{"plan": {"users": {"user": {"rate": 3}}}}"#],
+            &[
+                "services",
+                "assign",
+                "a",
+                "extras",
+                "--overrides",
+                r#"{"plan": {"users": {"user": {"rate": 3}}}}"#,
+            ],
         ),
         assigned,
     );
-    let manual = api.post("/accounts/a/services/manual", json!({"users": {"user": 2}})).await;
+    let manual = api
+        .post("/accounts/a/services/manual", json!({"users": {"user": 2}}))
+        .await;
     same(
         "services manual (set)",
         cli(dir, &["services", "manual", "a", "--data", r#"{"users": {"user": 2}}"#]),
         manual,
     );
     let overrides = api
-        .post("/accounts/a/services/overrides", json!({"plan": {"devices": {"softphone": {"rate": 2}}}}))
+        .post(
+            "/accounts/a/services/overrides",
+            json!({"plan": {"devices": {"softphone": {"rate": 2}}}}),
+        )
         .await;
     same(
         "services overrides (set)",
         cli(
             dir,
-            &["services", "overrides", "a", "--data", r#"{"plan": {"devices": {"softphone": {"rate": 2}}}}"#],
+            &[
+                "services",
+                "overrides",
+                "a",
+                "--data",
+                r#"{"plan": {"devices": {"softphone": {"rate": 2}}}}"#,
+            ],
         ),
         overrides,
     );
     let status = api
-        .post("/accounts/a/services/status", json!({"in_good_standing": false, "reason": "unpaid"}))
+        .post(
+            "/accounts/a/services/status",
+            json!({"in_good_standing": false, "reason": "unpaid"}),
+        )
         .await;
     same(
         "services status (set)",
@@ -167,7 +199,11 @@ async fn every_operation_gives_the_same_data_on_both_faces() {
         overridden,
     );
     let merged = api.post("/accounts/a/service_plans", json!({"add": ["extras"]})).await;
-    same("plans update", cli(dir, &["plans", "update", "a", "--add", "extras"]), merged);
+    same(
+        "plans update",
+        cli(dir, &["plans", "update", "a", "--add", "extras"]),
+        merged,
+    );
     same(
         "plans add",
         cli(dir, &["plans", "add", "a", "devices"]),
@@ -182,12 +218,20 @@ async fn every_operation_gives_the_same_data_on_both_faces() {
     );
     same(
         "services topup (members)",
-        json!(top_up_cli.as_object().map(|map| map.keys().cloned().collect::<Vec<_>>())),
-        json!(top_up_api.as_object().map(|map| map.keys().cloned().collect::<Vec<_>>())),
+        json!(top_up_cli
+            .as_object()
+            .map(|map| map.keys().cloned().collect::<Vec<_>>())),
+        json!(top_up_api
+            .as_object()
+            .map(|map| map.keys().cloned().collect::<Vec<_>>())),
     );
 
     // Reads, on the same state.
-    same("services get", cli(dir, &["services", "get", "a"]), api.get("/accounts/a/services").await);
+    same(
+        "services get",
+        cli(dir, &["services", "get", "a"]),
+        api.get("/accounts/a/services").await,
+    );
     same(
         "services status",
         cli(dir, &["services", "status", "a"]),
@@ -279,5 +323,9 @@ async fn every_operation_gives_the_same_data_on_both_faces() {
         cli(dir, &["plans", "remove", "a", "devices"]),
         json!({}),
     );
-    assert_eq!(api.get("/accounts/a/services").await, json!({}), "both faces saw every plan removed");
+    assert_eq!(
+        api.get("/accounts/a/services").await,
+        json!({}),
+        "both faces saw every plan removed"
+    );
 }
