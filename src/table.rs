@@ -341,8 +341,14 @@ mod tests {
 
     #[test]
     fn unnamed_key_columns_are_key_and_key2() {
-        let map = json!({"a": {"x": {"n": 1}}});
-        assert_eq!(lines(&render(&map, &[])), vec!["key  key2  n", "a    x     1"]);
+        let map = json!({"a": {"x": {"n": 1, "m": 2}}});
+        assert_eq!(lines(&render(&map, &[])), vec!["key  key2  n  m", "a    x     1  2"]);
+    }
+
+    #[test]
+    fn a_single_cell_is_a_key_and_a_value() {
+        let manual = json!({"users": {"user": 2}});
+        assert_eq!(lines(&render(&manual, &[])), vec!["key         value", "users.user  2"]);
     }
 
     #[test]
