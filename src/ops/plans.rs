@@ -13,7 +13,6 @@ use crate::store::{CatalogPlan, PlanWrite, SyncScope};
 use crate::wire::bookkeeper::DeliveryBody;
 use crate::wire::document::{map_from_json, Document};
 use serde_json::{json, Map, Value};
-use tokio_util::sync::CancellationToken;
 
 /// What `tally plans import` did, by plan id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -79,13 +78,7 @@ impl Operations {
         let Some(stored) = readable.pop() else {
             return Ok(json!({}));
         };
-        let options = self.context().sync_options(
-            SyncScope::Accounts(Vec::new()),
-            None,
-            crate::domain::changes::FirstCommit::Baseline,
-            self.now(),
-            CancellationToken::new(),
-        );
+        let options = self.pricing_options(SyncScope::Accounts(Vec::new()));
         let pricing = account_pricing(&stored, &options, &mut Vec::new());
         if pricing.plans.is_empty() {
             return Ok(json!({}));

@@ -190,21 +190,27 @@ impl Operations {
     /// was saved with the account's repricing mark, so a failure here only delays the
     /// commit to the next sync run.
     pub(super) async fn commit(&self, caller: &Caller, account: &AccountId) -> Result<(), OpsError> {
-        let mut options = self.context().sync_options(
-            SyncScope::Accounts(vec![account.clone()]),
-            None,
-            FirstCommit::Baseline,
-            self.now(),
-            CancellationToken::new(),
-        );
-        options.initiator = Some(caller.audit.clone());
-        options.run_id = unique_id("commit", account);
+        let options = self.commit_options(caller, account, "commit");
         let report = sync::run_once(self.store(), &options).await?;
         for skipped in report.skipped {
             tracing::warn!(account_id = %skipped.account, reason = %skipped.reason,
                 "saved, but the account cannot be repriced; the sync job will report it");
         }
         Ok(())
+    }
+
+    /// The sync options of a commit of one account, named after the caller.
+    fn commit_options(&self, caller: &Caller, account: &AccountId, kind: &str) -> sync::SyncOptions {
+        let mut options = self.pricing_options(SyncScope::Accounts(vec![account.clone()]));
+        options.initiator = Some(caller.audit.clone());
+        options.run_id = unique_id(kind, account);
+        options
+    }
+
+    /// The settings repricing reads (bookkeeper defaults, merge priorities), as sync options.
+    pub(super) fn pricing_options(&self, scope: SyncScope) -> sync::SyncOptions {
+        self.context()
+            .sync_options(scope, None, FirstCommit::Baseline, self.now(), CancellationToken::new())
     }
 
     /// Checks that every plan exists at its vendor: 404 naming the first that does not.
@@ -556,15 +562,7 @@ impl Operations {
         caller.check_reseller(&node)?;
         self.recount(account).await?;
         let now = self.now();
-        let mut options = self.context().sync_options(
-            SyncScope::Accounts(vec![account.clone()]),
-            None,
-            FirstCommit::Baseline,
-            now,
-            CancellationToken::new(),
-        );
-        options.initiator = Some(caller.audit.clone());
-        options.run_id = unique_id("synchronization", account);
+        let mut options = self.commit_options(caller, account, "synchronization");
         options.every_invoice = true;
         let report = sync::run_once(self.store(), &options).await?;
         if let Some(skipped) = report.skipped.first() {

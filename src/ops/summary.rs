@@ -15,7 +15,6 @@ use crate::wire::document::{map_from_json, Document};
 use crate::wire::invoice::invoice as invoice_json;
 use chrono::{Datelike, NaiveDate};
 use serde_json::{json, Map, Value};
-use tokio_util::sync::CancellationToken;
 
 /// The default quantifier list (`quantities.md` §1), for the editable fields.
 const EDITABLE_CATEGORIES: &[(&str, &[&str])] = &[
@@ -225,13 +224,7 @@ impl Operations {
         &self,
         stored: &StoredAccount,
     ) -> Result<(Vec<Invoice>, Vec<crate::domain::pricing::MergedPlan>), OpsError> {
-        let options = self.context().sync_options(
-            SyncScope::Accounts(Vec::new()),
-            None,
-            crate::domain::changes::FirstCommit::Baseline,
-            self.now(),
-            CancellationToken::new(),
-        );
+        let options = self.pricing_options(SyncScope::Accounts(Vec::new()));
         let pricing = account_pricing(stored, &options, &mut Vec::new());
         let merged = merge_account_plans(&pricing.context, &pricing.plans, &[], &options.priorities);
         let invoices = merged
