@@ -315,14 +315,11 @@ impl Store {
 
     /// The id of the tree's root (the master account), or empty when there is none.
     async fn root_account(&self) -> Result<String, StoreError> {
-        let mut conn = self.acquire().await?;
-        let root: Option<String> = on_conn!(&mut conn, |c| {
-            sqlx::query_scalar("SELECT id FROM accounts WHERE parent_id IS NULL ORDER BY id LIMIT 1")
-                .fetch_optional(&mut **c)
-                .await
-                .map_err(step("finding the master account"))?
-        });
-        Ok(root.unwrap_or_default())
+        Ok(self
+            .master_account()
+            .await?
+            .map(|id| id.to_string())
+            .unwrap_or_default())
     }
 
     /// Writes the outcome of repricing a batch in one transaction: computed snapshots
