@@ -11,8 +11,10 @@
 //! [`invoice::annotate`] compares two invoices and derives activation charges.
 
 pub mod changes;
+pub mod classify;
 pub mod document;
 pub mod ids;
+pub mod inventory;
 pub mod invoice;
 pub mod item_plan;
 pub mod merge;
