@@ -413,6 +413,127 @@ pub fn number_state_is_billed(state: Option<&str>) -> bool {
     }
 }
 
+/// Why a change cannot be applied yet: it names an account tally does not know, or
+/// would give the tree a second root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferenceProblem {
+    /// An account whose parent (the last element of `pvt_tree`) is unknown.
+    UnknownParent { parent: AccountId },
+    /// A root account (empty `pvt_tree`) when the tree already has another root.
+    SecondRoot { root: AccountId },
+    /// An object of, or a number assigned to, an account that is unknown.
+    UnknownAccount { account: AccountId },
+}
+
+impl ReferenceProblem {
+    /// The account whose arrival may make the change applicable.
+    pub fn waiting_for(&self) -> Option<&AccountId> {
+        match self {
+            ReferenceProblem::UnknownParent { parent } => Some(parent),
+            ReferenceProblem::UnknownAccount { account } => Some(account),
+            ReferenceProblem::SecondRoot { .. } => None,
+        }
+    }
+
+    /// The JSON path of the field that names the problem, for rejection messages.
+    pub fn path(&self, change: &InventoryChange) -> &'static str {
+        match (self, &change.change) {
+            (ReferenceProblem::UnknownParent { .. } | ReferenceProblem::SecondRoot { .. }, _) => "pvt_tree",
+            (ReferenceProblem::UnknownAccount { .. }, Change::Upsert(InventoryRecord::Number(_))) => "pvt_assigned_to",
+            (ReferenceProblem::UnknownAccount { .. }, Change::Upsert(InventoryRecord::PortRequest(_))) => {
+                "pvt_account_id"
+            }
+            (ReferenceProblem::UnknownAccount { .. }, _) => "$",
+        }
+    }
+}
+
+impl fmt::Display for ReferenceProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReferenceProblem::UnknownParent { parent } => write!(f, "the parent account {parent} is unknown"),
+            ReferenceProblem::SecondRoot { root } => {
+                write!(f, "a second root account: the tree's root is {root} (give it a pvt_tree)")
+            }
+            ReferenceProblem::UnknownAccount { account } => write!(f, "the account {account} is unknown"),
+        }
+    }
+}
+
+/// Checks a batch's references against the accounts already stored (`existing`, the
+/// stored ones among those the batch names) and the stored root. Accounts of the batch
+/// count as known when their own references hold, whatever their order in the batch,
+/// so a child may come before its parent. Returns one verdict per change, in order.
+pub fn check_references(
+    changes: &[InventoryChange],
+    existing: &std::collections::HashSet<AccountId>,
+    root: Option<&AccountId>,
+) -> Vec<Option<ReferenceProblem>> {
+    use std::collections::{HashMap, HashSet};
+    // The last version of each account in the batch decides its parent.
+    let mut candidates: HashMap<&AccountId, Option<&AccountId>> = HashMap::new();
+    for change in changes {
+        if let Change::Upsert(InventoryRecord::Account(account)) = &change.change {
+            candidates.insert(&account.id, account.parent.as_ref());
+        }
+    }
+    let mut known: HashSet<&AccountId> = existing.iter().collect();
+    let mut root: Option<&AccountId> = root;
+    let mut verdicts: HashMap<&AccountId, Option<ReferenceProblem>> = HashMap::new();
+    // Roots first, in batch order, so "the first root wins" is well defined.
+    for change in changes {
+        if let Change::Upsert(InventoryRecord::Account(account)) = &change.change {
+            if candidates.get(&account.id) == Some(&None) && !verdicts.contains_key(&account.id) {
+                let verdict = match root {
+                    Some(existing_root) if existing_root != &account.id => Some(ReferenceProblem::SecondRoot {
+                        root: existing_root.clone(),
+                    }),
+                    _ => {
+                        root = Some(&account.id);
+                        known.insert(&account.id);
+                        None
+                    }
+                };
+                verdicts.insert(&account.id, verdict);
+            }
+        }
+    }
+    // Then children whose parent is known, until nothing more can be decided.
+    loop {
+        let mut progressed = false;
+        for (account, parent) in &candidates {
+            if let Some(parent) = parent {
+                if !verdicts.contains_key(account) && known.contains(parent) {
+                    verdicts.insert(account, None);
+                    known.insert(account);
+                    progressed = true;
+                }
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    changes
+        .iter()
+        .map(|change| match &change.change {
+            Change::Remove => None,
+            Change::Upsert(InventoryRecord::Account(account)) => match verdicts.get(&account.id) {
+                Some(verdict) => verdict.clone(),
+                None => Some(ReferenceProblem::UnknownParent {
+                    parent: account.parent.clone().expect("roots were all decided above"),
+                }),
+            },
+            Change::Upsert(_) => match change.account() {
+                Some(account) if !known.contains(account) => Some(ReferenceProblem::UnknownAccount {
+                    account: account.clone(),
+                }),
+                _ => None,
+            },
+        })
+        .collect()
+}
+
 /// How far a feed of one database has been applied: CouchDB's `last_seq`, kept per
 /// source (the server, credentials left out) and database, written in the same
 /// transaction as the documents it covers.
@@ -531,6 +652,77 @@ mod tests {
         assert!(number_state_is_billed(None));
         assert!(!number_state_is_billed(Some("available")));
         assert!(!number_state_is_billed(Some("deleted")));
+    }
+
+    fn account_change(id: &str, parent: Option<&str>) -> InventoryChange {
+        InventoryChange {
+            database: Database::Accounts,
+            id: DocumentId::parse(id).expect("id"),
+            change: Change::Upsert(InventoryRecord::Account(AccountRecord {
+                id: AccountId::parse(id).expect("id"),
+                parent: parent.map(|parent| AccountId::parse(parent).expect("id")),
+                name: String::new(),
+                is_reseller: false,
+                reseller_id: None,
+                billing_id: None,
+                presence: Presence::COUNTED,
+                api_key: None,
+            })),
+        }
+    }
+
+    fn device_of(account: &str) -> InventoryChange {
+        InventoryChange {
+            database: Database::Account(AccountId::parse(account).expect("id")),
+            id: DocumentId::parse("device").expect("id"),
+            change: Change::Upsert(InventoryRecord::Device(DeviceRecord {
+                device_type: None,
+                presence: Presence::COUNTED,
+            })),
+        }
+    }
+
+    fn ids(names: &[&str]) -> std::collections::HashSet<AccountId> {
+        names.iter().map(|name| AccountId::parse(*name).expect("id")).collect()
+    }
+
+    #[test]
+    fn a_child_may_come_before_its_parent_in_a_batch() {
+        let changes = [account_change("c", Some("p")), account_change("p", Some("m")), device_of("c")];
+        let verdicts = check_references(&changes, &ids(&["m"]), Some(&AccountId::parse("m").expect("id")));
+        assert_eq!(verdicts, vec![None, None, None]);
+    }
+
+    #[test]
+    fn unknown_parents_accounts_and_second_roots_are_named() {
+        let master = AccountId::parse("m").expect("id");
+        let changes = [
+            account_change("orphan", Some("nowhere")),
+            account_change("other_root", None),
+            device_of("stranger"),
+            account_change("below_orphan", Some("orphan")),
+        ];
+        let verdicts = check_references(&changes, &ids(&["m"]), Some(&master));
+        let nowhere = AccountId::parse("nowhere").expect("id");
+        assert_eq!(verdicts[0], Some(ReferenceProblem::UnknownParent { parent: nowhere.clone() }));
+        assert_eq!(verdicts[1], Some(ReferenceProblem::SecondRoot { root: master }));
+        assert_eq!(
+            verdicts[2],
+            Some(ReferenceProblem::UnknownAccount {
+                account: AccountId::parse("stranger").expect("id")
+            })
+        );
+        assert_eq!(verdicts[0].as_ref().and_then(ReferenceProblem::waiting_for), Some(&nowhere));
+        assert!(verdicts[3].is_some(), "an account below a refused one waits too");
+    }
+
+    #[test]
+    fn the_first_root_of_an_empty_tree_wins() {
+        let changes = [account_change("m", None), account_change("n", None), account_change("m", None)];
+        let verdicts = check_references(&changes, &ids(&[]), None);
+        assert_eq!(verdicts[0], None);
+        assert!(matches!(verdicts[1], Some(ReferenceProblem::SecondRoot { .. })));
+        assert_eq!(verdicts[2], None);
     }
 
     #[test]

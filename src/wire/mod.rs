@@ -8,3 +8,4 @@
 pub mod bookkeeper;
 pub mod document;
 pub mod invoice;
+pub mod kazoo;
