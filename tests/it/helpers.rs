@@ -131,6 +131,7 @@ pub fn options(scope: ReconcileScope, now: GregorianSeconds) -> ReconcileOptions
         dry_run: false,
         now,
         batch_size: 3,
+        classifiers: tally::domain::classify::NumberClassifiers::kazoo_defaults(),
     }
 }
 
