@@ -364,8 +364,16 @@ impl Table {
     /// and owner (`''` for none) of each row inserted or changed.
     fn upsert(&self) -> (String, String) {
         let head = format!("INSERT INTO {} ({})", self.name, self.columns.join(", "));
-        let others: Vec<&str> = self.columns.iter().copied().filter(|column| *column != self.key).collect();
-        let set: Vec<String> = others.iter().map(|column| format!("{column} = excluded.{column}")).collect();
+        let others: Vec<&str> = self
+            .columns
+            .iter()
+            .copied()
+            .filter(|column| *column != self.key)
+            .collect();
+        let set: Vec<String> = others
+            .iter()
+            .map(|column| format!("{column} = excluded.{column}"))
+            .collect();
         let differs: Vec<String> = others
             .iter()
             .map(|column| format!("{}.{column} IS DISTINCT FROM excluded.{column}", self.name))
@@ -759,7 +767,11 @@ impl Store {
                         effects.marked.insert(old.clone());
                     }
                 }
-                let account = if table.name == ACCOUNTS.name { key.clone() } else { owner };
+                let account = if table.name == ACCOUNTS.name {
+                    key.clone()
+                } else {
+                    owner
+                };
                 effects.marked.insert(account);
                 changed_keys.push(key);
             }
@@ -1167,7 +1179,12 @@ async fn delete_features(tx: &mut Tx<'_>, numbers: &[String]) -> Result<(), Stor
 }
 
 /// Replaces the child rows of the parents that changed (keys of `table`).
-async fn replace_children(tx: &mut Tx<'_>, table: &Table, changed: &[String], plan: &Plan<'_>) -> Result<(), StoreError> {
+async fn replace_children(
+    tx: &mut Tx<'_>,
+    table: &Table,
+    changed: &[String],
+    plan: &Plan<'_>,
+) -> Result<(), StoreError> {
     if changed.is_empty() {
         return Ok(());
     }
