@@ -83,7 +83,7 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
         now: GregorianSeconds::from_utc(chrono::Utc::now()),
         batch_size: u64::try_from(settings.reconcile.batch_size).unwrap_or(u64::MAX),
         // Seam: the lead's `[ingest] number_classifiers` setting replaces this.
-        classifiers: NumberClassifiers::kazoo_defaults(),
+        classifiers: Some(NumberClassifiers::kazoo_defaults()),
     };
     let report = if options.dry_run {
         run_once(&store, &counting, &options).await

@@ -88,7 +88,7 @@ impl JobContext {
             batch_size: u64::try_from(scope.batch_size.unwrap_or(self.settings.reconcile.batch_size))
                 .unwrap_or(u64::MAX),
             // Seam: the lead's `[ingest] number_classifiers` setting replaces this.
-            classifiers: NumberClassifiers::kazoo_defaults(),
+            classifiers: Some(NumberClassifiers::kazoo_defaults()),
         }
     }
 

@@ -27,9 +27,10 @@ pub struct ReconcileOptions {
     pub now: GregorianSeconds,
     /// Changed accounts per transaction.
     pub batch_size: u64,
-    /// The phone-number classifiers; stored classifications are recomputed first when
-    /// the list changed since they were computed (`quantities.md` §2).
-    pub classifiers: NumberClassifiers,
+    /// The phone-number classifiers: stored classifications are recomputed first when
+    /// the list changed since they were computed (`quantities.md` §2). `None` leaves
+    /// them as stored (hand-made test data, benchmarks).
+    pub classifiers: Option<NumberClassifiers>,
 }
 
 /// Why an account was left out.
@@ -98,8 +99,8 @@ pub async fn run_once(
     let started = Instant::now();
     // Before staging, so the recount reads current classifications; a dry run writes
     // nothing, so it counts what is stored.
-    if !options.dry_run {
-        if let Some(changed) = store.reclassify_numbers(&options.classifiers, options.now).await? {
+    if let (Some(classifiers), false) = (&options.classifiers, options.dry_run) {
+        if let Some(changed) = store.reclassify_numbers(classifiers, options.now).await? {
             tracing::info!(numbers = changed, "numbers reclassified with a new classifier list");
         }
     }

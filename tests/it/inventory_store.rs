@@ -518,7 +518,7 @@ async fn a_new_classifier_list_reclassifies_stored_numbers_once(store: &Store) {
     );
     // The job reclassifies with its own list before counting.
     let with_local = ReconcileOptions {
-        classifiers: local,
+        classifiers: Some(local),
         ..options(ReconcileScope::Marked, at(NOON + 60))
     };
     run_once(store, &CountingQueries::builtin(), &with_local)
@@ -533,7 +533,13 @@ async fn a_new_classifier_list_reclassifies_stored_numbers_once(store: &Store) {
     );
 
     // Back to the defaults: the next run reclassifies again and recounts account 3.
-    reconcile_marked(store).await;
+    let with_defaults = ReconcileOptions {
+        classifiers: Some(defaults),
+        ..options(ReconcileScope::Marked, at(NOON + 120))
+    };
+    run_once(store, &CountingQueries::builtin(), &with_defaults)
+        .await
+        .expect("marked reconcile runs");
     assert_eq!(bucket(store, 3, "account").await.get("phone_numbers.did_us"), Some(&2));
     assert_eq!(bucket(store, 3, "account").await.get("phone_numbers.bay_area"), None);
 }
