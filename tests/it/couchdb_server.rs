@@ -93,6 +93,46 @@ impl CouchServer {
         body["rev"].as_str().expect("rev").to_owned()
     }
 
+    /// Writes many new documents at once (`_bulk_docs`); `database` as in a URL.
+    pub async fn bulk_docs(&self, database: &str, documents: &[Value]) {
+        let url = format!("{}{database}/_bulk_docs", self.url);
+        let response = self
+            .http
+            .post(url)
+            .json(&json!({ "docs": documents }))
+            .send()
+            .await
+            .expect("POST _bulk_docs");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON answer");
+        assert!(status.is_success(), "_bulk_docs {database}: {status}");
+        let failed: Vec<&Value> = body
+            .as_array()
+            .map(|results| results.iter().filter(|result| result.get("error").is_some()).collect())
+            .unwrap_or_default();
+        assert!(failed.is_empty(), "_bulk_docs {database}: {failed:?}");
+    }
+
+    /// Loads documents grouped by database (any Kazoo form of the name), creating each
+    /// database first; `_rev`s are dropped, the server gives its own.
+    pub async fn load(&self, documents: &[(String, Value)]) {
+        let mut by_database: std::collections::BTreeMap<String, Vec<Value>> = std::collections::BTreeMap::new();
+        for (database, document) in documents {
+            let canonical = tally::domain::inventory::Database::parse(database).canonical_name();
+            let mut document = document.clone();
+            if let Some(fields) = document.as_object_mut() {
+                fields.remove("_rev");
+            }
+            by_database.entry(url_name(&canonical)).or_default().push(document);
+        }
+        for (database, documents) in by_database {
+            self.create_database(&database).await;
+            for chunk in documents.chunks(2_000) {
+                self.bulk_docs(&database, chunk).await;
+            }
+        }
+    }
+
     /// Deletes a document at `rev`.
     pub async fn delete(&self, database: &str, id: &str, rev: &str) {
         let url = format!("{}{database}/{id}?rev={rev}", self.url);
@@ -123,4 +163,9 @@ impl Drop for CouchServer {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
+}
+
+/// A database name as it travels in a URL: `/` and `+` encoded.
+pub fn url_name(name: &str) -> String {
+    name.replace('/', "%2F").replace('+', "%2B")
 }

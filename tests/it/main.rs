@@ -16,6 +16,7 @@ mod demo;
 mod fake_bookkeeper;
 mod helpers;
 mod ingest;
+mod ingest_faces;
 mod inventory_store;
 mod ops;
 mod parity;
