@@ -93,7 +93,11 @@ mod tests {
     use super::*;
 
     fn check(number: &str, expected: Option<&str>) {
-        assert_eq!(NumberClassifiers::kazoo_defaults().classify(number), expected, "{number}");
+        assert_eq!(
+            NumberClassifiers::kazoo_defaults().classify(number),
+            expected,
+            "{number}"
+        );
     }
 
     #[test]
@@ -138,6 +142,11 @@ mod tests {
         let changed = NumberClassifiers::new(&[("a", "1"), ("b", "3")]).expect("compiles");
         assert_ne!(one.fingerprint(), swapped.fingerprint());
         assert_ne!(one.fingerprint(), changed.fingerprint());
-        assert_eq!(one.fingerprint(), NumberClassifiers::new(&[("a", "1"), ("b", "2")]).expect("compiles").fingerprint());
+        assert_eq!(
+            one.fingerprint(),
+            NumberClassifiers::new(&[("a", "1"), ("b", "2")])
+                .expect("compiles")
+                .fingerprint()
+        );
     }
 }

@@ -453,7 +453,10 @@ impl fmt::Display for ReferenceProblem {
         match self {
             ReferenceProblem::UnknownParent { parent } => write!(f, "the parent account {parent} is unknown"),
             ReferenceProblem::SecondRoot { root } => {
-                write!(f, "a second root account: the tree's root is {root} (give it a pvt_tree)")
+                write!(
+                    f,
+                    "a second root account: the tree's root is {root} (give it a pvt_tree)"
+                )
             }
             ReferenceProblem::UnknownAccount { account } => write!(f, "the account {account} is unknown"),
         }
@@ -588,7 +591,10 @@ mod tests {
         ] {
             assert_eq!(Database::parse(name), account(ID), "{name}");
         }
-        assert_eq!(account(ID).canonical_name(), "account/4f/a2/c3d45e6f708192a3b4c5d6e7f809");
+        assert_eq!(
+            account(ID).canonical_name(),
+            "account/4f/a2/c3d45e6f708192a3b4c5d6e7f809"
+        );
     }
 
     #[test]
@@ -597,13 +603,19 @@ mod tests {
             Database::parse("account%2F4f%2Fa2%2Fc3d45e6f708192a3b4c5d6e7f809-202611"),
             Database::Other("account/4f/a2/c3d45e6f708192a3b4c5d6e7f809-202611".to_owned())
         );
-        assert!(matches!(Database::parse("account/4F/A2/C3D45E6F708192A3B4C5D6E7F809"), Database::Other(_)));
+        assert!(matches!(
+            Database::parse("account/4F/A2/C3D45E6F708192A3B4C5D6E7F809"),
+            Database::Other(_)
+        ));
         assert!(matches!(Database::parse("services"), Database::Other(_)));
     }
 
     #[test]
     fn number_databases_keep_their_range() {
-        assert_eq!(Database::parse("numbers%2F%2B1415"), Database::Numbers("+1415".to_owned()));
+        assert_eq!(
+            Database::parse("numbers%2F%2B1415"),
+            Database::Numbers("+1415".to_owned())
+        );
         assert_eq!(Database::parse("numbers/+1415"), Database::Numbers("+1415".to_owned()));
         assert_eq!(Database::parse("numbers+1415"), Database::Numbers("+1415".to_owned()));
         assert_eq!(Database::Numbers("+1415".to_owned()).canonical_name(), "numbers/+1415");
@@ -688,7 +700,11 @@ mod tests {
 
     #[test]
     fn a_child_may_come_before_its_parent_in_a_batch() {
-        let changes = [account_change("c", Some("p")), account_change("p", Some("m")), device_of("c")];
+        let changes = [
+            account_change("c", Some("p")),
+            account_change("p", Some("m")),
+            device_of("c"),
+        ];
         let verdicts = check_references(&changes, &ids(&["m"]), Some(&AccountId::parse("m").expect("id")));
         assert_eq!(verdicts, vec![None, None, None]);
     }
@@ -704,7 +720,12 @@ mod tests {
         ];
         let verdicts = check_references(&changes, &ids(&["m"]), Some(&master));
         let nowhere = AccountId::parse("nowhere").expect("id");
-        assert_eq!(verdicts[0], Some(ReferenceProblem::UnknownParent { parent: nowhere.clone() }));
+        assert_eq!(
+            verdicts[0],
+            Some(ReferenceProblem::UnknownParent {
+                parent: nowhere.clone()
+            })
+        );
         assert_eq!(verdicts[1], Some(ReferenceProblem::SecondRoot { root: master }));
         assert_eq!(
             verdicts[2],
@@ -712,13 +733,20 @@ mod tests {
                 account: AccountId::parse("stranger").expect("id")
             })
         );
-        assert_eq!(verdicts[0].as_ref().and_then(ReferenceProblem::waiting_for), Some(&nowhere));
+        assert_eq!(
+            verdicts[0].as_ref().and_then(ReferenceProblem::waiting_for),
+            Some(&nowhere)
+        );
         assert!(verdicts[3].is_some(), "an account below a refused one waits too");
     }
 
     #[test]
     fn the_first_root_of_an_empty_tree_wins() {
-        let changes = [account_change("m", None), account_change("n", None), account_change("m", None)];
+        let changes = [
+            account_change("m", None),
+            account_change("n", None),
+            account_change("m", None),
+        ];
         let verdicts = check_references(&changes, &ids(&[]), None);
         assert_eq!(verdicts[0], None);
         assert!(matches!(verdicts[1], Some(ReferenceProblem::SecondRoot { .. })));

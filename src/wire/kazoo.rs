@@ -57,7 +57,12 @@ pub fn read_document(
     classifiers: &NumberClassifiers,
 ) -> Result<Reading, Rejection> {
     let Some(fields) = document.as_object() else {
-        return Err(rejection(database, None, "$", format!("expected an object, found {}", kind_of(document))));
+        return Err(rejection(
+            database,
+            None,
+            "$",
+            format!("expected an object, found {}", kind_of(document)),
+        ));
     };
     let reader = Fields {
         database,
@@ -71,7 +76,9 @@ pub fn read_document(
         None => return Err(reader.reject("_id", "is required")),
     };
     if id.starts_with("_design/") || id.starts_with("_local/") {
-        return Ok(Reading::Ignored { kind: "design".to_owned() });
+        return Ok(Reading::Ignored {
+            kind: "design".to_owned(),
+        });
     }
     if !database.holds_inventory() {
         return Ok(Reading::Ignored {
@@ -460,7 +467,11 @@ mod tests {
     const CUSTOMER: &str = "0000000000000000000000000000000b";
 
     fn read(database: &str, document: Value) -> Result<Reading, Rejection> {
-        read_document(&Database::parse(database), &document, &NumberClassifiers::kazoo_defaults())
+        read_document(
+            &Database::parse(database),
+            &document,
+            &NumberClassifiers::kazoo_defaults(),
+        )
     }
 
     fn record(database: &str, document: Value) -> InventoryRecord {
@@ -493,7 +504,9 @@ mod tests {
                    "pvt_reseller_id": RESELLER, "billing_id": RESELLER, "pvt_api_key": "k3y",
                    "pvt_enabled": true}),
         );
-        let InventoryRecord::Account(account) = read else { panic!("account") };
+        let InventoryRecord::Account(account) = read else {
+            panic!("account")
+        };
         assert_eq!(account.id, id(CUSTOMER));
         assert_eq!(account.parent, Some(id(RESELLER)));
         assert_eq!(account.reseller_id, Some(id(RESELLER)));
@@ -537,8 +550,11 @@ mod tests {
     fn inventory_of_an_account_database_by_type() {
         let db = account_db(CUSTOMER);
         assert_eq!(
-            record(&db, json!({"_id": "u1", "pvt_type": "user", "username": "ann", "pvt_md5_auth": "abc",
-                               "qubicle": {"enabled": true, "recipient": {"offering": "pro"}}})),
+            record(
+                &db,
+                json!({"_id": "u1", "pvt_type": "user", "username": "ann", "pvt_md5_auth": "abc",
+                               "qubicle": {"enabled": true, "recipient": {"offering": "pro"}}})
+            ),
             InventoryRecord::User(UserRecord {
                 priv_level: "user".to_owned(),
                 qubicle_enabled: true,
@@ -552,11 +568,17 @@ mod tests {
             record(&db, json!({"_id": "d1", "pvt_type": "device", "enabled": false})),
             InventoryRecord::Device(DeviceRecord {
                 device_type: None,
-                presence: Presence { enabled: false, deleted: false },
+                presence: Presence {
+                    enabled: false,
+                    deleted: false
+                },
             })
         );
         assert_eq!(
-            record(&db, json!({"_id": "limits", "pvt_type": "limits", "twoway_trunks": "5", "inbound_trunks": 2})),
+            record(
+                &db,
+                json!({"_id": "limits", "pvt_type": "limits", "twoway_trunks": "5", "inbound_trunks": 2})
+            ),
             InventoryRecord::Limits(LimitsRecord {
                 twoway_trunks: 5,
                 inbound_trunks: 2,
@@ -565,8 +587,14 @@ mod tests {
             })
         );
         assert!(matches!(
-            record(&db, json!({"_id": "v", "pvt_type": "vmbox", "transcribe": "true", "pvt_deleted": true})),
-            InventoryRecord::Vmbox(VmboxRecord { transcribe: true, presence: Presence { deleted: true, .. } })
+            record(
+                &db,
+                json!({"_id": "v", "pvt_type": "vmbox", "transcribe": "true", "pvt_deleted": true})
+            ),
+            InventoryRecord::Vmbox(VmboxRecord {
+                transcribe: true,
+                presence: Presence { deleted: true, .. }
+            })
         ));
     }
 
@@ -584,7 +612,10 @@ mod tests {
         assert!(!store.apps[0].blacklisted);
         assert!(store.apps[1].blacklisted);
         assert_eq!(store.apps[1].specific_users, 2);
-        let problem = rejected(&account_db(CUSTOMER), json!({"_id": "apps_store", "apps": {"a1": {"allowed_users": "all"}}}));
+        let problem = rejected(
+            &account_db(CUSTOMER),
+            json!({"_id": "apps_store", "apps": {"a1": {"allowed_users": "all"}}}),
+        );
         assert_eq!(problem.path, "apps.a1.name");
     }
 
@@ -609,8 +640,14 @@ mod tests {
         };
         assert_eq!(released.assigned_to, None);
         assert_eq!(released.features, vec!["local".to_owned()]);
-        let problem = rejected("numbers/+1415", json!({"_id": "+14155550102", "pvt_module_name": "knm_local", "pvt_assigned_to": 12}));
-        assert_eq!((problem.path.as_str(), problem.database.as_str()), ("pvt_assigned_to", "numbers/+1415"));
+        let problem = rejected(
+            "numbers/+1415",
+            json!({"_id": "+14155550102", "pvt_module_name": "knm_local", "pvt_assigned_to": 12}),
+        );
+        assert_eq!(
+            (problem.path.as_str(), problem.database.as_str()),
+            ("pvt_assigned_to", "numbers/+1415")
+        );
     }
 
     #[test]
@@ -632,21 +669,35 @@ mod tests {
         let db = account_db(CUSTOMER);
         assert!(matches!(
             read(&db, json!({"_id": "d1", "_rev": "2-x", "_deleted": true})),
-            Ok(Reading::Change(InventoryChange { change: Change::Remove, .. }))
+            Ok(Reading::Change(InventoryChange {
+                change: Change::Remove,
+                ..
+            }))
         ));
         assert_eq!(
             read(&db, json!({"_id": "cf1", "pvt_type": "callflow"})),
-            Ok(Reading::Ignored { kind: "callflow".to_owned() })
+            Ok(Reading::Ignored {
+                kind: "callflow".to_owned()
+            })
         );
         assert_eq!(
             read(&db, json!({"_id": "+14155550100", "pvt_type": "number"})),
-            Ok(Reading::Ignored { kind: "number".to_owned() })
+            Ok(Reading::Ignored {
+                kind: "number".to_owned()
+            })
         );
         assert_eq!(
             read("services", json!({"_id": CUSTOMER, "pvt_type": "service"})),
-            Ok(Reading::Ignored { kind: "database services".to_owned() })
+            Ok(Reading::Ignored {
+                kind: "database services".to_owned()
+            })
         );
-        assert_eq!(read(&db, json!({"_id": "_design/services"})), Ok(Reading::Ignored { kind: "design".to_owned() }));
+        assert_eq!(
+            read(&db, json!({"_id": "_design/services"})),
+            Ok(Reading::Ignored {
+                kind: "design".to_owned()
+            })
+        );
     }
 
     #[test]
