@@ -7,7 +7,8 @@
 //! `Display`. New sections (the scheduler, bookkeepers) add a field to [`Settings`]
 //! with `#[serde(default)]` and a `Default`.
 
-use crate::bookkeepers::{HttpBookkeeperSettings, RetryPolicy};
+use crate::bookkeepers::{HttpBookkeeperSettings, RetryPolicy, SecretString};
+use crate::domain::classify::{ClassifierError, NumberClassifiers, DEFAULT_CLASSIFIERS};
 use crate::domain::merge::StrategyPriorities;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ pub struct Settings {
     pub bookkeepers: BookkeeperSettings,
     pub scheduler: SchedulerSettings,
     pub topup: TopupSettings,
+    pub ingest: IngestSettings,
 }
 
 /// Automatic top-ups (`sync-and-bookkeepers.md` §10, Kazoo's `topup.enable`).
@@ -37,6 +39,87 @@ pub struct Settings {
 pub struct TopupSettings {
     /// The `topup` job tops up low balances only when true; manual top-ups always work.
     pub enable: bool,
+}
+
+/// Ingestion of the platform's documents (`tally inventory`, the `ingest` job).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Documents written per transaction.
+    pub batch_size: usize,
+    /// Phone-number classifiers, in order: the first whose regex matches a number's
+    /// E.164 id names its `phone_numbers` item (Kazoo's number_manager defaults).
+    /// Changing the list reclassifies stored numbers on the next run.
+    pub number_classifiers: Vec<ClassifierSetting>,
+    /// The CouchDB server `tally inventory follow` and the `ingest` job read.
+    pub couchdb: CouchDbSettings,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            batch_size: 2000,
+            number_classifiers: DEFAULT_CLASSIFIERS
+                .iter()
+                .map(|(name, regex)| ClassifierSetting {
+                    name: (*name).to_owned(),
+                    regex: (*regex).to_owned(),
+                })
+                .collect(),
+            couchdb: CouchDbSettings::default(),
+        }
+    }
+}
+
+impl IngestSettings {
+    /// The classifier list, compiled.
+    pub fn classifiers(&self) -> Result<NumberClassifiers, ClassifierError> {
+        let pairs: Vec<(&str, &str)> = self
+            .number_classifiers
+            .iter()
+            .map(|classifier| (classifier.name.as_str(), classifier.regex.as_str()))
+            .collect();
+        NumberClassifiers::new(&pairs)
+    }
+}
+
+/// One phone-number classifier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierSetting {
+    pub name: String,
+    pub regex: String,
+}
+
+/// Where the platform's CouchDB is, and how to log in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CouchDbSettings {
+    /// e.g. `http://127.0.0.1:5984`; empty = not configured. Credentials written in
+    /// the URL are secrets too and never printed.
+    pub url: DatabaseUrl,
+    pub username: String,
+    /// A secret, never printed.
+    pub password: SecretString,
+    /// Seconds between two reads of the feeds when following.
+    pub poll_seconds: u64,
+    /// Seconds to wait for an answer before the server counts as unreachable.
+    pub timeout_seconds: u64,
+    /// Documents read per `_changes` page.
+    pub page_size: usize,
+}
+
+impl Default for CouchDbSettings {
+    fn default() -> Self {
+        CouchDbSettings {
+            url: DatabaseUrl::new(""),
+            username: String::new(),
+            password: SecretString::default(),
+            poll_seconds: 2,
+            timeout_seconds: 10,
+            page_size: 1000,
+        }
+    }
 }
 
 /// The daemon (`tally schedule`).
@@ -325,6 +408,15 @@ impl Settings {
             ));
         }
         settings.bookkeeper_sync.retry_policy()?;
+        if settings.ingest.batch_size == 0 || settings.ingest.couchdb.page_size == 0 {
+            return Err(ConfigError::Setting(
+                "ingest.batch_size and ingest.couchdb.page_size must be at least 1".into(),
+            ));
+        }
+        settings
+            .ingest
+            .classifiers()
+            .map_err(|error| ConfigError::Setting(format!("ingest.number_classifiers: {error}")))?;
         Ok(settings)
     }
 }
