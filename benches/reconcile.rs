@@ -143,6 +143,7 @@ async fn bench_backend(store: &Store, objects: u64) -> Vec<Row> {
             dry_run: false,
             now: GregorianSeconds(NOW + i64::try_from(index).expect("small") * 3_600),
             batch_size: 500,
+            classifiers: None,
         };
         let report = run_once(store, &counting, &options).await.expect("reconcile runs");
         rows.push(Row {

@@ -508,6 +508,10 @@ pub struct ReconcileArgs {
     /// Reconcile only this account (repeatable); default: every account.
     #[arg(long = "account", value_name = "ID")]
     pub accounts: Vec<String>,
+    /// Reconcile only the accounts whose inventory changed since their last recount
+    /// (marked by ingestion), and their ancestors' cascades.
+    #[arg(long, conflicts_with = "accounts")]
+    pub changed: bool,
     /// Print the changes that would be made and write nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -15,6 +15,7 @@ use tally::config::Settings;
 use tally::demo::documents::{documents, write_ndjson};
 use tally::demo::{generate, DemoSpec};
 use tally::domain::changes::FirstCommit;
+use tally::domain::classify::NumberClassifiers;
 use tally::domain::merge::StrategyPriorities;
 use tally::domain::summary::GregorianSeconds;
 use tally::domain::AccountId;
@@ -63,7 +64,9 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
         Some(directory) => CountingQueries::from_dir(directory).map_err(|error| Failure::Config(error.to_string()))?,
         None => CountingQueries::builtin(),
     };
-    let scope = if args.accounts.is_empty() {
+    let scope = if args.changed {
+        ReconcileScope::Marked
+    } else if args.accounts.is_empty() {
         ReconcileScope::All
     } else {
         let accounts = args
@@ -80,6 +83,8 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
         dry_run: args.dry_run,
         now: GregorianSeconds::from_utc(chrono::Utc::now()),
         batch_size: u64::try_from(settings.reconcile.batch_size).unwrap_or(u64::MAX),
+        // Seam: the lead's `[ingest] number_classifiers` setting replaces this.
+        classifiers: Some(NumberClassifiers::kazoo_defaults()),
     };
     let report = if options.dry_run {
         run_once(&store, &counting, &options).await
@@ -563,6 +568,7 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
             Some(parse_accounts(&args.accounts)?)
         },
         batch_size: None,
+        changed_only: false,
     };
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
     // A spinner on a terminal; indicatif draws nothing when standard error is not one.
@@ -602,6 +608,7 @@ pub(crate) async fn run_topup(settings: &Settings, args: &TopupArgs) -> Result<E
             Some(parse_accounts(&args.accounts)?)
         },
         batch_size: None,
+        changed_only: false,
     };
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
     let report = recorded_run(

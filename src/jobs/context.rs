@@ -11,6 +11,7 @@ use super::topup::{self, TopupOptions, TopupReport};
 use crate::bookkeepers::Bookkeepers;
 use crate::config::Settings;
 use crate::domain::changes::FirstCommit;
+use crate::domain::classify::NumberClassifiers;
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::AccountId;
 use crate::scheduler::daemon::{JobRunner, RunEnd, RunFigures, RunOutcome};
@@ -42,6 +43,9 @@ pub struct RunScope {
     /// `None`: the job's default population (every account, or those marked).
     pub accounts: Option<Vec<AccountId>>,
     pub batch_size: Option<usize>,
+    /// Reconcile only the accounts whose inventory changed since their last recount
+    /// (`ReconcileScope::Marked`); ignored when `accounts` is given and by other jobs.
+    pub changed_only: bool,
 }
 
 impl JobContext {
@@ -74,14 +78,17 @@ impl JobContext {
 
     pub fn reconcile_options(&self, scope: &RunScope, dry_run: bool, now: GregorianSeconds) -> ReconcileOptions {
         ReconcileOptions {
-            scope: match &scope.accounts {
-                Some(accounts) => ReconcileScope::Accounts(accounts.clone()),
-                None => ReconcileScope::All,
+            scope: match (&scope.accounts, scope.changed_only) {
+                (Some(accounts), _) => ReconcileScope::Accounts(accounts.clone()),
+                (None, true) => ReconcileScope::Marked,
+                (None, false) => ReconcileScope::All,
             },
             dry_run,
             now,
             batch_size: u64::try_from(scope.batch_size.unwrap_or(self.settings.reconcile.batch_size))
                 .unwrap_or(u64::MAX),
+            // Seam: the lead's `[ingest] number_classifiers` setting replaces this.
+            classifiers: Some(NumberClassifiers::kazoo_defaults()),
         }
     }
 
@@ -207,6 +214,7 @@ impl JobContext {
             batch_size: job
                 .batch_size
                 .map(|size| usize::try_from(size.get()).unwrap_or(usize::MAX)),
+            changed_only: false,
         };
         match job.kind {
             JobKind::Reconcile => match self.reconcile(&scope, now).await {

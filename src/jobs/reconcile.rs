@@ -7,6 +7,7 @@
 //! the staged changes (dry run) or let the store write them batch by batch. Broken
 //! accounts are skipped and reported; the rest of the run goes on.
 
+use crate::domain::classify::NumberClassifiers;
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::tree::{find_broken, Breakage};
 use crate::domain::AccountId;
@@ -26,6 +27,10 @@ pub struct ReconcileOptions {
     pub now: GregorianSeconds,
     /// Changed accounts per transaction.
     pub batch_size: u64,
+    /// The phone-number classifiers: stored classifications are recomputed first when
+    /// the list changed since they were computed (`quantities.md` §2). `None` leaves
+    /// them as stored (hand-made test data, benchmarks).
+    pub classifiers: Option<NumberClassifiers>,
 }
 
 /// Why an account was left out.
@@ -92,13 +97,22 @@ pub async fn run_once(
     options: &ReconcileOptions,
 ) -> Result<ReconcileReport, ReconcileError> {
     let started = Instant::now();
+    // Before staging, so the recount reads current classifications; a dry run writes
+    // nothing, so it counts what is stored.
+    if let (Some(classifiers), false) = (&options.classifiers, options.dry_run) {
+        if let Some(changed) = store.reclassify_numbers(classifiers, options.now).await? {
+            tracing::info!(numbers = changed, "numbers reclassified with a new classifier list");
+        }
+    }
     let mut session = store.reconcile_session().await?;
     let unreachable = session.walk_tree().await?;
     let broken = find_broken(&unreachable);
     let stage = session.stage(&options.scope, counting, options.batch_size).await?;
 
+    // A marked run reports broken accounts as a full run does: they are skipped by
+    // every run until the tree is repaired.
     let requested: Option<BTreeSet<&AccountId>> = match &options.scope {
-        ReconcileScope::All => None,
+        ReconcileScope::All | ReconcileScope::Marked => None,
         ReconcileScope::Accounts(accounts) => Some(accounts.iter().collect()),
     };
     let mut skipped: Vec<SkippedAccount> = broken

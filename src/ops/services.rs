@@ -590,6 +590,7 @@ impl Operations {
         let scope = RunScope {
             accounts: Some(vec![account.clone()]),
             batch_size: None,
+            changed_only: false,
         };
         self.context()
             .reconcile(&scope, self.now())

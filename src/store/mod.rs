@@ -12,6 +12,7 @@
 mod billing;
 mod counting;
 mod demo;
+mod inventory;
 mod postgres;
 mod reconcile;
 mod runs;
@@ -26,6 +27,7 @@ pub use billing::{
 };
 pub use counting::{CountingError, CountingQueries, CountingQuery};
 pub use demo::DemoReport;
+pub use inventory::{InventoryWrite, InventoryWritten, KnownAccounts, RejectedDocument};
 pub use reconcile::{ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
 pub use services::{
     AccountNode, AuditCursor, AuditLogPage, AuditLogQuery, AuditLogRow, CatalogPlan, PlanAssignment, PlanWrite,

@@ -24,6 +24,10 @@ pub enum ReconcileScope {
     All,
     /// These accounts (their ancestors' cascade buckets are recomputed too).
     Accounts(Vec<AccountId>),
+    /// The accounts of `reconcile_marks` (those whose inventory changed since their
+    /// last recount), as [`ReconcileScope::Accounts`]; marked accounts the walk did
+    /// not reach are left out, and keep their marks.
+    Marked,
 }
 
 /// One change the run found: an account and one of its `(bucket, category, item)`.
@@ -64,6 +68,7 @@ const TEMP_TABLES: &[&str] = &[
     "reconcile_changes",
     "reconcile_changed",
     "reconcile_batched",
+    "reconcile_marked",
 ];
 
 const BUCKET_RANK: &str = "CASE bucket WHEN 'account' THEN 0 WHEN 'manual' THEN 1 ELSE 2 END";
@@ -190,6 +195,22 @@ impl ReconcileSession {
             .collect()
     }
 
+    /// The requested accounts the walk reached, and every ancestor of theirs for cascades.
+    async fn scope_requested(&mut self) -> Result<(), StoreError> {
+        self.run(
+            "choosing the accounts",
+            &[
+                "INSERT INTO reconcile_scope (account_id) SELECT DISTINCT r.account_id \
+                 FROM reconcile_requested r JOIN reconcile_tree t ON t.account_id = r.account_id",
+                "INSERT INTO reconcile_cascade_scope (account_id) \
+                 SELECT account_id FROM reconcile_scope \
+                 UNION SELECT c.ancestor_id FROM reconcile_closure c \
+                 JOIN reconcile_scope s ON s.account_id = c.account_id",
+            ],
+        )
+        .await
+    }
+
     /// Steps 2–4: counts, rolls up and diffs; nothing persistent is written.
     pub async fn stage(
         &mut self,
@@ -211,6 +232,7 @@ impl ReconcileSession {
                  category TEXT NOT NULL, item TEXT NOT NULL, old_quantity BIGINT NOT NULL, new_quantity BIGINT NOT NULL)",
                 "CREATE TEMP TABLE reconcile_changed (account_id TEXT PRIMARY KEY, batch BIGINT NOT NULL, \
                  ordinal BIGINT NOT NULL)",
+                "CREATE TEMP TABLE reconcile_marked (account_id TEXT PRIMARY KEY, token TEXT NOT NULL)",
             ],
         )
         .await?;
@@ -256,21 +278,30 @@ impl ReconcileSession {
                     .into_iter()
                     .map(|id| AccountId::parse(id).map_err(|error| StoreError::InvalidRow(error.to_string())))
                     .collect::<Result<_, _>>()?;
+                self.scope_requested().await?;
+                false
+            }
+            ReconcileScope::Marked => {
                 self.run(
-                    "choosing the accounts",
-                    &[
-                        "INSERT INTO reconcile_scope (account_id) SELECT DISTINCT r.account_id \
-                         FROM reconcile_requested r JOIN reconcile_tree t ON t.account_id = r.account_id",
-                        "INSERT INTO reconcile_cascade_scope (account_id) \
-                         SELECT account_id FROM reconcile_scope \
-                         UNION SELECT c.ancestor_id FROM reconcile_closure c \
-                         JOIN reconcile_scope s ON s.account_id = c.account_id",
-                    ],
+                    "choosing the marked accounts",
+                    &["INSERT INTO reconcile_requested (account_id) SELECT account_id FROM reconcile_marks"],
                 )
                 .await?;
+                self.scope_requested().await?;
                 false
             }
         };
+        // The marks this run settles, with the token each had when its account was
+        // put in scope: counting reads the inventory after this copy, so it sees at
+        // least the write that set each token; a mark set again later keeps its new
+        // token and survives `apply`.
+        self.run(
+            "noting the marks in scope",
+            &["INSERT INTO reconcile_marked (account_id, token) \
+               SELECT m.account_id, m.token FROM reconcile_marks m \
+               JOIN reconcile_scope s ON s.account_id = m.account_id"],
+        )
+        .await?;
         self.analyze("reconcile_scope").await?;
         self.analyze("reconcile_cascade_scope").await?;
 
@@ -592,6 +623,14 @@ impl ReconcileSession {
                 spent[6] += part.elapsed();
             });
         }
+        // Every account in scope was recounted: its mark is settled, unless it was set
+        // again (a new token) since the stage copied it.
+        self.run(
+            "clearing settled reconcile marks",
+            &["DELETE FROM reconcile_marks WHERE (account_id, token) IN \
+               (SELECT account_id, token FROM reconcile_marked)"],
+        )
+        .await?;
         tracing::debug!(
             step = "writing batches",
             batches = batch_count,

@@ -13,6 +13,7 @@ mod cli_ops;
 mod demo;
 mod fake_bookkeeper;
 mod helpers;
+mod inventory_store;
 mod ops;
 mod parity;
 mod properties;

@@ -441,6 +441,7 @@ async fn the_job_tops_up_low_balances_once_a_day(store: &Store) {
             &RunScope {
                 accounts: Some(vec![id("r"), id("c")]),
                 batch_size: None,
+                changed_only: false,
             },
             at(T0 + 26 * HOUR),
         )

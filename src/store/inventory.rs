@@ -1,0 +1,1273 @@
+//! Ingestion's side of the store: inventory records become rows of the inventory tables
+//! (`users`, `devices`, `phone_numbers`…), set-based and in one transaction per batch,
+//! with the accounts they touch marked for the next incremental reconcile.
+//!
+//! What it owns:
+//! - [`Store::write_inventory`]: upserts that change a row only when a column differs
+//!   (`ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …`, `RETURNING` the rows that
+//!   really changed), tombstones, the reconcile marks, the quarantine and the feed's
+//!   checkpoint, all committed together. Re-importing the same input writes nothing.
+//! - Child rows (number features, store apps, port transitions) are summarised by a
+//!   digest column on their parent (`children_digest`), so a change only in the
+//!   children is a change of the parent row; children are replaced (delete, then a
+//!   multi-row insert) only for parents that changed.
+//! - The quarantine (`ingest_rejections`), the checkpoints, and the stored number
+//!   classifications, recomputed when the classifier list changes.
+//!
+//! Must not: read JSON (that is `wire::kazoo`), decide what a document means, or count
+//! quantities (reconcile does, from the rows written here).
+
+use super::{on_conn, step, Store, StoreError};
+use crate::domain::classify::NumberClassifiers;
+use crate::domain::inventory::{
+    AccountRecord, AppStoreRecord, Change, Checkpoint, Database, InventoryChange, InventoryRecord, NumberRecord,
+    PortRequestRecord, Presence,
+};
+use crate::domain::summary::GregorianSeconds;
+use crate::domain::AccountId;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Binds per statement: far under SQLite's 32,766 and PostgreSQL's 65,535.
+const MAX_BINDS: usize = 10_000;
+
+/// Numbers read per page when reclassifying (memory stays flat).
+const RECLASSIFY_PAGE: i64 = 5_000;
+
+/// The `ingest_state` key of the classifier list's fingerprint.
+const CLASSIFIERS_KEY: &str = "number_classifiers";
+
+/// A document that could not be used, kept whole in the quarantine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedDocument {
+    /// The database's canonical name ([`Database::canonical_name`]).
+    pub database: String,
+    pub id: String,
+    /// The document's JSON text, as received.
+    pub document: String,
+    pub problem: String,
+    /// An account the document references that does not exist yet: the document is
+    /// retried once that account arrives ([`Store::waiting_rejections`]).
+    pub waiting_for: Option<AccountId>,
+}
+
+/// One batch for [`Store::write_inventory`].
+#[derive(Debug, Clone, Copy)]
+pub struct InventoryWrite<'a> {
+    /// In feed order: when a document appears twice, the last occurrence wins.
+    pub changes: &'a [InventoryChange],
+    pub rejected: &'a [RejectedDocument],
+    /// Written with the batch, so the feed resumes exactly after it.
+    pub checkpoint: Option<&'a Checkpoint>,
+    pub now: GregorianSeconds,
+}
+
+/// What a batch changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InventoryWritten {
+    /// Documents (after keeping the last occurrence of each) whose rows changed.
+    pub changed: u64,
+    /// Documents that changed nothing (same content, a tombstone of nothing stored,
+    /// a document of a database that holds no inventory).
+    pub unchanged: u64,
+    /// Accounts marked for the next `reconcile --changed`.
+    pub accounts_marked: u64,
+}
+
+/// Which of some account ids exist, and the root of the tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownAccounts {
+    pub existing: HashSet<AccountId>,
+    /// The account without a parent (the master), if any.
+    pub root: Option<AccountId>,
+}
+
+/// One bound value of a multi-row statement.
+#[derive(Debug, Clone)]
+enum Cell {
+    Text(Option<String>),
+    Int(i64),
+    Bool(bool),
+}
+
+fn text(value: &str) -> Cell {
+    Cell::Text(Some(value.to_owned()))
+}
+
+fn optional(value: Option<&str>) -> Cell {
+    Cell::Text(value.map(str::to_owned))
+}
+
+/// One open transaction on either backend.
+enum Tx<'c> {
+    Sqlite(sqlx::Transaction<'c, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'c, sqlx::Postgres>),
+}
+
+/// `on_conn!` for a transaction: the body is compiled once per backend.
+macro_rules! on_tx {
+    ($tx:expr, |$t:ident| $body:expr) => {
+        match $tx {
+            Tx::Sqlite($t) => $body,
+            Tx::Postgres($t) => $body,
+        }
+    };
+}
+
+/// `($1, $2, …), (…)` for `rows` rows of `columns` values.
+fn placeholders(columns: usize, rows: usize) -> String {
+    let mut text = String::new();
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&format!("${}", row * columns + column + 1));
+        }
+        text.push(')');
+    }
+    text
+}
+
+impl Tx<'_> {
+    /// Runs `{head} VALUES (…), (…) {tail}` over `rows` (each `columns` cells), in
+    /// chunks under the bind limit; returns the two text columns each chunk's
+    /// `RETURNING` gives (none when `tail` has no `RETURNING`).
+    async fn values(
+        &mut self,
+        what: &'static str,
+        head: &str,
+        tail: &str,
+        columns: usize,
+        rows: &[Vec<Cell>],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let returning = tail.contains("RETURNING");
+        let per_chunk = (MAX_BINDS / columns.max(1)).max(1);
+        let mut returned = Vec::new();
+        for chunk in rows.chunks(per_chunk) {
+            let sql = format!("{head} VALUES {} {tail}", placeholders(columns, chunk.len()));
+            let cells = chunk.iter().flatten();
+            let rows: Vec<(String, String)> = on_tx!(self, |t| {
+                let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+                for cell in cells {
+                    query = match cell {
+                        Cell::Text(value) => query.bind(value.as_deref()),
+                        Cell::Int(value) => query.bind(*value),
+                        Cell::Bool(value) => query.bind(*value),
+                    };
+                }
+                if returning {
+                    query.fetch_all(&mut **t).await.map_err(step(what))?
+                } else {
+                    // Without RETURNING, fetch_all would find no row; execute it.
+                    sqlx::Executor::execute(&mut **t, query).await.map_err(step(what))?;
+                    Vec::new()
+                }
+            });
+            returned.extend(rows);
+        }
+        Ok(returned)
+    }
+
+    /// Runs `{head} ($1, $2, …) {tail}` (a list of texts, e.g. for `IN`) in chunks;
+    /// returns the two text columns a `SELECT` or a `RETURNING` gives.
+    async fn list(
+        &mut self,
+        what: &'static str,
+        head: &str,
+        tail: &str,
+        items: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let returning = tail.contains("RETURNING") || head.starts_with("SELECT");
+        let mut returned = Vec::new();
+        for chunk in items.chunks(MAX_BINDS) {
+            let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!("{head} ({}) {tail}", list.join(", "));
+            let rows: Vec<(String, String)> = on_tx!(self, |t| {
+                let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+                for item in chunk {
+                    query = query.bind(item.as_str());
+                }
+                if returning {
+                    query.fetch_all(&mut **t).await.map_err(step(what))?
+                } else {
+                    sqlx::Executor::execute(&mut **t, query).await.map_err(step(what))?;
+                    Vec::new()
+                }
+            });
+            returned.extend(rows);
+        }
+        Ok(returned)
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        on_tx!(self, |t| t.commit().await.map_err(step("committing inventory"))?);
+        Ok(())
+    }
+}
+
+/// A table whose rows are upserted from documents, described once so that every
+/// table gets the same statement shape.
+struct Table {
+    name: &'static str,
+    /// The conflict key (`id`, or `account_id` for the per-account singletons).
+    key: &'static str,
+    /// Every column written, the key first and `account_id` among them.
+    columns: &'static [&'static str],
+    /// The column that names the row's account (for accounts: the parent).
+    owner: &'static str,
+}
+
+const USERS: Table = Table {
+    name: "users",
+    key: "id",
+    columns: &[
+        "id",
+        "account_id",
+        "priv_level",
+        "qubicle_enabled",
+        "qubicle_offering",
+        "username",
+        "md5_auth",
+        "enabled",
+        "deleted",
+    ],
+    owner: "account_id",
+};
+const DEVICES: Table = Table {
+    name: "devices",
+    key: "id",
+    columns: &["id", "account_id", "device_type", "enabled", "deleted"],
+    owner: "account_id",
+};
+const VMBOXES: Table = Table {
+    name: "vmboxes",
+    key: "id",
+    columns: &["id", "account_id", "transcribe", "enabled", "deleted"],
+    owner: "account_id",
+};
+const FAXBOXES: Table = Table {
+    name: "faxboxes",
+    key: "id",
+    columns: &["id", "account_id", "enabled", "deleted"],
+    owner: "account_id",
+};
+const CONFERENCES: Table = Table {
+    name: "conferences",
+    key: "id",
+    columns: &["id", "account_id", "enabled", "deleted"],
+    owner: "account_id",
+};
+const DEDICATED_IPS: Table = Table {
+    name: "dedicated_ips",
+    key: "id",
+    columns: &["id", "account_id", "ip", "enabled", "deleted"],
+    owner: "account_id",
+};
+const QUBICLE_QUEUES: Table = Table {
+    name: "qubicle_queues",
+    key: "id",
+    columns: &["id", "account_id", "offering", "enabled", "deleted"],
+    owner: "account_id",
+};
+const PORT_REQUESTS: Table = Table {
+    name: "port_requests",
+    key: "id",
+    columns: &[
+        "id",
+        "account_id",
+        "port_state",
+        "number_count",
+        "children_digest",
+        "enabled",
+        "deleted",
+    ],
+    owner: "account_id",
+};
+const PHONE_NUMBERS: Table = Table {
+    name: "phone_numbers",
+    key: "id",
+    columns: &[
+        "id",
+        "account_id",
+        "carrier_module",
+        "classification",
+        "children_digest",
+        "enabled",
+        "deleted",
+    ],
+    owner: "account_id",
+};
+const TRUNK_LIMITS: Table = Table {
+    name: "trunk_limits",
+    key: "account_id",
+    columns: &[
+        "account_id",
+        "doc_id",
+        "twoway_trunks",
+        "inbound_trunks",
+        "outbound_trunks",
+        "enabled",
+        "deleted",
+    ],
+    owner: "account_id",
+};
+const WHITELABELS: Table = Table {
+    name: "whitelabels",
+    key: "account_id",
+    columns: &["account_id", "doc_id", "domain", "enabled", "deleted"],
+    owner: "account_id",
+};
+const APP_STORES: Table = Table {
+    name: "app_stores",
+    key: "account_id",
+    columns: &["account_id", "doc_id", "children_digest", "enabled", "deleted"],
+    owner: "account_id",
+};
+const ACCOUNTS: Table = Table {
+    name: "accounts",
+    key: "id",
+    columns: &[
+        "id",
+        "parent_id",
+        "name",
+        "enabled",
+        "deleted",
+        "is_reseller",
+        "reseller_id",
+        "billing_id",
+        "api_key",
+    ],
+    owner: "parent_id",
+};
+
+/// Tables whose rows are a document of an account database, keyed by the document id.
+const ACCOUNT_DATABASE_TABLES: &[&Table] = &[
+    &USERS,
+    &DEVICES,
+    &VMBOXES,
+    &FAXBOXES,
+    &CONFERENCES,
+    &DEDICATED_IPS,
+    &QUBICLE_QUEUES,
+    &PHONE_NUMBERS,
+];
+/// The per-account singletons, keyed by account and remembering their document.
+const SINGLETON_TABLES: &[&Table] = &[&TRUNK_LIMITS, &WHITELABELS, &APP_STORES];
+
+impl Table {
+    /// The upsert that touches a row only when a column differs, returning the key
+    /// and owner (`''` for none) of each row inserted or changed.
+    fn upsert(&self) -> (String, String) {
+        let head = format!("INSERT INTO {} ({})", self.name, self.columns.join(", "));
+        let others: Vec<&str> = self
+            .columns
+            .iter()
+            .copied()
+            .filter(|column| *column != self.key)
+            .collect();
+        let set: Vec<String> = others
+            .iter()
+            .map(|column| format!("{column} = excluded.{column}"))
+            .collect();
+        let differs: Vec<String> = others
+            .iter()
+            .map(|column| format!("{}.{column} IS DISTINCT FROM excluded.{column}", self.name))
+            .collect();
+        let tail = format!(
+            "ON CONFLICT ({}) DO UPDATE SET {} WHERE {} RETURNING {}, COALESCE({}, '')",
+            self.key,
+            set.join(", "),
+            differs.join(" OR "),
+            self.key,
+            self.owner
+        );
+        (head, tail)
+    }
+}
+
+/// Rows for one table, keyed: the last row per key wins (PostgreSQL refuses an
+/// `ON CONFLICT` statement that touches one row twice).
+#[derive(Default)]
+struct Rows {
+    by_key: BTreeMap<String, (usize, Vec<Cell>)>,
+}
+
+impl Rows {
+    fn put(&mut self, document: usize, cells: Vec<Cell>) {
+        let key = match cells.first() {
+            Some(Cell::Text(Some(key))) => key.clone(),
+            _ => String::new(),
+        };
+        self.by_key.insert(key, (document, cells));
+    }
+
+    fn document(&self, key: &str) -> Option<usize> {
+        self.by_key.get(key).map(|(document, _)| *document)
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.by_key.keys().cloned().collect()
+    }
+
+    fn cells(&self) -> Vec<Vec<Cell>> {
+        self.by_key.values().map(|(_, cells)| cells.clone()).collect()
+    }
+}
+
+/// A sha256 of length-prefixed parts: equal children give equal digests.
+fn digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+fn presence_cells(presence: Presence) -> [Cell; 2] {
+    [Cell::Bool(presence.enabled), Cell::Bool(presence.deleted)]
+}
+
+fn number_features(number: &NumberRecord) -> BTreeSet<&str> {
+    number.features.iter().map(String::as_str).collect()
+}
+
+/// The store's apps by app id (the last entry of an id wins, as in a JSON object).
+fn store_apps(store: &AppStoreRecord) -> BTreeMap<&str, &crate::domain::inventory::StoreApp> {
+    store.apps.iter().map(|app| (app.app_id.as_str(), app)).collect()
+}
+
+fn apps_digest(store: &AppStoreRecord) -> String {
+    let apps = store_apps(store);
+    let mut parts: Vec<String> = Vec::new();
+    for app in apps.values() {
+        parts.extend([
+            app.app_id.clone(),
+            app.name.clone(),
+            app.blacklisted.to_string(),
+            app.allowed_users.clone(),
+            app.specific_users.to_string(),
+        ]);
+    }
+    digest(parts.iter().map(String::as_str))
+}
+
+fn transitions_digest(request: &PortRequestRecord) -> String {
+    let parts: Vec<String> = request
+        .transitions
+        .iter()
+        .map(|state| match state {
+            Some(state) => format!("+{state}"),
+            None => "-".to_owned(),
+        })
+        .collect();
+    digest(parts.iter().map(String::as_str))
+}
+
+/// Everything one batch does, sorted by table, before any SQL runs.
+#[derive(Default)]
+struct Plan<'a> {
+    upserts: Vec<(&'static Table, Rows)>,
+    numbers: BTreeMap<String, &'a NumberRecord>,
+    stores: BTreeMap<String, &'a AppStoreRecord>,
+    requests: BTreeMap<String, &'a PortRequestRecord>,
+    /// Tombstones of account databases: `(account, document id)` → document.
+    account_removals: BTreeMap<(String, String), usize>,
+    /// Numbers to delete (tombstones of number databases, unassigned numbers).
+    number_removals: BTreeMap<String, usize>,
+    request_removals: BTreeMap<String, usize>,
+    /// Tombstones of the `accounts` database: the account is marked deleted.
+    account_deletions: BTreeMap<String, usize>,
+    /// Every `(database, document id)` of the batch, to lift from the quarantine.
+    written: Vec<Vec<Cell>>,
+    documents: usize,
+}
+
+impl<'a> Plan<'a> {
+    fn rows(&mut self, table: &'static Table) -> &mut Rows {
+        let position = match self.upserts.iter().position(|(known, _)| known.name == table.name) {
+            Some(position) => position,
+            None => {
+                self.upserts.push((table, Rows::default()));
+                self.upserts.len() - 1
+            }
+        };
+        &mut self.upserts[position].1
+    }
+
+    fn new(changes: &'a [InventoryChange]) -> Result<Plan<'a>, StoreError> {
+        // The last occurrence of each document wins.
+        let mut seen: HashSet<(&Database, &str)> = HashSet::new();
+        let mut kept: Vec<&InventoryChange> = Vec::new();
+        for change in changes.iter().rev() {
+            if seen.insert((&change.database, change.id.as_str())) {
+                kept.push(change);
+            }
+        }
+        kept.reverse();
+
+        let mut plan = Plan {
+            documents: kept.len(),
+            ..Plan::default()
+        };
+        for (document, change) in kept.into_iter().enumerate() {
+            plan.written
+                .push(vec![text(&change.database.canonical_name()), text(change.id.as_str())]);
+            plan.add(document, change)?;
+        }
+        Ok(plan)
+    }
+
+    fn add(&mut self, document: usize, change: &'a InventoryChange) -> Result<(), StoreError> {
+        let id = change.id.as_str();
+        let record = match &change.change {
+            Change::Upsert(record) => record,
+            Change::Remove => {
+                match &change.database {
+                    Database::Account(account) => {
+                        self.account_removals
+                            .insert((account.as_str().to_owned(), id.to_owned()), document);
+                    }
+                    Database::Numbers(_) => {
+                        self.number_removals.insert(id.to_owned(), document);
+                    }
+                    Database::PortRequests => {
+                        self.request_removals.insert(id.to_owned(), document);
+                    }
+                    Database::Accounts => {
+                        self.account_deletions.insert(id.to_owned(), document);
+                    }
+                    Database::Other(_) => {}
+                }
+                return Ok(());
+            }
+        };
+        // The account whose database holds the document, for account-database types.
+        let owner = || match &change.database {
+            Database::Account(account) => Ok(account.as_str().to_owned()),
+            other => Err(StoreError::Refused(format!(
+                "a {} document ({id}) outside an account database ({other})",
+                record.kind()
+            ))),
+        };
+        match record {
+            InventoryRecord::Account(account) => self.rows(&ACCOUNTS).put(document, account_cells(account)),
+            InventoryRecord::User(user) => {
+                let mut cells = vec![
+                    text(id),
+                    text(&owner()?),
+                    text(&user.priv_level),
+                    Cell::Bool(user.qubicle_enabled),
+                    optional(user.qubicle_offering.as_deref()),
+                    optional(user.username.as_deref()),
+                    optional(user.md5_auth.as_ref().map(|secret| secret.expose())),
+                ];
+                cells.extend(presence_cells(user.presence));
+                self.rows(&USERS).put(document, cells);
+            }
+            InventoryRecord::Device(device) => {
+                let mut cells = vec![text(id), text(&owner()?), optional(device.device_type.as_deref())];
+                cells.extend(presence_cells(device.presence));
+                self.rows(&DEVICES).put(document, cells);
+            }
+            InventoryRecord::Vmbox(vmbox) => {
+                let mut cells = vec![text(id), text(&owner()?), Cell::Bool(vmbox.transcribe)];
+                cells.extend(presence_cells(vmbox.presence));
+                self.rows(&VMBOXES).put(document, cells);
+            }
+            InventoryRecord::Faxbox(presence) => {
+                let mut cells = vec![text(id), text(&owner()?)];
+                cells.extend(presence_cells(*presence));
+                self.rows(&FAXBOXES).put(document, cells);
+            }
+            InventoryRecord::Conference(presence) => {
+                let mut cells = vec![text(id), text(&owner()?)];
+                cells.extend(presence_cells(*presence));
+                self.rows(&CONFERENCES).put(document, cells);
+            }
+            InventoryRecord::DedicatedIp(ip) => {
+                let mut cells = vec![text(id), text(&owner()?), text(&ip.ip)];
+                cells.extend(presence_cells(ip.presence));
+                self.rows(&DEDICATED_IPS).put(document, cells);
+            }
+            InventoryRecord::QubicleQueue(queue) => {
+                let mut cells = vec![text(id), text(&owner()?), optional(queue.offering.as_deref())];
+                cells.extend(presence_cells(queue.presence));
+                self.rows(&QUBICLE_QUEUES).put(document, cells);
+            }
+            InventoryRecord::Limits(limits) => {
+                let mut cells = vec![
+                    text(&owner()?),
+                    text(id),
+                    Cell::Int(limits.twoway_trunks),
+                    Cell::Int(limits.inbound_trunks),
+                    Cell::Int(limits.outbound_trunks),
+                ];
+                cells.extend(presence_cells(limits.presence));
+                self.rows(&TRUNK_LIMITS).put(document, cells);
+            }
+            InventoryRecord::Whitelabel(whitelabel) => {
+                let mut cells = vec![text(&owner()?), text(id), optional(whitelabel.domain.as_deref())];
+                cells.extend(presence_cells(whitelabel.presence));
+                self.rows(&WHITELABELS).put(document, cells);
+            }
+            InventoryRecord::AppStore(store) => {
+                let account = owner()?;
+                let mut cells = vec![text(&account), text(id), text(&apps_digest(store))];
+                cells.extend(presence_cells(store.presence));
+                self.rows(&APP_STORES).put(document, cells);
+                self.stores.insert(account, store);
+            }
+            InventoryRecord::PortRequest(request) => {
+                let mut cells = vec![
+                    text(id),
+                    text(request.account.as_str()),
+                    optional(request.state.as_deref()),
+                    Cell::Int(request.number_count),
+                    text(&transitions_digest(request)),
+                ];
+                cells.extend(presence_cells(request.presence));
+                self.rows(&PORT_REQUESTS).put(document, cells);
+                self.request_removals.remove(id);
+                self.requests.insert(id.to_owned(), request);
+            }
+            InventoryRecord::Number(number) => match &number.assigned_to {
+                None => {
+                    self.number_removals.insert(id.to_owned(), document);
+                }
+                Some(account) => {
+                    let features = number_features(number);
+                    let mut cells = vec![
+                        text(id),
+                        text(account.as_str()),
+                        text(&number.carrier_module),
+                        optional(number.classification.as_deref()),
+                        text(&digest(features.iter().copied())),
+                    ];
+                    cells.extend(presence_cells(number.presence));
+                    self.rows(&PHONE_NUMBERS).put(document, cells);
+                    self.number_removals.remove(id);
+                    self.numbers.insert(id.to_owned(), number);
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+fn account_cells(account: &AccountRecord) -> Vec<Cell> {
+    vec![
+        text(account.id.as_str()),
+        optional(account.parent.as_ref().map(AccountId::as_str)),
+        text(&account.name),
+        Cell::Bool(account.presence.enabled),
+        Cell::Bool(account.presence.deleted),
+        Cell::Bool(account.is_reseller),
+        optional(account.reseller_id.as_ref().map(AccountId::as_str)),
+        optional(account.billing_id.as_deref()),
+        optional(account.api_key.as_ref().map(|secret| secret.expose())),
+    ]
+}
+
+/// A fresh random token for this batch's marks (32 hex characters).
+fn mark_token() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|error| StoreError::Refused(format!("no random bytes for a reconcile mark: {error}")))?;
+    Ok(hex::encode(bytes))
+}
+
+fn parse_account(text: String, what: &str) -> Result<AccountId, StoreError> {
+    AccountId::parse(text).map_err(|error| StoreError::InvalidRow(format!("{what}: {error}")))
+}
+
+#[derive(sqlx::FromRow)]
+struct RejectionRow {
+    database: String,
+    doc_id: String,
+    document: String,
+    problem: String,
+    waiting_for: Option<String>,
+}
+
+impl RejectionRow {
+    fn parse(self) -> Result<RejectedDocument, StoreError> {
+        let waiting_for = self
+            .waiting_for
+            .map(|account| parse_account(account, "a quarantined document's account"))
+            .transpose()?;
+        Ok(RejectedDocument {
+            database: self.database,
+            id: self.doc_id,
+            document: self.document,
+            problem: self.problem,
+            waiting_for,
+        })
+    }
+}
+
+/// What the statements of a batch found, gathered as they run.
+#[derive(Default)]
+struct Effects {
+    changed_documents: HashSet<usize>,
+    marked: BTreeSet<String>,
+}
+
+impl Store {
+    /// Writes one batch of inventory changes, quarantined documents and the feed's
+    /// checkpoint in one transaction; marks every account whose rows changed.
+    pub async fn write_inventory(&self, write: InventoryWrite<'_>) -> Result<InventoryWritten, StoreError> {
+        let plan = Plan::new(write.changes)?;
+        let token = mark_token()?;
+        let mut conn = self.acquire().await?;
+        let mut tx = on_conn!(&mut conn, |c| {
+            let tx = sqlx::Connection::begin(&mut **c)
+                .await
+                .map_err(step("starting an inventory batch"))?;
+            into_tx(tx)
+        });
+        let mut effects = Effects::default();
+
+        // Old owners of the rows about to be upserted: a row moving to another
+        // account (or an account to another parent) marks the old one too.
+        let mut old_owners: HashMap<&'static str, HashMap<String, String>> = HashMap::new();
+        for (table, rows) in &plan.upserts {
+            let head = format!(
+                "SELECT {key}, {owner} FROM {name} WHERE {owner} IS NOT NULL AND {key} IN",
+                key = table.key,
+                owner = table.owner,
+                name = table.name
+            );
+            let found = tx.list("reading current owners", &head, "", &rows.keys()).await?;
+            old_owners.insert(table.name, found.into_iter().collect());
+        }
+
+        remove(&mut tx, &plan, &mut effects).await?;
+
+        for (table, rows) in &plan.upserts {
+            let (head, tail) = table.upsert();
+            let changed = tx
+                .values("writing inventory", &head, &tail, table.columns.len(), &rows.cells())
+                .await?;
+            let old = old_owners.get(table.name);
+            let mut changed_keys = Vec::with_capacity(changed.len());
+            for (key, owner) in changed {
+                if let Some(document) = rows.document(&key) {
+                    effects.changed_documents.insert(document);
+                }
+                // A row that moved marks the account it left: for an account, the
+                // old parent, whose cascade shrinks.
+                if let Some(old) = old.and_then(|old| old.get(&key)) {
+                    if *old != owner {
+                        effects.marked.insert(old.clone());
+                    }
+                }
+                let account = if table.name == ACCOUNTS.name {
+                    key.clone()
+                } else {
+                    owner
+                };
+                effects.marked.insert(account);
+                changed_keys.push(key);
+            }
+            replace_children(&mut tx, table, &changed_keys, &plan).await?;
+        }
+
+        let marked = u64::try_from(effects.marked.len()).unwrap_or(u64::MAX);
+        if !effects.marked.is_empty() {
+            let rows: Vec<Vec<Cell>> = effects
+                .marked
+                .iter()
+                .map(|account| vec![text(account), Cell::Int(write.now.0), text(&token)])
+                .collect();
+            tx.values(
+                "marking accounts for reconcile",
+                "INSERT INTO reconcile_marks (account_id, marked_at, token)",
+                "ON CONFLICT (account_id) DO UPDATE SET marked_at = excluded.marked_at, token = excluded.token",
+                3,
+                &rows,
+            )
+            .await?;
+        }
+
+        // A good version supersedes a quarantined one; then this batch's rejections.
+        tx.values(
+            "lifting documents from the quarantine",
+            "DELETE FROM ingest_rejections WHERE (database, doc_id) IN (SELECT column1, column2 FROM (",
+            ") AS written)",
+            2,
+            &plan.written,
+        )
+        .await?;
+        let mut rejected: BTreeMap<(&str, &str), Vec<Cell>> = BTreeMap::new();
+        for document in write.rejected {
+            rejected.insert(
+                (document.database.as_str(), document.id.as_str()),
+                vec![
+                    text(&document.database),
+                    text(&document.id),
+                    text(&document.document),
+                    text(&document.problem),
+                    optional(document.waiting_for.as_ref().map(AccountId::as_str)),
+                    Cell::Int(write.now.0),
+                ],
+            );
+        }
+        let rejected: Vec<Vec<Cell>> = rejected.into_values().collect();
+        tx.values(
+            "quarantining documents",
+            "INSERT INTO ingest_rejections (database, doc_id, document, problem, waiting_for, rejected_at)",
+            "ON CONFLICT (database, doc_id) DO UPDATE SET document = excluded.document, problem = excluded.problem, \
+             waiting_for = excluded.waiting_for, rejected_at = excluded.rejected_at",
+            6,
+            &rejected,
+        )
+        .await?;
+
+        if let Some(checkpoint) = write.checkpoint {
+            tx.values(
+                "saving the feed's checkpoint",
+                "INSERT INTO ingest_checkpoints (source, database, last_seq, updated_at)",
+                "ON CONFLICT (source, database) DO UPDATE SET last_seq = excluded.last_seq, \
+                 updated_at = excluded.updated_at",
+                4,
+                &[vec![
+                    text(&checkpoint.source),
+                    text(&checkpoint.database),
+                    text(&checkpoint.last_seq),
+                    Cell::Int(write.now.0),
+                ]],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+
+        let changed = u64::try_from(effects.changed_documents.len()).unwrap_or(u64::MAX);
+        let documents = u64::try_from(plan.documents).unwrap_or(u64::MAX);
+        Ok(InventoryWritten {
+            changed,
+            unchanged: documents.saturating_sub(changed),
+            accounts_marked: marked,
+        })
+    }
+
+    /// Which of `ids` exist (one query per 10,000 ids) and the root account.
+    pub async fn known_accounts(&self, ids: &[AccountId]) -> Result<KnownAccounts, StoreError> {
+        let mut existing = HashSet::new();
+        {
+            let mut conn = self.acquire().await?;
+            for chunk in ids.chunks(MAX_BINDS) {
+                let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+                let sql = format!("SELECT id FROM accounts WHERE id IN ({})", list.join(", "));
+                let found: Vec<String> = on_conn!(&mut conn, |c| {
+                    let mut query = sqlx::query_scalar::<_, String>(&sql);
+                    for id in chunk {
+                        query = query.bind(id.as_str());
+                    }
+                    query.fetch_all(&mut **c).await.map_err(step("looking up accounts"))?
+                });
+                for id in found {
+                    existing.insert(parse_account(id, "an account")?);
+                }
+            }
+        }
+        let root = self.master_account().await?;
+        Ok(KnownAccounts { existing, root })
+    }
+
+    /// The feed positions of one source: database → `last_seq`.
+    pub async fn ingest_checkpoints(&self, source: &str) -> Result<HashMap<String, String>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let rows: Vec<(String, String)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as("SELECT database, last_seq FROM ingest_checkpoints WHERE source = $1")
+                .bind(source)
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("reading checkpoints"))?
+        });
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Quarantined documents whose awaited account now exists, oldest first.
+    pub async fn waiting_rejections(&self, limit: u64) -> Result<Vec<RejectedDocument>, StoreError> {
+        self.read_rejections(
+            "SELECT r.database, r.doc_id, r.document, r.problem, r.waiting_for FROM ingest_rejections r \
+             JOIN accounts a ON a.id = r.waiting_for ORDER BY r.rejected_at, r.database, r.doc_id LIMIT $1",
+            limit,
+        )
+        .await
+    }
+
+    /// Every quarantined document, by database and id (for operators).
+    pub async fn rejections(&self, limit: u64) -> Result<Vec<RejectedDocument>, StoreError> {
+        self.read_rejections(
+            "SELECT database, doc_id, document, problem, waiting_for FROM ingest_rejections \
+             ORDER BY database, doc_id LIMIT $1",
+            limit,
+        )
+        .await
+    }
+
+    async fn read_rejections(&self, sql: &str, limit: u64) -> Result<Vec<RejectedDocument>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<RejectionRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(sql)
+                .bind(limit)
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("reading the quarantine"))?
+        });
+        rows.into_iter().map(RejectionRow::parse).collect()
+    }
+
+    /// How many documents are quarantined.
+    pub async fn rejection_count(&self) -> Result<u64, StoreError> {
+        let count = self.query_count("SELECT COUNT(*) FROM ingest_rejections").await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Recomputes stored number classifications when the classifier list changed
+    /// since they were computed: `None` when it did not (one query), else how many
+    /// numbers changed classification (their accounts are marked).
+    ///
+    /// Pages through the numbers by id, each page's changes in one transaction; the
+    /// fingerprint is stored last, so an interrupted run is redone in full next time.
+    pub async fn reclassify_numbers(
+        &self,
+        classifiers: &NumberClassifiers,
+        now: GregorianSeconds,
+    ) -> Result<Option<u64>, StoreError> {
+        let fingerprint = classifiers.fingerprint();
+        let mut conn = self.acquire().await?;
+        let stored: Option<String> = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar("SELECT value FROM ingest_state WHERE key = $1")
+                .bind(CLASSIFIERS_KEY)
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(step("reading the classifiers' fingerprint"))?
+        });
+        if stored.as_deref() == Some(fingerprint.as_str()) {
+            return Ok(None);
+        }
+        let token = mark_token()?;
+        let mut changed: u64 = 0;
+        let mut after = String::new();
+        loop {
+            let page: Vec<(String, Option<String>)> = on_conn!(&mut conn, |c| {
+                sqlx::query_as("SELECT id, classification FROM phone_numbers WHERE id > $1 ORDER BY id LIMIT $2")
+                    .bind(after.as_str())
+                    .bind(RECLASSIFY_PAGE)
+                    .fetch_all(&mut **c)
+                    .await
+                    .map_err(step("reading numbers to classify"))?
+            });
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = last.clone();
+            let updates: Vec<Vec<Cell>> = page
+                .iter()
+                .filter_map(|(number, stored)| {
+                    let fresh = classifiers.classify(number);
+                    (fresh != stored.as_deref()).then(|| vec![text(number), optional(fresh)])
+                })
+                .collect();
+            if updates.is_empty() {
+                continue;
+            }
+            let mut tx = on_conn!(&mut conn, |c| {
+                let tx = sqlx::Connection::begin(&mut **c)
+                    .await
+                    .map_err(step("starting a reclassification"))?;
+                into_tx(tx)
+            });
+            let owners = tx
+                .values(
+                    "reclassifying numbers",
+                    "UPDATE phone_numbers SET classification = n.classification \
+                     FROM (SELECT column1 AS number_id, column2 AS classification FROM (",
+                    ") AS v) AS n WHERE phone_numbers.id = n.number_id \
+                     RETURNING phone_numbers.id, phone_numbers.account_id",
+                    2,
+                    &updates,
+                )
+                .await?;
+            changed += u64::try_from(owners.len()).unwrap_or(u64::MAX);
+            let accounts: BTreeSet<&str> = owners.iter().map(|(_, account)| account.as_str()).collect();
+            let marks: Vec<Vec<Cell>> = accounts
+                .into_iter()
+                .map(|account| vec![text(account), Cell::Int(now.0), text(&token)])
+                .collect();
+            tx.values(
+                "marking accounts for reconcile",
+                "INSERT INTO reconcile_marks (account_id, marked_at, token)",
+                "ON CONFLICT (account_id) DO UPDATE SET marked_at = excluded.marked_at, token = excluded.token",
+                3,
+                &marks,
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        on_conn!(&mut conn, |c| {
+            sqlx::query(
+                "INSERT INTO ingest_state (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(CLASSIFIERS_KEY)
+            .bind(fingerprint.as_str())
+            .execute(&mut **c)
+            .await
+            .map_err(step("saving the classifiers' fingerprint"))?;
+        });
+        Ok(Some(changed))
+    }
+}
+
+/// Wraps a backend's transaction (the one generic step `on_conn!` cannot express).
+trait IntoTx<'c> {
+    fn into_tx(self) -> Tx<'c>;
+}
+
+impl<'c> IntoTx<'c> for sqlx::Transaction<'c, sqlx::Sqlite> {
+    fn into_tx(self) -> Tx<'c> {
+        Tx::Sqlite(self)
+    }
+}
+
+impl<'c> IntoTx<'c> for sqlx::Transaction<'c, sqlx::Postgres> {
+    fn into_tx(self) -> Tx<'c> {
+        Tx::Postgres(self)
+    }
+}
+
+fn into_tx<'c>(tx: impl IntoTx<'c>) -> Tx<'c> {
+    tx.into_tx()
+}
+
+/// Tombstones and unassigned numbers: deletes (or, for accounts, flags) the rows the
+/// documents put in the inventory, marking their accounts.
+async fn remove(tx: &mut Tx<'_>, plan: &Plan<'_>, effects: &mut Effects) -> Result<(), StoreError> {
+    if !plan.account_removals.is_empty() {
+        let pairs: Vec<Vec<Cell>> = plan
+            .account_removals
+            .keys()
+            .map(|(account, id)| vec![text(account), text(id)])
+            .collect();
+        let mut removed_numbers = Vec::new();
+        for table in ACCOUNT_DATABASE_TABLES.iter().chain(SINGLETON_TABLES) {
+            let document_column = if table.key == "id" { "id" } else { "doc_id" };
+            let head = format!(
+                "DELETE FROM {} WHERE (account_id, {document_column}) IN (SELECT column1, column2 FROM (",
+                table.name
+            );
+            let tail = format!(") AS removed) RETURNING account_id, {document_column}");
+            let removed = tx.values("removing deleted documents", &head, &tail, 2, &pairs).await?;
+            let mut stores = Vec::new();
+            for (account, id) in removed {
+                if let Some(document) = plan.account_removals.get(&(account.clone(), id.clone())) {
+                    effects.changed_documents.insert(*document);
+                }
+                if table.name == PHONE_NUMBERS.name {
+                    removed_numbers.push(id);
+                } else if table.name == APP_STORES.name {
+                    stores.push(account.clone());
+                }
+                effects.marked.insert(account);
+            }
+            if !stores.is_empty() {
+                tx.list(
+                    "removing a deleted store's apps",
+                    "DELETE FROM app_store_apps WHERE account_id IN",
+                    "",
+                    &stores,
+                )
+                .await?;
+            }
+        }
+        delete_features(tx, &removed_numbers).await?;
+    }
+
+    let numbers: Vec<String> = plan.number_removals.keys().cloned().collect();
+    if !numbers.is_empty() {
+        let removed = tx
+            .list(
+                "removing numbers",
+                "DELETE FROM phone_numbers WHERE id IN",
+                "RETURNING id, account_id",
+                &numbers,
+            )
+            .await?;
+        let mut removed_numbers = Vec::with_capacity(removed.len());
+        for (id, account) in removed {
+            if let Some(document) = plan.number_removals.get(&id) {
+                effects.changed_documents.insert(*document);
+            }
+            effects.marked.insert(account);
+            removed_numbers.push(id);
+        }
+        delete_features(tx, &removed_numbers).await?;
+    }
+
+    let requests: Vec<String> = plan.request_removals.keys().cloned().collect();
+    if !requests.is_empty() {
+        let removed = tx
+            .list(
+                "removing port requests",
+                "DELETE FROM port_requests WHERE id IN",
+                "RETURNING id, account_id",
+                &requests,
+            )
+            .await?;
+        let mut removed_requests = Vec::with_capacity(removed.len());
+        for (id, account) in removed {
+            if let Some(document) = plan.request_removals.get(&id) {
+                effects.changed_documents.insert(*document);
+            }
+            effects.marked.insert(account);
+            removed_requests.push(id);
+        }
+        if !removed_requests.is_empty() {
+            tx.list(
+                "removing port transitions",
+                "DELETE FROM port_request_transitions WHERE port_request_id IN",
+                "",
+                &removed_requests,
+            )
+            .await?;
+        }
+    }
+
+    // An account row is never deleted (its descendants would dangle): it is flagged.
+    let accounts: Vec<String> = plan.account_deletions.keys().cloned().collect();
+    if !accounts.is_empty() {
+        let flagged = tx
+            .list(
+                "flagging deleted accounts",
+                "UPDATE accounts SET deleted = TRUE WHERE NOT deleted AND id IN",
+                "RETURNING id, id",
+                &accounts,
+            )
+            .await?;
+        for (id, _) in flagged {
+            if let Some(document) = plan.account_deletions.get(&id) {
+                effects.changed_documents.insert(*document);
+            }
+            effects.marked.insert(id);
+        }
+    }
+    Ok(())
+}
+
+async fn delete_features(tx: &mut Tx<'_>, numbers: &[String]) -> Result<(), StoreError> {
+    if numbers.is_empty() {
+        return Ok(());
+    }
+    tx.list(
+        "removing number features",
+        "DELETE FROM phone_number_features WHERE number_id IN",
+        "",
+        numbers,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Replaces the child rows of the parents that changed (keys of `table`).
+async fn replace_children(
+    tx: &mut Tx<'_>,
+    table: &Table,
+    changed: &[String],
+    plan: &Plan<'_>,
+) -> Result<(), StoreError> {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    if table.name == PHONE_NUMBERS.name {
+        delete_features(tx, changed).await?;
+        let rows: Vec<Vec<Cell>> = changed
+            .iter()
+            .filter_map(|id| plan.numbers.get(id).map(|number| (id, number)))
+            .flat_map(|(id, number)| {
+                number_features(number)
+                    .into_iter()
+                    .map(move |feature| vec![text(id), text(feature)])
+            })
+            .collect();
+        tx.values(
+            "writing number features",
+            "INSERT INTO phone_number_features (number_id, feature)",
+            "",
+            2,
+            &rows,
+        )
+        .await?;
+    } else if table.name == APP_STORES.name {
+        tx.list(
+            "replacing store apps",
+            "DELETE FROM app_store_apps WHERE account_id IN",
+            "",
+            changed,
+        )
+        .await?;
+        let mut rows: Vec<Vec<Cell>> = Vec::new();
+        for account in changed {
+            let Some(store) = plan.stores.get(account) else {
+                continue;
+            };
+            for app in store_apps(store).into_values() {
+                rows.push(vec![
+                    text(account),
+                    text(&app.app_id),
+                    text(&app.name),
+                    Cell::Bool(app.blacklisted),
+                    text(&app.allowed_users),
+                    Cell::Int(app.specific_users),
+                ]);
+            }
+        }
+        tx.values(
+            "writing store apps",
+            "INSERT INTO app_store_apps (account_id, app_id, name, blacklisted, allowed_users, specific_users)",
+            "",
+            6,
+            &rows,
+        )
+        .await?;
+    } else if table.name == PORT_REQUESTS.name {
+        tx.list(
+            "replacing port transitions",
+            "DELETE FROM port_request_transitions WHERE port_request_id IN",
+            "",
+            changed,
+        )
+        .await?;
+        let mut rows: Vec<Vec<Cell>> = Vec::new();
+        for id in changed {
+            let Some(request) = plan.requests.get(id) else {
+                continue;
+            };
+            for (position, state) in request.transitions.iter().enumerate() {
+                rows.push(vec![
+                    text(id),
+                    Cell::Int(i64::try_from(position).unwrap_or(i64::MAX)),
+                    optional(state.as_deref()),
+                ]);
+            }
+        }
+        tx.values(
+            "writing port transitions",
+            "INSERT INTO port_request_transitions (port_request_id, position, new_state)",
+            "",
+            3,
+            &rows,
+        )
+        .await?;
+    }
+    Ok(())
+}
