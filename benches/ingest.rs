@@ -33,6 +33,8 @@ use tally::domain::inventory::{Change, Database, InventoryRecord};
 use tally::store::{Backend, Store};
 use tally::wire::kazoo::{read_document, Reading};
 
+const NOW: i64 = 63_900_000_000;
+
 fn peak_memory_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -93,11 +95,32 @@ impl From<i64> for Cell {
 const TABLES: &[(&str, &[&str])] = &[
     (
         "accounts",
-        &["id", "parent_id", "name", "enabled", "deleted", "is_reseller", "reseller_id", "billing_id"],
+        &[
+            "id",
+            "parent_id",
+            "name",
+            "enabled",
+            "deleted",
+            "is_reseller",
+            "reseller_id",
+            "billing_id",
+            "api_key",
+        ],
     ),
+    ("reconcile_marks", &["account_id", "marked_at", "token"]),
     (
         "users",
-        &["id", "account_id", "priv_level", "qubicle_enabled", "qubicle_offering", "enabled", "deleted"],
+        &[
+            "id",
+            "account_id",
+            "priv_level",
+            "qubicle_enabled",
+            "qubicle_offering",
+            "enabled",
+            "deleted",
+            "username",
+            "md5_auth",
+        ],
     ),
     ("devices", &["id", "account_id", "device_type", "enabled", "deleted"]),
     ("vmboxes", &["id", "account_id", "transcribe", "enabled", "deleted"]),
@@ -105,24 +128,52 @@ const TABLES: &[(&str, &[&str])] = &[
     ("conferences", &["id", "account_id", "enabled", "deleted"]),
     (
         "trunk_limits",
-        &["account_id", "twoway_trunks", "inbound_trunks", "outbound_trunks", "enabled", "deleted"],
+        &[
+            "account_id",
+            "twoway_trunks",
+            "inbound_trunks",
+            "outbound_trunks",
+            "enabled",
+            "deleted",
+            "doc_id",
+        ],
     ),
-    ("whitelabels", &["account_id", "domain", "enabled", "deleted"]),
-    ("app_stores", &["account_id", "enabled", "deleted"]),
+    ("whitelabels", &["account_id", "domain", "enabled", "deleted", "doc_id"]),
+    ("app_stores", &["account_id", "enabled", "deleted", "doc_id"]),
     (
         "app_store_apps",
-        &["account_id", "app_id", "name", "blacklisted", "allowed_users", "specific_users"],
+        &[
+            "account_id",
+            "app_id",
+            "name",
+            "blacklisted",
+            "allowed_users",
+            "specific_users",
+        ],
     ),
     ("dedicated_ips", &["id", "account_id", "ip", "enabled", "deleted"]),
-    ("qubicle_queues", &["id", "account_id", "offering", "enabled", "deleted"]),
+    (
+        "qubicle_queues",
+        &["id", "account_id", "offering", "enabled", "deleted"],
+    ),
     (
         "port_requests",
         &["id", "account_id", "port_state", "number_count", "enabled", "deleted"],
     ),
-    ("port_request_transitions", &["port_request_id", "position", "new_state"]),
+    (
+        "port_request_transitions",
+        &["port_request_id", "position", "new_state"],
+    ),
     (
         "phone_numbers",
-        &["id", "account_id", "carrier_module", "classification", "enabled", "deleted"],
+        &[
+            "id",
+            "account_id",
+            "carrier_module",
+            "classification",
+            "enabled",
+            "deleted",
+        ],
     ),
     ("phone_number_features", &["number_id", "feature"]),
 ];
@@ -162,19 +213,31 @@ fn rows_of(database: &Database, id: &str, record: InventoryRecord, buffers: &mut
     let owner = || owner.clone().expect("an account database");
     let id = id.to_owned();
     match record {
-        InventoryRecord::Account(account) => buffers.push(
-            "accounts",
-            vec![
-                account.id.as_str().to_owned().into(),
-                account.parent.map(|parent| parent.as_str().to_owned()).into(),
-                account.name.into(),
-                account.presence.enabled.into(),
-                account.presence.deleted.into(),
-                account.is_reseller.into(),
-                account.reseller_id.map(|reseller| reseller.as_str().to_owned()).into(),
-                account.billing_id.into(),
-            ],
-        ),
+        InventoryRecord::Account(account) => {
+            // Ingestion marks every account it touches for the next recount.
+            buffers.push(
+                "reconcile_marks",
+                vec![
+                    account.id.as_str().to_owned().into(),
+                    NOW.into(),
+                    "floor".to_owned().into(),
+                ],
+            );
+            buffers.push(
+                "accounts",
+                vec![
+                    account.id.as_str().to_owned().into(),
+                    account.parent.map(|parent| parent.as_str().to_owned()).into(),
+                    account.name.into(),
+                    account.presence.enabled.into(),
+                    account.presence.deleted.into(),
+                    account.is_reseller.into(),
+                    account.reseller_id.map(|reseller| reseller.as_str().to_owned()).into(),
+                    account.billing_id.into(),
+                    account.api_key.map(|key| key.expose().to_owned()).into(),
+                ],
+            );
+        }
         InventoryRecord::User(user) => buffers.push(
             "users",
             vec![
@@ -185,6 +248,8 @@ fn rows_of(database: &Database, id: &str, record: InventoryRecord, buffers: &mut
                 user.qubicle_offering.into(),
                 user.presence.enabled.into(),
                 user.presence.deleted.into(),
+                user.username.into(),
+                user.md5_auth.map(|auth| auth.expose().to_owned()).into(),
             ],
         ),
         InventoryRecord::Device(device) => buffers.push(
@@ -209,11 +274,21 @@ fn rows_of(database: &Database, id: &str, record: InventoryRecord, buffers: &mut
         ),
         InventoryRecord::Faxbox(presence) => buffers.push(
             "faxboxes",
-            vec![id.into(), owner().into(), presence.enabled.into(), presence.deleted.into()],
+            vec![
+                id.into(),
+                owner().into(),
+                presence.enabled.into(),
+                presence.deleted.into(),
+            ],
         ),
         InventoryRecord::Conference(presence) => buffers.push(
             "conferences",
-            vec![id.into(), owner().into(), presence.enabled.into(), presence.deleted.into()],
+            vec![
+                id.into(),
+                owner().into(),
+                presence.enabled.into(),
+                presence.deleted.into(),
+            ],
         ),
         InventoryRecord::Limits(limits) => buffers.push(
             "trunk_limits",
@@ -224,6 +299,7 @@ fn rows_of(database: &Database, id: &str, record: InventoryRecord, buffers: &mut
                 limits.outbound_trunks.into(),
                 limits.presence.enabled.into(),
                 limits.presence.deleted.into(),
+                id.into(),
             ],
         ),
         InventoryRecord::Whitelabel(whitelabel) => buffers.push(
@@ -233,12 +309,18 @@ fn rows_of(database: &Database, id: &str, record: InventoryRecord, buffers: &mut
                 whitelabel.domain.into(),
                 whitelabel.presence.enabled.into(),
                 whitelabel.presence.deleted.into(),
+                id.into(),
             ],
         ),
         InventoryRecord::AppStore(store) => {
             buffers.push(
                 "app_stores",
-                vec![owner().into(), store.presence.enabled.into(), store.presence.deleted.into()],
+                vec![
+                    owner().into(),
+                    store.presence.enabled.into(),
+                    store.presence.deleted.into(),
+                    id.clone().into(),
+                ],
             );
             for app in store.apps {
                 buffers.push(
@@ -444,19 +526,19 @@ async fn floor(connection: &mut FloorConnection, path: &Path) -> FloorTimes {
             continue;
         };
         rows_of(&change.database, change.id.as_str(), record, &mut buffers);
-        for index in 0..TABLES.len() {
-            if buffers.cells[index].len() >= FLUSH_ROWS * TABLES[index].1.len() {
-                rows += u64::try_from(buffers.cells[index].len() / TABLES[index].1.len()).expect("fits");
+        for (index, (cells, (_, columns))) in buffers.cells.iter_mut().zip(TABLES).enumerate() {
+            if cells.len() >= FLUSH_ROWS * columns.len() {
+                rows += u64::try_from(cells.len() / columns.len()).expect("fits");
                 let flushing = Instant::now();
-                connection.flush(index, &mut buffers.cells[index]).await;
+                connection.flush(index, cells).await;
                 insert += flushing.elapsed();
             }
         }
     }
     let flushing = Instant::now();
-    for index in 0..TABLES.len() {
-        rows += u64::try_from(buffers.cells[index].len() / TABLES[index].1.len()).expect("fits");
-        connection.flush(index, &mut buffers.cells[index]).await;
+    for (index, (cells, (_, columns))) in buffers.cells.iter_mut().zip(TABLES).enumerate() {
+        rows += u64::try_from(cells.len() / columns.len()).expect("fits");
+        connection.flush(index, cells).await;
     }
     connection.execute("COMMIT").await;
     insert += flushing.elapsed();
@@ -506,7 +588,9 @@ async fn fresh_database(backend: &str, admin_url: &str, label: &str) -> Fresh {
     match backend {
         "postgres" => {
             let name = format!("tally_bench_ingest_{label}_{}", std::process::id());
-            let mut admin = sqlx::PgConnection::connect(admin_url).await.expect("PostgreSQL reachable");
+            let mut admin = sqlx::PgConnection::connect(admin_url)
+                .await
+                .expect("PostgreSQL reachable");
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut admin)
                 .await
@@ -532,7 +616,9 @@ async fn fresh_database(backend: &str, admin_url: &str, label: &str) -> Fresh {
 
 async fn drop_database(fresh: Fresh, admin_url: &str) {
     if let Some(name) = fresh.postgres_name {
-        let mut admin = sqlx::PgConnection::connect(admin_url).await.expect("PostgreSQL reachable");
+        let mut admin = sqlx::PgConnection::connect(admin_url)
+            .await
+            .expect("PostgreSQL reachable");
         sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
             .execute(&mut admin)
             .await
@@ -562,12 +648,14 @@ async fn run_floor(backend: &str, admin_url: &str, path: &Path, documents: u64, 
             FloorConnection::Sqlite(sqlx::SqliteConnection::connect_with(&options).await.expect("connects"))
         }
     };
+    let peak_reset = reset_peak_memory();
     let times = floor(&mut connection, path).await;
+    let peak = peak_reset.then(peak_memory_kib);
     match connection {
         FloorConnection::Postgres(connection) => connection.close().await.expect("closes"),
         FloorConnection::Sqlite(connection) => connection.close().await.expect("closes"),
     }
-    print_line("floor (parse+read+insert)", times.total, documents, None, None);
+    print_line("floor (parse+read+insert)", times.total, documents, None, peak);
     println!(
         "  {:<26} {:>8.2} s   ({} rows; parse and read: {:.2} s)",
         "  of which inserts",
