@@ -26,6 +26,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod exit;
+pub mod ingest;
 pub mod jobs;
 pub mod metrics;
 pub mod ops;

@@ -10,6 +10,8 @@ mod bookkeepers;
 mod cli;
 mod cli_jobs;
 mod cli_ops;
+mod couchdb;
+mod couchdb_server;
 mod demo;
 mod fake_bookkeeper;
 mod helpers;
