@@ -59,6 +59,13 @@ pub enum Command {
         #[command(subcommand)]
         operation: TokensOperation,
     },
+    /// Feed the inventory the platform's documents (Kazoo accounts, users, devices,
+    /// numbers…): from a dump, or by following a CouchDB server. Exit codes: 65 some
+    /// documents rejected (the rest applied), 75 CouchDB unreachable (checkpoints kept).
+    Inventory {
+        #[command(subcommand)]
+        operation: InventoryOperation,
+    },
     /// Vendors' service plans and the legacy service_plans view (`api.md` §3), and
     /// `plans import` to load plan documents.
     Plans {
@@ -67,6 +74,59 @@ pub enum Command {
         #[command(subcommand)]
         operation: PlansOperation,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryOperation {
+    /// Apply documents from a file or directory: NDJSON (a document, or an envelope
+    /// `{"database": …, "doc": …}`, per line), a CouchDB `_all_docs?include_docs=true`
+    /// or `_changes?include_docs=true` response, or a JSON array of documents.
+    Import(InventoryImportArgs),
+    /// Read the configured CouchDB's `_changes` feeds (`[ingest.couchdb]`) into the
+    /// inventory, resuming from the stored checkpoints, until stopped.
+    Follow(InventoryFollowArgs),
+    /// List the documents kept because they could not be applied, with the reason.
+    Rejected(InventoryRejectedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryImportArgs {
+    /// A file, a directory of files (one database per file, named after it), or `-`
+    /// for standard input.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The database of every document without an envelope (default: the file's name).
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+    /// Recount the accounts the documents changed once they are in.
+    #[arg(long)]
+    pub reconcile: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryFollowArgs {
+    /// Read every feed up to its end once, then stop (the `ingest` job does this).
+    #[arg(long)]
+    pub once: bool,
+    /// After each round of changes, recount the accounts they changed.
+    #[arg(long)]
+    pub reconcile: bool,
+    /// Print each round's report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryRejectedArgs {
+    /// How many to list.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u64,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

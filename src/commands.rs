@@ -1,6 +1,8 @@
 //! The commands of the `tally` binary: each runs one command and returns its exit
 //! code; output for people goes to standard output, problems to standard error.
 
+pub(crate) mod inventory;
+
 use crate::{Failure, EXIT_DATA_ERROR, EXIT_TEMPORARY, EXIT_USAGE};
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
@@ -15,7 +17,6 @@ use tally::config::Settings;
 use tally::demo::documents::{documents, write_ndjson};
 use tally::demo::{generate, DemoSpec};
 use tally::domain::changes::FirstCommit;
-use tally::domain::classify::NumberClassifiers;
 use tally::domain::merge::StrategyPriorities;
 use tally::domain::summary::GregorianSeconds;
 use tally::domain::AccountId;
@@ -83,8 +84,12 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
         dry_run: args.dry_run,
         now: GregorianSeconds::from_utc(chrono::Utc::now()),
         batch_size: u64::try_from(settings.reconcile.batch_size).unwrap_or(u64::MAX),
-        // Seam: the lead's `[ingest] number_classifiers` setting replaces this.
-        classifiers: Some(NumberClassifiers::kazoo_defaults()),
+        classifiers: Some(
+            settings
+                .ingest
+                .classifiers()
+                .map_err(|error| Failure::Config(format!("ingest.number_classifiers: {error}")))?,
+        ),
     };
     let report = if options.dry_run {
         run_once(&store, &counting, &options).await
@@ -294,7 +299,7 @@ pub(crate) fn parse_accounts(texts: &[String]) -> Result<Vec<AccountId>, Failure
 /// Runs a one-shot job as a recorded run (`tally runs` lists it); a job already
 /// running elsewhere is refused with exit 75.
 /// With `metrics_file`, the run's figures are written there when it ends.
-async fn recorded_run<T, F>(
+pub(crate) async fn recorded_run<T, F>(
     store: &Store,
     job: &str,
     metrics_file: Option<&Path>,

@@ -11,6 +11,7 @@
 //! - [`jobs`]: orchestration (`reconcile`, `sync`, `bookkeeper_sync`), each with a `run_once`.
 //! - [`ops`]: every services and service-plans operation, shared by the CLI and the API;
 //!   [`api`]: the HTTP API over them (`tally serve`).
+//! - [`ingest`]: the platform's documents (a dump, a CouchDB feed, HTTP) into the inventory.
 //! - [`bookkeepers`]: delivery of invoices to bookkeepers (local, HTTP), idempotency, retry schedule.
 //! - [`scheduler`]: job files, cron schedules, the daemon loop, sd_notify.
 //! - [`quote`]: the `tally quote` command's request and response.

@@ -8,7 +8,7 @@ mod commands;
 use clap::Parser;
 use commands::*;
 use std::process::ExitCode;
-use tally::cli::{Cli, Command, Job, TokensOperation};
+use tally::cli::{Cli, Command, InventoryOperation, Job, TokensOperation};
 use tally::config::Settings;
 
 /// sysexits(3): the input data was incorrect (some accounts were skipped).
@@ -91,6 +91,11 @@ fn main() -> ExitCode {
             Command::Tokens {
                 operation: TokensOperation::Create(args),
             } => run_token_create(&settings, &args).await,
+            Command::Inventory { operation } => match operation {
+                InventoryOperation::Import(args) => commands::inventory::run_import(&settings, &args).await,
+                InventoryOperation::Follow(args) => commands::inventory::run_follow(&settings, &args).await,
+                InventoryOperation::Rejected(args) => commands::inventory::run_rejected(&settings, &args).await,
+            },
             Command::Quote { .. } => unreachable!("quote runs before settings are loaded"),
         }
     });

@@ -125,6 +125,13 @@ async fn run(
     request: Request,
 ) -> Result<Reply, ApiError> {
     let (parts, body) = request.into_parts();
+    if op == Op::Inventory {
+        // Documents, not a `{"data": …}` envelope; large, so credentials come first.
+        let caller = authenticate(ops, meta, &parts).await?;
+        let body = request::read_documents_body(body).await?;
+        let database = request::query_value(&parts.uri, "database");
+        return Ok(ops.ingest_documents(&caller, &body, database.as_deref()).await?.into());
+    }
     let input = Input::read(body).await?;
     let caller = authenticate(ops, meta, &parts).await?;
     let Path(params) = params.map_err(|rejection| OpsError::BadIdentifier {
@@ -207,6 +214,7 @@ async fn run(
             .await?
             .into(),
         Op::CurrentServices => ops.current_services(&caller, &target.account()?).await?.into(),
+        Op::Inventory => unreachable!("answered above, before the body is read as JSON"),
         Op::AvailablePlan => ops
             .available_plan(&caller, &target.account()?, target.get("plan_id")?)
             .await?

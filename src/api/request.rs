@@ -10,6 +10,23 @@ use serde_json::{Map, Value};
 /// The largest request body read (Kazoo's default is 8 MB; plans are small).
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
+/// The largest body of documents `POST /v2/inventory` reads at once; larger dumps go
+/// through `tally inventory import` or in several requests.
+const MAX_DOCUMENTS_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads a body of documents (NDJSON or a JSON array) as bytes.
+pub(super) async fn read_documents_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_DOCUMENTS_BYTES)
+        .await
+        .map_err(|_| ApiError::body_too_large())
+}
+
+/// One query parameter's value, percent-decoded.
+pub(super) fn query_value(uri: &Uri, name: &str) -> Option<String> {
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?;
+    pairs.into_iter().find(|(key, _)| key == name).map(|(_, value)| value)
+}
+
 /// A request body.
 pub(super) struct Input {
     /// The whole body (`{}` when empty).

@@ -77,6 +77,8 @@ pub enum Op {
     OverrideServicePlans,
     CurrentServices,
     AvailablePlan,
+    /// `POST /v2/inventory`: the platform's documents (super admin).
+    Inventory,
 }
 
 impl Op {
@@ -179,6 +181,7 @@ static ROUTES: &[Route] = &[
         Reconcile,
     ),
     route(Get, "/v2/accounts/{account_id}/service_plans/editable", Editable),
+    route(Post, "/v2/inventory", Inventory),
 ];
 
 /// Every route the server has.

@@ -340,16 +340,25 @@ where
         ..CycleReport::default()
     };
     let limit = client.batch_size;
-    let since_of = |database: &ListedDatabase| {
-        checkpoints
-            .get(&database.database.canonical_name())
-            .cloned()
-            .unwrap_or_else(|| "0".to_owned())
-    };
-    let mut first_pages = futures_util::stream::iter(databases.iter())
-        .map(|database| async move {
-            let since = since_of(database);
-            (database, client.changes(database, &since, limit).await)
+    // Owned values in, owned values out: the stream's futures borrow nothing from the
+    // closure, so the whole cycle stays `Send` for the scheduler.
+    let starts: Vec<(ListedDatabase, String)> = databases
+        .into_iter()
+        .map(|database| {
+            let since = checkpoints
+                .get(&database.database.canonical_name())
+                .cloned()
+                .unwrap_or_else(|| "0".to_owned());
+            (database, since)
+        })
+        .collect();
+    let mut first_pages = futures_util::stream::iter(starts)
+        .map(|(database, since)| {
+            let client = client.clone();
+            async move {
+                let page = client.changes(&database, &since, limit).await;
+                (database, page)
+            }
         })
         .buffered(CONCURRENT_DATABASES);
     while let Some((database, first_page)) = first_pages.next().await {
@@ -389,7 +398,7 @@ where
             if caught_up {
                 break;
             }
-            page = match client.changes(database, &since, limit).await {
+            page = match client.changes(&database, &since, limit).await {
                 Ok(page) => page,
                 Err(CouchError::NotFound { .. }) => {
                     tracing::warn!(database = %canonical, "database vanished while it was read; skipped");

@@ -5,6 +5,7 @@
 
 use super::billing::{self, BillingReport};
 use super::bookkeeper_sync::{self, BookkeeperSyncOptions, BookkeeperSyncReport};
+use super::ingest::{IngestCycle, IngestJobError};
 use super::reconcile::{self, ReconcileError, ReconcileOptions, ReconcileReport};
 use super::sync::{self, SyncOptions, SyncReport};
 use super::topup::{self, TopupOptions, TopupReport};
@@ -35,6 +36,8 @@ pub struct JobContext {
     pub settings: Settings,
     pub counting: CountingQueries,
     pub bookkeepers: Bookkeepers,
+    /// `[ingest] number_classifiers`, compiled once.
+    pub classifiers: NumberClassifiers,
 }
 
 /// Which accounts a run covers, and its batch size, whatever the job.
@@ -62,11 +65,16 @@ impl JobContext {
             .bookkeeper_sync
             .retry_policy()
             .map_err(|error| ContextError::Config(error.to_string()))?;
+        let classifiers = settings
+            .ingest
+            .classifiers()
+            .map_err(|error| ContextError::Config(format!("ingest.number_classifiers: {error}")))?;
         Ok(JobContext {
             store,
             settings,
             counting,
             bookkeepers,
+            classifiers,
         })
     }
 
@@ -87,8 +95,7 @@ impl JobContext {
             now,
             batch_size: u64::try_from(scope.batch_size.unwrap_or(self.settings.reconcile.batch_size))
                 .unwrap_or(u64::MAX),
-            // Seam: the lead's `[ingest] number_classifiers` setting replaces this.
-            classifiers: Some(NumberClassifiers::kazoo_defaults()),
+            classifiers: Some(self.classifiers.clone()),
         }
     }
 
@@ -133,6 +140,15 @@ impl JobContext {
             account: None,
             stop,
         }
+    }
+
+    /// Recounts the accounts whose inventory changed since their last recount.
+    pub async fn reconcile_changed(&self, now: GregorianSeconds) -> Result<ReconcileReport, ReconcileError> {
+        let scope = RunScope {
+            changed_only: true,
+            ..RunScope::default()
+        };
+        self.reconcile(&scope, now).await
     }
 
     pub async fn reconcile(&self, scope: &RunScope, now: GregorianSeconds) -> Result<ReconcileReport, ReconcileError> {
@@ -250,6 +266,13 @@ impl JobContext {
                 Ok(report) => report.outcome(),
                 Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
             },
+            JobKind::Ingest => {
+                let cycle = match self.couch_client() {
+                    Ok(client) => self.ingest_cycle(&client, job.reconcile_changed, now).await,
+                    Err(error) => Err(error),
+                };
+                ingest_outcome(&cycle)
+            }
             JobKind::Topup => match self.topup(&scope, now).await {
                 Ok(report) => report.outcome(),
                 Err(error) => RunOutcome::ended(RunEnd::TemporaryFailure, RunFigures::default(), error.to_string()),
@@ -272,6 +295,29 @@ pub fn sync_outcome(report: &SyncReport) -> RunOutcome {
         RunEnd::Succeeded
     };
     outcome(end, figures, None)
+}
+
+/// How an ingest cycle ends: rejected documents are data errors; an unreachable
+/// CouchDB is temporary (the checkpoints stay, the next run resumes there).
+pub fn ingest_outcome(cycle: &Result<IngestCycle, IngestJobError>) -> RunOutcome {
+    match cycle {
+        Ok(cycle) => {
+            let figures = RunFigures {
+                accounts: cycle.ingest.documents,
+                changes: cycle.ingest.applied,
+                failures: cycle.ingest.rejected,
+            };
+            let skipped = cycle.reconcile.as_ref().is_some_and(ReconcileReport::is_partial);
+            match cycle.ingest.is_partial() || skipped {
+                true => outcome(RunEnd::DataErrors, figures, None),
+                false => outcome(RunEnd::Succeeded, figures, None),
+            }
+        }
+        Err(error) if error.is_temporary() => {
+            RunOutcome::ended(RunEnd::TemporaryFailure, RunFigures::default(), error.to_string())
+        }
+        Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+    }
 }
 
 pub fn bookkeeper_sync_outcome(report: &BookkeeperSyncReport) -> RunOutcome {

@@ -16,6 +16,7 @@
 mod audit;
 mod error;
 mod input;
+mod inventory;
 mod plans;
 mod services;
 mod summary;

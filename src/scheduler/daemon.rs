@@ -999,6 +999,7 @@ mod tests {
             time_limit: None,
             missed,
             enabled: true,
+            reconcile_changed: false,
             source: PathBuf::from("jobs/test.toml"),
         }
     }

@@ -70,15 +70,18 @@ pub enum JobKind {
     Billing,
     /// Automatic top-up of low balances.
     Topup,
+    /// Read the platform's CouchDB feeds into the inventory (one follow cycle).
+    Ingest,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::Reconcile,
         JobKind::Sync,
         JobKind::BookkeeperSync,
         JobKind::Billing,
         JobKind::Topup,
+        JobKind::Ingest,
     ];
 
     /// The spelling used in job files and on the command line (`tally run JOB`).
@@ -89,6 +92,7 @@ impl JobKind {
             JobKind::BookkeeperSync => "bookkeeper-sync",
             JobKind::Billing => "billing",
             JobKind::Topup => "topup",
+            JobKind::Ingest => "ingest",
         }
     }
 
@@ -127,6 +131,9 @@ pub struct JobDefinition {
     pub missed: MissedPolicy,
     /// A disabled job is loaded (so a typo in it is still caught) but never fired.
     pub enabled: bool,
+    /// `ingest` only: recount the accounts the documents changed once they are in
+    /// (`tally run reconcile --changed`), so quantities follow the platform closely.
+    pub reconcile_changed: bool,
     /// The file it came from, for messages.
     pub source: PathBuf,
 }
@@ -199,6 +206,7 @@ struct RawJobFile {
     time_limit: Option<Spanned<toml::Value>>,
     missed: Option<Spanned<String>>,
     enabled: Option<bool>,
+    reconcile_changed: Option<Spanned<bool>>,
 }
 
 /// Parses one job file's text. `path` is only used in messages.
@@ -265,6 +273,16 @@ pub fn parse_job_file(path: &Path, text: &str) -> Result<JobDefinition, JobFileE
             }
         },
     };
+    let reconcile_changed = match &raw.reconcile_changed {
+        None => false,
+        Some(flag) if kind == JobKind::Ingest => *flag.get_ref(),
+        Some(flag) => {
+            return Err(at(
+                flag.span(),
+                format!("reconcile_changed: only an `ingest` job takes it, not `{kind}`"),
+            ))
+        }
+    };
     Ok(JobDefinition {
         name,
         kind,
@@ -275,6 +293,7 @@ pub fn parse_job_file(path: &Path, text: &str) -> Result<JobDefinition, JobFileE
         time_limit,
         missed,
         enabled: raw.enabled.unwrap_or(true),
+        reconcile_changed,
         source: path.to_owned(),
     })
 }
@@ -567,10 +586,25 @@ enabled = false
                 "bool",
             ),
             ("name = \"x\"\njob = \"sync\"\nschedule = * * * * *\n", 3, "invalid"),
+            (
+                "name = \"x\"\njob = \"sync\"\nschedule = \"* * * * *\"\nreconcile_changed = true\n",
+                4,
+                "only an `ingest` job",
+            ),
         ];
         for (text, line, fragment) in table {
             check_refused(text, *line, fragment);
         }
+    }
+
+    #[test]
+    fn an_ingest_job_may_recount_what_it_changed() {
+        let job = parse("name = \"i\"\njob = \"ingest\"\nschedule = \"* * * * *\"\nreconcile_changed = true\n")
+            .expect("an ingest job parses");
+        assert_eq!(job.kind, JobKind::Ingest);
+        assert!(job.reconcile_changed);
+        let quiet = parse("name = \"i\"\njob = \"ingest\"\nschedule = \"* * * * *\"\n").expect("parses");
+        assert!(!quiet.reconcile_changed);
     }
 
     #[test]
@@ -718,10 +752,13 @@ enabled = false
             vec![
                 ("billing", JobKind::Billing),
                 ("bookkeeper-sync", JobKind::BookkeeperSync),
+                ("ingest", JobKind::Ingest),
                 ("sync", JobKind::Sync),
                 ("topup", JobKind::Topup),
             ]
         );
-        assert!(jobs.iter().all(|job| job.enabled && job.timezone == Tz::UTC));
+        assert!(jobs.iter().all(|job| job.timezone == Tz::UTC));
+        // Ingestion waits for a CouchDB to be configured; the rest runs as shipped.
+        assert!(jobs.iter().all(|job| job.enabled == (job.kind != JobKind::Ingest)));
     }
 }

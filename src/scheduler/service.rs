@@ -93,6 +93,7 @@ mod tests {
             time_limit: None,
             missed: MissedPolicy::CatchUp,
             enabled,
+            reconcile_changed: false,
             source: PathBuf::from("jobs/x.toml"),
         }
     }

@@ -15,6 +15,7 @@ mod couchdb_server;
 mod demo;
 mod fake_bookkeeper;
 mod helpers;
+mod ingest;
 mod inventory_store;
 mod ops;
 mod parity;

@@ -652,6 +652,7 @@ fn every_second(name: &str) -> JobDefinition {
         time_limit: None,
         missed: MissedPolicy::CatchUp,
         enabled: true,
+        reconcile_changed: false,
         source: PathBuf::from(format!("jobs/{name}.toml")),
     }
 }

@@ -1,0 +1,150 @@
+//! `tally inventory import|follow|rejected`: the command-line faces of ingestion.
+
+use super::{job_context, recorded_run, stop_on_signals};
+use crate::{Failure, EXIT_DATA_ERROR, EXIT_TEMPORARY};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+use tally::cli::{InventoryFollowArgs, InventoryImportArgs, InventoryRejectedArgs};
+use tally::config::Settings;
+use tally::domain::summary::GregorianSeconds;
+use tally::ingest::sources::{read_path, read_stdin};
+use tally::ingest::IngestReport;
+use tally::jobs::context::ingest_outcome;
+use tally::jobs::ingest::IngestJobError;
+use tally::jobs::reconcile::ReconcileReport;
+
+fn now() -> GregorianSeconds {
+    GregorianSeconds::from_utc(chrono::Utc::now())
+}
+
+/// Prints a report: JSON, or a summary line and each rejection on standard error.
+fn print_report(report: &IngestReport, reconcile: Option<&ReconcileReport>, json: bool) {
+    if json {
+        let mut value = report.to_json();
+        if let Some(reconcile) = reconcile {
+            value["reconcile"] = serde_json::json!({
+                "accounts_scanned": reconcile.accounts_scanned,
+                "accounts_changed": reconcile.accounts_changed,
+                "items_changed": reconcile.items_changed,
+            });
+        }
+        println!("{value}");
+    } else {
+        println!("{}", report.summary());
+        if let Some(reconcile) = reconcile {
+            println!(
+                "recounted {} accounts: {} changed, {} items",
+                reconcile.accounts_scanned, reconcile.accounts_changed, reconcile.items_changed
+            );
+        }
+    }
+    for rejection in &report.rejections {
+        eprintln!("tally: rejected {rejection}");
+    }
+    let unnamed = report.rejected.saturating_sub(report.rejections.len() as u64);
+    if unnamed > 0 {
+        eprintln!("tally: … and {unnamed} more rejected (tally inventory rejected lists them all)");
+    }
+}
+
+fn exit_of(report: &IngestReport) -> ExitCode {
+    match report.is_partial() {
+        true => ExitCode::from(EXIT_DATA_ERROR),
+        false => ExitCode::SUCCESS,
+    }
+}
+
+pub(crate) async fn run_import(settings: &Settings, args: &InventoryImportArgs) -> Result<ExitCode, Failure> {
+    let context = job_context(settings).await?;
+    let batch_size = settings.ingest.batch_size;
+    let mut receiver = if args.path == Path::new("-") {
+        read_stdin(args.database.as_deref(), batch_size)
+    } else {
+        read_path(&args.path, args.database.as_deref(), batch_size)
+    };
+    let now = now();
+    let mut run = context.ingestor().start(now).await.map_err(anyhow::Error::from)?;
+    while let Some(message) = receiver.recv().await {
+        let read = message.map_err(|error| Failure::Other(anyhow::Error::from(error)))?;
+        for problem in read.problems {
+            run.reject_unreadable(problem.origin, problem.problem);
+        }
+        run.apply(read.batch).await.map_err(anyhow::Error::from)?;
+    }
+    let report = run.finish().await.map_err(anyhow::Error::from)?;
+    let reconcile = match args.reconcile {
+        true => Some(context.reconcile_changed(now).await.map_err(anyhow::Error::from)?),
+        false => None,
+    };
+    print_report(&report, reconcile.as_ref(), args.json);
+    Ok(exit_of(&report))
+}
+
+pub(crate) async fn run_follow(settings: &Settings, args: &InventoryFollowArgs) -> Result<ExitCode, Failure> {
+    let context = job_context(settings).await?;
+    let client = match context.couch_client() {
+        Ok(client) => client,
+        Err(error @ IngestJobError::NotConfigured) => return Err(Failure::Config(error.to_string())),
+        Err(error) => return Err(Failure::Config(error.to_string())),
+    };
+    let stop = stop_on_signals();
+    let poll = Duration::from_secs(settings.ingest.couchdb.poll_seconds.max(1));
+    loop {
+        let result = recorded_run(
+            &context.store,
+            "ingest",
+            None,
+            context.ingest_cycle(&client, args.reconcile, now()),
+            ingest_outcome,
+        )
+        .await?;
+        match result {
+            Ok(cycle) => {
+                if args.once || cycle.ingest.documents > 0 || args.json {
+                    print_report(&cycle.ingest, cycle.reconcile.as_ref(), args.json);
+                }
+                if args.once {
+                    return Ok(exit_of(&cycle.ingest));
+                }
+            }
+            Err(error) if error.is_temporary() => {
+                if args.once {
+                    eprintln!("tally: {error}; the checkpoints are kept, run again later");
+                    return Ok(ExitCode::from(EXIT_TEMPORARY));
+                }
+                tracing::warn!(%error, "CouchDB unreachable; retrying at the next poll");
+            }
+            Err(error) => return Err(Failure::Other(anyhow::Error::from(error))),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return Ok(ExitCode::SUCCESS),
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+pub(crate) async fn run_rejected(settings: &Settings, args: &InventoryRejectedArgs) -> Result<ExitCode, Failure> {
+    let context = job_context(settings).await?;
+    let kept = context
+        .store
+        .rejections(args.limit)
+        .await
+        .map_err(anyhow::Error::from)?;
+    for document in &kept {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "database": document.database,
+                    "id": document.id,
+                    "problem": document.problem,
+                    "waiting_for": document.waiting_for.as_ref().map(|account| account.as_str()),
+                })
+            );
+        } else {
+            println!("{} {}\t{}", document.database, document.id, document.problem);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
