@@ -591,4 +591,9 @@ pub struct DemoArgs {
     /// Seed of the generated ids and inventory.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Write the demo's Kazoo documents to this file as NDJSON envelopes
+    /// (`{"database": …, "doc": …}` per line; `-` for standard output) instead of
+    /// loading them: the input `tally inventory import` reads.
+    #[arg(long, value_name = "PATH")]
+    pub documents: Option<PathBuf>,
 }

@@ -14,6 +14,7 @@ use tally::cli::{
     ServicesOperation, SyncArgs, TopupArgs,
 };
 use tally::config::Settings;
+use tally::demo::documents::{documents, write_ndjson};
 use tally::demo::{generate, DemoSpec};
 use tally::domain::changes::FirstCommit;
 use tally::domain::merge::StrategyPriorities;
@@ -192,11 +193,14 @@ pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool) {
 }
 
 pub(crate) async fn run_demo(settings: &Settings, args: &DemoArgs) -> Result<ExitCode, Failure> {
-    let store = open_store(settings).await?;
     let spec = DemoSpec {
         accounts: args.accounts,
         seed: args.seed,
     };
+    if let Some(path) = &args.documents {
+        return write_demo_documents(spec, path);
+    }
+    let store = open_store(settings).await?;
     let started = std::time::Instant::now();
     let data = generate(spec);
     let report = store.seed_demo(spec, &data).await.map_err(anyhow::Error::from)?;
@@ -208,6 +212,31 @@ pub(crate) async fn run_demo(settings: &Settings, args: &DemoArgs) -> Result<Exi
         report.plans,
         report.objects,
         started.elapsed().as_millis()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally demo --documents PATH`: the demo's documents as NDJSON, nothing loaded.
+fn write_demo_documents(spec: DemoSpec, path: &Path) -> Result<ExitCode, Failure> {
+    let started = std::time::Instant::now();
+    let data = generate(spec);
+    let written = if path == Path::new("-") {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let written = write_ndjson(&mut out, documents(spec, &data));
+        written.and_then(|written| out.flush().map(|()| written))
+    } else {
+        let file = std::fs::File::create(path)
+            .map_err(|error| anyhow::anyhow!("cannot create {}: {error}", path.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let written = write_ndjson(&mut out, documents(spec, &data));
+        written.and_then(|written| out.flush().map(|()| written))
+    }
+    .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "demo: {written} documents of {} accounts written to {} in {seconds:.1} s",
+        data.accounts.len(),
+        path.display()
     );
     Ok(ExitCode::SUCCESS)
 }

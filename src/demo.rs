@@ -1,9 +1,11 @@
 //! The deterministic demo data set of `tally demo`: the account tree and the plan catalog.
 //!
 //! Pure generation: the same `(accounts, seed)` always gives the same ids, tree, plans
-//! and assignments. The inventory (millions of rows) is not built here but by the
-//! store in set-based SQL from the same seed (see `store::demo`), so that 10 million
-//! objects never pass through memory.
+//! and assignments. The accounts and their inventory are not rows but Kazoo documents
+//! ([`documents`]), made lazily and loaded through the ingestion core like a
+//! platform's; the plan catalog and assignments, which are not inventory, stay here.
+
+pub mod documents;
 
 use md5::{Digest, Md5};
 
