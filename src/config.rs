@@ -492,6 +492,29 @@ mod tests {
     }
 
     #[test]
+    fn couchdb_credentials_never_print() {
+        let settings = Settings::load_from(
+            None,
+            &env(&[
+                ("TALLY_INGEST__COUCHDB__URL", "http://tally:in-url@couch.internal:5984/"),
+                ("TALLY_INGEST__COUCHDB__PASSWORD", "s3cret"),
+            ]),
+        )
+        .expect("loads");
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("in-url") && !printed.contains("s3cret"), "{printed}");
+        assert_eq!(settings.ingest.couchdb.password.expose(), "s3cret");
+    }
+
+    #[test]
+    fn a_bad_number_classifier_is_a_configuration_error() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(file, "[[ingest.number_classifiers]]\nname = \"x\"\nregex = \"(\"").expect("write");
+        let error = Settings::load_from(Some(file.path()), &env(&[])).expect_err("refused");
+        assert!(error.to_string().contains("ingest.number_classifiers"), "{error}");
+    }
+
+    #[test]
     fn a_missing_explicit_file_is_a_configuration_error() {
         let error = Settings::load_from(Some(Path::new("/nonexistent/tally.toml")), &env(&[]))
             .expect_err("missing file must fail");

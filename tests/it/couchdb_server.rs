@@ -133,6 +133,14 @@ impl CouchServer {
         }
     }
 
+    /// Reads a document (with its current `_rev`).
+    pub async fn get(&self, database: &str, id: &str) -> Value {
+        let url = format!("{}{database}/{}", self.url, id.replace('+', "%2B"));
+        let response = self.http.get(url).send().await.expect("GET document");
+        assert!(response.status().is_success(), "GET {database}/{id}: {}", response.status());
+        response.json().await.expect("JSON document")
+    }
+
     /// Deletes a document at `rev`.
     pub async fn delete(&self, database: &str, id: &str, rev: &str) {
         let url = format!("{}{database}/{id}?rev={rev}", self.url);

@@ -17,6 +17,7 @@ mod fake_bookkeeper;
 mod helpers;
 mod ingest;
 mod ingest_faces;
+mod ingest_platform;
 mod inventory_store;
 mod ops;
 mod parity;
