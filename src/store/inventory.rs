@@ -17,7 +17,7 @@
 //! Must not: read JSON (that is `wire::kazoo`), decide what a document means, or count
 //! quantities (reconcile does, from the rows written here).
 
-use super::{on_conn, step, Store, StoreError};
+use super::{on_conn, step, Backend, Store, StoreError};
 use crate::domain::classify::NumberClassifiers;
 use crate::domain::inventory::{
     AccountRecord, AppStoreRecord, Change, Checkpoint, Database, InventoryChange, InventoryRecord, NumberRecord,
@@ -114,26 +114,68 @@ macro_rules! on_tx {
     };
 }
 
-/// `($1, $2, …), (…)` for `rows` rows of `columns` values.
-fn placeholders(columns: usize, rows: usize) -> String {
-    let mut text = String::new();
-    for row in 0..rows {
-        if row > 0 {
-            text.push_str(", ");
+/// How a backend spells the `n`th (1-based) bound parameter: PostgreSQL numbers
+/// them (`$n`); SQLite gets anonymous `?`, bound in order. SQLite keeps named and
+/// numbered parameters in a list it scans linearly, both when parsing each one and
+/// when sqlx asks each one's name to bind it: `$n` makes a 10 000-parameter statement
+/// quadratic (most of an import's time, measured), `?` keeps it linear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Params {
+    Numbered,
+    Anonymous,
+}
+
+impl Params {
+    fn push(self, n: usize, text: &mut String) {
+        match self {
+            Params::Numbered => {
+                text.push('$');
+                text.push_str(&n.to_string());
+            }
+            Params::Anonymous => text.push('?'),
         }
-        text.push('(');
-        for column in 0..columns {
-            if column > 0 {
+    }
+
+    /// `p1, p2, …` for `count` parameters.
+    fn list(self, count: usize) -> String {
+        let mut text = String::with_capacity(count * 4);
+        for n in 1..=count {
+            if n > 1 {
                 text.push_str(", ");
             }
-            text.push_str(&format!("${}", row * columns + column + 1));
+            self.push(n, &mut text);
         }
-        text.push(')');
+        text
     }
-    text
+
+    /// `(p1, p2, …), (…)` for `rows` rows of `columns` values.
+    fn rows(self, columns: usize, rows: usize) -> String {
+        let mut text = String::with_capacity(rows * (columns * 4 + 4));
+        for row in 0..rows {
+            if row > 0 {
+                text.push_str(", ");
+            }
+            text.push('(');
+            for column in 0..columns {
+                if column > 0 {
+                    text.push_str(", ");
+                }
+                self.push(row * columns + column + 1, &mut text);
+            }
+            text.push(')');
+        }
+        text
+    }
 }
 
 impl Tx<'_> {
+    fn params(&self) -> Params {
+        match self {
+            Tx::Sqlite(_) => Params::Anonymous,
+            Tx::Postgres(_) => Params::Numbered,
+        }
+    }
+
     /// Runs `{head} VALUES (…), (…) {tail}` over `rows` (each `columns` cells), in
     /// chunks under the bind limit; returns the two text columns each chunk's
     /// `RETURNING` gives (none when `tail` has no `RETURNING`).
@@ -149,7 +191,7 @@ impl Tx<'_> {
         let per_chunk = (MAX_BINDS / columns.max(1)).max(1);
         let mut returned = Vec::new();
         for chunk in rows.chunks(per_chunk) {
-            let sql = format!("{head} VALUES {} {tail}", placeholders(columns, chunk.len()));
+            let sql = format!("{head} VALUES {} {tail}", self.params().rows(columns, chunk.len()));
             let cells = chunk.iter().flatten();
             let rows: Vec<(String, String)> = on_tx!(self, |t| {
                 let mut query = sqlx::query_as::<_, (String, String)>(&sql);
@@ -185,8 +227,7 @@ impl Tx<'_> {
         let returning = tail.contains("RETURNING") || head.starts_with("SELECT");
         let mut returned = Vec::new();
         for chunk in items.chunks(MAX_BINDS) {
-            let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!("{head} ({}) {tail}", list.join(", "));
+            let sql = format!("{head} ({}) {tail}", self.params().list(chunk.len()));
             let rows: Vec<(String, String)> = on_tx!(self, |t| {
                 let mut query = sqlx::query_as::<_, (String, String)>(&sql);
                 for item in chunk {
@@ -861,9 +902,12 @@ impl Store {
         let mut existing = HashSet::new();
         {
             let mut conn = self.acquire().await?;
+            let params = match self.backend() {
+                Backend::Sqlite => Params::Anonymous,
+                Backend::Postgres => Params::Numbered,
+            };
             for chunk in ids.chunks(MAX_BINDS) {
-                let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-                let sql = format!("SELECT id FROM accounts WHERE id IN ({})", list.join(", "));
+                let sql = format!("SELECT id FROM accounts WHERE id IN ({})", params.list(chunk.len()));
                 let found: Vec<String> = on_conn!(&mut conn, |c| {
                     let mut query = sqlx::query_scalar::<_, String>(&sql);
                     for id in chunk {
