@@ -245,6 +245,48 @@ impl Tx<'_> {
         Ok(returned)
     }
 
+    /// `(key, owner)` of the rows of `table` among `keys` that have an owner. The keys
+    /// travel as one parameter (PostgreSQL: an array; SQLite: a JSON array), so the
+    /// statement's text is the same every batch and its prepared form is reused.
+    async fn current_owners(&mut self, table: &Table, keys: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let select = format!(
+            "SELECT {key}, {owner} FROM {name} WHERE {owner} IS NOT NULL AND {key}",
+            key = table.key,
+            owner = table.owner,
+            name = table.name
+        );
+        let what = "reading current owners";
+        let found = match self {
+            Tx::Postgres(t) => sqlx::query_as::<_, (String, String)>(&format!("{select} = ANY($1)"))
+                .bind(keys)
+                .fetch_all(&mut **t)
+                .await
+                .map_err(step(what))?,
+            Tx::Sqlite(t) => {
+                let keys = serde_json::Value::from(keys.to_vec()).to_string();
+                sqlx::query_as::<_, (String, String)>(&format!("{select} IN (SELECT value FROM json_each(?))"))
+                    .bind(keys)
+                    .fetch_all(&mut **t)
+                    .await
+                    .map_err(step(what))?
+            }
+        };
+        Ok(found)
+    }
+
+    /// Whether the quarantine holds any document at all.
+    async fn any_quarantined(&mut self) -> Result<bool, StoreError> {
+        let sql = "SELECT COUNT(*) FROM (SELECT 1 FROM ingest_rejections LIMIT 1) AS any_row";
+        let count: i64 = on_tx!(self, |t| sqlx::query_scalar(sql)
+            .fetch_one(&mut **t)
+            .await
+            .map_err(step("looking at the quarantine"))?);
+        Ok(count > 0)
+    }
+
     async fn commit(self) -> Result<(), StoreError> {
         on_tx!(self, |t| t.commit().await.map_err(step("committing inventory"))?);
         Ok(())
@@ -778,13 +820,7 @@ impl Store {
         // account (or an account to another parent) marks the old one too.
         let mut old_owners: HashMap<&'static str, HashMap<String, String>> = HashMap::new();
         for (table, rows) in &plan.upserts {
-            let head = format!(
-                "SELECT {key}, {owner} FROM {name} WHERE {owner} IS NOT NULL AND {key} IN",
-                key = table.key,
-                owner = table.owner,
-                name = table.name
-            );
-            let found = tx.list("reading current owners", &head, "", &rows.keys()).await?;
+            let found = tx.current_owners(table, &rows.keys()).await?;
             old_owners.insert(table.name, found.into_iter().collect());
         }
 
@@ -837,14 +873,17 @@ impl Store {
         }
 
         // A good version supersedes a quarantined one; then this batch's rejections.
-        tx.values(
-            "lifting documents from the quarantine",
-            "DELETE FROM ingest_rejections WHERE (database, doc_id) IN (SELECT column1, column2 FROM (",
-            ") AS written)",
-            2,
-            &plan.written,
-        )
-        .await?;
+        // The quarantine is usually empty: one cheap look spares the lift's statement.
+        if !plan.written.is_empty() && tx.any_quarantined().await? {
+            tx.values(
+                "lifting documents from the quarantine",
+                "DELETE FROM ingest_rejections WHERE (database, doc_id) IN (SELECT column1, column2 FROM (",
+                ") AS written)",
+                2,
+                &plan.written,
+            )
+            .await?;
+        }
         let mut rejected: BTreeMap<(&str, &str), Vec<Cell>> = BTreeMap::new();
         for document in write.rejected {
             rejected.insert(
