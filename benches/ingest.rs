@@ -1,23 +1,29 @@
 //! Ingestion benchmark: writes the demo's Kazoo documents to a temporary NDJSON file
 //! (`{"database": …, "doc": …}` per line, about 1 M documents at 10 000 accounts), then
-//! on each backend, each time into a fresh database, times
+//! on each backend times
 //!
-//! * the **import**: the file read as a stream and applied through the ingestion core
-//!   in batches, then a re-import of the same file (which must change nothing);
-//! * the **floor**: the same inventory rows written the fastest plain way, in one pass
-//!   over the same file: each line parsed and read with `wire::kazoo::read_document`,
-//!   rows buffered per table and flushed in large chunks (PostgreSQL: `COPY … FROM
-//!   STDIN`; SQLite: 500-row INSERTs of bound parameters), all in one transaction. The
-//!   floor's total includes parsing and reading, as the import's does; its "insert"
-//!   column is the time spent in the flushes alone.
+//! * the **floor**, into a fresh database: the same inventory rows written the fastest
+//!   plain way, in one pass over the same file: each line parsed and read with
+//!   `wire::kazoo::read_document`, rows buffered per table and flushed in large chunks
+//!   (PostgreSQL: `COPY … FROM STDIN`; SQLite: 500-row INSERTs of bound parameters),
+//!   all in one transaction. The floor's total includes parsing and reading, as the
+//!   import's does; its "inserts" line is the time spent in the flushes alone;
+//! * the **import**, into another fresh database: the file read as a stream with
+//!   `ingest::sources::read_path` in batches of 2 000 and applied through the
+//!   [`Ingestor`] (then `finish`), exactly as `tally inventory import` does;
+//! * the **re-import** of the same file into the imported database, which must change
+//!   nothing (`applied == 0` is asserted).
 //!
-//! Peak memory (VmHWM) is reset before each import (`/proc/self/clear_refs`) and read
-//! after it, so it is the import's own peak.
+//! Each line shows documents/s and the ratio of its time to the floor's. Peak memory
+//! (VmHWM) is reset before the floor and before the import (`/proc/self/clear_refs`,
+//! "5") and read after each, so it is that phase's own peak; "n/a" when the kernel
+//! refuses the reset.
 //!
 //! Run: `cargo bench --bench ingest` (10 000 accounts);
 //! `TALLY_BENCH_ACCOUNTS=100000 cargo bench --bench ingest` for ~10 M documents;
 //! `TALLY_BENCH_BACKENDS=postgres` (or `sqlite`) to run one backend.
 //! PostgreSQL: `TALLY_BENCH_POSTGRES` (default postgres://postgres@127.0.0.1:5432/postgres).
+//! `RUST_LOG=tally=debug` shows the store's statements and their times.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -30,10 +36,16 @@ use tally::demo::documents::{documents, write_ndjson};
 use tally::demo::{generate, DemoSpec};
 use tally::domain::classify::NumberClassifiers;
 use tally::domain::inventory::{Change, Database, InventoryRecord};
+use tally::domain::summary::GregorianSeconds;
+use tally::ingest::sources::read_path;
+use tally::ingest::{IngestReport, Ingestor};
 use tally::store::{Backend, Store};
 use tally::wire::kazoo::{read_document, Reading};
 
 const NOW: i64 = 63_900_000_000;
+
+/// Documents per batch, as `[ingest] batch_size` defaults.
+const BATCH_SIZE: usize = 2_000;
 
 fn peak_memory_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -626,7 +638,7 @@ async fn drop_database(fresh: Fresh, admin_url: &str) {
     }
 }
 
-async fn run_floor(backend: &str, admin_url: &str, path: &Path, documents: u64, import: Option<Duration>) {
+async fn run_floor(backend: &str, admin_url: &str, path: &Path, documents: u64) -> Duration {
     let fresh = fresh_database(backend, admin_url, "floor").await;
     // Migrations through the store, then a plain connection of our own.
     let store = Store::open(&fresh.url).await.expect("opens");
@@ -663,14 +675,67 @@ async fn run_floor(backend: &str, admin_url: &str, path: &Path, documents: u64, 
         times.rows,
         (times.total - times.insert).as_secs_f64()
     );
-    if let Some(import) = import {
-        println!(
-            "  import / floor: {:.2}   import / floor inserts only: {:.2}",
-            import.as_secs_f64() / times.total.as_secs_f64().max(1e-9),
-            import.as_secs_f64() / times.insert.as_secs_f64().max(1e-9)
-        );
-    }
     drop_database(fresh, admin_url).await;
+    times.total
+}
+
+/// What one backend's import gave.
+struct ImportTimes {
+    import: Duration,
+    reimport: Duration,
+    peak_kib: Option<u64>,
+}
+
+/// One run of the ingestion core over the file, exactly as `tally inventory import`
+/// runs it: `read_path` in batches, every batch applied, then `finish`.
+async fn ingest_file(store: &Store, path: &Path) -> IngestReport {
+    let ingestor = Ingestor::new(store.clone(), NumberClassifiers::kazoo_defaults());
+    let mut receiver = read_path(path, None, BATCH_SIZE);
+    let mut run = ingestor.start(GregorianSeconds(NOW)).await.expect("the run starts");
+    while let Some(message) = receiver.recv().await {
+        let read = message.expect("the file reads");
+        for problem in read.problems {
+            run.reject_unreadable(problem.origin, problem.problem);
+        }
+        run.apply(read.batch).await.expect("the batch applies");
+    }
+    run.finish().await.expect("the run finishes")
+}
+
+/// The import into a fresh database, then the re-import of the same file.
+async fn run_import(backend: &str, admin_url: &str, path: &Path, documents: u64, floor: Duration) -> ImportTimes {
+    let fresh = fresh_database(backend, admin_url, "import").await;
+    let store = Store::open(&fresh.url).await.expect("opens");
+
+    let peak_reset = reset_peak_memory();
+    let started = Instant::now();
+    let first = ingest_file(&store, path).await;
+    let import = started.elapsed();
+    let peak_kib = peak_reset.then(peak_memory_kib);
+    assert_eq!(first.documents, documents, "{}", first.summary());
+    assert_eq!(
+        first.rejected, 0,
+        "the demo's documents are all accepted: {:?}",
+        first.rejections
+    );
+    print_line("import", import, documents, Some(floor), peak_kib);
+    println!("  {:<26} {}", "", first.summary());
+
+    let started = Instant::now();
+    let again = ingest_file(&store, path).await;
+    let reimport = started.elapsed();
+    assert_eq!(again.applied, 0, "a re-import changes nothing: {}", again.summary());
+    assert_eq!(again.rejected, 0, "{:?}", again.rejections);
+    print_line("re-import (no change)", reimport, documents, Some(floor), None);
+    println!("  {:<26} {}", "", again.summary());
+
+    store.close().await;
+    drop_database(fresh, admin_url).await;
+    ImportTimes {
+        import,
+        reimport,
+        peak_kib,
+    }
 }
 
 fn main() {
@@ -689,6 +754,7 @@ fn main() {
     let path = directory.path().join("demo.ndjson");
     let documents = write_documents(accounts, &path);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut rows: Vec<(String, Duration, ImportTimes)> = Vec::new();
     runtime.block_on(async {
         for backend in backends.split(',').map(str::trim) {
             if !matches!(backend, "postgres" | "sqlite") {
@@ -696,8 +762,36 @@ fn main() {
                 continue;
             }
             println!("{backend} ({accounts} accounts, {documents} documents):");
-            let import = None;
-            run_floor(backend, &admin_url, &path, documents, import).await;
+            let floor = run_floor(backend, &admin_url, &path, documents).await;
+            let times = run_import(backend, &admin_url, &path, documents, floor).await;
+            rows.push((backend.to_owned(), floor, times));
         }
     });
+    print_table(accounts, documents, &rows);
+}
+
+/// The summary of every backend, one line each.
+fn print_table(accounts: u64, documents: u64, rows: &[(String, Duration, ImportTimes)]) {
+    let rate = |elapsed: Duration| documents as f64 / elapsed.as_secs_f64().max(1e-9);
+    let ratio = |elapsed: Duration, floor: Duration| elapsed.as_secs_f64() / floor.as_secs_f64().max(1e-9);
+    println!();
+    println!("{accounts} accounts, {documents} documents, batches of {BATCH_SIZE}:");
+    println!(
+        "  {:<9} {:>13} {:>13} {:>7} {:>15} {:>7} {:>11}",
+        "backend", "floor doc/s", "import doc/s", "ratio", "re-import doc/s", "ratio", "import peak"
+    );
+    for (backend, floor, times) in rows {
+        println!(
+            "  {:<9} {:>13.0} {:>13.0} {:>7.2} {:>15.0} {:>7.2} {:>11}",
+            backend,
+            rate(*floor),
+            rate(times.import),
+            ratio(times.import, *floor),
+            rate(times.reimport),
+            ratio(times.reimport, *floor),
+            times
+                .peak_kib
+                .map_or_else(|| "n/a".to_owned(), |kib| format!("{} MiB", kib / 1024)),
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! Reconcile benchmark: seeds the demo data set and times `reconcile` on SQLite and
+//! Reconcile benchmark: loads the demo data set (through the ingestion core) and times `reconcile` on SQLite and
 //! PostgreSQL next to the plain-SQL floor for the same work (one set-based count, the
 //! cascade roll-up over the ancestor closure, and a write of only the changed rows),
 //! in three scenarios: first run (nothing stored), re-run with no change, and a
@@ -12,8 +12,10 @@
 use sqlx::Connection;
 use std::time::{Duration, Instant};
 use tally::config::DatabaseUrl;
-use tally::demo::{generate, DemoSpec};
+use tally::demo::DemoSpec;
+use tally::domain::classify::NumberClassifiers;
 use tally::domain::summary::GregorianSeconds;
+use tally::jobs::demo::{load, DEMO_BATCH_SIZE};
 use tally::jobs::reconcile::{run_once, ReconcileOptions};
 use tally::store::{Backend, CountingQueries, ReconcileScope, Store};
 
@@ -171,11 +173,22 @@ async fn bench_backend(store: &Store, objects: u64) -> Vec<Row> {
 async fn seeded(store: &Store, accounts: u64) -> u64 {
     let spec = DemoSpec { accounts, seed: 1 };
     let started = Instant::now();
-    let report = store.seed_demo(spec, &generate(spec)).await.expect("demo seeds");
+    // Loaded through the ingestion core, as `tally demo` loads it.
+    let report = load(
+        store,
+        NumberClassifiers::kazoo_defaults(),
+        spec,
+        GregorianSeconds(NOW - 1_000),
+        DEMO_BATCH_SIZE,
+    )
+    .await
+    .expect("the demo loads");
+    assert_eq!(report.ingest.rejected, 0, "the demo's documents are all accepted");
     println!(
-        "  seeded {} accounts, {} objects in {:.1} s",
+        "  seeded {} accounts, {} objects ({} documents through ingestion) in {:.1} s",
         report.accounts,
         report.objects,
+        report.documents,
         started.elapsed().as_secs_f64()
     );
     println!("  peak memory after seeding (VmHWM): {} MiB", peak_memory_kib() / 1024);

@@ -6,6 +6,7 @@
 pub mod billing;
 pub mod bookkeeper_sync;
 pub mod context;
+pub mod demo;
 pub mod ingest;
 pub mod one_shot;
 pub mod reconcile;

@@ -26,7 +26,7 @@ pub use billing::{
     SyncScope, UnreadableAccount, VendorTotal,
 };
 pub use counting::{CountingError, CountingQueries, CountingQuery};
-pub use demo::DemoReport;
+pub use demo::DemoCatalogReport;
 pub use inventory::{InventoryWrite, InventoryWritten, KnownAccounts, RejectedDocument};
 pub use reconcile::{ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
 pub use services::{

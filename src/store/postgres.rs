@@ -49,6 +49,3 @@ pub(super) fn hex10(expression: &str) -> String {
 
 /// PostgreSQL hash-joins temporary tables; statistics (ANALYZE) matter, indexes do not.
 pub(super) const INDEX_TEMP_TABLES: bool = false;
-
-/// Integers 0 .. $1-1 as a one-column table `g(n)`.
-pub(super) const SERIES: &str = "generate_series(0::bigint, $1::bigint - 1) AS g(n)";

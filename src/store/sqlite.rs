@@ -68,7 +68,3 @@ pub(super) fn hex10(expression: &str) -> String {
 /// Temporary tables get indexes for the anti-joins of the diff: SQLite has no hash
 /// join, so without them each lookup would scan.
 pub(super) const INDEX_TEMP_TABLES: bool = true;
-
-/// Integers 0 .. $1-1 as a one-column table `g(n)`.
-pub(super) const SERIES: &str =
-    "(WITH RECURSIVE g(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM g WHERE n + 1 < $1) SELECT n FROM g) AS g";

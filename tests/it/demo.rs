@@ -1,19 +1,50 @@
-//! `tally demo` data on both backends: complete, deterministic, and consistent with
-//! what reconcile counts from it.
+//! `tally demo` on both backends: loaded through the ingestion core, complete,
+//! deterministic, and consistent with what reconcile counts from it.
 
 use crate::helpers::{at, id, on_both_backends, reconcile_all};
 use tally::demo::{generate, DemoSpec, EXAMPLE_PLANS};
+use tally::domain::classify::NumberClassifiers;
+use tally::jobs::demo::{load, DemoReport};
 use tally::store::Store;
+
+pub async fn load_demo(store: &Store, spec: DemoSpec) -> DemoReport {
+    load(
+        store,
+        NumberClassifiers::kazoo_defaults(),
+        spec,
+        at(63_899_000_000),
+        500,
+    )
+    .await
+    .expect("the demo loads")
+}
 
 async fn demo_data_covers_every_category_and_reconciles_to_its_own_inventory(store: &Store) {
     let spec = DemoSpec { accounts: 300, seed: 9 };
     let data = generate(spec);
-    let report = store.seed_demo(spec, &data).await.expect("demo seeds");
+    let report = load_demo(store, spec).await;
     assert_eq!(report.accounts, 300);
     assert!(
         report.objects >= 300 * 90,
         "about a hundred objects per account, got {}",
         report.objects
+    );
+    assert_eq!(
+        report.ingest.rejected, 0,
+        "every demo document is accepted: {:?}",
+        report.ingest.rejections
+    );
+    assert_eq!(
+        store.rejection_count().await.expect("count"),
+        0,
+        "nothing is kept in quarantine"
+    );
+    assert_eq!(report.documents, report.ingest.documents);
+    assert_eq!(
+        report.ingest.applied + report.ingest.ignored_total(),
+        report.documents,
+        "a fresh load applies every document: {}",
+        report.ingest.summary()
     );
     let vendors = 1 + report.resellers;
     assert_eq!(
@@ -81,7 +112,7 @@ async fn demo_data_covers_every_category_and_reconciles_to_its_own_inventory(sto
 
 async fn the_same_seed_gives_the_same_quantities(store: &Store) {
     let spec = DemoSpec { accounts: 40, seed: 4 };
-    store.seed_demo(spec, &generate(spec)).await.expect("demo seeds");
+    load_demo(store, spec).await;
     reconcile_all(store, at(63_900_000_000)).await;
     let here = store
         .quantities(&id(&generate(spec).accounts[0].id))
@@ -89,7 +120,7 @@ async fn the_same_seed_gives_the_same_quantities(store: &Store) {
         .expect("read");
 
     let other = crate::helpers::sqlite_store().await;
-    other.store.seed_demo(spec, &generate(spec)).await.expect("demo seeds");
+    load_demo(&other.store, spec).await;
     reconcile_all(&other.store, at(63_900_000_000)).await;
     let there = other
         .store
@@ -98,7 +129,15 @@ async fn the_same_seed_gives_the_same_quantities(store: &Store) {
         .expect("read");
     assert_eq!(here, there);
     assert!(
-        store.seed_demo(spec, &generate(spec)).await.is_err(),
+        load(
+            store,
+            NumberClassifiers::kazoo_defaults(),
+            spec,
+            at(63_900_000_100),
+            500
+        )
+        .await
+        .is_err(),
         "a second demo into a full database is refused"
     );
 }

@@ -538,13 +538,13 @@ on_both_backends!(
 /// every account with plans has an invoice equal to what `tally quote` gives for its
 /// plans and quantities, and the bookkeeper received each exactly once.
 async fn the_demo_bills_every_account_as_quote_prices_it_and_delivers_each_invoice_once(store: &Store) {
-    use tally::demo::{generate, DemoSpec};
+    use tally::demo::DemoSpec;
     use tally::domain::Quantities;
     use tally::store::SyncScope;
     use tally::wire::invoice::invoice as invoice_json;
 
     let spec = DemoSpec { accounts: 60, seed: 7 };
-    store.seed_demo(spec, &generate(spec)).await.expect("demo seeds");
+    crate::demo::load_demo(store, spec).await;
     reconcile_all(store, at(T0)).await;
     let synced = sync_marked(store, T0 + 10).await;
     assert!(synced.skipped.is_empty(), "{:?}", synced.skipped);
