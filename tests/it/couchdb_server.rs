@@ -137,7 +137,11 @@ impl CouchServer {
     pub async fn get(&self, database: &str, id: &str) -> Value {
         let url = format!("{}{database}/{}", self.url, id.replace('+', "%2B"));
         let response = self.http.get(url).send().await.expect("GET document");
-        assert!(response.status().is_success(), "GET {database}/{id}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "GET {database}/{id}: {}",
+            response.status()
+        );
         response.json().await.expect("JSON document")
     }
 
