@@ -73,8 +73,12 @@ pub struct IngestReport {
     pub rejected: u64,
     /// The first [`NAMED_REJECTIONS`] of them.
     pub rejections: Vec<RejectionReport>,
-    /// Accounts marked for recounting (`tally run reconcile --changed`).
+    /// Times an account was marked for recounting by a batch (an account written by
+    /// several batches counts once per batch).
     pub accounts_marked: u64,
+    /// Accounts waiting for a recount at the end of the run (`tally run reconcile
+    /// --changed`), whoever marked them.
+    pub accounts_to_recount: u64,
     /// Documents kept from earlier (or this) run that applied once their account came.
     pub retried: u64,
     pub duration: Duration,
@@ -114,7 +118,7 @@ impl IngestReport {
             "ignored_by_type": self.ignored,
             "rejected": self.rejected,
             "rejections": rejections,
-            "accounts_marked": self.accounts_marked,
+            "accounts_to_recount": self.accounts_to_recount,
             "retried": self.retried,
             "duration_ms": u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
         })
@@ -129,7 +133,7 @@ impl IngestReport {
             self.unchanged,
             self.ignored_total(),
             self.rejected,
-            self.accounts_marked,
+            self.accounts_to_recount,
             self.duration.as_millis()
         )
     }
@@ -342,6 +346,7 @@ impl IngestRun {
                 break;
             }
         }
+        self.report.accounts_to_recount = self.ingestor.store.marked_account_count().await?;
         self.report.duration = self.started.elapsed();
         Ok(self.report)
     }

@@ -1012,6 +1012,12 @@ impl Store {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
+    /// How many accounts wait for a recount (`tally run reconcile --changed`).
+    pub async fn marked_account_count(&self) -> Result<u64, StoreError> {
+        let count = self.query_count("SELECT COUNT(*) FROM reconcile_marks").await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Recomputes stored number classifications when the classifier list changed
     /// since they were computed: `None` when it did not (one query), else how many
     /// numbers changed classification (their accounts are marked).

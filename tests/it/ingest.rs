@@ -153,11 +153,16 @@ async fn a_kazoo_platform_becomes_inventory_that_reconciles_to_its_quantities(st
 async fn reimporting_the_same_documents_changes_nothing(store: &Store) {
     let first = ingest(store, fixture("platform.ndjson"), 100).await;
     assert!(first.accounts_marked > 0);
+    assert_eq!(
+        first.accounts_to_recount, 4,
+        "every account of the platform waits for its recount"
+    );
     reconcile_all(store, at(NOW)).await;
     let second = ingest(store, fixture("platform.ndjson"), 5).await;
     assert_eq!(second.applied, 0, "{second:?}");
     assert_eq!(second.unchanged, first.applied + first.unchanged);
     assert_eq!(second.accounts_marked, 0);
+    assert_eq!(second.accounts_to_recount, 0, "the full reconcile settled every mark");
     let again = reconcile_all(store, at(NOW + 60)).await;
     assert_eq!(again.accounts_changed, 0);
 }
