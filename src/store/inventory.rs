@@ -98,6 +98,84 @@ fn optional(value: Option<&str>) -> Cell {
     Cell::Text(value.map(str::to_owned))
 }
 
+/// One column of a multi-row statement as a PostgreSQL array (`UNNEST($n::type[])`):
+/// one parameter per column instead of one per cell, so the statement's text is the
+/// same every batch, prepared once and reused, and nothing is parsed per row.
+enum Array {
+    Text(Vec<Option<String>>),
+    Int(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+impl Array {
+    fn sql_type(&self) -> &'static str {
+        match self {
+            Array::Text(_) => "text[]",
+            Array::Int(_) => "int8[]",
+            Array::Bool(_) => "bool[]",
+        }
+    }
+
+    /// The columns of `rows` (each `columns` cells, every row typed as the first).
+    fn columns(rows: &[Vec<Cell>], columns: usize) -> Result<Vec<Array>, StoreError> {
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let mut arrays: Vec<Array> = first
+            .iter()
+            .take(columns)
+            .map(|cell| match cell {
+                Cell::Text(_) => Array::Text(Vec::with_capacity(rows.len())),
+                Cell::Int(_) => Array::Int(Vec::with_capacity(rows.len())),
+                Cell::Bool(_) => Array::Bool(Vec::with_capacity(rows.len())),
+            })
+            .collect();
+        for row in rows {
+            for (array, cell) in arrays.iter_mut().zip(row) {
+                match (array, cell) {
+                    (Array::Text(values), Cell::Text(value)) => values.push(value.clone()),
+                    (Array::Int(values), Cell::Int(value)) => values.push(*value),
+                    (Array::Bool(values), Cell::Bool(value)) => values.push(*value),
+                    _ => return Err(StoreError::Refused("a column of mixed types in a batch".to_owned())),
+                }
+            }
+        }
+        Ok(arrays)
+    }
+
+    /// `UNNEST($1::text[], $2::bool[], …)` for `arrays`.
+    fn unnest(arrays: &[Array]) -> String {
+        let parameters: Vec<String> = arrays
+            .iter()
+            .enumerate()
+            .map(|(n, array)| format!("${}::{}", n + 1, array.sql_type()))
+            .collect();
+        format!("UNNEST({})", parameters.join(", "))
+    }
+
+    fn bind<'q, O>(
+        self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        match self {
+            Array::Text(values) => query.bind(values),
+            Array::Int(values) => query.bind(values),
+            Array::Bool(values) => query.bind(values),
+        }
+    }
+}
+
+/// A row an upsert inserted or changed.
+struct Upserted {
+    key: String,
+    /// The row's owner now (`''` for none).
+    owner: String,
+    /// The row did not exist before: it has no child rows to replace.
+    inserted: bool,
+    /// The row's owner before the statement (`''` for none or a new row).
+    old_owner: String,
+}
+
 /// One open transaction on either backend.
 enum Tx<'c> {
     Sqlite(sqlx::Transaction<'c, sqlx::Sqlite>),
@@ -188,6 +266,23 @@ impl Tx<'_> {
         rows: &[Vec<Cell>],
     ) -> Result<Vec<(String, String)>, StoreError> {
         let returning = tail.contains("RETURNING");
+        if let (Tx::Postgres(t), true) = (&mut *self, head.starts_with("INSERT INTO")) {
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let arrays = Array::columns(rows, columns)?;
+            let sql = format!("{head} SELECT * FROM {} {tail}", Array::unnest(&arrays));
+            let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+            for array in arrays {
+                query = array.bind(query);
+            }
+            return if returning {
+                query.fetch_all(&mut **t).await.map_err(step(what))
+            } else {
+                sqlx::Executor::execute(&mut **t, query).await.map_err(step(what))?;
+                Ok(Vec::new())
+            };
+        }
         let per_chunk = (MAX_BINDS / columns.max(1)).max(1);
         let mut returned = Vec::new();
         for chunk in rows.chunks(per_chunk) {
@@ -225,6 +320,19 @@ impl Tx<'_> {
         items: &[String],
     ) -> Result<Vec<(String, String)>, StoreError> {
         let returning = tail.contains("RETURNING") || head.starts_with("SELECT");
+        if let Tx::Postgres(t) = &mut *self {
+            if items.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sql = format!("{head} (SELECT UNNEST($1::text[])) {tail}");
+            let query = sqlx::query_as::<_, (String, String)>(&sql).bind(items);
+            return if returning {
+                query.fetch_all(&mut **t).await.map_err(step(what))
+            } else {
+                sqlx::Executor::execute(&mut **t, query).await.map_err(step(what))?;
+                Ok(Vec::new())
+            };
+        }
         let mut returned = Vec::new();
         for chunk in items.chunks(MAX_BINDS) {
             let sql = format!("{head} ({}) {tail}", self.params().list(chunk.len()));
@@ -245,31 +353,94 @@ impl Tx<'_> {
         Ok(returned)
     }
 
-    /// `(key, owner)` of the rows of `table` among `keys` that have an owner. On SQLite
-    /// the keys travel as one JSON parameter, so the statement's text is the same every
-    /// batch and its prepared form is reused. PostgreSQL keeps a literal `IN` list: a
-    /// reused `= ANY($1)` statement gets a generic plan made while the table was
-    /// small (a sequential scan), measured 30x slower on a 1 M-document re-import.
-    async fn current_owners(&mut self, table: &Table, keys: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+    /// `(key, owner or '')` of the rows of `table` among `keys` that exist (SQLite,
+    /// read before the batch's statements: which rows are new, and whose owner a row
+    /// leaves). The keys travel as one JSON parameter, so the statement's text is the
+    /// same every batch and its prepared form is reused. PostgreSQL reads the same in
+    /// the upsert itself ([`Tx::upsert`]).
+    async fn current_owners(&mut self, table: &Table, keys: &[String]) -> Result<HashMap<String, String>, StoreError> {
+        let Tx::Sqlite(t) = self else {
+            return Ok(HashMap::new());
+        };
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(HashMap::new());
         }
-        let select = format!(
-            "SELECT {key}, {owner} FROM {name} WHERE {owner} IS NOT NULL AND {key} IN",
+        let sql = format!(
+            "SELECT {key}, COALESCE({owner}, '') FROM {name} WHERE {key} IN (SELECT value FROM json_each(?))",
             key = table.key,
             owner = table.owner,
             name = table.name
         );
-        let what = "reading current owners";
+        let keys = serde_json::Value::from(keys.to_vec()).to_string();
+        let rows: Vec<(String, String)> = sqlx::query_as(&sql)
+            .bind(keys)
+            .fetch_all(&mut **t)
+            .await
+            .map_err(step("reading current owners"))?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Upserts `rows` into `table`; returns the rows inserted or changed. On SQLite,
+    /// `existing` is what [`Tx::current_owners`] read before. On PostgreSQL one
+    /// statement does it all: the columns travel as arrays (`UNNEST`), `xmax = 0`
+    /// tells a fresh row, and the outer query, which sees the table as it was before
+    /// the statement, reads the old owner of the rows that changed.
+    async fn upsert(
+        &mut self,
+        table: &Table,
+        rows: &[Vec<Cell>],
+        existing: Option<&HashMap<String, String>>,
+    ) -> Result<Vec<Upserted>, StoreError> {
+        let what = "writing inventory";
         match self {
-            Tx::Postgres(_) => self.list(what, &select, "", keys).await,
-            Tx::Sqlite(t) => {
-                let keys = serde_json::Value::from(keys.to_vec()).to_string();
-                sqlx::query_as::<_, (String, String)>(&format!("{select} (SELECT value FROM json_each(?))"))
-                    .bind(keys)
-                    .fetch_all(&mut **t)
-                    .await
-                    .map_err(step(what))
+            Tx::Postgres(t) => {
+                if rows.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let arrays = Array::columns(rows, table.columns.len())?;
+                let (set, differs) = table.changes();
+                let sql = format!(
+                    "WITH up AS (INSERT INTO {name} ({columns}) SELECT * FROM {unnest} \
+                     ON CONFLICT ({key}) DO UPDATE SET {set} WHERE {differs} \
+                     RETURNING {key} AS key, COALESCE({owner}, '') AS owner, (xmax = 0) AS inserted) \
+                     SELECT up.key, up.owner, up.inserted, CASE WHEN up.inserted THEN '' ELSE \
+                     COALESCE((SELECT old.{owner} FROM {name} AS old WHERE old.{key} = up.key), '') END FROM up",
+                    name = table.name,
+                    columns = table.columns.join(", "),
+                    unnest = Array::unnest(&arrays),
+                    key = table.key,
+                    owner = table.owner,
+                );
+                let mut query = sqlx::query_as::<_, (String, String, bool, String)>(&sql);
+                for array in arrays {
+                    query = array.bind(query);
+                }
+                let rows = query.fetch_all(&mut **t).await.map_err(step(what))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(key, owner, inserted, old_owner)| Upserted {
+                        key,
+                        owner,
+                        inserted,
+                        old_owner,
+                    })
+                    .collect())
+            }
+            Tx::Sqlite(_) => {
+                let (head, tail) = table.upsert();
+                let changed = self.values(what, &head, &tail, table.columns.len(), rows).await?;
+                Ok(changed
+                    .into_iter()
+                    .map(|(key, owner)| {
+                        let old = existing.and_then(|existing| existing.get(&key));
+                        Upserted {
+                            inserted: old.is_none(),
+                            old_owner: old.cloned().unwrap_or_default(),
+                            key,
+                            owner,
+                        }
+                    })
+                    .collect())
             }
         }
     }
@@ -444,6 +615,17 @@ impl Table {
     /// and owner (`''` for none) of each row inserted or changed.
     fn upsert(&self) -> (String, String) {
         let head = format!("INSERT INTO {} ({})", self.name, self.columns.join(", "));
+        let (set, differs) = self.changes();
+        let tail = format!(
+            "ON CONFLICT ({}) DO UPDATE SET {set} WHERE {differs} RETURNING {}, COALESCE({}, '')",
+            self.key, self.key, self.owner
+        );
+        (head, tail)
+    }
+
+    /// The `SET` list and the `WHERE` condition of the upsert's update: every column
+    /// but the key, and whether any of them differs.
+    fn changes(&self) -> (String, String) {
         let others: Vec<&str> = self
             .columns
             .iter()
@@ -458,15 +640,7 @@ impl Table {
             .iter()
             .map(|column| format!("{}.{column} IS DISTINCT FROM excluded.{column}", self.name))
             .collect();
-        let tail = format!(
-            "ON CONFLICT ({}) DO UPDATE SET {} WHERE {} RETURNING {}, COALESCE({}, '')",
-            self.key,
-            set.join(", "),
-            differs.join(" OR "),
-            self.key,
-            self.owner
-        );
-        (head, tail)
+        (set.join(", "), differs.join(" OR "))
     }
 }
 
@@ -813,43 +987,52 @@ impl Store {
         });
         let mut effects = Effects::default();
 
-        // Old owners of the rows about to be upserted: a row moving to another
-        // account (or an account to another parent) marks the old one too.
-        let mut old_owners: HashMap<&'static str, HashMap<String, String>> = HashMap::new();
-        for (table, rows) in &plan.upserts {
-            let found = tx.current_owners(table, &rows.keys()).await?;
-            old_owners.insert(table.name, found.into_iter().collect());
+        // PostgreSQL plans each statement for its arrays (a reused statement's generic
+        // plan, made while a table was small, would scan it sequentially).
+        if let Tx::Postgres(t) = &mut tx {
+            sqlx::Executor::execute(&mut **t, "SET LOCAL plan_cache_mode = force_custom_plan")
+                .await
+                .map_err(step("planning an inventory batch"))?;
+        }
+
+        // SQLite: which rows exist and their owners, before anything changes: a row
+        // moving to another account (or an account to another parent) marks the old
+        // one too, and a new row has no children to replace.
+        let mut existing: HashMap<&'static str, HashMap<String, String>> = HashMap::new();
+        if let Tx::Sqlite(_) = &tx {
+            for (table, rows) in &plan.upserts {
+                let found = tx.current_owners(table, &rows.keys()).await?;
+                existing.insert(table.name, found);
+            }
         }
 
         remove(&mut tx, &plan, &mut effects).await?;
 
         for (table, rows) in &plan.upserts {
-            let (head, tail) = table.upsert();
-            let changed = tx
-                .values("writing inventory", &head, &tail, table.columns.len(), &rows.cells())
-                .await?;
-            let old = old_owners.get(table.name);
+            let changed = tx.upsert(table, &rows.cells(), existing.get(table.name)).await?;
             let mut changed_keys = Vec::with_capacity(changed.len());
-            for (key, owner) in changed {
-                if let Some(document) = rows.document(&key) {
+            let mut replaced_keys = Vec::new();
+            for row in changed {
+                if let Some(document) = rows.document(&row.key) {
                     effects.changed_documents.insert(document);
                 }
                 // A row that moved marks the account it left: for an account, the
                 // old parent, whose cascade shrinks.
-                if let Some(old) = old.and_then(|old| old.get(&key)) {
-                    if *old != owner {
-                        effects.marked.insert(old.clone());
-                    }
+                if !row.old_owner.is_empty() && row.old_owner != row.owner {
+                    effects.marked.insert(row.old_owner);
                 }
                 let account = if table.name == ACCOUNTS.name {
-                    key.clone()
+                    row.key.clone()
                 } else {
-                    owner
+                    row.owner
                 };
                 effects.marked.insert(account);
-                changed_keys.push(key);
+                if !row.inserted {
+                    replaced_keys.push(row.key.clone());
+                }
+                changed_keys.push(row.key);
             }
-            replace_children(&mut tx, table, &changed_keys, &plan).await?;
+            replace_children(&mut tx, table, &changed_keys, &replaced_keys, &plan).await?;
         }
 
         let marked = u64::try_from(effects.marked.len()).unwrap_or(u64::MAX);
@@ -1264,18 +1447,20 @@ async fn delete_features(tx: &mut Tx<'_>, numbers: &[String]) -> Result<(), Stor
     Ok(())
 }
 
-/// Replaces the child rows of the parents that changed (keys of `table`).
+/// Replaces the child rows of the parents that changed (keys of `table`); only
+/// those that existed before (`replaced`) can have child rows to delete.
 async fn replace_children(
     tx: &mut Tx<'_>,
     table: &Table,
     changed: &[String],
+    replaced: &[String],
     plan: &Plan<'_>,
 ) -> Result<(), StoreError> {
     if changed.is_empty() {
         return Ok(());
     }
     if table.name == PHONE_NUMBERS.name {
-        delete_features(tx, changed).await?;
+        delete_features(tx, replaced).await?;
         let rows: Vec<Vec<Cell>> = changed
             .iter()
             .filter_map(|id| plan.numbers.get(id).map(|number| (id, number)))
@@ -1298,7 +1483,7 @@ async fn replace_children(
             "replacing store apps",
             "DELETE FROM app_store_apps WHERE account_id IN",
             "",
-            changed,
+            replaced,
         )
         .await?;
         let mut rows: Vec<Vec<Cell>> = Vec::new();
@@ -1330,7 +1515,7 @@ async fn replace_children(
             "replacing port transitions",
             "DELETE FROM port_request_transitions WHERE port_request_id IN",
             "",
-            changed,
+            replaced,
         )
         .await?;
         let mut rows: Vec<Vec<Cell>> = Vec::new();
