@@ -688,18 +688,14 @@ struct ImportTimes {
 }
 
 /// One run of the ingestion core over the file, exactly as `tally inventory import`
-/// runs it: `read_path` in batches, every batch applied, then `finish`.
+/// runs it: `read_path` in batches, every batch applied (`apply_source`), then `finish`.
 async fn ingest_file(store: &Store, path: &Path) -> IngestReport {
     let ingestor = Ingestor::new(store.clone(), NumberClassifiers::kazoo_defaults());
     let mut receiver = read_path(path, None, BATCH_SIZE);
     let mut run = ingestor.start(GregorianSeconds(NOW)).await.expect("the run starts");
-    while let Some(message) = receiver.recv().await {
-        let read = message.expect("the file reads");
-        for problem in read.problems {
-            run.reject_unreadable(problem.origin, problem.problem);
-        }
-        run.apply(read.batch).await.expect("the batch applies");
-    }
+    run.apply_source(&mut receiver)
+        .await
+        .expect("the file reads and every batch applies");
     run.finish().await.expect("the run finishes")
 }
 
