@@ -9,8 +9,9 @@
 //!   all in one transaction. The floor's total includes parsing and reading, as the
 //!   import's does; its "inserts" line is the time spent in the flushes alone;
 //! * the **import**, into another fresh database: the file read as a stream with
-//!   `ingest::sources::read_path` in batches of 2 000 and applied through the
-//!   [`Ingestor`] (then `finish`), exactly as `tally inventory import` does;
+//!   `ingest::sources::read_path` in batches of 5 000 (the default `ingest.batch_size`)
+//!   and applied through the [`Ingestor`] (then `finish`), exactly as `tally inventory
+//!   import` does;
 //! * the **re-import** of the same file into the imported database, which must change
 //!   nothing (`applied == 0` is asserted).
 //!
@@ -45,7 +46,7 @@ use tally::wire::kazoo::{read_document, Reading};
 const NOW: i64 = 63_900_000_000;
 
 /// Documents per batch, as `[ingest] batch_size` defaults.
-const BATCH_SIZE: usize = 2_000;
+const BATCH_SIZE: usize = 5_000;
 
 fn peak_memory_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -687,18 +688,14 @@ struct ImportTimes {
 }
 
 /// One run of the ingestion core over the file, exactly as `tally inventory import`
-/// runs it: `read_path` in batches, every batch applied, then `finish`.
+/// runs it: `read_path` in batches, every batch applied (`apply_source`), then `finish`.
 async fn ingest_file(store: &Store, path: &Path) -> IngestReport {
     let ingestor = Ingestor::new(store.clone(), NumberClassifiers::kazoo_defaults());
     let mut receiver = read_path(path, None, BATCH_SIZE);
     let mut run = ingestor.start(GregorianSeconds(NOW)).await.expect("the run starts");
-    while let Some(message) = receiver.recv().await {
-        let read = message.expect("the file reads");
-        for problem in read.problems {
-            run.reject_unreadable(problem.origin, problem.problem);
-        }
-        run.apply(read.batch).await.expect("the batch applies");
-    }
+    run.apply_source(&mut receiver)
+        .await
+        .expect("the file reads and every batch applies");
     run.finish().await.expect("the run finishes")
 }
 

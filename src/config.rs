@@ -58,7 +58,7 @@ pub struct IngestSettings {
 impl Default for IngestSettings {
     fn default() -> Self {
         IngestSettings {
-            batch_size: 2000,
+            batch_size: 5000,
             number_classifiers: DEFAULT_CLASSIFIERS
                 .iter()
                 .map(|(name, regex)| ClassifierSetting {

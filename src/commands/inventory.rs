@@ -9,7 +9,7 @@ use tally::cli::{InventoryFollowArgs, InventoryImportArgs, InventoryRejectedArgs
 use tally::config::Settings;
 use tally::domain::summary::GregorianSeconds;
 use tally::ingest::sources::{read_path, read_stdin};
-use tally::ingest::IngestReport;
+use tally::ingest::{IngestReport, SourceApplyError};
 use tally::jobs::context::ingest_outcome;
 use tally::jobs::ingest::IngestJobError;
 use tally::jobs::reconcile::ReconcileReport;
@@ -65,13 +65,10 @@ pub(crate) async fn run_import(settings: &Settings, args: &InventoryImportArgs) 
     };
     let now = now();
     let mut run = context.ingestor().start(now).await.map_err(anyhow::Error::from)?;
-    while let Some(message) = receiver.recv().await {
-        let read = message.map_err(|error| Failure::Other(anyhow::Error::from(error)))?;
-        for problem in read.problems {
-            run.reject_unreadable(problem.origin, problem.problem);
-        }
-        run.apply(read.batch).await.map_err(anyhow::Error::from)?;
-    }
+    run.apply_source(&mut receiver).await.map_err(|error| match error {
+        SourceApplyError::Source(error) => Failure::Other(anyhow::Error::from(error)),
+        SourceApplyError::Ingest(error) => Failure::from(anyhow::Error::from(error)),
+    })?;
     let report = run.finish().await.map_err(anyhow::Error::from)?;
     let reconcile = match args.reconcile {
         true => Some(context.reconcile_changed(now).await.map_err(anyhow::Error::from)?),

@@ -1,6 +1,7 @@
 //! The one ingestion path every face shares: a batch of raw documents is read, its
 //! references checked, and written in one transaction with the checkpoint it reached.
 
+use super::sources::{SourceError, SourceMessage, SourceProblem};
 use super::{RawDocument, SourceBatch};
 use crate::domain::classify::NumberClassifiers;
 use crate::domain::inventory::{check_references, Change, Database, InventoryChange, InventoryRecord};
@@ -10,6 +11,7 @@ use crate::store::{InventoryWrite, RejectedDocument, Store, StoreError};
 use crate::wire::kazoo::{read_document, Reading, Rejection};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// Rejections named one by one in a report; the rest are counted (all of them stay in
 /// the store's quarantine, `tally inventory rejected` lists them).
@@ -27,6 +29,15 @@ const RETRY_PAGE: u64 = 5_000;
 pub enum IngestError {
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why [`IngestRun::apply_source`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceApplyError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
 }
 
 /// One rejected document, named.
@@ -166,6 +177,18 @@ impl Ingestor {
         &self.store
     }
 
+    /// Reads every document of `batch` (`wire::kazoo::read_document`): pure work that
+    /// needs no store, so a source can prepare the next batch on another thread while
+    /// [`IngestRun::apply_prepared`] writes this one.
+    pub fn prepare(&self, batch: SourceBatch) -> PreparedBatch {
+        let readings = batch
+            .documents
+            .iter()
+            .map(|raw| read_document(&Database::parse(&raw.database), &raw.document, &self.classifiers))
+            .collect();
+        PreparedBatch { batch, readings }
+    }
+
     /// Starts a run: stored numbers are reclassified first if the classifier list
     /// changed since they were written.
     pub async fn start(&self, now: GregorianSeconds) -> Result<IngestRun, IngestError> {
@@ -178,6 +201,13 @@ impl Ingestor {
             now,
         })
     }
+}
+
+/// A batch whose documents are read, ready for [`IngestRun::apply_prepared`].
+pub struct PreparedBatch {
+    batch: SourceBatch,
+    /// One per document of the batch, in order.
+    readings: Vec<Result<Reading, Rejection>>,
 }
 
 /// One run of ingestion: batches go in, one report comes out.
@@ -196,7 +226,58 @@ impl IngestRun {
 
     /// Reads, checks and writes one batch in one transaction (with its checkpoint).
     pub async fn apply(&mut self, batch: SourceBatch) -> Result<(), IngestError> {
-        self.apply_documents(batch, false).await
+        let prepared = self.ingestor.prepare(batch);
+        self.apply_documents(prepared, false).await
+    }
+
+    /// [`IngestRun::apply`] of a batch [`Ingestor::prepare`] read beforehand.
+    pub async fn apply_prepared(&mut self, prepared: PreparedBatch) -> Result<(), IngestError> {
+        self.apply_documents(prepared, false).await
+    }
+
+    /// Applies every batch a file source sends ([`super::sources::read_path`],
+    /// [`super::sources::read_stdin`]), as `tally inventory import` does: each batch's
+    /// documents are read ([`Ingestor::prepare`]) on a blocking thread while the batch
+    /// before is written, so reading no longer waits for the database. Batches are
+    /// applied in order, each in its own transaction; a source's fatal error is returned
+    /// after the batches read before it are applied.
+    pub async fn apply_source(&mut self, receiver: &mut mpsc::Receiver<SourceMessage>) -> Result<(), SourceApplyError> {
+        let mut pending: Option<(Vec<SourceProblem>, tokio::task::JoinHandle<PreparedBatch>)> = None;
+        while let Some(message) = receiver.recv().await {
+            let read = match message {
+                Ok(read) => read,
+                Err(error) => {
+                    if let Some((problems, prepared)) = pending.take() {
+                        self.apply_pending(problems, prepared).await?;
+                    }
+                    return Err(error.into());
+                }
+            };
+            let ingestor = self.ingestor.clone();
+            let next = tokio::task::spawn_blocking(move || ingestor.prepare(read.batch));
+            if let Some((problems, prepared)) = pending.replace((read.problems, next)) {
+                self.apply_pending(problems, prepared).await?;
+            }
+        }
+        if let Some((problems, prepared)) = pending.take() {
+            self.apply_pending(problems, prepared).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_pending(
+        &mut self,
+        problems: Vec<SourceProblem>,
+        prepared: tokio::task::JoinHandle<PreparedBatch>,
+    ) -> Result<(), IngestError> {
+        for problem in problems {
+            self.reject_unreadable(problem.origin, problem.problem);
+        }
+        let prepared = match prepared.await {
+            Ok(prepared) => prepared,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        self.apply_prepared(prepared).await
     }
 
     /// Counts a document its source could not even parse (a line that is not JSON).
@@ -212,8 +293,8 @@ impl IngestRun {
         });
     }
 
-    async fn apply_documents(&mut self, batch: SourceBatch, retrying: bool) -> Result<(), IngestError> {
-        let classifiers = &self.ingestor.classifiers;
+    async fn apply_documents(&mut self, prepared: PreparedBatch, retrying: bool) -> Result<(), IngestError> {
+        let PreparedBatch { batch, readings } = prepared;
         let mut changes: Vec<InventoryChange> = Vec::with_capacity(batch.documents.len());
         let mut sources: Vec<&RawDocument> = Vec::with_capacity(batch.documents.len());
         let mut quarantine: Vec<RejectedDocument> = Vec::new();
@@ -221,9 +302,8 @@ impl IngestRun {
         if !retrying {
             self.report.documents += u64::try_from(batch.documents.len()).unwrap_or(u64::MAX);
         }
-        for raw in &batch.documents {
-            let database = Database::parse(&raw.database);
-            match read_document(&database, &raw.document, classifiers) {
+        for (raw, reading) in batch.documents.iter().zip(readings) {
+            match reading {
                 Ok(Reading::Change(change)) => {
                     changes.push(change);
                     sources.push(raw);
@@ -231,6 +311,7 @@ impl IngestRun {
                 Ok(Reading::Ignored { kind }) => *self.report.ignored.entry(kind).or_default() += 1,
                 Err(rejection) => {
                     if let Some(id) = &rejection.id {
+                        let database = Database::parse(&raw.database);
                         quarantine.push(quarantined(raw, &database, id, rejection.to_string(), None));
                     }
                     rejections.push(named(raw, rejection, None));
@@ -334,14 +415,11 @@ impl IngestRun {
                     })
                 })
                 .collect();
-            self.apply_documents(
-                SourceBatch {
-                    documents,
-                    checkpoint: None,
-                },
-                true,
-            )
-            .await?;
+            let prepared = self.ingestor.prepare(SourceBatch {
+                documents,
+                checkpoint: None,
+            });
+            self.apply_documents(prepared, true).await?;
             if self.report.applied + self.report.unchanged == before {
                 break;
             }

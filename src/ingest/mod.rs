@@ -16,7 +16,9 @@ mod core;
 pub mod couchdb;
 pub mod sources;
 
-pub use self::core::{IngestError, IngestReport, IngestRun, Ingestor, RejectionReport, NAMED_REJECTIONS};
+pub use self::core::{
+    IngestError, IngestReport, IngestRun, Ingestor, PreparedBatch, RejectionReport, SourceApplyError, NAMED_REJECTIONS,
+};
 
 /// One document as a source read it, before tally makes sense of it.
 #[derive(Debug, Clone)]
