@@ -11,7 +11,6 @@ use tally::domain::summary::GregorianSeconds;
 use tally::ingest::sources::{read_path, read_stdin};
 use tally::ingest::{IngestReport, SourceApplyError};
 use tally::jobs::context::ingest_outcome;
-use tally::jobs::ingest::IngestJobError;
 use tally::jobs::reconcile::ReconcileReport;
 
 fn now() -> GregorianSeconds {
@@ -80,11 +79,10 @@ pub(crate) async fn run_import(settings: &Settings, args: &InventoryImportArgs) 
 
 pub(crate) async fn run_follow(settings: &Settings, args: &InventoryFollowArgs) -> Result<ExitCode, Failure> {
     let context = job_context(settings).await?;
-    let client = match context.couch_client() {
-        Ok(client) => client,
-        Err(error @ IngestJobError::NotConfigured) => return Err(Failure::Config(error.to_string())),
-        Err(error) => return Err(Failure::Config(error.to_string())),
-    };
+    // Not configured, or a URL that cannot make a client: both are the settings' fault.
+    let client = context
+        .couch_client()
+        .map_err(|error| Failure::Config(error.to_string()))?;
     let stop = stop_on_signals();
     let poll = Duration::from_secs(settings.ingest.couchdb.poll_seconds.max(1));
     loop {

@@ -1396,54 +1396,32 @@ async fn remove(tx: &mut Tx<'_>, plan: &Plan<'_>, effects: &mut Effects) -> Resu
         delete_features(tx, &removed_numbers).await?;
     }
 
-    let numbers: Vec<String> = plan.number_removals.keys().cloned().collect();
-    if !numbers.is_empty() {
-        let removed = tx
-            .list(
-                "removing numbers",
-                "DELETE FROM phone_numbers WHERE id IN",
-                "RETURNING id, account_id",
-                &numbers,
-            )
-            .await?;
-        let mut removed_numbers = Vec::with_capacity(removed.len());
-        for (id, account) in removed {
-            if let Some(document) = plan.number_removals.get(&id) {
-                effects.changed_documents.insert(*document);
-            }
-            effects.marked.insert(account);
-            removed_numbers.push(id);
-        }
-        delete_features(tx, &removed_numbers).await?;
-    }
+    let removed_numbers = remove_documents_rows(
+        tx,
+        "removing numbers",
+        "DELETE FROM phone_numbers WHERE id IN",
+        &plan.number_removals,
+        effects,
+    )
+    .await?;
+    delete_features(tx, &removed_numbers).await?;
 
-    let requests: Vec<String> = plan.request_removals.keys().cloned().collect();
-    if !requests.is_empty() {
-        let removed = tx
-            .list(
-                "removing port requests",
-                "DELETE FROM port_requests WHERE id IN",
-                "RETURNING id, account_id",
-                &requests,
-            )
-            .await?;
-        let mut removed_requests = Vec::with_capacity(removed.len());
-        for (id, account) in removed {
-            if let Some(document) = plan.request_removals.get(&id) {
-                effects.changed_documents.insert(*document);
-            }
-            effects.marked.insert(account);
-            removed_requests.push(id);
-        }
-        if !removed_requests.is_empty() {
-            tx.list(
-                "removing port transitions",
-                "DELETE FROM port_request_transitions WHERE port_request_id IN",
-                "",
-                &removed_requests,
-            )
-            .await?;
-        }
+    let removed_requests = remove_documents_rows(
+        tx,
+        "removing port requests",
+        "DELETE FROM port_requests WHERE id IN",
+        &plan.request_removals,
+        effects,
+    )
+    .await?;
+    if !removed_requests.is_empty() {
+        tx.list(
+            "removing port transitions",
+            "DELETE FROM port_request_transitions WHERE port_request_id IN",
+            "",
+            &removed_requests,
+        )
+        .await?;
     }
 
     // An account row is never deleted (its descendants would dangle): it is flagged.
@@ -1465,6 +1443,32 @@ async fn remove(tx: &mut Tx<'_>, plan: &Plan<'_>, effects: &mut Effects) -> Resu
         }
     }
     Ok(())
+}
+
+/// Deletes the rows of tombstoned documents kept by id (`removals`: id → document
+/// index); each row removed makes its document a change and marks its account.
+/// Returns the ids removed, whose child rows go next.
+async fn remove_documents_rows(
+    tx: &mut Tx<'_>,
+    what: &'static str,
+    delete: &str,
+    removals: &BTreeMap<String, usize>,
+    effects: &mut Effects,
+) -> Result<Vec<String>, StoreError> {
+    if removals.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = removals.keys().cloned().collect();
+    let removed = tx.list(what, delete, "RETURNING id, account_id", &ids).await?;
+    let mut removed_ids = Vec::with_capacity(removed.len());
+    for (id, account) in removed {
+        if let Some(document) = removals.get(&id) {
+            effects.changed_documents.insert(*document);
+        }
+        effects.marked.insert(account);
+        removed_ids.push(id);
+    }
+    Ok(removed_ids)
 }
 
 async fn delete_features(tx: &mut Tx<'_>, numbers: &[String]) -> Result<(), StoreError> {

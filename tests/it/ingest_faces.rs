@@ -85,19 +85,25 @@ async fn by_http(store: &Store) -> Value {
     envelope["data"].clone()
 }
 
-async fn the_same_documents_by_file_feed_and_http_give_the_same_quantities(
-    file: TestStore,
-    feed: TestStore,
-    http: TestStore,
-) {
-    let Some(couch) = CouchServer::start().await else {
-        return;
-    };
+/// A pouchdb-server holding the fixture platform, or `None` when it is not installed.
+async fn couch_with_the_platform() -> Option<CouchServer> {
+    let couch = CouchServer::start().await?;
     let documents: Vec<(String, Value)> = fixture("platform.ndjson")
         .into_iter()
         .map(|document| (document.database, document.document))
         .collect();
     couch.load(&documents).await;
+    Some(couch)
+}
+
+async fn the_same_documents_by_file_feed_and_http_give_the_same_quantities(
+    file: TestStore,
+    feed: TestStore,
+    http: TestStore,
+) {
+    let Some(couch) = couch_with_the_platform().await else {
+        return;
+    };
 
     let from_file = by_file(&file.store).await;
     assert_eq!(from_file.rejected, 0, "{:?}", from_file.rejections);
@@ -271,14 +277,9 @@ fn following_without_a_couchdb_is_a_configuration_error_and_an_unreachable_one_i
 async fn the_shipped_ingest_job_reads_the_feed_and_recounts_what_changed() {
     use tally::scheduler::daemon::RunEnd;
     use tally::scheduler::job_file::parse_job_file;
-    let Some(couch) = CouchServer::start().await else {
+    let Some(couch) = couch_with_the_platform().await else {
         return;
     };
-    let documents: Vec<(String, Value)> = fixture("platform.ndjson")
-        .into_iter()
-        .map(|document| (document.database, document.document))
-        .collect();
-    couch.load(&documents).await;
     let database = sqlite_store().await;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/ingest.toml");
     let job = parse_job_file(&path, &std::fs::read_to_string(&path).expect("the shipped file")).expect("parses");
