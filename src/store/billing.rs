@@ -102,6 +102,11 @@ pub struct RepricedAccount {
     pub marked_since: Option<i64>,
 }
 
+/// Marked for repricing: `dirty`, unless it is only held for undelivered audit rows
+/// (`dirty_held_since`, set below and cleared by `deliveries.rs`).
+const MARKED: &str = "dirty AND (dirty_held_since IS NULL OR dirty_since IS DISTINCT FROM dirty_held_since)";
+const MARKED_S: &str = "s.dirty AND (s.dirty_held_since IS NULL OR s.dirty_since IS DISTINCT FROM s.dirty_held_since)";
+
 /// Up to this many rows per multi-row statement (bind limits of both backends).
 const ROWS_PER_STATEMENT: usize = 400;
 
@@ -187,21 +192,23 @@ impl Store {
             SyncScope::Marked => {
                 let mut conn = self.acquire().await?;
                 on_conn!(&mut conn, |c| {
-                    sqlx::query_scalar("SELECT account_id FROM services WHERE dirty ORDER BY account_id")
-                        .fetch_all(&mut **c)
-                        .await
-                        .map_err(step("listing accounts marked for repricing"))?
+                    sqlx::query_scalar(&format!(
+                        "SELECT account_id FROM services WHERE {MARKED} ORDER BY account_id"
+                    ))
+                    .fetch_all(&mut **c)
+                    .await
+                    .map_err(step("listing accounts marked for repricing"))?
                 })
             }
             SyncScope::All => {
                 let mut conn = self.acquire().await?;
                 on_conn!(&mut conn, |c| {
-                    sqlx::query_scalar(
+                    sqlx::query_scalar(&format!(
                         "SELECT account_id FROM service_plan_assignments \
                          UNION SELECT account_id FROM invoice_snapshots WHERE kind = 'computed' \
-                         UNION SELECT account_id FROM services WHERE dirty \
+                         UNION SELECT account_id FROM services WHERE {MARKED} \
                          ORDER BY 1",
-                    )
+                    ))
                     .fetch_all(&mut **c)
                     .await
                     .map_err(step("listing accounts with plans"))?
@@ -226,7 +233,7 @@ impl Store {
         let list = placeholders(1, accounts.len());
         let account_sql = format!(
             "SELECT a.id, a.name, a.parent_id, a.reseller_id, a.deleted, s.overrides, s.bookkeeper, s.priced_at, \
-                    s.dirty, s.dirty_since \
+                    ({MARKED_S}) AS dirty, s.dirty_since \
              FROM accounts a LEFT JOIN services s ON s.account_id = a.id WHERE a.id IN ({list}) ORDER BY a.id"
         );
         // Every ancestor of the batch with its depth, to find the nearest reseller.
@@ -453,6 +460,24 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .map_err(step("clearing repricing marks"))?;
+            }
+            // An account left with audit rows its bookkeeper has not taken stays dirty
+            // (sync-and-bookkeepers.md §2.3), held rather than marked.
+            for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "UPDATE services SET dirty = TRUE, dirty_since = $1, dirty_held_since = $1 \
+                     WHERE account_id IN ({}) AND NOT dirty AND EXISTS (SELECT 1 FROM audit_logs l \
+                         WHERE l.account_id = services.account_id AND l.status = 'pending')",
+                    placeholders(2, chunk.len())
+                );
+                let mut query = sqlx::query(&sql).bind(now.0);
+                for repriced in chunk {
+                    query = query.bind(repriced.account.as_str());
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("keeping accounts with undelivered audit rows dirty"))?;
             }
             tx.commit().await.map_err(step("committing a sync batch"))?;
         });

@@ -26,7 +26,9 @@ pub use billing::{
     NewAuditRow, RepricedAccount, Standing, StoredAccount, StoredAssignment, SyncScope, UnreadableAccount, VendorTotal,
 };
 pub use counting::{CountingError, CountingQueries, CountingQuery};
-pub use deliveries::{DeliveryResult, DueDelivery, NewDelivery};
+pub use deliveries::{
+    DeliveryResult, DeliveryState, DueDelivery, NewDelivery, PendingDeliveries, WaitingDelivery, NEVER, NOT_CONFIGURED,
+};
 pub use demo::DemoCatalogReport;
 pub use inventory::{InventoryWrite, InventoryWritten, KnownAccounts, RejectedDocument};
 pub use reconcile::{ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
