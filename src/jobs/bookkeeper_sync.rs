@@ -182,6 +182,9 @@ pub async fn run_once(
     let mut report = BookkeeperSyncReport::default();
     let lease_seconds = i64::try_from(options.lease.as_secs()).unwrap_or(i64::MAX);
     let lease_until = GregorianSeconds(options.now.0.saturating_add(lease_seconds));
+    store
+        .wake_awaiting_configuration(options.now, options.account.as_ref())
+        .await?;
     loop {
         if options.stop.is_cancelled() {
             report.interrupted = true;

@@ -84,8 +84,9 @@ pub enum DeliveryResult {
         next_attempt_at: i64,
     },
     /// Not attempted: the bookkeeper is not configured. No attempt is counted and no
-    /// backoff set, so the first run after it is configured delivers at once; the
-    /// delivery is only kept out of the rest of this run (due the next second).
+    /// backoff set: it is kept out of the rest of this run only (due the next second,
+    /// and made due again when the next run starts), so the first run after the
+    /// bookkeeper is configured delivers it at once.
     AwaitingConfiguration { error: String },
 }
 
@@ -755,6 +756,34 @@ impl Store {
             state: DeliveryState::Queued,
         }));
         Ok(waiting)
+    }
+
+    /// Makes the deliveries waiting for their bookkeeper's configuration due at `now`,
+    /// at the start of every run: the run then finds out whether it is configured
+    /// (those still waiting are kept out of the rest of that run only).
+    pub async fn wake_awaiting_configuration(
+        &self,
+        now: GregorianSeconds,
+        only: Option<&AccountId>,
+    ) -> Result<u64, StoreError> {
+        let only = only.map_or("", AccountId::as_str);
+        let mut conn = self.acquire().await?;
+        let changed = on_conn!(&mut conn, |c| {
+            sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = $1 \
+                 WHERE status = 'in_flight' AND last_error_code = $2 AND lease_until < $1 \
+                 AND next_attempt_at > $1 AND next_attempt_at < $3 AND ($4 = '' OR account_id = $4)",
+            )
+            .bind(now.0)
+            .bind(NOT_CONFIGURED)
+            .bind(NEVER)
+            .bind(only)
+            .execute(&mut **c)
+            .await
+            .map_err(step("waking deliveries waiting for configuration"))?
+            .rows_affected()
+        });
+        Ok(changed)
     }
 
     /// Makes every in-flight delivery (of one account, or all) due at `now`: waiting

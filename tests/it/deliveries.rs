@@ -132,7 +132,10 @@ async fn a_fault_is_reported_pending_until_retried_and_delivered(store: &Store, 
 
     assert_eq!((first.deliveries, first.failed.len()), (2, 2));
     assert_eq!(first.pending, waiting_retry(2, T0 + 20 + BACKOFF));
-    assert!(first.has_failures(), "a run leaving deliveries pending is a temporary failure");
+    assert!(
+        first.has_failures(),
+        "a run leaving deliveries pending is a temporary failure"
+    );
     assert_eq!(first.to_json()["pending"]["total"], 2);
     assert!((dirty(store, "a").await, dirty(store, "b").await) == (true, true));
 
@@ -199,7 +202,10 @@ async fn deliveries_leased_by_a_dead_worker_are_pending_until_the_lease_expires(
         .waiting_deliveries(at(due_at + 100), None, 10)
         .await
         .expect("lists");
-    assert!(listed.iter().all(|delivery| delivery.state == DeliveryState::Leased), "{listed:?}");
+    assert!(
+        listed.iter().all(|delivery| delivery.state == DeliveryState::Leased),
+        "{listed:?}"
+    );
 
     let after_expiry = deliver(store, &bookkeeper, due_at + 301).await;
     assert_eq!((after_expiry.deliveries, after_expiry.acknowledged), (2, 2));
@@ -228,10 +234,17 @@ async fn an_unconfigured_bookkeeper_keeps_deliveries_waiting_without_spending_at
         assert!(report.has_failures());
     }
     assert_eq!(
-        rows(store, "SELECT COUNT(*) FROM deliveries WHERE attempts = 0 AND last_error_code = 'not_configured'").await,
+        rows(
+            store,
+            "SELECT COUNT(*) FROM deliveries WHERE attempts = 0 AND last_error_code = 'not_configured'"
+        )
+        .await,
         2
     );
-    assert_eq!(rows(store, "SELECT COUNT(*) FROM audit_logs WHERE attempts > 0").await, 0);
+    assert_eq!(
+        rows(store, "SELECT COUNT(*) FROM audit_logs WHERE attempts > 0").await,
+        0
+    );
     let listed = store.waiting_deliveries(at(T0 + 22), None, 10).await.expect("lists");
     assert_eq!(listed.len(), 2);
     assert!(listed
@@ -280,7 +293,10 @@ async fn a_delivery_failed_for_good_is_listed_and_retry_makes_it_due(store: &Sto
     );
 
     assert_eq!(
-        store.retry_deliveries(at(T0 + 100_001), Some(&id("a"))).await.expect("retries"),
+        store
+            .retry_deliveries(at(T0 + 100_001), Some(&id("a")))
+            .await
+            .expect("retries"),
         1,
         "only a's delivery"
     );
@@ -295,15 +311,15 @@ async fn dirty_is_held_while_audit_rows_wait_and_a_newer_mark_survives_delivery(
     let held_only = sync_marked(store, T0 + 15).await;
     assert_eq!(held_only.accounts_scanned, 0, "a hold is not a repricing mark");
 
-    store
-        .mark_for_repricing(&[id("b")], at(T0 + 16))
-        .await
-        .expect("marks");
+    store.mark_for_repricing(&[id("b")], at(T0 + 16)).await.expect("marks");
     let bookkeeper = FakeBookkeeper::start().await;
     deliver(store, &bookkeeper, T0 + 20).await;
 
     assert!(!dirty(store, "a").await, "delivered: clean");
-    assert!(dirty(store, "b").await, "marked after its rows were written: still to reprice");
+    assert!(
+        dirty(store, "b").await,
+        "marked after its rows were written: still to reprice"
+    );
     let repriced = sync_marked(store, T0 + 30).await;
     assert_eq!(repriced.accounts_scanned, 1);
     assert!(!dirty(store, "b").await);
@@ -368,7 +384,11 @@ async fn billing_against_a_failing_bookkeeper_exits_75_until_retried_then_0() {
     }
 
     let rerun = tally(dir, &["run", "billing", "--json"], &failing.url());
-    assert_eq!(exit_code(&rerun), Some(75), "an immediate rerun does not report success");
+    assert_eq!(
+        exit_code(&rerun),
+        Some(75),
+        "an immediate rerun does not report success"
+    );
     let report = json(&rerun);
     assert_eq!(report["deliveries"], 0);
     assert_eq!(report["pending_deliveries"]["total"].as_u64(), Some(sent));
@@ -424,7 +444,11 @@ async fn an_unconfigured_bookkeeper_warns_once_per_run_and_delivers_once_configu
     assert_eq!(report["pending_deliveries"]["total"].as_u64(), Some(waiting));
     assert_eq!(report["deliveries_failed"], 0);
     let stderr = String::from_utf8_lossy(&first.stderr);
-    assert_eq!(stderr.matches("not configured").count(), 1, "one warning per run: {stderr}");
+    assert_eq!(
+        stderr.matches("not configured").count(),
+        1,
+        "one warning per run: {stderr}"
+    );
 
     let second = tally(dir, &["run", "billing", "--json"], "");
     assert_eq!(exit_code(&second), Some(75));
