@@ -122,7 +122,7 @@ pub fn pending_json(pending: &PendingDeliveries) -> serde_json::Value {
         "awaiting_configuration": pending.awaiting_configuration,
         "failed": pending.failed,
         "queued": pending.queued,
-        "next_attempt_at": pending.next_attempt_at.map(|time| rfc3339(time)),
+        "next_attempt_at": pending.next_attempt_at.map(rfc3339),
     })
 }
 
@@ -432,4 +432,46 @@ fn record(
 
 fn utc(time: GregorianSeconds) -> DateTime<Utc> {
     DateTime::from_timestamp(time.unix(), 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_line_names_each_reason_and_the_next_attempt() {
+        let pending = PendingDeliveries {
+            leased: 2,
+            waiting_retry: 3,
+            awaiting_configuration: 1,
+            next_attempt_at: Some(GregorianSeconds::from_utc(
+                DateTime::from_timestamp(1_795_000_000, 0).expect("a valid time"),
+            )),
+            ..PendingDeliveries::default()
+        };
+
+        assert_eq!(
+            pending_text(&pending).as_deref(),
+            Some(
+                "pending deliveries: 6 (2 leased by another worker, 3 waiting for a retry, \
+                 1 waiting for the bookkeeper's configuration); next attempt at 2026-11-18T11:06:40Z"
+            )
+        );
+        assert_eq!(pending_json(&pending)["total"], 6);
+        assert_eq!(pending_text(&PendingDeliveries::default()), None);
+    }
+
+    #[test]
+    fn a_run_leaving_deliveries_pending_is_a_temporary_failure_even_with_none_failed() {
+        let report = BookkeeperSyncReport {
+            pending: PendingDeliveries {
+                leased: 1,
+                ..PendingDeliveries::default()
+            },
+            ..BookkeeperSyncReport::default()
+        };
+        assert!(report.failed.is_empty());
+        assert!(report.has_failures());
+        assert!(!BookkeeperSyncReport::default().has_failures());
+    }
 }
