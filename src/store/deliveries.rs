@@ -8,12 +8,13 @@
 //! when to retry (the job's retry policy does) or talks to a bookkeeper.
 
 use super::billing::read_invoice;
-use super::{on_conn, step, Conn, Store, StoreError};
+use super::{on_conn, step, Store, StoreError};
 use crate::domain::invoice::Invoice;
 use crate::domain::plan::BookkeeperRef;
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::AccountId;
 use crate::wire::invoice::invoice as invoice_json;
+use std::collections::BTreeMap;
 
 /// A delivery the bookkeeper-sync job should make now.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,30 +110,29 @@ struct PendingPairRow {
     bookkeeper_id: String,
 }
 
+/// A snapshot or pending audit row of one (account, bookkeeper), read for a batch.
 #[derive(sqlx::FromRow)]
-struct PendingRow {
-    id: String,
+struct PairInvoiceRow {
+    /// The snapshot kind, or the audit row id.
+    row_key: String,
+    account_id: String,
+    bookkeeper_type: String,
+    bookkeeper_vendor_id: String,
+    bookkeeper_id: String,
     invoice: String,
 }
 
-/// The `computed` or `acknowledged` invoice of one account and bookkeeper.
-async fn pair_snapshot(conn: &mut Conn, pair: &PendingPairRow, kind: &str) -> Result<Option<Invoice>, StoreError> {
-    let text: Option<String> = on_conn!(conn, |c| {
-        sqlx::query_scalar(
-            "SELECT invoice FROM invoice_snapshots WHERE account_id = $1 AND bookkeeper_type = $2 \
-             AND bookkeeper_vendor_id = $3 AND bookkeeper_id = $4 AND kind = $5",
+type Pair = (String, String, String, String);
+
+impl PairInvoiceRow {
+    fn pair(&self) -> Pair {
+        (
+            self.account_id.clone(),
+            self.bookkeeper_type.clone(),
+            self.bookkeeper_vendor_id.clone(),
+            self.bookkeeper_id.clone(),
         )
-        .bind(pair.account_id.as_str())
-        .bind(pair.bookkeeper_type.as_str())
-        .bind(pair.bookkeeper_vendor_id.as_str())
-        .bind(pair.bookkeeper_id.as_str())
-        .bind(kind)
-        .fetch_optional(&mut **c)
-        .await
-        .map_err(step("reading a delivery's snapshots"))?
-    });
-    text.map(|text| read_invoice(&text).map_err(StoreError::InvalidRow))
-        .transpose()
+    }
 }
 
 fn bookkeeper_ref(kind: String, vendor_id: String, id: String) -> BookkeeperRef {
@@ -166,21 +166,25 @@ impl Store {
             .await
             .map_err(step("listing deliveries to retry"))?
         });
-        let mut due = Vec::new();
-        for row in in_flight {
-            let leased = on_conn!(&mut conn, |c| {
-                sqlx::query("UPDATE deliveries SET lease_until = $1 WHERE id = $2 AND lease_until < $3")
-                    .bind(lease_until.0)
-                    .bind(row.id.as_str())
-                    .bind(now.0)
-                    .execute(&mut **c)
-                    .await
-                    .map_err(step("leasing a delivery"))?
-                    .rows_affected()
+        // One statement leases every retry; those another worker leased meanwhile are
+        // not returned, and are left to it.
+        let mut leased: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for chunk in in_flight.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE deliveries SET lease_until = $1 WHERE lease_until < $2 AND id IN ({}) RETURNING id",
+                placeholders(3, chunk.len())
+            );
+            let ids: Vec<String> = on_conn!(&mut conn, |c| {
+                let mut query = sqlx::query_scalar(&sql).bind(lease_until.0).bind(now.0);
+                for row in chunk {
+                    query = query.bind(row.id.as_str());
+                }
+                query.fetch_all(&mut **c).await.map_err(step("leasing deliveries"))?
             });
-            if leased == 0 {
-                continue;
-            }
+            leased.extend(ids);
+        }
+        let mut due = Vec::new();
+        for row in in_flight.into_iter().filter(|row| leased.contains(&row.id)) {
             due.push(DueDelivery::Retry {
                 account: AccountId::parse(row.account_id).map_err(|error| StoreError::InvalidRow(error.to_string()))?,
                 bookkeeper: bookkeeper_ref(row.bookkeeper_type, row.bookkeeper_vendor_id, row.bookkeeper_id),
@@ -206,35 +210,73 @@ impl Store {
             .await
             .map_err(step("listing pending audit rows"))?
         });
-        for pair in pairs {
-            let latest = pair_snapshot(&mut conn, &pair, "computed").await?;
-            let last_acknowledged = pair_snapshot(&mut conn, &pair, "acknowledged").await?;
-            let rows: Vec<PendingRow> = on_conn!(&mut conn, |c| {
-                sqlx::query_as(
-                    "SELECT id, invoice FROM audit_logs WHERE status = 'pending' AND delivery_id IS NULL \
-                     AND account_id = $1 AND bookkeeper_type = $2 AND bookkeeper_vendor_id = $3 AND bookkeeper_id = $4 \
-                     ORDER BY created_at, id",
-                )
-                .bind(pair.account_id.as_str())
-                .bind(pair.bookkeeper_type.as_str())
-                .bind(pair.bookkeeper_vendor_id.as_str())
-                .bind(pair.bookkeeper_id.as_str())
-                .fetch_all(&mut **c)
-                .await
-                .map_err(step("reading pending audit rows"))?
-            });
-            let pending = rows
+        // The snapshots and pending rows of every pair, read by account in two
+        // statements per chunk of accounts.
+        let mut accounts: Vec<&str> = pairs.iter().map(|pair| pair.account_id.as_str()).collect();
+        accounts.dedup();
+        let mut snapshots: BTreeMap<(Pair, String), String> = BTreeMap::new();
+        let mut pending: BTreeMap<Pair, Vec<(String, String)>> = BTreeMap::new();
+        for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
+            let list = placeholders(1, chunk.len());
+            let snapshot_sql = format!(
+                "SELECT kind AS row_key, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice \
+                 FROM invoice_snapshots WHERE account_id IN ({list})"
+            );
+            let pending_sql = format!(
+                "SELECT id AS row_key, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice \
+                 FROM audit_logs WHERE status = 'pending' AND delivery_id IS NULL AND account_id IN ({list}) \
+                 ORDER BY created_at, id"
+            );
+            for (sql, what, is_snapshot) in [
+                (&snapshot_sql, "reading deliveries' snapshots", true),
+                (&pending_sql, "reading pending audit rows", false),
+            ] {
+                let rows: Vec<PairInvoiceRow> = on_conn!(&mut conn, |c| {
+                    let mut query = sqlx::query_as(sql);
+                    for account in chunk {
+                        query = query.bind(*account);
+                    }
+                    query.fetch_all(&mut **c).await.map_err(step(what))?
+                });
+                for row in rows {
+                    let pair = row.pair();
+                    if is_snapshot {
+                        snapshots.insert((pair, row.row_key), row.invoice);
+                    } else {
+                        pending.entry(pair).or_default().push((row.row_key, row.invoice));
+                    }
+                }
+            }
+        }
+        let snapshot = |pair: &Pair, kind: &str| -> Result<Option<Box<Invoice>>, StoreError> {
+            snapshots
+                .get(&(pair.clone(), kind.to_owned()))
+                .map(|text| read_invoice(text).map(Box::new).map_err(StoreError::InvalidRow))
+                .transpose()
+        };
+        for row in pairs {
+            let pair = (
+                row.account_id,
+                row.bookkeeper_type,
+                row.bookkeeper_vendor_id,
+                row.bookkeeper_id,
+            );
+            let latest = snapshot(&pair, "computed")?;
+            let last_acknowledged = snapshot(&pair, "acknowledged")?;
+            let rows = pending
+                .remove(&pair)
+                .unwrap_or_default()
                 .into_iter()
-                .map(|row| read_invoice(&row.invoice).map(|invoice| (row.id, invoice)))
+                .map(|(id, text)| read_invoice(&text).map(|invoice| (id, invoice)))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(StoreError::InvalidRow)?;
+            let (account_id, kind, vendor_id, bookkeeper_id) = pair;
             due.push(DueDelivery::New {
-                account: AccountId::parse(pair.account_id)
-                    .map_err(|error| StoreError::InvalidRow(error.to_string()))?,
-                bookkeeper: bookkeeper_ref(pair.bookkeeper_type, pair.bookkeeper_vendor_id, pair.bookkeeper_id),
-                latest: latest.map(Box::new),
-                last_acknowledged: last_acknowledged.map(Box::new),
-                pending,
+                account: AccountId::parse(account_id).map_err(|error| StoreError::InvalidRow(error.to_string()))?,
+                bookkeeper: bookkeeper_ref(kind, vendor_id, bookkeeper_id),
+                latest,
+                last_acknowledged,
+                pending: rows,
             });
         }
         Ok(due)

@@ -185,6 +185,11 @@ async fn deliveries_leased_by_a_dead_worker_are_pending_until_the_lease_expires(
         .await
         .expect("leases");
     assert_eq!(taken.len(), 2);
+    let second_worker = store
+        .due_deliveries(at(due_at), at(due_at + 300), 10, None)
+        .await
+        .expect("reads");
+    assert!(second_worker.is_empty(), "a leased delivery goes to one worker only");
 
     let while_leased = deliver(store, &bookkeeper, due_at + 100).await;
 
