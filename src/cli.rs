@@ -66,6 +66,10 @@ pub enum Command {
         #[command(subcommand)]
         operation: InventoryOperation,
     },
+    /// List the deliveries to bookkeepers that wait (leased, for a retry, for the
+    /// bookkeeper's configuration, failed for good, queued), or make them due now with
+    /// `deliveries retry`.
+    Deliveries(DeliveriesArgs),
     /// Vendors' service plans and the legacy service_plans view (`api.md` §3), and
     /// `plans import` to load plan documents.
     Plans {
@@ -74,6 +78,48 @@ pub enum Command {
         #[command(subcommand)]
         operation: PlansOperation,
     },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DeliveriesArgs {
+    #[command(subcommand)]
+    pub operation: Option<DeliveriesOperation>,
+    #[command(flatten)]
+    pub list: DeliveriesListArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeliveriesListArgs {
+    /// Only this account's deliveries.
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+    /// How many to list.
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    /// Print one JSON object (the deliveries and the pending counts) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesOperation {
+    /// Make waiting deliveries due now: those waiting for a retry time and those that
+    /// failed for good (past the retry policy's last attempt) alike; their attempt
+    /// counts stay, so a failed one gets one more attempt before it is failed again.
+    /// Deliveries leased by a worker are left to it until the lease ends. The next
+    /// `tally run bookkeeper-sync` (or billing) sends them.
+    Retry(DeliveriesRetryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeliveriesRetryArgs {
+    /// Only this account's deliveries.
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+    /// Print JSON instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! The commands of the `tally` binary: each runs one command and returns its exit
 //! code; output for people goes to standard output, problems to standard error.
 
+pub(crate) mod deliveries;
 pub(crate) mod inventory;
 
 use crate::{Failure, EXIT_DATA_ERROR, EXIT_USAGE};
@@ -543,26 +544,10 @@ pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSy
             failure.error
         );
     }
-    let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
     if args.json {
-        let summary = serde_json::json!({
-            "deliveries": report.deliveries,
-            "acknowledged": report.acknowledged,
-            "refused": report.refused,
-            "failed": report.failed.len(),
-            "needs_attention": report.failed.iter().filter(|failure| failure.needs_attention).count(),
-            "duration_ms": duration_ms,
-        });
-        println!("{}", with_warnings(summary, &recorded.warnings));
+        println!("{}", with_warnings(report.to_json(), &recorded.warnings));
     } else {
-        println!(
-            "bookkeeper-sync: {} deliveries, {} acknowledged, {} refused, {} failed, {} ms",
-            report.deliveries,
-            report.acknowledged,
-            report.refused,
-            report.failed.len(),
-            duration_ms
-        );
+        print!("{}", report.to_text());
         print_warnings(&recorded.warnings);
     }
     Ok(recorded.exit_code())

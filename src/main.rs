@@ -96,6 +96,7 @@ fn main() -> ExitCode {
                 InventoryOperation::Follow(args) => commands::inventory::run_follow(&settings, &args).await,
                 InventoryOperation::Rejected(args) => commands::inventory::run_rejected(&settings, &args).await,
             },
+            Command::Deliveries(args) => commands::deliveries::run(&settings, &args).await,
             Command::Quote { .. } => unreachable!("quote runs before settings are loaded"),
         }
     });

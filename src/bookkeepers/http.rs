@@ -66,7 +66,7 @@ impl fmt::Debug for SecretString {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpBookkeeperSettings {
     /// Where invoices are posted. Empty (the default, as in Kazoo) means "not
-    /// configured": deliveries fail retryably with `http_url not configured`.
+    /// configured": deliveries wait, without spending attempts, until it is set.
     pub http_url: String,
     /// Sent verbatim as `Authorization`; omitted when empty.
     pub authorization_header: SecretString,
@@ -164,10 +164,9 @@ impl HttpBookkeeper {
             .user_agent(concat!("tally/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(HttpSetupError::Client)?;
+        // Not configured is said by the run that has a delivery for it, once (not here:
+        // every command builds the bookkeepers).
         let endpoint = endpoint(settings);
-        if let Endpoint::NotConfigured { reason } = &endpoint {
-            tracing::warn!(reason = %reason, "HTTP bookkeeper is not configured; its deliveries will stay pending");
-        }
         Ok(HttpBookkeeper {
             client,
             endpoint,
@@ -241,7 +240,9 @@ impl Bookkeeper for HttpBookkeeper {
                     response_code = outcome.response_code(),
                     "HTTP bookkeeper took the invoice"
                 ),
-                DeliveryOutcome::NotSynced(error) => tracing::warn!(
+                // The sync job says it once per delivery (with its attempts), or once per
+                // run for a missing configuration.
+                DeliveryOutcome::NotSynced(error) => tracing::debug!(
                     account_id = %request.account_id(),
                     sync_id = %request.sync_id(),
                     idempotency_key = %request.idempotency_key(),

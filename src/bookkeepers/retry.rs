@@ -4,8 +4,7 @@
 //! a clock or draws random numbers, so the schedule is the same in every process and
 //! in tests. The backoff doubles from `initial_delay` up to `max_delay`; after
 //! `max_attempts` failures the delivery is reported as needing attention and is no
-//! longer retried automatically (a manual `tally run sync --account` or a new change
-//! starts it again). Rejections ([`super::Rejection`]) need attention at once: no
+//! longer retried automatically (`tally deliveries retry` makes it due again). Rejections ([`super::Rejection`]) need attention at once: no
 //! retry can fix them.
 //!
 //! There is no jitter: deliveries are already spread by the sync batch size and the

@@ -1,11 +1,12 @@
 //! The nightly billing run: reconcile, then sync, then bookkeeper-sync, as one run with
 //! one report (issue 5): accounts scanned and changed, invoices changed, deliveries
-//! made and failed, and the recurring total each reseller bills.
+//! made and failed, the deliveries left pending, the recurring total each reseller
+//! bills, and how long each stage took.
 //!
 //! A plain sequence of the three jobs over their own options (which `JobContext`
 //! builds from the settings); it knows nothing of the context.
 
-use super::bookkeeper_sync::{self, BookkeeperSyncOptions, BookkeeperSyncReport};
+use super::bookkeeper_sync::{self, pending_json, pending_text, BookkeeperSyncOptions, BookkeeperSyncReport};
 use super::reconcile::{self, ReconcileError, ReconcileOptions, ReconcileReport};
 use super::sync::{self, SyncOptions, SyncReport};
 use crate::bookkeepers::Bookkeepers;
@@ -45,7 +46,20 @@ pub struct BillingReport {
     pub bookkeeper_sync: Option<BookkeeperSyncReport>,
     /// The recurring total per reseller (bookkeeper vendor) after the run.
     pub recurring_by_reseller: Vec<VendorTotal>,
+    pub stage_durations: StageDurations,
     pub duration: Duration,
+}
+
+/// How long each stage took; `None` for a stage the run stopped before.
+#[derive(Debug, Clone, Default)]
+pub struct StageDurations {
+    pub reconcile: Duration,
+    pub sync: Option<Duration>,
+    pub bookkeeper_sync: Option<Duration>,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The stages of a billing run, announced as they start (for a progress display).
@@ -83,19 +97,27 @@ pub async fn run_once(
     on_stage: &(dyn Fn(Stage) + Send + Sync),
 ) -> Result<BillingReport, BillingError> {
     let started = Instant::now();
+    let mut stage_durations = StageDurations::default();
     on_stage(Stage::Reconcile);
     let reconcile = reconcile::run_once(store, counting, &options.reconcile).await?;
+    stage_durations.reconcile = started.elapsed();
     let sync = if options.stop.is_cancelled() {
         None
     } else {
         on_stage(Stage::Sync);
-        Some(sync::run_once(store, &options.sync).await?)
+        let stage = Instant::now();
+        let report = sync::run_once(store, &options.sync).await?;
+        stage_durations.sync = Some(stage.elapsed());
+        Some(report)
     };
     let bookkeeper_sync = if options.stop.is_cancelled() {
         None
     } else {
         on_stage(Stage::BookkeeperSync);
-        Some(bookkeeper_sync::run_once(store, bookkeepers, &options.bookkeeper_sync).await?)
+        let stage = Instant::now();
+        let report = bookkeeper_sync::run_once(store, bookkeepers, &options.bookkeeper_sync).await?;
+        stage_durations.bookkeeper_sync = Some(stage.elapsed());
+        Some(report)
     };
     let recurring_by_reseller = store.recurring_by_vendor().await?;
     Ok(BillingReport {
@@ -103,6 +125,7 @@ pub async fn run_once(
         sync,
         bookkeeper_sync,
         recurring_by_reseller,
+        stage_durations,
         duration: started.elapsed(),
     })
 }
@@ -177,8 +200,15 @@ impl BillingReport {
             "deliveries_acknowledged": deliveries.map_or(0, |deliveries| deliveries.acknowledged),
             "deliveries_refused": deliveries.map_or(0, |deliveries| deliveries.refused),
             "deliveries_failed": deliveries.map_or(0, |deliveries| deliveries.failed.len()),
+            "deliveries_awaiting_configuration": deliveries.map_or(0, |deliveries| deliveries.awaiting_configuration),
+            "pending_deliveries": deliveries.map(|deliveries| pending_json(&deliveries.pending)),
             "recurring_by_reseller": resellers,
-            "duration_ms": u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            "stage_durations_ms": {
+                "reconcile": millis(self.stage_durations.reconcile),
+                "sync": self.stage_durations.sync.map(millis),
+                "bookkeeper_sync": self.stage_durations.bookkeeper_sync.map(millis),
+            },
+            "duration_ms": millis(self.duration),
         })
     }
 
@@ -201,6 +231,20 @@ impl BillingReport {
             self.reconcile.skipped.len() + sync.map_or(0, |sync| sync.skipped.len()),
             self.duration.as_millis()
         );
+        if let Some(line) = deliveries.and_then(|deliveries| pending_text(&deliveries.pending)) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let stage = |duration: Option<Duration>| match duration {
+            Some(duration) => format!("{} ms", duration.as_millis()),
+            None => "not run".to_owned(),
+        };
+        text.push_str(&format!(
+            "stages: reconcile {}, sync {}, bookkeeper-sync {}\n",
+            stage(Some(self.stage_durations.reconcile)),
+            stage(self.stage_durations.sync),
+            stage(self.stage_durations.bookkeeper_sync)
+        ));
         if !self.recurring_by_reseller.is_empty() {
             text.push_str("recurring total per reseller:\n");
             for total in &self.recurring_by_reseller {

@@ -7,23 +7,26 @@
 //! byte for byte until the bookkeeper answers 200 or 402, so a lost response can never
 //! turn into a second charge. Deliveries run in parallel up to a bound; a failure
 //! waits for its retry time, and after the policy's last attempt it is reported.
+//!
+//! A run ends by counting what it leaves waiting (leased by another worker, waiting
+//! for a retry, for a bookkeeper's configuration, or for an operator): a run that
+//! leaves deliveries pending is not a success, whatever it delivered itself. A
+//! bookkeeper that is not configured spends no attempts and gets one warning per run.
 
 use crate::bookkeepers::{
-    Bookkeeper, Bookkeepers, DeliveryOutcome, DeliveryRequest, RetryDecision, RetryPolicy, SyncId,
+    Bookkeeper, Bookkeepers, DeliveryError, DeliveryOutcome, DeliveryRequest, RetryDecision, RetryPolicy,
+    RetryableError, SyncId,
 };
 use crate::domain::changes::delivery;
 use crate::domain::plan::BookkeeperRef;
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::AccountId;
-use crate::store::{DeliveryResult, DueDelivery, NewDelivery, Store, StoreError};
+use crate::store::{DeliveryResult, DueDelivery, NewDelivery, PendingDeliveries, Store, StoreError, NEVER};
 use crate::wire::bookkeeper::DeliveryBody;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-/// A retry time that never comes: the delivery waits for an operator.
-const NEVER: i64 = i64::MAX / 2;
 
 #[derive(Debug, Clone)]
 pub struct BookkeeperSyncOptions {
@@ -56,20 +59,108 @@ pub struct FailedDelivery {
 
 #[derive(Debug, Clone, Default)]
 pub struct BookkeeperSyncReport {
+    /// Deliveries attempted (not those waiting for configuration).
     pub deliveries: usize,
     pub acknowledged: usize,
     pub refused: usize,
     pub failed: Vec<FailedDelivery>,
+    /// Deliveries not attempted because their bookkeeper is not configured.
+    pub awaiting_configuration: usize,
     /// Stopped before everything due was delivered.
     pub interrupted: bool,
+    /// What is left waiting when the run ends, whoever holds it.
+    pub pending: PendingDeliveries,
     pub duration: Duration,
 }
 
 impl BookkeeperSyncReport {
-    /// Some deliveries are left to retry or to look at.
+    /// The run ends as a temporary failure: a delivery failed, or deliveries are left
+    /// waiting (leased elsewhere, for a retry, for configuration, for an operator).
     pub fn has_failures(&self) -> bool {
-        !self.failed.is_empty()
+        !self.failed.is_empty() || self.pending.total() > 0
     }
+
+    /// The report as one JSON object (`--json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "deliveries": self.deliveries,
+            "acknowledged": self.acknowledged,
+            "refused": self.refused,
+            "failed": self.failed.len(),
+            "needs_attention": self.failed.iter().filter(|failure| failure.needs_attention).count(),
+            "awaiting_configuration": self.awaiting_configuration,
+            "pending": pending_json(&self.pending),
+            "duration_ms": u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The report for people: one line, and one more when deliveries are left waiting.
+    pub fn to_text(&self) -> String {
+        let mut text = format!(
+            "bookkeeper-sync: {} deliveries, {} acknowledged, {} refused, {} failed, {} ms\n",
+            self.deliveries,
+            self.acknowledged,
+            self.refused,
+            self.failed.len(),
+            self.duration.as_millis()
+        );
+        if let Some(line) = pending_text(&self.pending) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// The pending figures as JSON: the count by reason and the next attempt time.
+pub fn pending_json(pending: &PendingDeliveries) -> serde_json::Value {
+    serde_json::json!({
+        "total": pending.total(),
+        "leased": pending.leased,
+        "waiting_retry": pending.waiting_retry,
+        "due": pending.due,
+        "awaiting_configuration": pending.awaiting_configuration,
+        "failed": pending.failed,
+        "queued": pending.queued,
+        "next_attempt_at": pending.next_attempt_at.map(rfc3339),
+    })
+}
+
+/// "pending deliveries: …" when any are left, else `None`.
+pub fn pending_text(pending: &PendingDeliveries) -> Option<String> {
+    if pending.total() == 0 {
+        return None;
+    }
+    let reasons = [
+        (pending.leased, "leased by another worker"),
+        (pending.waiting_retry, "waiting for a retry"),
+        (pending.due, "due"),
+        (
+            pending.awaiting_configuration,
+            "waiting for the bookkeeper's configuration",
+        ),
+        (pending.failed, "failed, waiting for `tally deliveries retry`"),
+        (pending.queued, "queued behind a delivery in flight"),
+    ];
+    let listed: Vec<String> = reasons
+        .iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, reason)| format!("{count} {reason}"))
+        .collect();
+    let next = match pending.next_attempt_at {
+        Some(time) => format!("; next attempt at {}", rfc3339(time)),
+        None => String::new(),
+    };
+    Some(format!(
+        "pending deliveries: {} ({}){next}",
+        pending.total(),
+        listed.join(", ")
+    ))
+}
+
+/// A Gregorian-seconds time as RFC 3339 UTC.
+pub fn rfc3339(time: GregorianSeconds) -> String {
+    utc(time).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// One delivery ready to send.
@@ -91,6 +182,9 @@ pub async fn run_once(
     let mut report = BookkeeperSyncReport::default();
     let lease_seconds = i64::try_from(options.lease.as_secs()).unwrap_or(i64::MAX);
     let lease_until = GregorianSeconds(options.now.0.saturating_add(lease_seconds));
+    store
+        .wake_awaiting_configuration(options.now, options.account.as_ref())
+        .await?;
     loop {
         if options.stop.is_cancelled() {
             report.interrupted = true;
@@ -148,13 +242,20 @@ pub async fn run_once(
         let results: Vec<(String, DeliveryResult)> = outcomes
             .into_iter()
             .map(|(attempt, outcome)| {
-                report.deliveries += 1;
                 let result = record(&attempt, outcome, options, &mut report);
                 (attempt.delivery_id, result)
             })
             .collect();
         store.record_delivery_results(&results, options.now).await?;
     }
+    if report.awaiting_configuration > 0 {
+        tracing::warn!(
+            deliveries = report.awaiting_configuration,
+            "HTTP bookkeeper is not configured ([bookkeepers.http] http_url): its deliveries wait, \
+             without spending attempts, and go out on the first run after it is set"
+        );
+    }
+    report.pending = store.pending_deliveries(options.now, options.account.as_ref()).await?;
     report.duration = started.elapsed();
     Ok(report)
 }
@@ -274,6 +375,7 @@ fn record(
     let response_code = outcome.response_code();
     match outcome {
         DeliveryOutcome::Synced(acknowledgement) => {
+            report.deliveries += 1;
             report.acknowledged += 1;
             tracing::debug!(account_id = %attempt.account, bookkeeper = %attempt.bookkeeper, "delivered");
             DeliveryResult::Acknowledged {
@@ -282,6 +384,7 @@ fn record(
             }
         }
         DeliveryOutcome::SyncedNotInGoodStanding(refusal) => {
+            report.deliveries += 1;
             report.refused += 1;
             tracing::debug!(account_id = %attempt.account, bookkeeper = %attempt.bookkeeper, reason = %refusal.reason,
                 "delivered, payment refused");
@@ -292,7 +395,14 @@ fn record(
                 message: refusal.message,
             }
         }
+        DeliveryOutcome::NotSynced(DeliveryError::Retryable(RetryableError::NotConfigured { reason })) => {
+            report.awaiting_configuration += 1;
+            DeliveryResult::AwaitingConfiguration {
+                error: format!("bookkeeper not configured: {reason}"),
+            }
+        }
         DeliveryOutcome::NotSynced(error) => {
+            report.deliveries += 1;
             let attempts = attempt.attempts.saturating_add(1);
             let failed_attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
             let decision = options.retry.after_failure(&error, failed_attempts, utc(options.now));
@@ -301,8 +411,8 @@ fn record(
                 RetryDecision::NeedsAttention => NEVER,
             };
             let needs_attention = matches!(decision, RetryDecision::NeedsAttention);
-            tracing::warn!(account_id = %attempt.account, bookkeeper = %attempt.bookkeeper, %error, attempts,
-                needs_attention, "delivery not taken");
+            tracing::warn!(account_id = %attempt.account, bookkeeper = %attempt.bookkeeper,
+                delivery_id = %attempt.delivery_id, %error, attempts, needs_attention, "delivery not taken");
             report.failed.push(FailedDelivery {
                 account: attempt.account.clone(),
                 bookkeeper: attempt.bookkeeper.clone(),
@@ -312,6 +422,7 @@ fn record(
             });
             DeliveryResult::NotTaken {
                 response_code,
+                code: error.code(),
                 error: format!("{}: {error}", error.code()),
                 next_attempt_at,
             }
@@ -321,4 +432,46 @@ fn record(
 
 fn utc(time: GregorianSeconds) -> DateTime<Utc> {
     DateTime::from_timestamp(time.unix(), 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_line_names_each_reason_and_the_next_attempt() {
+        let pending = PendingDeliveries {
+            leased: 2,
+            waiting_retry: 3,
+            awaiting_configuration: 1,
+            next_attempt_at: Some(GregorianSeconds::from_utc(
+                DateTime::from_timestamp(1_795_000_000, 0).expect("a valid time"),
+            )),
+            ..PendingDeliveries::default()
+        };
+
+        assert_eq!(
+            pending_text(&pending).as_deref(),
+            Some(
+                "pending deliveries: 6 (2 leased by another worker, 3 waiting for a retry, \
+                 1 waiting for the bookkeeper's configuration); next attempt at 2026-11-18T11:06:40Z"
+            )
+        );
+        assert_eq!(pending_json(&pending)["total"], 6);
+        assert_eq!(pending_text(&PendingDeliveries::default()), None);
+    }
+
+    #[test]
+    fn a_run_leaving_deliveries_pending_is_a_temporary_failure_even_with_none_failed() {
+        let report = BookkeeperSyncReport {
+            pending: PendingDeliveries {
+                leased: 1,
+                ..PendingDeliveries::default()
+            },
+            ..BookkeeperSyncReport::default()
+        };
+        assert!(report.failed.is_empty());
+        assert!(report.has_failures());
+        assert!(!BookkeeperSyncReport::default().has_failures());
+    }
 }

@@ -582,6 +582,15 @@ impl Operations {
                 failed.bookkeeper.kind, failed.error
             )));
         }
+        // Waiting for configuration spends no attempt and is no failure of the run, but
+        // this call promised delivery now: say why it did not happen.
+        if delivered.pending.awaiting_configuration > 0 {
+            return Err(OpsError::Fault(
+                "delivery to the http bookkeeper is waiting: http_url not configured \
+                 (set [bookkeepers.http] http_url)"
+                    .to_owned(),
+            ));
+        }
         Ok(json!({}))
     }
 

@@ -11,6 +11,7 @@
 
 mod billing;
 mod counting;
+mod deliveries;
 mod demo;
 mod inventory;
 mod postgres;
@@ -22,10 +23,12 @@ mod tokens;
 mod topup;
 
 pub use billing::{
-    DeliveryResult, DueDelivery, NewAuditRow, NewDelivery, RepricedAccount, Standing, StoredAccount, StoredAssignment,
-    SyncScope, UnreadableAccount, VendorTotal,
+    NewAuditRow, RepricedAccount, Standing, StoredAccount, StoredAssignment, SyncScope, UnreadableAccount, VendorTotal,
 };
 pub use counting::{CountingError, CountingQueries, CountingQuery};
+pub use deliveries::{
+    DeliveryResult, DeliveryState, DueDelivery, NewDelivery, PendingDeliveries, WaitingDelivery, NEVER, NOT_CONFIGURED,
+};
 pub use demo::DemoCatalogReport;
 pub use inventory::{InventoryWrite, InventoryWritten, KnownAccounts, RejectedDocument};
 pub use reconcile::{ReconcileScope, ReconcileSession, StageOutcome, StagedChange};

@@ -12,6 +12,7 @@ mod cli_jobs;
 mod cli_ops;
 mod couchdb;
 mod couchdb_server;
+mod deliveries;
 mod demo;
 mod fake_bookkeeper;
 mod helpers;

@@ -1,0 +1,854 @@
+//! The delivery queue of the bookkeeper-sync job (`sync-and-bookkeepers.md` §5.4):
+//! what is due, deliveries frozen before their first attempt, and what each attempt
+//! ended in.
+//!
+//! A delivery's body and idempotency key are stored when it is created and resent
+//! verbatim on every retry, so a retry after a lost response is the same request and
+//! cannot charge twice. Workers take due deliveries under a lease; nothing here decides
+//! when to retry (the job's retry policy does) or talks to a bookkeeper.
+
+use super::billing::read_invoice;
+use super::{on_conn, step, Store, StoreError};
+use crate::domain::invoice::Invoice;
+use crate::domain::plan::BookkeeperRef;
+use crate::domain::summary::GregorianSeconds;
+use crate::domain::AccountId;
+use crate::wire::invoice::invoice as invoice_json;
+use std::collections::BTreeMap;
+
+/// A delivery the bookkeeper-sync job should make now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DueDelivery {
+    /// A delivery already attempted: resend its stored bytes as they are.
+    Retry {
+        delivery_id: String,
+        account: AccountId,
+        bookkeeper: BookkeeperRef,
+        body: Vec<u8>,
+        attempts: i64,
+    },
+    /// Pending audit rows not yet in any delivery: build one.
+    New {
+        account: AccountId,
+        bookkeeper: BookkeeperRef,
+        /// The bookkeeper's invoice in the `computed` snapshot (`None`: plans removed).
+        latest: Option<Box<Invoice>>,
+        last_acknowledged: Option<Box<Invoice>>,
+        /// The pending rows, oldest first: (audit id, annotated invoice).
+        pending: Vec<(String, Invoice)>,
+    },
+}
+
+/// A new delivery, frozen before its first attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    pub delivery_id: String,
+    pub account: AccountId,
+    pub bookkeeper: BookkeeperRef,
+    pub idempotency_key: String,
+    pub body: Vec<u8>,
+    /// What the bookkeeper will know once it answers.
+    pub acknowledged: Invoice,
+    /// The audit rows it carries.
+    pub audit_ids: Vec<String>,
+}
+
+/// The `next_attempt_at` of a delivery no automatic retry picks up: it failed for good
+/// (past the retry policy's last attempt, or rejected) and waits for an operator
+/// (`tally deliveries retry`).
+pub const NEVER: i64 = i64::MAX / 2;
+
+/// The `last_error_code` of a delivery waiting for its bookkeeper's configuration.
+pub const NOT_CONFIGURED: &str = "not_configured";
+
+/// What a delivery attempt ended in, as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryResult {
+    /// Taken (HTTP 200, local): rows `completed`; `standing` set when given.
+    Acknowledged {
+        response_code: Option<u16>,
+        standing: Option<&'static str>,
+    },
+    /// Taken but payment refused (HTTP 402): rows `failed` with the reason.
+    Refused {
+        response_code: Option<u16>,
+        reason: String,
+        message: String,
+        standing: Option<&'static str>,
+    },
+    /// Not taken: try again at `next_attempt_at` ([`NEVER`] when it needs attention).
+    NotTaken {
+        response_code: Option<u16>,
+        /// A stable code (`bookkeepers::DeliveryError::code`), for listings and counts.
+        code: &'static str,
+        error: String,
+        next_attempt_at: i64,
+    },
+    /// Not attempted: the bookkeeper is not configured. No attempt is counted and no
+    /// backoff set: it is kept out of the rest of this run only (due the next second,
+    /// and made due again when the next run starts), so the first run after the
+    /// bookkeeper is configured delivers it at once.
+    AwaitingConfiguration { error: String },
+}
+
+#[derive(sqlx::FromRow)]
+struct InFlightRow {
+    id: String,
+    account_id: String,
+    bookkeeper_type: String,
+    bookkeeper_vendor_id: String,
+    bookkeeper_id: String,
+    body: String,
+    attempts: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct PendingPairRow {
+    account_id: String,
+    bookkeeper_type: String,
+    bookkeeper_vendor_id: String,
+    bookkeeper_id: String,
+}
+
+/// A snapshot or pending audit row of one (account, bookkeeper), read for a batch.
+#[derive(sqlx::FromRow)]
+struct PairInvoiceRow {
+    /// The snapshot kind, or the audit row id.
+    row_key: String,
+    account_id: String,
+    bookkeeper_type: String,
+    bookkeeper_vendor_id: String,
+    bookkeeper_id: String,
+    invoice: String,
+}
+
+type Pair = (String, String, String, String);
+
+impl PairInvoiceRow {
+    fn pair(&self) -> Pair {
+        (
+            self.account_id.clone(),
+            self.bookkeeper_type.clone(),
+            self.bookkeeper_vendor_id.clone(),
+            self.bookkeeper_id.clone(),
+        )
+    }
+}
+
+fn bookkeeper_ref(kind: String, vendor_id: String, id: String) -> BookkeeperRef {
+    BookkeeperRef { kind, vendor_id, id }
+}
+
+impl Store {
+    /// Deliveries due at `now`, at most `limit`: retries first (oldest due first),
+    /// then bookkeepers with pending rows not yet in a delivery. Retries are leased
+    /// until `lease_until` so that a concurrent worker does not send them too.
+    pub async fn due_deliveries(
+        &self,
+        now: GregorianSeconds,
+        lease_until: GregorianSeconds,
+        limit: usize,
+        only: Option<&AccountId>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let only = only.map_or("", AccountId::as_str);
+        let mut conn = self.acquire().await?;
+        let in_flight: Vec<InFlightRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, body, attempts \
+                 FROM deliveries WHERE status = 'in_flight' AND next_attempt_at <= $1 AND lease_until < $1 \
+                 AND ($3 = '' OR account_id = $3) ORDER BY next_attempt_at, id LIMIT $2",
+            )
+            .bind(now.0)
+            .bind(limit)
+            .bind(only)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("listing deliveries to retry"))?
+        });
+        // One statement leases every retry; those another worker leased meanwhile are
+        // not returned, and are left to it.
+        let mut leased: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for chunk in in_flight.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE deliveries SET lease_until = $1 WHERE lease_until < $2 AND id IN ({}) RETURNING id",
+                placeholders(3, chunk.len())
+            );
+            let ids: Vec<String> = on_conn!(&mut conn, |c| {
+                let mut query = sqlx::query_scalar(&sql).bind(lease_until.0).bind(now.0);
+                for row in chunk {
+                    query = query.bind(row.id.as_str());
+                }
+                query.fetch_all(&mut **c).await.map_err(step("leasing deliveries"))?
+            });
+            leased.extend(ids);
+        }
+        let mut due = Vec::new();
+        for row in in_flight.into_iter().filter(|row| leased.contains(&row.id)) {
+            due.push(DueDelivery::Retry {
+                account: AccountId::parse(row.account_id).map_err(|error| StoreError::InvalidRow(error.to_string()))?,
+                bookkeeper: bookkeeper_ref(row.bookkeeper_type, row.bookkeeper_vendor_id, row.bookkeeper_id),
+                body: row.body.into_bytes(),
+                attempts: row.attempts,
+                delivery_id: row.id,
+            });
+        }
+
+        let room = limit.saturating_sub(i64::try_from(due.len()).unwrap_or(i64::MAX));
+        let pairs: Vec<PendingPairRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT DISTINCT l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id \
+                 FROM audit_logs l WHERE l.status = 'pending' AND l.delivery_id IS NULL \
+                 AND ($2 = '' OR l.account_id = $2) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'in_flight' \
+                     AND d.account_id = l.account_id AND d.bookkeeper_type = l.bookkeeper_type \
+                     AND d.bookkeeper_vendor_id = l.bookkeeper_vendor_id AND d.bookkeeper_id = l.bookkeeper_id) \
+                 ORDER BY l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id LIMIT $1",
+            )
+            .bind(room)
+            .bind(only)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("listing pending audit rows"))?
+        });
+        // The snapshots and pending rows of every pair, read by account in two
+        // statements per chunk of accounts.
+        let mut accounts: Vec<&str> = pairs.iter().map(|pair| pair.account_id.as_str()).collect();
+        accounts.dedup();
+        let mut snapshots: BTreeMap<(Pair, String), String> = BTreeMap::new();
+        let mut pending: BTreeMap<Pair, Vec<(String, String)>> = BTreeMap::new();
+        for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
+            let list = placeholders(1, chunk.len());
+            let snapshot_sql = format!(
+                "SELECT kind AS row_key, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice \
+                 FROM invoice_snapshots WHERE account_id IN ({list})"
+            );
+            let pending_sql = format!(
+                "SELECT id AS row_key, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice \
+                 FROM audit_logs WHERE status = 'pending' AND delivery_id IS NULL AND account_id IN ({list}) \
+                 ORDER BY created_at, id"
+            );
+            for (sql, what, is_snapshot) in [
+                (&snapshot_sql, "reading deliveries' snapshots", true),
+                (&pending_sql, "reading pending audit rows", false),
+            ] {
+                let rows: Vec<PairInvoiceRow> = on_conn!(&mut conn, |c| {
+                    let mut query = sqlx::query_as(sql);
+                    for account in chunk {
+                        query = query.bind(*account);
+                    }
+                    query.fetch_all(&mut **c).await.map_err(step(what))?
+                });
+                for row in rows {
+                    let pair = row.pair();
+                    if is_snapshot {
+                        snapshots.insert((pair, row.row_key), row.invoice);
+                    } else {
+                        pending.entry(pair).or_default().push((row.row_key, row.invoice));
+                    }
+                }
+            }
+        }
+        let snapshot = |pair: &Pair, kind: &str| -> Result<Option<Box<Invoice>>, StoreError> {
+            snapshots
+                .get(&(pair.clone(), kind.to_owned()))
+                .map(|text| read_invoice(text).map(Box::new).map_err(StoreError::InvalidRow))
+                .transpose()
+        };
+        for row in pairs {
+            let pair = (
+                row.account_id,
+                row.bookkeeper_type,
+                row.bookkeeper_vendor_id,
+                row.bookkeeper_id,
+            );
+            let latest = snapshot(&pair, "computed")?;
+            let last_acknowledged = snapshot(&pair, "acknowledged")?;
+            let rows = pending
+                .remove(&pair)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(id, text)| read_invoice(&text).map(|invoice| (id, invoice)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::InvalidRow)?;
+            let (account_id, kind, vendor_id, bookkeeper_id) = pair;
+            due.push(DueDelivery::New {
+                account: AccountId::parse(account_id).map_err(|error| StoreError::InvalidRow(error.to_string()))?,
+                bookkeeper: bookkeeper_ref(kind, vendor_id, bookkeeper_id),
+                latest,
+                last_acknowledged,
+                pending: rows,
+            });
+        }
+        Ok(due)
+    }
+
+    /// Freezes new deliveries and ties their audit rows to them, leased until
+    /// `lease_until`, in one transaction. For each, `false` when another worker already
+    /// has one in flight for the same account and bookkeeper.
+    pub async fn create_deliveries(
+        &self,
+        deliveries: &[NewDelivery],
+        now: GregorianSeconds,
+        lease_until: GregorianSeconds,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut prepared = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let body = String::from_utf8(delivery.body.clone())
+                .map_err(|_| StoreError::Refused("a delivery body must be UTF-8 JSON".to_owned()))?;
+            prepared.push((delivery, body, invoice_json(&delivery.acknowledged).to_string()));
+        }
+        let mut conn = self.acquire().await?;
+        let created = on_conn!(&mut conn, |c| {
+            let mut tx = sqlx::Connection::begin(&mut **c)
+                .await
+                .map_err(step("starting deliveries"))?;
+            let mut created = Vec::with_capacity(prepared.len());
+            for (delivery, body, acknowledged) in &prepared {
+                let inserted = sqlx::query(
+                    "INSERT INTO deliveries (id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, \
+                     idempotency_key, body, acknowledged_invoice, status, attempts, next_attempt_at, lease_until, \
+                     created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', 0, $9, $10, $9, $9) ON CONFLICT DO NOTHING",
+                )
+                .bind(delivery.delivery_id.as_str())
+                .bind(delivery.account.as_str())
+                .bind(delivery.bookkeeper.kind.as_str())
+                .bind(delivery.bookkeeper.vendor_id.as_str())
+                .bind(delivery.bookkeeper.id.as_str())
+                .bind(delivery.idempotency_key.as_str())
+                .bind(body.as_str())
+                .bind(acknowledged.as_str())
+                .bind(now.0)
+                .bind(lease_until.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(step("creating a delivery"))?
+                .rows_affected();
+                if inserted > 0 {
+                    for audit_id in &delivery.audit_ids {
+                        sqlx::query("UPDATE audit_logs SET delivery_id = $1 WHERE id = $2 AND delivery_id IS NULL")
+                            .bind(delivery.delivery_id.as_str())
+                            .bind(audit_id.as_str())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(step("tying audit rows to a delivery"))?;
+                    }
+                }
+                created.push(inserted > 0);
+            }
+            tx.commit().await.map_err(step("committing deliveries"))?;
+            created
+        });
+        Ok(created)
+    }
+
+    /// Records what attempts of deliveries ended in, each on its delivery, its audit
+    /// rows, the acknowledged snapshot and the account's standing, in one transaction.
+    /// An account whose last pending audit row is answered is no longer dirty, unless
+    /// it was marked for repricing meanwhile.
+    pub async fn record_delivery_results(
+        &self,
+        results: &[(String, DeliveryResult)],
+        now: GregorianSeconds,
+    ) -> Result<(), StoreError> {
+        let code = |response_code: &Option<u16>| response_code.map(i64::from);
+        let mut answered: Vec<&str> = Vec::new();
+        let mut conn = self.acquire().await?;
+        on_conn!(&mut conn, |c| {
+            let mut tx = sqlx::Connection::begin(&mut **c)
+                .await
+                .map_err(step("starting delivery results"))?;
+            for (delivery_id, result) in results {
+                let delivery_id = delivery_id.as_str();
+                let recorded = RecordedAttempt::of(result, now, code);
+                if recorded.terminal {
+                    answered.push(delivery_id);
+                }
+                sqlx::query(
+                    "UPDATE deliveries SET status = $1, attempts = attempts + $2, last_response_code = $3, \
+                     last_error = $4, last_error_code = $5, next_attempt_at = $6, lease_until = 0, updated_at = $7 \
+                     WHERE id = $8",
+                )
+                .bind(recorded.delivery_status)
+                .bind(recorded.attempts)
+                .bind(recorded.response_code)
+                .bind(recorded.error)
+                .bind(recorded.error_code)
+                .bind(recorded.next_attempt_at)
+                .bind(now.0)
+                .bind(delivery_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(step("recording a delivery attempt"))?;
+                sqlx::query(
+                    "UPDATE audit_logs SET status = $1, reason = COALESCE($2, reason), message = COALESCE($3, message), \
+                     attempts = attempts + $4, last_response_code = $5, last_error = $6, modified_at = $7 \
+                     WHERE delivery_id = $8",
+                )
+                .bind(recorded.row_status)
+                .bind(recorded.reason)
+                .bind(recorded.message)
+                .bind(recorded.attempts)
+                .bind(recorded.response_code)
+                .bind(recorded.error)
+                .bind(now.0)
+                .bind(delivery_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(step("recording a delivery on its audit rows"))?;
+                if recorded.terminal {
+                    sqlx::query(
+                        "INSERT INTO invoice_snapshots (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, \
+                         bookkeeper_id, invoice, recurring_units, updated_at) \
+                         SELECT account_id, 'acknowledged', bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, \
+                                acknowledged_invoice, 0, $1 FROM deliveries WHERE id = $2 \
+                         ON CONFLICT (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id) \
+                         DO UPDATE SET invoice = excluded.invoice, updated_at = excluded.updated_at",
+                    )
+                    .bind(now.0)
+                    .bind(delivery_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("recording what the bookkeeper acknowledged"))?;
+                }
+                if let Some(standing) = recorded.standing {
+                    sqlx::query(
+                        "INSERT INTO services (account_id, status) SELECT account_id, $1 FROM deliveries WHERE id = $2 \
+                         ON CONFLICT (account_id) DO UPDATE SET status = excluded.status, \
+                             status_reason = CASE WHEN excluded.status = 'good_standing' THEN NULL ELSE $3 END, \
+                             status_reason_code = CASE WHEN excluded.status = 'good_standing' THEN NULL ELSE $4 END",
+                    )
+                    .bind(standing)
+                    .bind(delivery_id)
+                    .bind(recorded.message)
+                    .bind(recorded.reason)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("updating the account's standing"))?;
+                }
+            }
+            // Dirty held only for these rows ends with the last of them (a mark set since
+            // changed dirty_since and still needs repricing).
+            for chunk in answered.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "UPDATE services SET dirty = FALSE, dirty_held_since = NULL \
+                     WHERE account_id IN (SELECT account_id FROM deliveries WHERE id IN ({})) \
+                     AND dirty AND dirty_held_since IS NOT NULL AND dirty_since = dirty_held_since \
+                     AND NOT EXISTS (SELECT 1 FROM audit_logs l WHERE l.account_id = services.account_id \
+                                     AND l.status = 'pending')",
+                    placeholders(1, chunk.len())
+                );
+                let mut query = sqlx::query(&sql);
+                for delivery_id in chunk {
+                    query = query.bind(*delivery_id);
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("clearing the dirty flag of delivered accounts"))?;
+            }
+            tx.commit().await.map_err(step("committing delivery results"))?;
+        });
+        Ok(())
+    }
+}
+
+/// Up to this many ids per statement (bind limits of both backends).
+const ROWS_PER_STATEMENT: usize = 400;
+
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The columns one [`DeliveryResult`] writes.
+struct RecordedAttempt<'a> {
+    delivery_status: &'static str,
+    row_status: &'static str,
+    /// Counted attempts: 0 when the delivery was not attempted.
+    attempts: i64,
+    reason: Option<&'a str>,
+    message: Option<&'a str>,
+    response_code: Option<i64>,
+    standing: Option<&'static str>,
+    error: Option<&'a str>,
+    error_code: Option<&'static str>,
+    next_attempt_at: i64,
+    /// Answered for good (acknowledged or refused).
+    terminal: bool,
+}
+
+impl<'a> RecordedAttempt<'a> {
+    fn of(
+        result: &'a DeliveryResult,
+        now: GregorianSeconds,
+        code: impl Fn(&Option<u16>) -> Option<i64>,
+    ) -> RecordedAttempt<'a> {
+        let answered = |response_code: &Option<u16>, standing: Option<&'static str>| RecordedAttempt {
+            delivery_status: "acknowledged",
+            row_status: "completed",
+            attempts: 1,
+            reason: None,
+            message: None,
+            response_code: code(response_code),
+            standing,
+            error: None,
+            error_code: None,
+            next_attempt_at: 0,
+            terminal: true,
+        };
+        match result {
+            DeliveryResult::Acknowledged {
+                response_code,
+                standing,
+            } => answered(response_code, *standing),
+            DeliveryResult::Refused {
+                response_code,
+                reason,
+                message,
+                standing,
+            } => RecordedAttempt {
+                delivery_status: "refused",
+                row_status: "failed",
+                reason: Some(reason.as_str()),
+                message: Some(message.as_str()),
+                ..answered(response_code, *standing)
+            },
+            DeliveryResult::NotTaken {
+                response_code,
+                code: error_code,
+                error,
+                next_attempt_at,
+            } => RecordedAttempt {
+                delivery_status: "in_flight",
+                row_status: "pending",
+                attempts: 1,
+                reason: None,
+                message: None,
+                response_code: code(response_code),
+                standing: None,
+                error: Some(error.as_str()),
+                error_code: Some(error_code),
+                next_attempt_at: *next_attempt_at,
+                terminal: false,
+            },
+            DeliveryResult::AwaitingConfiguration { error } => RecordedAttempt {
+                delivery_status: "in_flight",
+                row_status: "pending",
+                attempts: 0,
+                reason: None,
+                message: None,
+                response_code: None,
+                standing: None,
+                error: Some(error.as_str()),
+                error_code: Some(NOT_CONFIGURED),
+                next_attempt_at: now.0.saturating_add(1),
+                terminal: false,
+            },
+        }
+    }
+}
+
+/// Why a delivery (or a bookkeeper's pending audit rows) still waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// A worker holds its lease: another run, or one that died (the lease then expires).
+    Leased,
+    /// Failed; waiting for its retry time.
+    WaitingRetry,
+    /// Due now, not attempted yet (a run stopped early, or none ran since).
+    Due,
+    /// Its bookkeeper is not configured; goes out on the first run after it is.
+    AwaitingConfiguration,
+    /// Failed for good: past the retry policy's last attempt, or rejected. Waits for
+    /// `tally deliveries retry`.
+    Failed,
+    /// Pending audit rows not yet in a delivery: they wait behind the one in flight
+    /// for the same bookkeeper, or for the next run.
+    Queued,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Leased => "leased",
+            DeliveryState::WaitingRetry => "waiting-retry",
+            DeliveryState::Due => "due",
+            DeliveryState::AwaitingConfiguration => "waiting-for-configuration",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Queued => "queued",
+        }
+    }
+
+    /// The state of an in-flight delivery at `now` (the rule `pending_deliveries` counts with).
+    fn of(now: GregorianSeconds, lease_until: i64, next_attempt_at: i64, error_code: Option<&str>) -> DeliveryState {
+        if lease_until >= now.0 {
+            DeliveryState::Leased
+        } else if next_attempt_at >= NEVER {
+            DeliveryState::Failed
+        } else if error_code == Some(NOT_CONFIGURED) {
+            DeliveryState::AwaitingConfiguration
+        } else if next_attempt_at > now.0 {
+            DeliveryState::WaitingRetry
+        } else {
+            DeliveryState::Due
+        }
+    }
+}
+
+/// The deliveries left waiting, by why (`tally deliveries`, and every run's report).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PendingDeliveries {
+    pub leased: u64,
+    pub waiting_retry: u64,
+    pub due: u64,
+    pub awaiting_configuration: u64,
+    pub failed: u64,
+    /// Bookkeepers with pending audit rows not yet in a delivery.
+    pub queued: u64,
+    /// The earliest time an automatic attempt can happen: a retry time, or the end of
+    /// a lease. `None` when only an operator or a configuration change can help.
+    pub next_attempt_at: Option<GregorianSeconds>,
+}
+
+impl PendingDeliveries {
+    pub fn total(&self) -> u64 {
+        self.leased + self.waiting_retry + self.due + self.awaiting_configuration + self.failed + self.queued
+    }
+}
+
+/// One line of `tally deliveries`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingDelivery {
+    /// `None` for queued audit rows not yet frozen into a delivery.
+    pub delivery_id: Option<String>,
+    pub account: String,
+    pub bookkeeper: BookkeeperRef,
+    pub attempts: i64,
+    /// `None` when no automatic attempt is planned (failed, queued).
+    pub next_attempt_at: Option<GregorianSeconds>,
+    pub lease_until: Option<GregorianSeconds>,
+    pub last_error: Option<String>,
+    pub state: DeliveryState,
+}
+
+#[derive(sqlx::FromRow)]
+struct PendingCountRow {
+    leased: i64,
+    waiting_retry: i64,
+    due: i64,
+    awaiting_configuration: i64,
+    failed: i64,
+    queued: i64,
+    next_attempt_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct WaitingRow {
+    id: String,
+    account_id: String,
+    bookkeeper_type: String,
+    bookkeeper_vendor_id: String,
+    bookkeeper_id: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    lease_until: i64,
+    last_error: Option<String>,
+    last_error_code: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct QueuedRow {
+    account_id: String,
+    bookkeeper_type: String,
+    bookkeeper_vendor_id: String,
+    bookkeeper_id: String,
+    last_error: Option<String>,
+}
+
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl Store {
+    /// What waits at `now` (of one account, or all), counted in one query by
+    /// [`DeliveryState`].
+    pub async fn pending_deliveries(
+        &self,
+        now: GregorianSeconds,
+        only: Option<&AccountId>,
+    ) -> Result<PendingDeliveries, StoreError> {
+        let only = only.map_or("", AccountId::as_str);
+        let mut conn = self.acquire().await?;
+        let row: PendingCountRow = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT \
+                   CAST(COALESCE(SUM(CASE WHEN lease_until >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS leased, \
+                   CAST(COALESCE(SUM(CASE WHEN lease_until < $1 AND next_attempt_at < $3 \
+                       AND COALESCE(last_error_code, '') <> $4 AND next_attempt_at > $1 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                       AS waiting_retry, \
+                   CAST(COALESCE(SUM(CASE WHEN lease_until < $1 AND COALESCE(last_error_code, '') <> $4 \
+                       AND next_attempt_at <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS due, \
+                   CAST(COALESCE(SUM(CASE WHEN lease_until < $1 AND next_attempt_at < $3 \
+                       AND last_error_code = $4 THEN 1 ELSE 0 END), 0) AS BIGINT) AS awaiting_configuration, \
+                   CAST(COALESCE(SUM(CASE WHEN lease_until < $1 AND next_attempt_at >= $3 THEN 1 ELSE 0 END), 0) \
+                       AS BIGINT) AS failed, \
+                   MIN(CASE WHEN lease_until >= $1 AND lease_until + 1 > next_attempt_at THEN lease_until + 1 \
+                            WHEN next_attempt_at >= $3 OR COALESCE(last_error_code, '') = $4 THEN NULL \
+                            ELSE next_attempt_at END) AS next_attempt_at, \
+                   (SELECT COUNT(*) FROM (SELECT DISTINCT account_id, bookkeeper_type, bookkeeper_vendor_id, \
+                        bookkeeper_id FROM audit_logs WHERE status = 'pending' AND delivery_id IS NULL \
+                        AND ($2 = '' OR account_id = $2)) pairs) AS queued \
+                 FROM deliveries WHERE status = 'in_flight' AND ($2 = '' OR account_id = $2)",
+            )
+            .bind(now.0)
+            .bind(only)
+            .bind(NEVER)
+            .bind(NOT_CONFIGURED)
+            .fetch_one(&mut **c)
+            .await
+            .map_err(step("counting pending deliveries"))?
+        });
+        Ok(PendingDeliveries {
+            leased: count(row.leased),
+            waiting_retry: count(row.waiting_retry),
+            due: count(row.due),
+            awaiting_configuration: count(row.awaiting_configuration),
+            failed: count(row.failed),
+            queued: count(row.queued),
+            next_attempt_at: row.next_attempt_at.map(GregorianSeconds),
+        })
+    }
+
+    /// Up to `limit` deliveries waiting at `now` (in flight, then queued audit rows),
+    /// by account and bookkeeper.
+    pub async fn waiting_deliveries(
+        &self,
+        now: GregorianSeconds,
+        only: Option<&AccountId>,
+        limit: usize,
+    ) -> Result<Vec<WaitingDelivery>, StoreError> {
+        let only = only.map_or("", AccountId::as_str);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut conn = self.acquire().await?;
+        let in_flight: Vec<WaitingRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, attempts, \
+                 next_attempt_at, lease_until, last_error, last_error_code FROM deliveries \
+                 WHERE status = 'in_flight' AND ($1 = '' OR account_id = $1) \
+                 ORDER BY account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id LIMIT $2",
+            )
+            .bind(only)
+            .bind(limit)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("listing pending deliveries"))?
+        });
+        let room = limit.saturating_sub(i64::try_from(in_flight.len()).unwrap_or(i64::MAX));
+        let queued: Vec<QueuedRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, MAX(last_error) AS last_error \
+                 FROM audit_logs WHERE status = 'pending' AND delivery_id IS NULL AND ($1 = '' OR account_id = $1) \
+                 GROUP BY account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id \
+                 ORDER BY account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id LIMIT $2",
+            )
+            .bind(only)
+            .bind(room)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("listing queued audit rows"))?
+        });
+        let mut waiting: Vec<WaitingDelivery> = in_flight
+            .into_iter()
+            .map(|row| {
+                let state = DeliveryState::of(
+                    now,
+                    row.lease_until,
+                    row.next_attempt_at,
+                    row.last_error_code.as_deref(),
+                );
+                WaitingDelivery {
+                    delivery_id: Some(row.id),
+                    account: row.account_id,
+                    bookkeeper: bookkeeper_ref(row.bookkeeper_type, row.bookkeeper_vendor_id, row.bookkeeper_id),
+                    attempts: row.attempts,
+                    next_attempt_at: match state {
+                        DeliveryState::Failed | DeliveryState::Queued => None,
+                        DeliveryState::Leased => Some(GregorianSeconds(row.next_attempt_at.max(row.lease_until + 1))),
+                        DeliveryState::WaitingRetry | DeliveryState::Due | DeliveryState::AwaitingConfiguration => {
+                            Some(GregorianSeconds(row.next_attempt_at))
+                        }
+                    },
+                    lease_until: (state == DeliveryState::Leased).then_some(GregorianSeconds(row.lease_until)),
+                    last_error: row.last_error,
+                    state,
+                }
+            })
+            .collect();
+        waiting.extend(queued.into_iter().map(|row| WaitingDelivery {
+            delivery_id: None,
+            account: row.account_id,
+            bookkeeper: bookkeeper_ref(row.bookkeeper_type, row.bookkeeper_vendor_id, row.bookkeeper_id),
+            attempts: 0,
+            next_attempt_at: None,
+            lease_until: None,
+            last_error: row.last_error,
+            state: DeliveryState::Queued,
+        }));
+        Ok(waiting)
+    }
+
+    /// Makes the deliveries waiting for their bookkeeper's configuration due at `now`,
+    /// at the start of every run: the run then finds out whether it is configured
+    /// (those still waiting are kept out of the rest of that run only).
+    pub async fn wake_awaiting_configuration(
+        &self,
+        now: GregorianSeconds,
+        only: Option<&AccountId>,
+    ) -> Result<u64, StoreError> {
+        let only = only.map_or("", AccountId::as_str);
+        let mut conn = self.acquire().await?;
+        let changed = on_conn!(&mut conn, |c| {
+            sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = $1 \
+                 WHERE status = 'in_flight' AND last_error_code = $2 AND lease_until < $1 \
+                 AND next_attempt_at > $1 AND next_attempt_at < $3 AND ($4 = '' OR account_id = $4)",
+            )
+            .bind(now.0)
+            .bind(NOT_CONFIGURED)
+            .bind(NEVER)
+            .bind(only)
+            .execute(&mut **c)
+            .await
+            .map_err(step("waking deliveries waiting for configuration"))?
+            .rows_affected()
+        });
+        Ok(changed)
+    }
+
+    /// Makes every in-flight delivery (of one account, or all) due at `now`: waiting
+    /// retries and deliveries failed for good alike. Their attempt counts stay, so a
+    /// delivery past the retry policy's last attempt gets one more attempt. Leased
+    /// deliveries are left to their worker until the lease ends. Returns how many
+    /// were made due.
+    pub async fn retry_deliveries(&self, now: GregorianSeconds, only: Option<&AccountId>) -> Result<u64, StoreError> {
+        let only = only.map_or("", AccountId::as_str);
+        let mut conn = self.acquire().await?;
+        let changed = on_conn!(&mut conn, |c| {
+            sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = $1, updated_at = $1 \
+                 WHERE status = 'in_flight' AND lease_until < $1 AND next_attempt_at > $1 \
+                 AND ($2 = '' OR account_id = $2)",
+            )
+            .bind(now.0)
+            .bind(only)
+            .execute(&mut **c)
+            .await
+            .map_err(step("making deliveries due"))?
+            .rows_affected()
+        });
+        Ok(changed)
+    }
+}
