@@ -427,6 +427,7 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
             "accounts_changed": report.accounts_changed,
             "invoices_changed": report.invoices_changed,
             "accounts_skipped": report.skipped.len(),
+            "skipped": report.skipped_json(),
             "plan_sets": report.plan_sets,
             "dry_run": report.dry_run,
             "duration_ms": duration_ms,

@@ -89,6 +89,14 @@ impl SyncReport {
     pub fn is_partial(&self) -> bool {
         !self.skipped.is_empty()
     }
+
+    /// The skipped accounts for JSON reports: `[{"account_id", "reason"}]`, in run order.
+    pub fn skipped_json(&self) -> serde_json::Value {
+        self.skipped
+            .iter()
+            .map(|skipped| serde_json::json!({ "account_id": skipped.account.as_str(), "reason": skipped.reason }))
+            .collect()
+    }
 }
 
 pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport, StoreError> {
@@ -104,15 +112,7 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
             report.interrupted = true;
             break;
         }
-        let (accounts, unreadable) = store.pricing_inputs(batch).await?;
-        report.accounts_scanned += accounts.len() + unreadable.len();
-        for problem in unreadable {
-            tracing::warn!(account_id = %problem.account, problem = %problem.problem, "account skipped");
-            report.skipped.push(SkippedAccount {
-                account: problem.account,
-                reason: problem.problem,
-            });
-        }
+        let accounts = read_batch(store, batch, &mut report).await?;
         let mut repriced_batch = Vec::with_capacity(accounts.len());
         for stored in &accounts {
             let pricing = account_pricing(stored, options, &mut report.unresolved_plans);
@@ -120,11 +120,7 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
             let commit = match reprice(&pricing, &options.priorities, first, &mut cache) {
                 Ok(commit) => commit,
                 Err(error) => {
-                    tracing::warn!(account_id = %stored.account, %error, "account skipped");
-                    report.skipped.push(SkippedAccount {
-                        account: stored.account.clone(),
-                        reason: error.to_string(),
-                    });
+                    skip(&mut report, stored.account.clone(), error.to_string());
                     continue;
                 }
             };
@@ -172,6 +168,51 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
     report.plan_sets = cache.len();
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// Reads a batch for repricing. When one account's stored data breaks the batch's
+/// set-based read (a value the row types cannot hold), the halves are read apart until
+/// the account at fault stands alone; it is skipped and named, the others are read.
+/// Accounts whose rows read but do not parse are skipped the same way. Every account
+/// read or skipped here counts as scanned.
+async fn read_batch(
+    store: &Store,
+    batch: &[AccountId],
+    report: &mut SyncReport,
+) -> Result<Vec<StoredAccount>, StoreError> {
+    let mut readable = Vec::with_capacity(batch.len());
+    // A stack of parts still to read, the first part on top, so accounts stay in order.
+    let mut parts = vec![batch];
+    while let Some(part) = parts.pop() {
+        match store.pricing_inputs(part).await {
+            Ok((accounts, unreadable)) => {
+                report.accounts_scanned += accounts.len() + unreadable.len();
+                readable.extend(accounts);
+                for problem in unreadable {
+                    skip(report, problem.account, problem.problem);
+                }
+            }
+            Err(error) if error.is_bad_data() => match part {
+                [account] => {
+                    report.accounts_scanned += 1;
+                    skip(report, account.clone(), error.to_string());
+                }
+                _ => {
+                    let (first, second) = part.split_at(part.len() / 2);
+                    parts.push(second);
+                    parts.push(first);
+                }
+            },
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(readable)
+}
+
+/// Leaves an account out of the run, in the report and the log.
+fn skip(report: &mut SyncReport, account: AccountId, reason: String) {
+    tracing::warn!(account_id = %account, %reason, "account skipped");
+    report.skipped.push(SkippedAccount { account, reason });
 }
 
 /// The domain's view of a stored account (`plans.md` §5.3 steps 2 and 6).
