@@ -58,7 +58,10 @@ pub fn check_storable(invoice: &Invoice) -> Result<(), PricingError> {
     for item in &invoice.items {
         for (what, amount) in [("total", item.total), ("discount total", item.discounts.total)] {
             if amount.to_units().is_none() {
-                return Err(refuse(format!("item {}.{} {what}", item.category, item.plan_item), amount));
+                return Err(refuse(
+                    format!("item {}.{} {what}", item.category, item.plan_item),
+                    amount,
+                ));
             }
         }
     }

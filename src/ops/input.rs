@@ -56,13 +56,17 @@ pub(super) fn merge_json(left: &mut Map<String, Value>, right: Map<String, Value
 }
 
 /// A manual quantity (`api.md` §2.11): a whole number from 0 to [`LARGEST_QUANTITY`].
-pub(super) fn manual_quantity(value: &serde_json::Number, field: &str) -> Result<i64, FieldError> {
+pub(super) fn manual_quantity(value: &serde_json::Number, field: &str) -> Result<i64, Box<FieldError>> {
     match value.as_i64() {
         Some(count) if (0..=LARGEST_QUANTITY).contains(&count) => Ok(count),
-        Some(count) if count > LARGEST_QUANTITY => Err(too_many(field)),
+        Some(count) if count > LARGEST_QUANTITY => Err(Box::new(too_many(field))),
         // Whole numbers too large for 64 bits are still too many, not of the wrong type.
-        None if value.as_u64().is_some() => Err(too_many(field)),
-        _ => Err(FieldError::new(field, "type", "must be a non-negative integer")),
+        None if value.to_string().bytes().all(|byte| byte.is_ascii_digit()) => Err(Box::new(too_many(field))),
+        _ => Err(Box::new(FieldError::new(
+            field,
+            "type",
+            "must be a non-negative integer",
+        ))),
     }
 }
 
@@ -132,7 +136,14 @@ pub(super) fn billable_values(document: &document::Map, root: &Path) -> Vec<Fiel
                 .and_then(document::Value::as_object)
             {
                 let path = path.key("discounts").key("cumulative");
-                check_fields(cumulative, &path, &["rate"], &["rates"], &["minimum", "maximum"], &mut errors);
+                check_fields(
+                    cumulative,
+                    &path,
+                    &["rate"],
+                    &["rates"],
+                    &["minimum", "maximum"],
+                    &mut errors,
+                );
             }
         }
     }
@@ -166,7 +177,10 @@ fn check_fields(
         };
         if count.abs() > rust_decimal::Decimal::from(LARGEST_QUANTITY) {
             let message = format!("must be at most {LARGEST_QUANTITY} in magnitude");
-            errors.push(FieldError::new(path.key(key).to_string(), "maximum", message).with_cause(Value::from(LARGEST_QUANTITY)));
+            errors.push(
+                FieldError::new(path.key(key).to_string(), "maximum", message)
+                    .with_cause(Value::from(LARGEST_QUANTITY)),
+            );
         }
     }
 }
@@ -177,5 +191,60 @@ fn check_amount(value: &document::Value, path: &Path, errors: &mut Vec<FieldErro
         let message = format!("must be at most {} in magnitude", Money::LARGEST_STORED);
         let cause = serde_json::json!(Amount(Money::LARGEST_STORED));
         errors.push(FieldError::new(path.to_string(), "maximum", message).with_cause(cause));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(text: &str) -> serde_json::Number {
+        match serde_json::from_str::<Value>(text).expect("test literal") {
+            Value::Number(number) => number,
+            other => panic!("not a number: {other}"),
+        }
+    }
+
+    #[test]
+    fn manual_quantities_are_whole_numbers_up_to_a_trillion() {
+        let table = [
+            ("0", Ok(0)),
+            ("1000000000000", Ok(1_000_000_000_000)),
+            ("1000000000001", Err("maximum")),
+            ("1000000000000000", Err("maximum")),
+            ("100000000000000000000000000000", Err("maximum")),
+            ("-1", Err("type")),
+            ("1.5", Err("type")),
+        ];
+        for (text, expected) in table {
+            let found = manual_quantity(&number(text), "devices.sip_device").map_err(|error| error.rule);
+            assert_eq!(found, expected.map_err(str::to_owned), "{text}");
+        }
+    }
+
+    #[test]
+    fn plan_counts_and_amounts_beyond_the_bounds_are_named_by_path() {
+        let document: Value = serde_json::from_str(
+            r#"{"plan": {"devices": {"sip_device": {
+                "rate": 922337203685477.5807, "flat_rates": {"5": -922337203685477.5808},
+                "minimum": 1000000000001, "step": "2",
+                "discounts": {"single": {"rate": 1e15}, "cumulative": {"maximum": -1000000000001, "rates": {"3": 1}}}
+            }}}}"#,
+        )
+        .expect("test document");
+        let Value::Object(map) = document else { unreachable!("an object literal") };
+        let fields: Vec<String> = billable_values(&map_from_json(&map), &Path::root())
+            .into_iter()
+            .map(|error| format!("{} {}", error.field, error.rule))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                "plan.devices.sip_device.flat_rates.\"5\" maximum",
+                "plan.devices.sip_device.minimum maximum",
+                "plan.devices.sip_device.discounts.single.rate maximum",
+                "plan.devices.sip_device.discounts.cumulative.maximum maximum",
+            ]
+        );
     }
 }

@@ -493,7 +493,7 @@ impl Operations {
                     Value::Null if mode == WriteMode::Merge => manual.set(category_name, item_name, 0),
                     Value::Number(number) => match input::manual_quantity(number, &path) {
                         Ok(count) => manual.set(category_name, item_name, count),
-                        Err(error) => errors.push(error),
+                        Err(error) => errors.push(*error),
                     },
                     _ => errors.push(super::FieldError::new(path, "type", "must be a non-negative integer")),
                 }
