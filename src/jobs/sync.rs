@@ -114,6 +114,8 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
         }
         let accounts = read_batch(store, batch, &mut report).await?;
         let mut repriced_batch = Vec::with_capacity(accounts.len());
+        // Accounts with changed invoices, and how many: counted once written.
+        let mut changed = Vec::new();
         for stored in &accounts {
             let pricing = account_pricing(stored, options, &mut report.unresolved_plans);
             let first = options.first_commit;
@@ -125,8 +127,7 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
                 }
             };
             if commit.has_changes() {
-                report.accounts_changed += 1;
-                report.invoices_changed += commit.changed.len();
+                changed.push((stored.account.clone(), commit.changed.len()));
             }
             // Nothing to write for an account already priced, not marked, whose invoices
             // are exactly the stored ones: a rerun with no change writes nothing.
@@ -161,8 +162,16 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
                 );
             }
         }
-        if !options.dry_run {
-            store.save_repricing(&repriced_batch, options.now).await?;
+        let refused = if options.dry_run {
+            Vec::new()
+        } else {
+            write_batch(store, &repriced_batch, options.now, &mut report).await?
+        };
+        for (account, invoices) in changed {
+            if !refused.contains(&account) {
+                report.accounts_changed += 1;
+                report.invoices_changed += invoices;
+            }
         }
     }
     report.plan_sets = cache.len();
@@ -207,6 +216,38 @@ async fn read_batch(
         }
     }
     Ok(readable)
+}
+
+/// Writes a batch's repricing in one transaction. When the database refuses one
+/// account's data (a value it cannot hold), the halves are written apart until that
+/// account stands alone; it is skipped, left marked, and returned; every other account
+/// is written, each still whole or not at all.
+async fn write_batch(
+    store: &Store,
+    batch: &[RepricedAccount],
+    now: GregorianSeconds,
+    report: &mut SyncReport,
+) -> Result<Vec<AccountId>, StoreError> {
+    let mut refused = Vec::new();
+    let mut parts = vec![batch];
+    while let Some(part) = parts.pop() {
+        match store.save_repricing(part, now).await {
+            Ok(()) => {}
+            Err(error) if error.is_bad_data() => match part {
+                [repriced] => {
+                    skip(report, repriced.account.clone(), error.to_string());
+                    refused.push(repriced.account.clone());
+                }
+                _ => {
+                    let (first, second) = part.split_at(part.len() / 2);
+                    parts.push(second);
+                    parts.push(first);
+                }
+            },
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(refused)
 }
 
 /// Leaves an account out of the run, in the report and the log.

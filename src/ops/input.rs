@@ -232,7 +232,9 @@ mod tests {
             }}}}"#,
         )
         .expect("test document");
-        let Value::Object(map) = document else { unreachable!("an object literal") };
+        let Value::Object(map) = document else {
+            unreachable!("an object literal")
+        };
         let fields: Vec<String> = billable_values(&map_from_json(&map), &Path::root())
             .into_iter()
             .map(|error| format!("{} {}", error.field, error.rule))

@@ -18,7 +18,7 @@ use tally::domain::merge::StrategyPriorities;
 use tally::domain::summary::GregorianSeconds;
 use tally::domain::{Category, ItemName};
 use tally::jobs::sync::{self, SyncOptions, SyncReport};
-use tally::store::{Store, SyncScope};
+use tally::store::{Backend, Store, SyncScope};
 
 const T0: i64 = 63_900_000_000;
 
@@ -187,7 +187,46 @@ async fn unreadable_overrides_skip_their_account_and_bill_the_rest(store: &Store
     assert_eq!(recurring_units(store, "coyote").await, 100_000);
 }
 
+/// A plan whose bookkeeper id holds a NUL character prices fine, but PostgreSQL
+/// refuses to store the text: the batch's write is split until Bolt stands alone.
+/// SQLite stores it, so there Bolt is billed.
+async fn a_value_the_database_refuses_to_store_skips_its_account_and_writes_the_rest(store: &Store) {
+    seeded(store).await;
+    store
+        .execute_script(
+            r#"INSERT INTO service_plans (vendor_id, plan_id, name, document) VALUES ('r', 'nul', 'Nul',
+                   '{"bookkeeper": {"type": "default", "id": "bk\u0000"}, "plan": {"devices": {"sip_device": {"rate": 5}}}}');
+               UPDATE service_plan_assignments SET plan_id = 'nul' WHERE account_id = 'bolt';"#,
+        )
+        .await
+        .expect("plan assigned");
+
+    let report = sync_marked(store, T0 + 10).await;
+
+    let skipped = skipped(&report);
+    match store.backend() {
+        Backend::Postgres => {
+            assert_eq!(skipped.keys().copied().collect::<Vec<_>>(), vec!["bolt"]);
+            assert!(skipped["bolt"].contains("0x00"), "{}", skipped["bolt"]);
+            assert_eq!(recurring_units(store, "bolt").await, -1);
+            assert!(
+                store.dirty(&id("bolt")).await.expect("dirty read").is_some(),
+                "left marked"
+            );
+        }
+        Backend::Sqlite => {
+            assert!(skipped.is_empty(), "{skipped:?}");
+            assert_eq!(recurring_units(store, "bolt").await, 50_000);
+        }
+    }
+    assert_eq!(recurring_units(store, "acme").await, 150_000);
+    assert_eq!(recurring_units(store, "coyote").await, 100_000);
+    // Master, reseller, Acme and Coyote got their first invoices.
+    assert_eq!(report.accounts_scanned, 5);
+}
+
 on_both_backends!(
+    a_value_the_database_refuses_to_store_skips_its_account_and_writes_the_rest,
     an_unbillable_manual_quantity_skips_its_account_and_bills_the_rest,
     a_broken_plan_skips_only_the_accounts_it_is_assigned_to,
     unreadable_overrides_skip_their_account_and_bill_the_rest,
