@@ -155,6 +155,7 @@ pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool) {
             "duration_ms": duration_ms,
             "dry_run": report.dry_run,
             "accounts_skipped": report.skipped.len(),
+            "skipped": report.skipped_json(),
         });
         if report.dry_run {
             // A dry run's changes travel inside the one JSON object, never as loose lines.
