@@ -259,8 +259,12 @@ async fn a_stored_value_that_cannot_be_read_skips_its_account_and_reads_the_rest
 }
 
 fn tally_billing(directory: &Path, url: &str) -> Output {
+    tally_run(directory, url, "billing")
+}
+
+fn tally_run(directory: &Path, url: &str, job: &str) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["run", "billing", "--json"])
+        .args(["run", job, "--json"])
         .current_dir(directory)
         .env_remove("TALLY_CONFIG")
         .env("TALLY_DATABASE_URL", url)
@@ -296,6 +300,19 @@ async fn billing_skips_an_unbillable_account_exits_65_and_bills_it_once_fixed(da
     assert_eq!(recurring_units(store, "acme").await, 150_000);
     assert_eq!(recurring_units(store, "coyote").await, 100_000);
     assert_eq!(recurring_units(store, "bolt").await, -1);
+
+    // Bolt stays marked: the next sync tries again and names it in its JSON report.
+    let sync = tally_run(directory.path(), &database.url, "sync");
+    assert_eq!(sync.status.code(), Some(65));
+    let skipped = &report(&sync)["skipped"];
+    assert_eq!(skipped.as_array().map(Vec::len), Some(1), "{skipped}");
+    assert_eq!(skipped[0]["account_id"], "bolt");
+    assert!(
+        skipped[0]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("devices.sip_device")),
+        "{skipped}"
+    );
 
     set_manual_devices(store, "bolt", 2).await;
     let second = tally_billing(directory.path(), &database.url);
