@@ -147,6 +147,7 @@ pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool, warnings: &[
             "duration_ms": duration_ms,
             "dry_run": report.dry_run,
             "accounts_skipped": report.skipped.len(),
+            "skipped": report.skipped_json(),
         });
         if report.dry_run {
             // A dry run's changes travel inside the one JSON object, never as loose lines.
@@ -483,6 +484,7 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
             "accounts_changed": report.accounts_changed,
             "invoices_changed": report.invoices_changed,
             "accounts_skipped": report.skipped.len(),
+            "skipped": report.skipped_json(),
             "plan_sets": report.plan_sets,
             "dry_run": report.dry_run,
             "duration_ms": duration_ms,

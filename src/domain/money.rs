@@ -24,6 +24,11 @@ impl Money {
     /// Places kept on every line total: 1/10 000 of the currency, one Kazoo unit.
     pub const LINE_TOTAL_PLACES: u32 = 4;
 
+    /// The largest amount tally stores: amounts are kept as whole Kazoo units in 64-bit
+    /// columns, so `i64::MAX` units, 922 337 203 685 477.5807. A line total or a sum
+    /// beyond it (in either sign) cannot be billed; a rate beyond it cannot bill a unit.
+    pub const LARGEST_STORED: Money = Money(Decimal::from_parts(u32::MAX, i32::MAX as u32, 0, false, 4));
+
     pub fn new(amount: Decimal) -> Self {
         Money(amount.normalize())
     }
@@ -73,6 +78,11 @@ impl Money {
             return None;
         }
         i64::try_from(units.trunc()).ok()
+    }
+
+    /// Whether the amount lies within ±[`Money::LARGEST_STORED`] (whatever its places).
+    pub fn within_stored_range(self) -> bool {
+        self.0.abs() <= Self::LARGEST_STORED.0
     }
 
     /// The amount of a number of Kazoo units (1 unit = 0.0001).
@@ -139,6 +149,19 @@ mod tests {
         assert_eq!(money("-0.0218").to_units(), Some(-218));
         assert_eq!(money("0.00001").to_units(), None);
         assert_eq!(Money::from_units(249_500), money("24.95"));
+    }
+
+    #[test]
+    fn the_largest_stored_amount_is_the_largest_whole_number_of_units() {
+        assert_eq!(Money::LARGEST_STORED, Money::from_units(i64::MAX));
+        assert_eq!(Money::LARGEST_STORED.to_string(), "922337203685477.5807");
+        assert_eq!(Money::LARGEST_STORED.to_units(), Some(i64::MAX));
+        assert!(Money::LARGEST_STORED.within_stored_range());
+        assert!((-Money::LARGEST_STORED).within_stored_range());
+        assert!(money("0.00000001").within_stored_range());
+        assert!(!money("922337203685477.5808").within_stored_range());
+        assert!(!money("-922337203685477.58071").within_stored_range());
+        assert_eq!(money("922337203685477.5808").to_units(), None);
     }
 
     #[test]

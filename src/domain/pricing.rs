@@ -31,6 +31,52 @@ pub enum PricingError {
     /// The difference between two invoices left the representable range.
     #[error("the change between the last and the new invoices is out of range")]
     ChangeOutOfRange,
+    /// An amount tally would have to store lies beyond the largest stored amount.
+    #[error("invoice for bookkeeper {bookkeeper}: {what} {amount} is beyond the largest amount tally stores (±{largest})", largest = Money::LARGEST_STORED)]
+    NotStorable {
+        bookkeeper: String,
+        what: String,
+        amount: Money,
+    },
+}
+
+/// The largest count of one item tally accepts as input (a manual quantity, or an
+/// item plan's `minimum`, `maximum`, `step` and discount counts): a trillion. At that
+/// many units, any rate up to 922.3372 still totals within [`Money::LARGEST_STORED`];
+/// larger counts describe no real account and only turn into unbillable amounts.
+pub const LARGEST_QUANTITY: i64 = 1_000_000_000_000;
+
+/// Checks that every amount of an invoice that is stored (item totals, discount
+/// totals, activation lines, the summary) fits the store's whole Kazoo units, so an
+/// unbillable account is refused alone, before its batch is written.
+pub fn check_storable(invoice: &Invoice) -> Result<(), PricingError> {
+    let refuse = |what: String, amount: Money| PricingError::NotStorable {
+        bookkeeper: invoice.bookkeeper.to_string(),
+        what,
+        amount,
+    };
+    for item in &invoice.items {
+        for (what, amount) in [("total", item.total), ("discount total", item.discounts.total)] {
+            if amount.to_units().is_none() {
+                return Err(refuse(
+                    format!("item {}.{} {what}", item.category, item.plan_item),
+                    amount,
+                ));
+            }
+        }
+    }
+    for line in &invoice.activation_charges {
+        if line.total.to_units().is_none() {
+            let what = format!("activation charge of {}.{}", line.category, line.plan_item);
+            return Err(refuse(what, line.total));
+        }
+    }
+    for (what, amount) in [("recurring total", invoice.recurring), ("today's total", invoice.today)] {
+        if amount.to_units().is_none() {
+            return Err(refuse(what.to_owned(), amount));
+        }
+    }
+    Ok(())
 }
 
 /// The merged plan of one bookkeeper: what one invoice is priced from.

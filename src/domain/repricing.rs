@@ -11,7 +11,7 @@ use super::changes::{commit, Commit, FirstCommit};
 use super::invoice::Invoice;
 use super::merge::StrategyPriorities;
 use super::plan::{AssignedPlan, PlanContext};
-use super::pricing::{merge_account_plans, price_invoice, MergedPlan, PricingError};
+use super::pricing::{check_storable, merge_account_plans, price_invoice, MergedPlan, PricingError};
 use super::quantities::QuantityBuckets;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,6 +61,10 @@ impl MergeCache {
 }
 
 /// Prices an account and compares the result with its last computed invoices.
+///
+/// Every invoice the commit would store (the new snapshot and the annotated changes)
+/// must fit the store's units: an account that cannot be billed is an error here, for
+/// the caller to skip alone, rather than a failed write of its whole batch.
 pub fn reprice(
     account: &AccountPricing,
     priorities: &StrategyPriorities,
@@ -72,7 +76,12 @@ pub fn reprice(
         .iter()
         .map(|plan| price_invoice(plan, &account.quantities))
         .collect::<Result<Vec<_>, _>>()?;
-    commit(account.last_computed.as_deref(), proposed, first).map_err(|_| PricingError::ChangeOutOfRange)
+    let commit =
+        commit(account.last_computed.as_deref(), proposed, first).map_err(|_| PricingError::ChangeOutOfRange)?;
+    for invoice in commit.snapshot.iter().chain(&commit.changed) {
+        check_storable(invoice)?;
+    }
+    Ok(commit)
 }
 
 #[cfg(test)]
@@ -133,6 +142,38 @@ mod tests {
         assert_eq!(cache.len(), 1);
         assert_eq!(first.snapshot[0].recurring, money("10"));
         assert_eq!(second.snapshot[0].recurring, money("15"));
+    }
+
+    #[test]
+    fn an_account_whose_totals_cannot_be_stored_is_refused_naming_the_item() {
+        let mut cache = MergeCache::new();
+        let priorities = StrategyPriorities::default();
+        // 10^15 devices at 5: 5 × 10^15, beyond the largest stored amount (~9.2 × 10^14).
+        let error = reprice(
+            &account("5", 1_000_000_000_000_000, "k"),
+            &priorities,
+            FirstCommit::Baseline,
+            &mut cache,
+        )
+        .expect_err("not storable");
+        assert_eq!(
+            error,
+            PricingError::NotStorable {
+                bookkeeper: "default/res/default_bookkeeper".to_owned(),
+                what: "item devices.sip_device total".to_owned(),
+                amount: money("5000000000000000"),
+            }
+        );
+        assert!(error.to_string().contains("922337203685477.5807"), "{error}");
+        // The largest storable total itself is fine: 922337203685477.5807 = 9223372036854775807 × 0.0001.
+        let largest = reprice(
+            &account("0.0001", i64::MAX, "k2"),
+            &priorities,
+            FirstCommit::Baseline,
+            &mut cache,
+        )
+        .expect("storable");
+        assert_eq!(largest.snapshot[0].recurring, crate::domain::Money::LARGEST_STORED);
     }
 
     #[test]

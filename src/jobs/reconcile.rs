@@ -74,6 +74,17 @@ impl ReconcileReport {
     pub fn is_partial(&self) -> bool {
         !self.skipped.is_empty()
     }
+
+    /// The skipped accounts for JSON reports: `[{"account_id", "reason"}]`, as the
+    /// sync report lists its own.
+    pub fn skipped_json(&self) -> serde_json::Value {
+        self.skipped
+            .iter()
+            .map(|skipped| {
+                serde_json::json!({ "account_id": skipped.account.as_str(), "reason": skipped.reason.to_string() })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

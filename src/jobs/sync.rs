@@ -89,6 +89,14 @@ impl SyncReport {
     pub fn is_partial(&self) -> bool {
         !self.skipped.is_empty()
     }
+
+    /// The skipped accounts for JSON reports: `[{"account_id", "reason"}]`, in run order.
+    pub fn skipped_json(&self) -> serde_json::Value {
+        self.skipped
+            .iter()
+            .map(|skipped| serde_json::json!({ "account_id": skipped.account.as_str(), "reason": skipped.reason }))
+            .collect()
+    }
 }
 
 pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport, StoreError> {
@@ -104,33 +112,22 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
             report.interrupted = true;
             break;
         }
-        let (accounts, unreadable) = store.pricing_inputs(batch).await?;
-        report.accounts_scanned += accounts.len() + unreadable.len();
-        for problem in unreadable {
-            tracing::warn!(account_id = %problem.account, problem = %problem.problem, "account skipped");
-            report.skipped.push(SkippedAccount {
-                account: problem.account,
-                reason: problem.problem,
-            });
-        }
+        let accounts = read_batch(store, batch, &mut report).await?;
         let mut repriced_batch = Vec::with_capacity(accounts.len());
+        // Accounts with changed invoices, and how many: counted once written.
+        let mut changed = Vec::new();
         for stored in &accounts {
             let pricing = account_pricing(stored, options, &mut report.unresolved_plans);
             let first = options.first_commit;
             let commit = match reprice(&pricing, &options.priorities, first, &mut cache) {
                 Ok(commit) => commit,
                 Err(error) => {
-                    tracing::warn!(account_id = %stored.account, %error, "account skipped");
-                    report.skipped.push(SkippedAccount {
-                        account: stored.account.clone(),
-                        reason: error.to_string(),
-                    });
+                    skip(&mut report, stored.account.clone(), error.to_string());
                     continue;
                 }
             };
             if commit.has_changes() {
-                report.accounts_changed += 1;
-                report.invoices_changed += commit.changed.len();
+                changed.push((stored.account.clone(), commit.changed.len()));
             }
             // Nothing to write for an account already priced, not marked, whose invoices
             // are exactly the stored ones: a rerun with no change writes nothing.
@@ -165,13 +162,98 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
                 );
             }
         }
-        if !options.dry_run {
-            store.save_repricing(&repriced_batch, options.now).await?;
+        let refused = if options.dry_run {
+            Vec::new()
+        } else {
+            write_batch(store, &repriced_batch, options.now, &mut report).await?
+        };
+        for (account, invoices) in changed {
+            if !refused.contains(&account) {
+                report.accounts_changed += 1;
+                report.invoices_changed += invoices;
+            }
         }
     }
     report.plan_sets = cache.len();
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// Reads a batch for repricing. When one account's stored data breaks the batch's
+/// set-based read (a value the row types cannot hold), the halves are read apart until
+/// the account at fault stands alone; it is skipped and named, the others are read.
+/// Accounts whose rows read but do not parse are skipped the same way. Every account
+/// read or skipped here counts as scanned.
+async fn read_batch(
+    store: &Store,
+    batch: &[AccountId],
+    report: &mut SyncReport,
+) -> Result<Vec<StoredAccount>, StoreError> {
+    let mut readable = Vec::with_capacity(batch.len());
+    // A stack of parts still to read, the first part on top, so accounts stay in order.
+    let mut parts = vec![batch];
+    while let Some(part) = parts.pop() {
+        match store.pricing_inputs(part).await {
+            Ok((accounts, unreadable)) => {
+                report.accounts_scanned += accounts.len() + unreadable.len();
+                readable.extend(accounts);
+                for problem in unreadable {
+                    skip(report, problem.account, problem.problem);
+                }
+            }
+            Err(error) if error.is_bad_data() => match part {
+                [account] => {
+                    report.accounts_scanned += 1;
+                    skip(report, account.clone(), error.to_string());
+                }
+                _ => {
+                    let (first, second) = part.split_at(part.len() / 2);
+                    parts.push(second);
+                    parts.push(first);
+                }
+            },
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(readable)
+}
+
+/// Writes a batch's repricing in one transaction. When the database refuses one
+/// account's data (a value it cannot hold), the halves are written apart until that
+/// account stands alone; it is skipped, left marked, and returned; every other account
+/// is written, each still whole or not at all.
+async fn write_batch(
+    store: &Store,
+    batch: &[RepricedAccount],
+    now: GregorianSeconds,
+    report: &mut SyncReport,
+) -> Result<Vec<AccountId>, StoreError> {
+    let mut refused = Vec::new();
+    let mut parts = vec![batch];
+    while let Some(part) = parts.pop() {
+        match store.save_repricing(part, now).await {
+            Ok(()) => {}
+            Err(error) if error.is_bad_data() => match part {
+                [repriced] => {
+                    skip(report, repriced.account.clone(), error.to_string());
+                    refused.push(repriced.account.clone());
+                }
+                _ => {
+                    let (first, second) = part.split_at(part.len() / 2);
+                    parts.push(second);
+                    parts.push(first);
+                }
+            },
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(refused)
+}
+
+/// Leaves an account out of the run, in the report and the log.
+fn skip(report: &mut SyncReport, account: AccountId, reason: String) {
+    tracing::warn!(account_id = %account, %reason, "account skipped");
+    report.skipped.push(SkippedAccount { account, reason });
 }
 
 /// The domain's view of a stored account (`plans.md` §5.3 steps 2 and 6).

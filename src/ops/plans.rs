@@ -42,11 +42,15 @@ fn catalog_plan(vendor: &AccountId, document: &Value, path: &str) -> Result<Cata
         )]);
     };
     let root = Path::root().key(path);
-    let errors: Vec<FieldError> = validate_plan_document(&map_from_json(map), &root)
+    let document = map_from_json(map);
+    let mut errors: Vec<FieldError> = validate_plan_document(&document, &root)
         .into_iter()
         .filter(|issue| issue.severity == Severity::Error)
         .map(|issue| FieldError::new(issue.path.to_string(), "type", issue.message))
         .collect();
+    if errors.is_empty() {
+        errors = input::billable_values(&document, &root);
+    }
     if !errors.is_empty() {
         return Err(errors);
     }

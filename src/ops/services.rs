@@ -491,9 +491,10 @@ impl Operations {
                 };
                 match quantity {
                     Value::Null if mode == WriteMode::Merge => manual.set(category_name, item_name, 0),
-                    Value::Number(number) if number.as_i64().is_some_and(|count| count >= 0) => {
-                        manual.set(category_name, item_name, number.as_i64().unwrap_or(0));
-                    }
+                    Value::Number(number) => match input::manual_quantity(number, &path) {
+                        Ok(count) => manual.set(category_name, item_name, count),
+                        Err(error) => errors.push(*error),
+                    },
                     _ => errors.push(super::FieldError::new(path, "type", "must be a non-negative integer")),
                 }
             }

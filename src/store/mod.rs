@@ -80,6 +80,29 @@ pub enum StoreError {
     Refused(String),
 }
 
+impl StoreError {
+    /// The stored data is at fault, not the database: a row that cannot be read, or a
+    /// value the database refuses (PostgreSQL's class 22, data exception). Reading or
+    /// writing fewer accounts at a time isolates the account that holds it.
+    pub fn is_bad_data(&self) -> bool {
+        match self {
+            StoreError::InvalidRow(_) => true,
+            StoreError::Query { source, .. } => match source {
+                sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => true,
+                sqlx::Error::Database(error) => error
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some_and(|postgres| postgres.code().starts_with("22")),
+                _ => false,
+            },
+            StoreError::UnsupportedUrl { .. }
+            | StoreError::Connect { .. }
+            | StoreError::Migrate(_)
+            | StoreError::Counting { .. }
+            | StoreError::Refused(_) => false,
+        }
+    }
+}
+
 /// Wraps a sqlx error with the step that failed.
 pub(crate) fn step(step: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { step, source }

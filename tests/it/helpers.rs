@@ -13,6 +13,8 @@ pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgre
 /// A store and what keeps its database alive.
 pub struct TestStore {
     pub store: Store,
+    /// Its URL, for a spawned `tally` (`TALLY_DATABASE_URL`).
+    pub url: String,
     _sqlite_dir: Option<tempfile::TempDir>,
     postgres_database: Option<String>,
 }
@@ -23,6 +25,7 @@ pub async fn sqlite_store() -> TestStore {
     let store = Store::open(&url).await.expect("sqlite store opens and migrates");
     TestStore {
         store,
+        url: url.expose().to_owned(),
         _sqlite_dir: Some(directory),
         postgres_database: None,
     }
@@ -62,6 +65,7 @@ pub async fn postgres_store() -> Option<TestStore> {
     let store = Store::open(&url).await.expect("postgres store opens and migrates");
     Some(TestStore {
         store,
+        url: url.expose().to_owned(),
         _sqlite_dir: None,
         postgres_database: Some(name),
     })

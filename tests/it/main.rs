@@ -20,6 +20,7 @@ mod ingest;
 mod ingest_faces;
 mod ingest_platform;
 mod inventory_store;
+mod isolation;
 mod ops;
 mod parity;
 mod properties;
