@@ -10,6 +10,7 @@ use super::bookkeeper_sync::{self, pending_json, pending_text, BookkeeperSyncOpt
 use super::reconcile::{self, ReconcileError, ReconcileOptions, ReconcileReport};
 use super::sync::{self, SyncOptions, SyncReport};
 use crate::bookkeepers::Bookkeepers;
+use crate::domain::AccountId;
 use crate::runs::{JobError, JobReport, RunEnd, RunFigures, RunOutcome};
 use crate::store::{CountingQueries, Store, StoreError, VendorTotal};
 use std::time::{Duration, Instant};
@@ -195,6 +196,12 @@ impl BillingReport {
             "accounts_changed": self.reconcile.accounts_changed,
             "items_changed": self.reconcile.items_changed,
             "accounts_skipped": self.reconcile.skipped.len() + sync.map_or(0, |sync| sync.skipped.len()),
+            "skipped": self
+                .skipped()
+                .map(|(stage, account, reason)| {
+                    serde_json::json!({ "stage": stage, "account_id": account.as_str(), "reason": reason })
+                })
+                .collect::<Vec<_>>(),
             "invoices_changed": sync.map_or(0, |sync| sync.invoices_changed),
             "deliveries": deliveries.map_or(0, |deliveries| deliveries.deliveries),
             "deliveries_acknowledged": deliveries.map_or(0, |deliveries| deliveries.acknowledged),
@@ -210,6 +217,22 @@ impl BillingReport {
             },
             "duration_ms": millis(self.duration),
         })
+    }
+
+    /// Every account a stage skipped, with the stage and the reason, so that the
+    /// operator of a run that exits 65 knows which accounts to fix.
+    fn skipped(&self) -> impl Iterator<Item = (&'static str, &AccountId, String)> + '_ {
+        let reconciled = self
+            .reconcile
+            .skipped
+            .iter()
+            .map(|skipped| ("reconcile", &skipped.account, skipped.reason.to_string()));
+        let synced = self
+            .sync
+            .iter()
+            .flat_map(|sync| &sync.skipped)
+            .map(|skipped| ("sync", &skipped.account, skipped.reason.clone()));
+        reconciled.chain(synced)
     }
 
     /// The report for people.
@@ -231,6 +254,9 @@ impl BillingReport {
             self.reconcile.skipped.len() + sync.map_or(0, |sync| sync.skipped.len()),
             self.duration.as_millis()
         );
+        for (stage, account, reason) in self.skipped() {
+            text.push_str(&format!("  skipped by {stage}: {account}: {reason}\n"));
+        }
         if let Some(line) = deliveries.and_then(|deliveries| pending_text(&deliveries.pending)) {
             text.push_str(&line);
             text.push('\n');
