@@ -26,6 +26,7 @@ use tally::jobs::context::{bookkeeper_sync_outcome, sync_outcome};
 use tally::jobs::demo::DemoReport;
 use tally::jobs::one_shot::{recorded, OneShotError};
 use tally::jobs::reconcile::{run_once, ReconcileOptions, ReconcileReport};
+use tally::jobs::retry::{failed_run, retry_faults, DatabaseFault, FaultRetry};
 use tally::jobs::{bookkeeper_sync, sync};
 use tally::metrics::{write_metrics_file, RunMetrics};
 use tally::ops::{Caller, Operations};
@@ -42,20 +43,38 @@ use tally::store::{CountingQueries, ReconcileScope, Store, StoreError, SyncScope
 use tokio_util::sync::CancellationToken;
 
 pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
-    match Store::open(&settings.database.url).await {
-        Ok(store) => Ok(store),
-        Err(error @ StoreError::UnsupportedUrl { .. }) => Err(Failure::Config(error.to_string())),
-        Err(error) => Err(Failure::Other(error.into())),
+    Store::open_with(&settings.database.url, &settings.database.connect_options())
+        .await
+        .map_err(store_failure)
+}
+
+/// A store error before any run: a bad URL is configuration, an unreachable or faulty
+/// database is temporary (exit 75, one line).
+fn store_failure(error: StoreError) -> Failure {
+    match error {
+        error @ StoreError::UnsupportedUrl { .. } => Failure::Config(error.to_string()),
+        error if error.is_temporary() => Failure::Temporary(error.to_string()),
+        error => Failure::Other(error.into()),
+    }
+}
+
+/// A job's error as the command's failure: a database fault that outlasted the
+/// retries is temporary (exit 75); the work done is committed and a rerun resumes.
+fn job_failure<E>(error: E) -> Failure
+where
+    E: DatabaseFault + std::error::Error + Send + Sync + 'static,
+{
+    match error.is_database_fault() {
+        true => Failure::Temporary(format!("database fault, work left for a rerun: {error}")),
+        false => Failure::Other(error.into()),
     }
 }
 
 pub(crate) async fn run_migrate(settings: &Settings) -> Result<ExitCode, Failure> {
-    let store = match Store::connect(&settings.database.url).await {
-        Ok(store) => store,
-        Err(error @ StoreError::UnsupportedUrl { .. }) => return Err(Failure::Config(error.to_string())),
-        Err(error) => return Err(Failure::Other(error.into())),
-    };
-    let applied = store.migrate().await.map_err(anyhow::Error::from)?;
+    let store = Store::connect_with(&settings.database.url, &settings.database.connect_options())
+        .await
+        .map_err(store_failure)?;
+    let applied = store.migrate().await.map_err(store_failure)?;
     println!("migrated {}: {applied} migration(s) applied", settings.database.url);
     store.close().await;
     Ok(ExitCode::SUCCESS)
@@ -92,14 +111,17 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
                 .map_err(|error| Failure::Config(format!("ingest.number_classifiers: {error}")))?,
         ),
     };
+    let retry = FaultRetry::for_runs(&settings.database);
+    let stop = stop_on_signals();
+    let reconcile = || run_once(&store, &counting, &options);
     let report = if options.dry_run {
-        run_once(&store, &counting, &options).await
+        retry_faults(retry, "reconcile", &stop, reconcile).await
     } else {
         recorded_run(
             &store,
             "reconcile",
             args.metrics_file.as_deref(),
-            run_once(&store, &counting, &options),
+            retry_faults(retry, "reconcile", &stop, reconcile),
             |report| match report {
                 Ok(report) => {
                     let figures = RunFigures {
@@ -112,12 +134,12 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
                         false => RunOutcome::succeeded(figures),
                     }
                 }
-                Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+                Err(error) => failed_run(error),
             },
         )
         .await?
     }
-    .map_err(anyhow::Error::from)?;
+    .map_err(job_failure)?;
     store.close().await;
     print_reconcile(&report, args.json);
     Ok(if report.is_partial() {
@@ -389,22 +411,25 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
     let mut options = context.sync_options(scope, None, first_commit, now, stop_on_signals());
     options.dry_run = args.dry_run;
+    let retry = FaultRetry::for_runs(&settings.database);
+    let stop = options.stop.clone();
+    let sync = || sync::run_once(&store, &options);
     let report = if options.dry_run {
-        sync::run_once(&store, &options).await
+        retry_faults(retry, "sync", &stop, sync).await
     } else {
         recorded_run(
             &store,
             "sync",
             args.metrics_file.as_deref(),
-            sync::run_once(&store, &options),
+            retry_faults(retry, "sync", &stop, sync),
             |report| match report {
                 Ok(report) => sync_outcome(report),
-                Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+                Err(error) => failed_run(error),
             },
         )
         .await?
     }
-    .map_err(anyhow::Error::from)?;
+    .map_err(job_failure)?;
     store.close().await;
     for skip in &report.skipped {
         eprintln!("tally: account {} skipped: {}", skip.account, skip.reason);
@@ -460,18 +485,21 @@ pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSy
     let bookkeepers = context.bookkeepers.clone();
     let options =
         context.bookkeeper_sync_options(None, GregorianSeconds::from_utc(chrono::Utc::now()), stop_on_signals());
+    let retry = FaultRetry::for_runs(&settings.database);
     let report = recorded_run(
         &store,
         "bookkeeper-sync",
         args.metrics_file.as_deref(),
-        bookkeeper_sync::run_once(&store, &bookkeepers, &options),
+        retry_faults(retry, "bookkeeper-sync", &options.stop, || {
+            bookkeeper_sync::run_once(&store, &bookkeepers, &options)
+        }),
         |report| match report {
             Ok(report) => bookkeeper_sync_outcome(report),
-            Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+            Err(error) => failed_run(error),
         },
     )
     .await?
-    .map_err(anyhow::Error::from)?;
+    .map_err(job_failure)?;
     store.close().await;
     for failure in &report.failed {
         eprintln!(
@@ -614,11 +642,11 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
         }),
         |report| match report {
             Ok(report) => report.outcome(),
-            Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+            Err(error) => failed_run(error),
         },
     )
     .await?
-    .map_err(anyhow::Error::from)?;
+    .map_err(job_failure)?;
     progress.finish_and_clear();
     context.store.close().await;
     drop(demo_bookkeeper);
@@ -642,18 +670,19 @@ pub(crate) async fn run_topup(settings: &Settings, args: &TopupArgs) -> Result<E
         changed_only: false,
     };
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
+    let retry = FaultRetry::for_runs(&settings.database);
     let report = recorded_run(
         &context.store,
         "topup",
         args.metrics_file.as_deref(),
-        context.topup(&scope, now),
+        retry_faults(retry, "topup", &stop_on_signals(), || context.topup(&scope, now)),
         |report| match report {
             Ok(report) => report.outcome(),
-            Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+            Err(error) => failed_run(error),
         },
     )
     .await?
-    .map_err(anyhow::Error::from)?;
+    .map_err(job_failure)?;
     context.store.close().await;
     for failure in &report.failed {
         eprintln!(

@@ -5,6 +5,7 @@
 use super::bookkeeper_sync::BookkeeperSyncReport;
 use super::context::{JobContext, RunScope};
 use super::reconcile::{ReconcileError, ReconcileReport};
+use super::retry::{retry_faults, FaultRetry};
 use super::sync::SyncReport;
 use crate::domain::summary::GregorianSeconds;
 use crate::scheduler::daemon::{RunEnd, RunFigures, RunOutcome};
@@ -58,21 +59,28 @@ pub async fn run_once(
     on_stage: &(dyn Fn(Stage) + Send + Sync),
 ) -> Result<BillingReport, BillingError> {
     let started = Instant::now();
+    // A database fault restarts the stage in hand (each stage is idempotent).
+    let retry = FaultRetry::for_runs(&context.settings.database);
     on_stage(Stage::Reconcile);
-    let reconcile = context.reconcile(scope, now).await?;
+    let reconcile = retry_faults(retry, "reconcile", &stop, || context.reconcile(scope, now)).await?;
     let sync = if stop.is_cancelled() {
         None
     } else {
         on_stage(Stage::Sync);
-        Some(context.sync(scope, now, stop.clone()).await?)
+        Some(retry_faults(retry, "sync", &stop, || context.sync(scope, now, stop.clone())).await?)
     };
     let bookkeeper_sync = if stop.is_cancelled() {
         None
     } else {
         on_stage(Stage::BookkeeperSync);
-        Some(context.bookkeeper_sync(scope, now, stop.clone()).await?)
+        Some(
+            retry_faults(retry, "bookkeeper-sync", &stop, || {
+                context.bookkeeper_sync(scope, now, stop.clone())
+            })
+            .await?,
+        )
     };
-    let recurring_by_reseller = context.store.recurring_by_vendor().await?;
+    let recurring_by_reseller = retry_faults(retry, "totals", &stop, || context.store.recurring_by_vendor()).await?;
     Ok(BillingReport {
         reconcile,
         sync,

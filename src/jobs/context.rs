@@ -7,6 +7,7 @@ use super::billing::{self, BillingReport};
 use super::bookkeeper_sync::{self, BookkeeperSyncOptions, BookkeeperSyncReport};
 use super::ingest::{IngestCycle, IngestJobError};
 use super::reconcile::{self, ReconcileError, ReconcileOptions, ReconcileReport};
+use super::retry::{failed_run, retry_faults, FaultRetry};
 use super::sync::{self, SyncOptions, SyncReport};
 use super::topup::{self, TopupOptions, TopupReport};
 use crate::bookkeepers::Bookkeepers;
@@ -232,8 +233,10 @@ impl JobContext {
                 .map(|size| usize::try_from(size.get()).unwrap_or(usize::MAX)),
             changed_only: false,
         };
+        // A database fault restarts the job (billing: its stage) for a bounded time.
+        let retry = FaultRetry::for_runs(&self.settings.database);
         match job.kind {
-            JobKind::Reconcile => match self.reconcile(&scope, now).await {
+            JobKind::Reconcile => match retry_faults(retry, "reconcile", &stop, || self.reconcile(&scope, now)).await {
                 Ok(report) => {
                     let figures = RunFigures {
                         accounts: report.accounts_scanned,
@@ -247,15 +250,19 @@ impl JobContext {
                     };
                     outcome(end, figures, None)
                 }
-                Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+                Err(error) => failed_run(&error),
             },
-            JobKind::Sync => match self.sync(&scope, now, stop).await {
+            JobKind::Sync => match retry_faults(retry, "sync", &stop, || self.sync(&scope, now, stop.clone())).await {
                 Ok(report) => sync_outcome(&report),
-                Err(error) => RunOutcome::ended(RunEnd::TemporaryFailure, RunFigures::default(), error.to_string()),
+                Err(error) => failed_run(&error),
             },
-            JobKind::BookkeeperSync => match self.bookkeeper_sync(&scope, now, stop).await {
+            JobKind::BookkeeperSync => match retry_faults(retry, "bookkeeper-sync", &stop, || {
+                self.bookkeeper_sync(&scope, now, stop.clone())
+            })
+            .await
+            {
                 Ok(report) => bookkeeper_sync_outcome(&report),
-                Err(error) => RunOutcome::ended(RunEnd::TemporaryFailure, RunFigures::default(), error.to_string()),
+                Err(error) => failed_run(&error),
             },
             JobKind::Billing => match self
                 .billing(&scope, now, stop, &|stage| {
@@ -264,18 +271,23 @@ impl JobContext {
                 .await
             {
                 Ok(report) => report.outcome(),
-                Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
+                Err(error) => failed_run(&error),
             },
             JobKind::Ingest => {
                 let cycle = match self.couch_client() {
-                    Ok(client) => self.ingest_cycle(&client, job.reconcile_changed, now).await,
+                    Ok(client) => {
+                        retry_faults(retry, "ingest", &stop, || {
+                            self.ingest_cycle(&client, job.reconcile_changed, now)
+                        })
+                        .await
+                    }
                     Err(error) => Err(error),
                 };
                 ingest_outcome(&cycle)
             }
-            JobKind::Topup => match self.topup(&scope, now).await {
+            JobKind::Topup => match retry_faults(retry, "topup", &stop, || self.topup(&scope, now)).await {
                 Ok(report) => report.outcome(),
-                Err(error) => RunOutcome::ended(RunEnd::TemporaryFailure, RunFigures::default(), error.to_string()),
+                Err(error) => failed_run(&error),
             },
         }
     }

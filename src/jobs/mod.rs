@@ -10,5 +10,6 @@ pub mod demo;
 pub mod ingest;
 pub mod one_shot;
 pub mod reconcile;
+pub mod retry;
 pub mod sync;
 pub mod topup;
