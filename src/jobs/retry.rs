@@ -21,7 +21,8 @@ use crate::scheduler::daemon::{RunEnd, RunFigures, RunOutcome};
 use crate::store::StoreError;
 use std::fmt::Display;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// An error that may be a database fault worth retrying.
@@ -151,7 +152,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    fn policy(budget_seconds: u64) -> FaultRetry {
+    fn within(budget_seconds: u64) -> FaultRetry {
         FaultRetry::for_runs(&DatabaseSettings {
             retry_seconds: budget_seconds,
             ..DatabaseSettings::default()
@@ -160,7 +161,7 @@ mod tests {
 
     #[test]
     fn waits_double_from_half_a_second_up_to_five_seconds() {
-        let policy = policy(3600);
+        let policy = within(3600);
         let waits: Vec<u64> = (1..=7)
             .map(|failures| {
                 let delay = policy.next_delay(failures, Duration::ZERO).expect("within budget");
@@ -176,14 +177,14 @@ mod tests {
 
     #[test]
     fn gives_up_when_the_wait_would_end_past_the_budget() {
-        let policy = policy(10);
+        let policy = within(10);
         assert_eq!(
             policy.next_delay(1, Duration::from_millis(9_500)),
             Some(Duration::from_millis(500))
         );
         assert_eq!(policy.next_delay(1, Duration::from_millis(9_501)), None);
         assert_eq!(policy.next_delay(5, Duration::from_secs(6)), None);
-        assert_eq!(policy(0).next_delay(1, Duration::ZERO), None);
+        assert_eq!(within(0).next_delay(1, Duration::ZERO), None);
     }
 
     fn lost_connection() -> StoreError {
@@ -196,7 +197,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_fault_restarts_the_stage_until_it_succeeds() {
         let attempts = AtomicU32::new(0);
-        let result = retry_faults(policy(60), "sync", &CancellationToken::new(), || async {
+        let result = retry_faults(within(60), "sync", &CancellationToken::new(), || async {
             match attempts.fetch_add(1, Ordering::SeqCst) {
                 0 | 1 => Err(lost_connection()),
                 _ => Ok("done"),
@@ -211,7 +212,7 @@ mod tests {
     async fn a_lasting_fault_is_returned_once_the_budget_is_spent() {
         let attempts = AtomicU32::new(0);
         let started = tokio::time::Instant::now();
-        let result: Result<(), StoreError> = retry_faults(policy(10), "sync", &CancellationToken::new(), || async {
+        let result: Result<(), StoreError> = retry_faults(within(10), "sync", &CancellationToken::new(), || async {
             attempts.fetch_add(1, Ordering::SeqCst);
             Err(lost_connection())
         })
@@ -225,7 +226,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_error_that_is_no_fault_is_returned_at_once() {
         let attempts = AtomicU32::new(0);
-        let result: Result<(), StoreError> = retry_faults(policy(60), "sync", &CancellationToken::new(), || async {
+        let result: Result<(), StoreError> = retry_faults(within(60), "sync", &CancellationToken::new(), || async {
             attempts.fetch_add(1, Ordering::SeqCst);
             Err(StoreError::InvalidRow("bad".into()))
         })
@@ -239,7 +240,7 @@ mod tests {
         let stop = CancellationToken::new();
         stop.cancel();
         let attempts = AtomicU32::new(0);
-        let result: Result<(), StoreError> = retry_faults(policy(60), "sync", &stop, || async {
+        let result: Result<(), StoreError> = retry_faults(within(60), "sync", &stop, || async {
             attempts.fetch_add(1, Ordering::SeqCst);
             Err(lost_connection())
         })

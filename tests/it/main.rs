@@ -14,6 +14,7 @@ mod couchdb;
 mod couchdb_server;
 mod demo;
 mod fake_bookkeeper;
+mod faults;
 mod helpers;
 mod ingest;
 mod ingest_faces;
