@@ -126,7 +126,10 @@ async fn admin_execute(sql: &str) {
     let mut admin = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL)
         .await
         .expect("admin connection");
-    sqlx::query(sql).execute(&mut admin).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
+    sqlx::query(sql)
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
     admin.close().await.expect("close admin connection");
 }
 
@@ -275,7 +278,7 @@ async fn tables(database: &Database) -> BTreeMap<String, Vec<String>> {
         .fetch_all(&mut connection)
         .await
         .expect("columns listed");
-        for (table, select) in selects(columns) {
+        for (table, select) in selects(columns, |column| format!("CAST(\"{column}\" AS TEXT)")) {
             let rows = sqlx::query(&select)
                 .fetch_all(&mut connection)
                 .await
@@ -292,7 +295,8 @@ async fn tables(database: &Database) -> BTreeMap<String, Vec<String>> {
         .fetch_all(&mut connection)
         .await
         .expect("columns listed");
-        for (table, select) in selects(columns) {
+        // quote(): any value as its SQL literal, blobs (migration checksums) in hex.
+        for (table, select) in selects(columns, |column| format!("quote(\"{column}\")")) {
             let rows = sqlx::query(&select)
                 .fetch_all(&mut connection)
                 .await
@@ -305,8 +309,8 @@ async fn tables(database: &Database) -> BTreeMap<String, Vec<String>> {
     tables
 }
 
-/// One `SELECT` per table rendering each row as one text (portable SQL).
-fn selects(columns: Vec<(String, String)>) -> Vec<(String, String)> {
+/// One `SELECT` per table rendering each row as one text, each column through `text`.
+fn selects(columns: Vec<(String, String)>, text: impl Fn(&str) -> String) -> Vec<(String, String)> {
     let mut by_table: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (table, column) in columns {
         if RUN_BOOKKEEPING_TABLES.contains(&table.as_str())
@@ -321,7 +325,7 @@ fn selects(columns: Vec<(String, String)>) -> Vec<(String, String)> {
         .map(|(table, columns)| {
             let row = columns
                 .iter()
-                .map(|column| format!("'{column}=' || COALESCE(CAST(\"{column}\" AS TEXT), 'NULL')"))
+                .map(|column| format!("'{column}=' || COALESCE({}, 'NULL')", text(column)))
                 .collect::<Vec<_>>()
                 .join(" || ' | ' || ");
             let select = format!("SELECT {row} FROM \"{table}\"");
@@ -352,8 +356,16 @@ async fn assert_same_state(reference: &Database, resumed: &Database) {
         if expected_rows == actual_rows {
             continue;
         }
-        let missing: Vec<&String> = expected_rows.iter().filter(|row| !actual_rows.contains(row)).take(2).collect();
-        let extra: Vec<&String> = actual_rows.iter().filter(|row| !expected_rows.contains(row)).take(2).collect();
+        let missing: Vec<&String> = expected_rows
+            .iter()
+            .filter(|row| !actual_rows.contains(row))
+            .take(2)
+            .collect();
+        let extra: Vec<&String> = actual_rows
+            .iter()
+            .filter(|row| !expected_rows.contains(row))
+            .take(2)
+            .collect();
         differences.push(format!(
             "{table}: {} rows expected, {} found; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
             expected_rows.len(),
@@ -362,15 +374,18 @@ async fn assert_same_state(reference: &Database, resumed: &Database) {
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
     let billed = &expected["audit_logs"];
-    assert!(billed.len() > 100, "the reference run billed: {} audit rows", billed.len());
+    assert!(
+        billed.len() > 100,
+        "the reference run billed: {} audit rows",
+        billed.len()
+    );
 }
 
 /// Whether the report of a finished billing run says it succeeded.
 fn succeeded(output: &Output) -> bool {
     let text = String::from_utf8_lossy(&output.stdout);
     output.status.code() == Some(0)
-        && serde_json::from_str::<serde_json::Value>(text.trim())
-            .is_ok_and(|report| report["status"] == "succeeded")
+        && serde_json::from_str::<serde_json::Value>(text.trim()).is_ok_and(|report| report["status"] == "succeeded")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,7 +410,9 @@ async fn an_unreachable_postgresql_exits_75_within_the_connect_timeout_with_one_
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "one line: {text}");
     assert!(
-        lines[0].starts_with(&format!("tally: cannot reach the database postgres://postgres@{closed}/tally within 2 s: ")),
+        lines[0].starts_with(&format!(
+            "tally: cannot reach the database postgres://postgres@{closed}/tally within 2 s: "
+        )),
         "{text}"
     );
     assert!(lines[0].contains("refused"), "the cause is named: {text}");
@@ -457,7 +474,11 @@ async fn connections_terminated_mid_run_are_ridden_out_or_exit_75_and_the_next_r
     let (output, terminated) = billing_with_connections_terminated(&workspace, &faulted, "30").await;
     assert!(terminated > 0, "the run's connections were terminated");
     let code = output.status.code();
-    assert!(code == Some(0) || code == Some(75), "exit {code:?}: {}", stderr(&output));
+    assert!(
+        code == Some(0) || code == Some(75),
+        "exit {code:?}: {}",
+        stderr(&output)
+    );
     if code == Some(75) {
         tokio::time::sleep(PAST_THE_LEASES).await;
     }
@@ -471,7 +492,10 @@ async fn connections_terminated_mid_run_are_ridden_out_or_exit_75_and_the_next_r
     match output.status.code() {
         Some(75) => {
             let last = text.lines().last().unwrap_or_default();
-            assert!(last.starts_with("tally: database fault, work left for a rerun: "), "{text}");
+            assert!(
+                last.starts_with("tally: database fault, work left for a rerun: "),
+                "{text}"
+            );
             tokio::time::sleep(PAST_THE_LEASES).await;
         }
         // Only idle pooled connections were cut: the pool replaced them unnoticed.
@@ -517,7 +541,10 @@ async fn killed_at_several_points_then_rerun_converges(backend: Backend) {
             stderr(&output)
         );
     }
-    assert!(interrupted >= 2, "at least two kills hit a running billing ({interrupted})");
+    assert!(
+        interrupted >= 2,
+        "at least two kills hit a running billing ({interrupted})"
+    );
 
     tokio::time::sleep(PAST_THE_LEASES).await;
     let rerun = workspace.billing(&killed).await;
