@@ -3,7 +3,7 @@
 
 pub(crate) mod inventory;
 
-use crate::{Failure, EXIT_DATA_ERROR, EXIT_TEMPORARY, EXIT_USAGE};
+use crate::{Failure, EXIT_DATA_ERROR, EXIT_USAGE};
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,20 +22,20 @@ use tally::domain::summary::GregorianSeconds;
 use tally::domain::AccountId;
 use tally::jobs::context::JobContext;
 use tally::jobs::context::RunScope;
-use tally::jobs::context::{bookkeeper_sync_outcome, sync_outcome};
 use tally::jobs::demo::DemoReport;
-use tally::jobs::one_shot::{recorded, OneShotError};
 use tally::jobs::reconcile::{run_once, ReconcileOptions, ReconcileReport};
-use tally::jobs::retry::{failed_run, retry_faults, DatabaseFault, FaultRetry};
+use tally::jobs::retry::{retry_faults, FaultRetry};
 use tally::jobs::{bookkeeper_sync, sync};
 use tally::metrics::{write_metrics_file, RunMetrics};
 use tally::ops::{Caller, Operations};
 use tally::ops_cli::{self, choose_format, operator_name};
 use tally::quote::{parse_request, price, render, QuoteError};
-use tally::scheduler::daemon::cancel_on_termination_signals;
-use tally::scheduler::daemon::{DaemonSettings, InstanceId, RunEnd, RunFigures, RunOutcome, RunStatus, SystemClock};
+use tally::runs::{
+    cancel_on_termination_signals, JobError, JobKind, JobName, JobReport, RunEnd, RunOutcome, RunSettings, Runs,
+    SystemClock,
+};
+use tally::scheduler::daemon::DaemonSettings;
 use tally::scheduler::job_file::load_jobs_dir;
-use tally::scheduler::job_file::JobName;
 use tally::scheduler::sd_notify::{watchdog_interval, Notifier};
 use tally::scheduler::service::serve;
 use tally::store::Backend;
@@ -48,25 +48,13 @@ pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
         .map_err(store_failure)
 }
 
-/// A store error before any run: a bad URL is configuration, an unreachable or faulty
-/// database is temporary (exit 75, one line).
+/// A store error before any run: a bad URL is configuration; otherwise it ends the
+/// command as it would end a run: an unreachable or faulty database is a temporary
+/// failure (exit 75, one line).
 fn store_failure(error: StoreError) -> Failure {
     match error {
         error @ StoreError::UnsupportedUrl { .. } => Failure::Config(error.to_string()),
-        error if error.is_temporary() => Failure::Temporary(error.to_string()),
-        error => Failure::Other(error.into()),
-    }
-}
-
-/// A job's error as the command's failure: a database fault that outlasted the
-/// retries is temporary (exit 75); the work done is committed and a rerun resumes.
-fn job_failure<E>(error: E) -> Failure
-where
-    E: DatabaseFault + std::error::Error + Send + Sync + 'static,
-{
-    match error.is_database_fault() {
-        true => Failure::Temporary(format!("database fault, work left for a rerun: {error}")),
-        false => Failure::Other(error.into()),
+        error => Failure::Run(RunOutcome::failed(&error)),
     }
 }
 
@@ -111,45 +99,34 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
                 .map_err(|error| Failure::Config(format!("ingest.number_classifiers: {error}")))?,
         ),
     };
-    let retry = FaultRetry::for_runs(&settings.database);
-    let stop = stop_on_signals();
-    let reconcile = || run_once(&store, &counting, &options);
-    let report = if options.dry_run {
-        retry_faults(retry, "reconcile", &stop, reconcile).await
-    } else {
-        recorded_run(
-            &store,
-            "reconcile",
-            args.metrics_file.as_deref(),
-            retry_faults(retry, "reconcile", &stop, reconcile),
-            |report| match report {
-                Ok(report) => {
-                    let figures = RunFigures {
-                        accounts: report.accounts_scanned,
-                        changes: report.accounts_changed,
-                        failures: u64::try_from(report.skipped.len()).unwrap_or(u64::MAX),
-                    };
-                    match report.is_partial() {
-                        true => RunOutcome::ended(RunEnd::DataErrors, figures, "some accounts were skipped"),
-                        false => RunOutcome::succeeded(figures),
-                    }
-                }
-                Err(error) => failed_run(error),
-            },
-        )
-        .await?
+    if options.dry_run {
+        let report = run_once(&store, &counting, &options).await;
+        store.close().await;
+        let report = report.map_err(anyhow::Error::from)?;
+        print_reconcile(&report, args.json, &[]);
+        return Ok(report.outcome().exit_code().into());
     }
-    .map_err(job_failure)?;
+    let retry = FaultRetry::for_runs(&settings.database);
+    let work = {
+        let store = store.clone();
+        move |stop| async move { retry_faults(retry, "reconcile", &stop, || run_once(&store, &counting, &options)).await }
+    };
+    let recorded = recorded_run(
+        settings,
+        &store,
+        JobKind::Reconcile,
+        args.metrics_file.as_deref(),
+        &stop_on_signals(),
+        work,
+    )
+    .await;
     store.close().await;
-    print_reconcile(&report, args.json);
-    Ok(if report.is_partial() {
-        ExitCode::from(EXIT_DATA_ERROR)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let recorded = recorded?;
+    print_reconcile(recorded.report()?, args.json, &recorded.warnings);
+    Ok(recorded.exit_code())
 }
 
-pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool) {
+pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool, warnings: &[String]) {
     for skip in &report.skipped {
         eprintln!("tally: account {} skipped: {}", skip.account, skip.reason);
     }
@@ -197,7 +174,7 @@ pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool) {
                 .collect();
             summary["changes"] = serde_json::Value::Array(changes);
         }
-        println!("{summary}");
+        println!("{}", with_warnings(summary, warnings));
     } else {
         println!(
             "reconcile{}: {} accounts scanned, {} accounts changed, {} items changed, {} skipped, {} ms",
@@ -212,6 +189,7 @@ pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool) {
             report.skipped.len(),
             duration_ms
         );
+        print_warnings(warnings);
     }
 }
 
@@ -344,37 +322,89 @@ pub(crate) fn parse_accounts(texts: &[String]) -> Result<Vec<AccountId>, Failure
         .map_err(|error| Failure::Other(anyhow::anyhow!("--account: {error}")))
 }
 
-/// Runs a one-shot job as a recorded run (`tally runs` lists it); a job already
-/// running elsewhere is refused with exit 75.
-/// With `metrics_file`, the run's figures are written there when it ends.
-pub(crate) async fn recorded_run<T, F>(
-    store: &Store,
-    job: &str,
-    metrics_file: Option<&Path>,
-    work: F,
-    outcome_of: impl FnOnce(&T) -> RunOutcome,
-) -> Result<T, Failure>
-where
-    F: std::future::Future<Output = T>,
-{
-    let name = JobName::parse(job).map_err(|error| Failure::Other(anyhow::anyhow!(error)))?;
-    let started = std::time::Instant::now();
-    let mut recorded_outcome = None;
-    let result = recorded(Arc::new(store.clone()), &name, &host_name(), work, |result: &T| {
-        let outcome = outcome_of(result);
-        recorded_outcome = Some(outcome.clone());
-        outcome
-    })
-    .await
-    .map_err(|error| match error {
-        OneShotError::Busy { .. } | OneShotError::AlreadyClaimed { .. } | OneShotError::Ledger(_) => {
-            Failure::Temporary(error.to_string())
+/// A one-shot run of `tally run JOB` that ended: its recorded outcome, what the job
+/// returned (unless it panicked or was dropped after the grace period), and the
+/// warnings its report carries.
+pub(crate) struct Recorded<T> {
+    pub outcome: RunOutcome,
+    pub result: Option<T>,
+    pub warnings: Vec<String>,
+}
+
+impl<R, E> Recorded<Result<R, E>> {
+    /// The job's report; otherwise the run's outcome, whose message says what went
+    /// wrong and whose status gives the exit code.
+    pub fn report(&self) -> Result<&R, Failure> {
+        match &self.result {
+            Some(Ok(report)) => Ok(report),
+            Some(Err(_)) | None => Err(Failure::Run(self.outcome.clone())),
         }
-    })?;
-    if let (Some(path), Some(outcome)) = (metrics_file, &recorded_outcome) {
-        write_run_metrics(path, job, outcome, started.elapsed())?;
     }
-    Ok(result)
+
+    /// The exit code of the run: its recorded status's, decided by `runs`.
+    pub fn exit_code(&self) -> ExitCode {
+        self.outcome.exit_code().into()
+    }
+}
+
+/// Runs a one-shot job through the run path, as a recorded run (`tally runs` lists
+/// it): claimed (taking over a dead holder's run once its lease expired; refused with
+/// exit 75 while another run of the job holds a live lease), its lease renewed every
+/// `[scheduler] heartbeat_seconds`, stopped by SIGTERM or Ctrl-C after its batch, and
+/// its end recorded with the outcome `runs` decides from the job's report or error.
+/// With `metrics_file`, the run's figures are written there when it ends; failing to
+/// write them is a warning, and the run's status and exit code stand.
+pub(crate) async fn recorded_run<R, E, F>(
+    settings: &Settings,
+    store: &Store,
+    kind: JobKind,
+    metrics_file: Option<&Path>,
+    shutdown: &CancellationToken,
+    work: impl FnOnce(CancellationToken) -> F,
+) -> Result<Recorded<Result<R, E>>, Failure>
+where
+    F: std::future::Future<Output = Result<R, E>> + Send + 'static,
+    R: JobReport + Send + 'static,
+    E: JobError + Send + 'static,
+{
+    let runs = Runs::new(
+        Arc::new(store.clone()),
+        Arc::new(SystemClock),
+        RunSettings::from_config(&settings.scheduler),
+    )
+    .map_err(|error| Failure::Config(error.to_string()))?;
+    let started = std::time::Instant::now();
+    let finished = runs
+        .run_now(&JobName::of_kind(kind), shutdown, work, RunOutcome::of)
+        .await
+        .map_err(|refusal| Failure::Run(refusal.outcome()))?;
+    let mut warnings = Vec::new();
+    if let Some(path) = metrics_file {
+        if let Err(warning) = write_run_metrics(path, kind.as_str(), &finished.outcome, started.elapsed()) {
+            tracing::warn!(%warning, "the run's metrics were not written; its status stands");
+            warnings.push(warning);
+        }
+    }
+    Ok(Recorded {
+        outcome: finished.outcome,
+        result: finished.result,
+        warnings,
+    })
+}
+
+/// A JSON report with its warnings, when there are any.
+pub(crate) fn with_warnings(mut report: serde_json::Value, warnings: &[String]) -> serde_json::Value {
+    if !warnings.is_empty() {
+        report["warnings"] = serde_json::json!(warnings);
+    }
+    report
+}
+
+/// A text report's warnings, one line each after the report.
+pub(crate) fn print_warnings(warnings: &[String]) {
+    for warning in warnings {
+        println!("warning: {warning}");
+    }
 }
 
 /// The store and everything a job needs, from the settings.
@@ -409,28 +439,37 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
         FirstCommit::Baseline
     };
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
-    let mut options = context.sync_options(scope, None, first_commit, now, stop_on_signals());
-    options.dry_run = args.dry_run;
-    let retry = FaultRetry::for_runs(&settings.database);
-    let stop = options.stop.clone();
-    let sync = || sync::run_once(&store, &options);
-    let report = if options.dry_run {
-        retry_faults(retry, "sync", &stop, sync).await
+    let recorded = if args.dry_run {
+        let mut options = context.sync_options(scope, None, first_commit, now, stop_on_signals());
+        options.dry_run = true;
+        let report = sync::run_once(&store, &options).await;
+        Ok(Recorded {
+            outcome: RunOutcome::of(&report),
+            result: Some(report),
+            warnings: Vec::new(),
+        })
     } else {
+        let retry = FaultRetry::for_runs(&settings.database);
+        let work = {
+            let (context, store) = (context.clone(), store.clone());
+            move |stop: CancellationToken| async move {
+                let options = context.sync_options(scope, None, first_commit, now, stop.clone());
+                retry_faults(retry, "sync", &stop, || sync::run_once(&store, &options)).await
+            }
+        };
         recorded_run(
+            settings,
             &store,
-            "sync",
+            JobKind::Sync,
             args.metrics_file.as_deref(),
-            retry_faults(retry, "sync", &stop, sync),
-            |report| match report {
-                Ok(report) => sync_outcome(report),
-                Err(error) => failed_run(error),
-            },
+            &stop_on_signals(),
+            work,
         )
-        .await?
-    }
-    .map_err(job_failure)?;
+        .await
+    };
     store.close().await;
+    let recorded = recorded?;
+    let report = recorded.report()?;
     for skip in &report.skipped {
         eprintln!("tally: account {} skipped: {}", skip.account, skip.reason);
     }
@@ -456,7 +495,7 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
             "dry_run": report.dry_run,
             "duration_ms": duration_ms,
         });
-        println!("{summary}");
+        println!("{}", with_warnings(summary, &recorded.warnings));
     } else {
         println!(
             "sync{}: {} accounts scanned, {} accounts changed, {} invoices changed, {} skipped, {} ms",
@@ -471,36 +510,38 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
             report.skipped.len(),
             duration_ms
         );
+        print_warnings(&recorded.warnings);
     }
-    Ok(if report.is_partial() {
-        ExitCode::from(EXIT_DATA_ERROR)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(recorded.exit_code())
 }
 
 pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSyncArgs) -> Result<ExitCode, Failure> {
     let context = job_context(settings).await?;
     let store = context.store.clone();
-    let bookkeepers = context.bookkeepers.clone();
-    let options =
-        context.bookkeeper_sync_options(None, GregorianSeconds::from_utc(chrono::Utc::now()), stop_on_signals());
+    let now = GregorianSeconds::from_utc(chrono::Utc::now());
     let retry = FaultRetry::for_runs(&settings.database);
-    let report = recorded_run(
+    let work = {
+        let context = context.clone();
+        move |stop: CancellationToken| async move {
+            let options = context.bookkeeper_sync_options(None, now, stop.clone());
+            retry_faults(retry, "bookkeeper-sync", &stop, || {
+                bookkeeper_sync::run_once(&context.store, &context.bookkeepers, &options)
+            })
+            .await
+        }
+    };
+    let recorded = recorded_run(
+        settings,
         &store,
-        "bookkeeper-sync",
+        JobKind::BookkeeperSync,
         args.metrics_file.as_deref(),
-        retry_faults(retry, "bookkeeper-sync", &options.stop, || {
-            bookkeeper_sync::run_once(&store, &bookkeepers, &options)
-        }),
-        |report| match report {
-            Ok(report) => bookkeeper_sync_outcome(report),
-            Err(error) => failed_run(error),
-        },
+        &stop_on_signals(),
+        work,
     )
-    .await?
-    .map_err(job_failure)?;
+    .await;
     store.close().await;
+    let recorded = recorded?;
+    let report = recorded.report()?;
     for failure in &report.failed {
         eprintln!(
             "tally: account {} bookkeeper {}: not delivered after {} attempt(s){}: {}",
@@ -525,7 +566,7 @@ pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSy
             "needs_attention": report.failed.iter().filter(|failure| failure.needs_attention).count(),
             "duration_ms": duration_ms,
         });
-        println!("{summary}");
+        println!("{}", with_warnings(summary, &recorded.warnings));
     } else {
         println!(
             "bookkeeper-sync: {} deliveries, {} acknowledged, {} refused, {} failed, {} ms",
@@ -535,12 +576,9 @@ pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSy
             report.failed.len(),
             duration_ms
         );
+        print_warnings(&recorded.warnings);
     }
-    Ok(if report.has_failures() {
-        ExitCode::from(EXIT_TEMPORARY)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(recorded.exit_code())
 }
 
 /// A `tally services` or `tally plans` command.
@@ -633,29 +671,35 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
     // A spinner on a terminal; indicatif draws nothing when standard error is not one.
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
-    let report = recorded_run(
+    let work = {
+        let (context, progress) = (context.clone(), progress.clone());
+        move |stop| async move {
+            context
+                .billing(&scope, now, stop, &|stage| progress.set_message(stage.describe()))
+                .await
+        }
+    };
+    let recorded = recorded_run(
+        &settings,
         &context.store,
-        "billing",
+        JobKind::Billing,
         args.metrics_file.as_deref(),
-        context.billing(&scope, now, stop_on_signals(), &|stage| {
-            progress.set_message(stage.describe())
-        }),
-        |report| match report {
-            Ok(report) => report.outcome(),
-            Err(error) => failed_run(error),
-        },
+        &stop_on_signals(),
+        work,
     )
-    .await?
-    .map_err(job_failure)?;
+    .await;
     progress.finish_and_clear();
     context.store.close().await;
     drop(demo_bookkeeper);
+    let recorded = recorded?;
+    let report = recorded.report()?;
     if args.json {
-        println!("{}", report.to_json());
+        println!("{}", with_warnings(report.to_json(), &recorded.warnings));
     } else {
         print!("{}", report.to_text());
+        print_warnings(&recorded.warnings);
     }
-    Ok(report.end().exit_code().into())
+    Ok(recorded.exit_code())
 }
 
 pub(crate) async fn run_topup(settings: &Settings, args: &TopupArgs) -> Result<ExitCode, Failure> {
@@ -671,19 +715,22 @@ pub(crate) async fn run_topup(settings: &Settings, args: &TopupArgs) -> Result<E
     };
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
     let retry = FaultRetry::for_runs(&settings.database);
-    let report = recorded_run(
+    let work = {
+        let context = context.clone();
+        move |stop| async move { retry_faults(retry, "topup", &stop, || context.topup(&scope, now)).await }
+    };
+    let recorded = recorded_run(
+        settings,
         &context.store,
-        "topup",
+        JobKind::Topup,
         args.metrics_file.as_deref(),
-        retry_faults(retry, "topup", &stop_on_signals(), || context.topup(&scope, now)),
-        |report| match report {
-            Ok(report) => report.outcome(),
-            Err(error) => failed_run(error),
-        },
+        &stop_on_signals(),
+        work,
     )
-    .await?
-    .map_err(job_failure)?;
+    .await;
     context.store.close().await;
+    let recorded = recorded?;
+    let report = recorded.report()?;
     for failure in &report.failed {
         eprintln!(
             "tally: account {} not topped up: {}: {}",
@@ -691,20 +738,22 @@ pub(crate) async fn run_topup(settings: &Settings, args: &TopupArgs) -> Result<E
         );
     }
     if args.json {
-        println!("{}", report.to_json());
+        println!("{}", with_warnings(report.to_json(), &recorded.warnings));
     } else {
         print!("{}", report.to_text());
+        print_warnings(&recorded.warnings);
     }
-    Ok(report.end().exit_code().into())
+    Ok(recorded.exit_code())
 }
 
-/// Writes a run's figures for the node exporter's textfile collector.
+/// Writes a run's figures for the node exporter's textfile collector; the error is
+/// the warning to report.
 fn write_run_metrics(
     path: &Path,
     job: &str,
     outcome: &RunOutcome,
     duration: std::time::Duration,
-) -> Result<(), Failure> {
+) -> Result<(), String> {
     let metrics = RunMetrics {
         job: job.to_owned(),
         duration,
@@ -714,17 +763,7 @@ fn write_run_metrics(
         succeeded: outcome.end == RunEnd::Succeeded,
         finished_at: chrono::Utc::now(),
     };
-    write_metrics_file(path, &metrics).map_err(|error| Failure::Other(anyhow::anyhow!("{error}")))
-}
-
-/// This machine's name, for run records.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_owned())
+    write_metrics_file(path, &metrics).map_err(|error| error.to_string())
 }
 
 pub(crate) async fn run_schedule(settings: &Settings, args: &ScheduleArgs) -> Result<ExitCode, Failure> {
@@ -737,11 +776,7 @@ pub(crate) async fn run_schedule(settings: &Settings, args: &ScheduleArgs) -> Re
         Err(error) => return Err(Failure::Config(error.to_string())),
     };
     let context = job_context(settings).await?;
-    let host = host_name();
-    let mut daemon = DaemonSettings::new(InstanceId::for_this_process(&host), host);
-    daemon.lease = std::time::Duration::from_secs(settings.scheduler.lease_seconds);
-    daemon.heartbeat = std::time::Duration::from_secs(settings.scheduler.heartbeat_seconds);
-    daemon.shutdown_grace = std::time::Duration::from_secs(settings.scheduler.shutdown_grace_seconds);
+    let daemon = DaemonSettings::new(RunSettings::from_config(&settings.scheduler));
     let shutdown = stop_on_signals();
     if context.store.backend() == Backend::Sqlite {
         tracing::info!("SQLite: this scheduler runs as the only instance (share a PostgreSQL database to run several)");
@@ -774,10 +809,7 @@ pub(crate) async fn run_runs(settings: &Settings, args: &RunsArgs) -> Result<Exi
     let runs = store.recent_runs(args.limit).await.map_err(anyhow::Error::from)?;
     store.close().await;
     for run in &runs {
-        let status = match run.status {
-            RunStatus::Running => "running",
-            RunStatus::Ended(end) => end.as_str(),
-        };
+        let status = run.status.as_str();
         if args.json {
             let line = serde_json::json!({
                 "id": run.id.0,

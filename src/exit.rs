@@ -11,7 +11,9 @@
 //! | 2 | [`ExitCode::Usage`] | bad command line (clap's own code) | read `tally --help` |
 //! | 1 | [`ExitCode::Failure`] | anything else | read the log |
 //!
-//! This module only names the codes; `main` maps outcomes and errors to them.
+//! This module only names the codes. Which one a run exits with is decided by
+//! `runs::outcome` (`RunEnd::exit_code`), for `tally run` and the run records alike;
+//! `main` maps the other commands' errors.
 
 /// A documented exit code of `tally`; see the module table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,7 +39,7 @@ impl ExitCode {
     ];
 
     /// The number the process exits with.
-    pub fn code(self) -> u8 {
+    pub const fn code(self) -> u8 {
         match self {
             ExitCode::Done => 0,
             ExitCode::DataErrors => 65,

@@ -13,6 +13,8 @@
 //!   [`api`]: the HTTP API over them (`tally serve`).
 //! - [`ingest`]: the platform's documents (a dump, a CouchDB feed, HTTP) into the inventory.
 //! - [`bookkeepers`]: delivery of invoices to bookkeepers (local, HTTP), idempotency, retry schedule.
+//! - [`runs`]: the run vocabulary, the run ledger contract, and the one path every run
+//!   takes (claim, heartbeat, takeover, supervision, end, status and exit code).
 //! - [`scheduler`]: job files, cron schedules, the daemon loop, sd_notify.
 //! - [`quote`]: the `tally quote` command's request and response.
 //! - [`config`]: typed settings; [`cli`]: the command line; [`demo`]: demo data.
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod ops;
 pub mod ops_cli;
 pub mod quote;
+pub mod runs;
 pub mod scheduler;
 pub mod store;
 pub mod table;

@@ -1,7 +1,8 @@
 //! The `tally` binary: parse arguments, load settings, run the command, map the
 //! outcome to an exit code: 0 ok, 65 data errors (in some accounts, in a quote request,
-//! or the input of a `services`/`plans` operation), 77 not permitted, 78 bad
-//! configuration, 2 usage, 1 anything else.
+//! or the input of a `services`/`plans` operation), 75 retry later, 77 not permitted,
+//! 78 bad configuration, 2 usage, 1 anything else (`tally::exit`). A `tally run`'s code
+//! is its run's status, decided by `tally::runs`.
 
 mod commands;
 
@@ -10,21 +11,20 @@ use commands::*;
 use std::process::ExitCode;
 use tally::cli::{Cli, Command, InventoryOperation, Job, TokensOperation};
 use tally::config::Settings;
+use tally::exit::ExitCode as TallyExit;
+use tally::runs::RunOutcome;
 
-/// sysexits(3): the input data was incorrect (some accounts were skipped).
-pub(crate) const EXIT_DATA_ERROR: u8 = 65;
-/// sysexits(3): configuration error.
-pub(crate) const EXIT_CONFIG: u8 = 78;
-/// Usage errors, as clap reports them.
-pub(crate) const EXIT_USAGE: u8 = 2;
-/// sysexits(3): temporary failure, work left to retry.
-pub(crate) const EXIT_TEMPORARY: u8 = 75;
+// The numbers are named once, in `tally::exit`.
+pub(crate) const EXIT_DATA_ERROR: u8 = TallyExit::DataErrors.code();
+pub(crate) const EXIT_CONFIG: u8 = TallyExit::BadConfiguration.code();
+pub(crate) const EXIT_USAGE: u8 = TallyExit::Usage.code();
 
 /// How a command ended, before it becomes an exit code.
 pub(crate) enum Failure {
     Config(String),
-    /// Work left to retry: the job is already running elsewhere, the database is busy.
-    Temporary(String),
+    /// A run that could not start, or whose job failed: its outcome, as the run path
+    /// decided it, gives the message and the exit code.
+    Run(RunOutcome),
     Other(anyhow::Error),
 }
 
@@ -105,9 +105,9 @@ fn main() -> ExitCode {
             eprintln!("tally: {message}");
             ExitCode::from(EXIT_CONFIG)
         }
-        Err(Failure::Temporary(message)) => {
-            eprintln!("tally: {message}");
-            ExitCode::from(EXIT_TEMPORARY)
+        Err(Failure::Run(outcome)) => {
+            eprintln!("tally: {}", outcome.message.as_deref().unwrap_or(outcome.end.as_str()));
+            outcome.exit_code().into()
         }
         Err(Failure::Other(error)) => {
             eprintln!("tally: {error:#}");

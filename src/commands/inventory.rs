@@ -1,7 +1,7 @@
 //! `tally inventory import|follow|rejected`: the command-line faces of ingestion.
 
 use super::{job_context, recorded_run, stop_on_signals};
-use crate::{Failure, EXIT_DATA_ERROR, EXIT_TEMPORARY};
+use crate::{Failure, EXIT_DATA_ERROR};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,8 +10,8 @@ use tally::config::Settings;
 use tally::domain::summary::GregorianSeconds;
 use tally::ingest::sources::{read_path, read_stdin};
 use tally::ingest::{IngestReport, SourceApplyError};
-use tally::jobs::context::ingest_outcome;
 use tally::jobs::reconcile::ReconcileReport;
+use tally::runs::JobKind;
 
 fn now() -> GregorianSeconds {
     GregorianSeconds::from_utc(chrono::Utc::now())
@@ -86,27 +86,28 @@ pub(crate) async fn run_follow(settings: &Settings, args: &InventoryFollowArgs) 
     let stop = stop_on_signals();
     let poll = Duration::from_secs(settings.ingest.couchdb.poll_seconds.max(1));
     loop {
-        let result = recorded_run(
-            &context.store,
-            "ingest",
-            None,
-            context.ingest_cycle(&client, args.reconcile, now()),
-            ingest_outcome,
-        )
-        .await?;
+        let work = {
+            let (context, client, reconcile) = (context.clone(), client.clone(), args.reconcile);
+            move |_stop| async move { context.ingest_cycle(&client, reconcile, now()).await }
+        };
+        let recorded = recorded_run(settings, &context.store, JobKind::Ingest, None, &stop, work).await?;
+        let exit = recorded.exit_code();
+        let Some(result) = recorded.result else {
+            return Err(Failure::Run(recorded.outcome));
+        };
         match result {
             Ok(cycle) => {
                 if args.once || cycle.ingest.documents > 0 || args.json {
                     print_report(&cycle.ingest, cycle.reconcile.as_ref(), args.json);
                 }
                 if args.once {
-                    return Ok(exit_of(&cycle.ingest));
+                    return Ok(exit);
                 }
             }
             Err(error) if error.is_temporary() => {
                 if args.once {
                     eprintln!("tally: {error}; the checkpoints are kept, run again later");
-                    return Ok(ExitCode::from(EXIT_TEMPORARY));
+                    return Ok(exit);
                 }
                 tracing::warn!(%error, "CouchDB unreachable; retrying at the next poll");
             }

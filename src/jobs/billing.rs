@@ -1,15 +1,17 @@
 //! The nightly billing run: reconcile, then sync, then bookkeeper-sync, as one run with
 //! one report (issue 5): accounts scanned and changed, invoices changed, deliveries
 //! made and failed, and the recurring total each reseller bills.
+//!
+//! A plain sequence of the three jobs over their own options (which `JobContext`
+//! builds from the settings); it knows nothing of the context.
 
-use super::bookkeeper_sync::BookkeeperSyncReport;
-use super::context::{JobContext, RunScope};
-use super::reconcile::{ReconcileError, ReconcileReport};
+use super::bookkeeper_sync::{self, BookkeeperSyncOptions, BookkeeperSyncReport};
+use super::reconcile::{self, ReconcileError, ReconcileOptions, ReconcileReport};
 use super::retry::{retry_faults, FaultRetry};
-use super::sync::SyncReport;
-use crate::domain::summary::GregorianSeconds;
-use crate::scheduler::daemon::{RunEnd, RunFigures, RunOutcome};
-use crate::store::{StoreError, VendorTotal};
+use super::sync::{self, SyncOptions, SyncReport};
+use crate::bookkeepers::Bookkeepers;
+use crate::runs::{JobError, JobReport, RunEnd, RunFigures, RunOutcome};
+use crate::store::{CountingQueries, Store, StoreError, VendorTotal};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +21,20 @@ pub enum BillingError {
     Reconcile(#[from] ReconcileError),
     #[error("{0}")]
     Store(#[from] StoreError),
+}
+
+impl JobError for BillingError {
+    fn is_temporary(&self) -> bool {
+        match self {
+            BillingError::Reconcile(ReconcileError::Store(error)) | BillingError::Store(error) => error.is_temporary(),
+        }
+    }
+}
+
+impl JobReport for BillingReport {
+    fn outcome(&self) -> RunOutcome {
+        BillingReport::outcome(self)
+    }
 }
 
 /// What one billing run did.
@@ -51,36 +67,49 @@ impl Stage {
     }
 }
 
+/// The options of the three stages, and the token that stops the run between them.
+#[derive(Clone)]
+pub struct BillingOptions {
+    pub reconcile: ReconcileOptions,
+    pub sync: SyncOptions,
+    pub bookkeeper_sync: BookkeeperSyncOptions,
+    pub stop: CancellationToken,
+    /// A database fault restarts the stage in hand (each stage is idempotent).
+    pub retry: FaultRetry,
+}
+
 pub async fn run_once(
-    context: &JobContext,
-    scope: &RunScope,
-    now: GregorianSeconds,
-    stop: CancellationToken,
+    store: &Store,
+    counting: &CountingQueries,
+    bookkeepers: &Bookkeepers,
+    options: &BillingOptions,
     on_stage: &(dyn Fn(Stage) + Send + Sync),
 ) -> Result<BillingReport, BillingError> {
     let started = Instant::now();
-    // A database fault restarts the stage in hand (each stage is idempotent).
-    let retry = FaultRetry::for_runs(&context.settings.database);
+    let (retry, stop) = (options.retry, &options.stop);
     on_stage(Stage::Reconcile);
-    let reconcile = retry_faults(retry, "reconcile", &stop, || context.reconcile(scope, now)).await?;
-    let sync = if stop.is_cancelled() {
+    let reconcile = retry_faults(retry, "reconcile", stop, || {
+        reconcile::run_once(store, counting, &options.reconcile)
+    })
+    .await?;
+    let sync = if options.stop.is_cancelled() {
         None
     } else {
         on_stage(Stage::Sync);
-        Some(retry_faults(retry, "sync", &stop, || context.sync(scope, now, stop.clone())).await?)
+        Some(retry_faults(retry, "sync", stop, || sync::run_once(store, &options.sync)).await?)
     };
-    let bookkeeper_sync = if stop.is_cancelled() {
+    let bookkeeper_sync = if options.stop.is_cancelled() {
         None
     } else {
         on_stage(Stage::BookkeeperSync);
         Some(
-            retry_faults(retry, "bookkeeper-sync", &stop, || {
-                context.bookkeeper_sync(scope, now, stop.clone())
+            retry_faults(retry, "bookkeeper-sync", stop, || {
+                bookkeeper_sync::run_once(store, bookkeepers, &options.bookkeeper_sync)
             })
             .await?,
         )
     };
-    let recurring_by_reseller = retry_faults(retry, "totals", &stop, || context.store.recurring_by_vendor()).await?;
+    let recurring_by_reseller = retry_faults(retry, "totals", stop, || store.recurring_by_vendor()).await?;
     Ok(BillingReport {
         reconcile,
         sync,
@@ -131,10 +160,7 @@ impl BillingReport {
     }
 
     pub fn outcome(&self) -> RunOutcome {
-        match self.end() {
-            RunEnd::Succeeded => RunOutcome::succeeded(self.figures()),
-            end => RunOutcome::ended(end, self.figures(), end.as_str()),
-        }
+        RunOutcome::reported(self.end(), self.figures(), None)
     }
 
     /// The report as one JSON object (`--json`).

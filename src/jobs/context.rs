@@ -1,13 +1,14 @@
-//! What every job run needs, built once from the settings, and the scheduler's
-//! [`JobRunner`]: one place that turns settings and a job definition into the options
-//! of `reconcile`, `sync`, `bookkeeper-sync`, `billing` and `topup`, for the one-shot command
-//! line and the daemon alike.
+//! What every job run needs, built once from the settings, and the [`JobRunner`] of
+//! the run path: one place that turns settings and a job's spec into the options of
+//! `reconcile`, `sync`, `bookkeeper-sync`, `billing` and `topup`, for the one-shot
+//! command line and the daemon alike; and each job's report or error as a run
+//! outcome ([`JobReport`], [`JobError`]), so `runs` decides status and exit code once.
 
-use super::billing::{self, BillingReport};
+use super::billing::{self, BillingOptions, BillingReport};
 use super::bookkeeper_sync::{self, BookkeeperSyncOptions, BookkeeperSyncReport};
 use super::ingest::{IngestCycle, IngestJobError};
 use super::reconcile::{self, ReconcileError, ReconcileOptions, ReconcileReport};
-use super::retry::{failed_run, retry_faults, FaultRetry};
+use super::retry::{retry_faults, FaultRetry};
 use super::sync::{self, SyncOptions, SyncReport};
 use super::topup::{self, TopupOptions, TopupReport};
 use crate::bookkeepers::Bookkeepers;
@@ -16,8 +17,7 @@ use crate::domain::changes::FirstCommit;
 use crate::domain::classify::NumberClassifiers;
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::AccountId;
-use crate::scheduler::daemon::{JobRunner, RunEnd, RunFigures, RunOutcome};
-use crate::scheduler::job_file::{JobDefinition, JobKind};
+use crate::runs::{job_run_label, JobError, JobKind, JobReport, JobRunner, JobSpec, RunEnd, RunFigures, RunOutcome};
 use crate::store::{CountingQueries, ReconcileScope, Store, StoreError, SyncScope};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -114,7 +114,7 @@ impl JobContext {
             first_commit,
             now,
             batch_size: batch_size.unwrap_or(self.settings.sync.batch_size),
-            run_id: run_id("sync", now),
+            run_id: job_run_label("sync", now),
             master_account_bookkeeper: self.settings.services.master_account_bookkeeper.clone(),
             show_master_audit_logs: self.settings.services.should_save_master_audit_logs,
             priorities: self.settings.services.merge_strategy_priority.priorities(),
@@ -194,6 +194,25 @@ impl JobContext {
         topup::run_once(&self.store, &self.bookkeepers, &self.topup_options(scope, now)).await
     }
 
+    /// The options of billing's three stages over `scope`.
+    pub fn billing_options(&self, scope: &RunScope, now: GregorianSeconds, stop: CancellationToken) -> BillingOptions {
+        let sync_scope = match &scope.accounts {
+            Some(accounts) => SyncScope::Accounts(accounts.clone()),
+            None => SyncScope::Marked,
+        };
+        let reconcile_scope = RunScope {
+            changed_only: false,
+            ..scope.clone()
+        };
+        BillingOptions {
+            reconcile: self.reconcile_options(&reconcile_scope, false, now),
+            sync: self.sync_options(sync_scope, scope.batch_size, FirstCommit::Baseline, now, stop.clone()),
+            bookkeeper_sync: self.bookkeeper_sync_options(scope.batch_size, now, stop.clone()),
+            stop,
+            retry: FaultRetry::for_runs(&self.settings.database),
+        }
+    }
+
     pub async fn billing(
         &self,
         scope: &RunScope,
@@ -201,30 +220,18 @@ impl JobContext {
         stop: CancellationToken,
         on_stage: &(dyn Fn(billing::Stage) + Send + Sync),
     ) -> Result<BillingReport, billing::BillingError> {
-        billing::run_once(self, scope, now, stop, on_stage).await
+        let options = self.billing_options(scope, now, stop);
+        billing::run_once(&self.store, &self.counting, &self.bookkeepers, &options, on_stage).await
     }
-}
-
-/// A run id: the job, the time and the process, unique enough to tell runs apart.
-pub fn run_id(job: &str, now: GregorianSeconds) -> String {
-    format!("{job}-{}-{}", now.0, std::process::id())
 }
 
 fn count(value: usize) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
 }
 
-fn outcome(end: RunEnd, figures: RunFigures, message: Option<String>) -> RunOutcome {
-    match (end, message) {
-        (RunEnd::Succeeded, _) => RunOutcome::succeeded(figures),
-        (end, Some(message)) => RunOutcome::ended(end, figures, message),
-        (end, None) => RunOutcome::ended(end, figures, end.as_str()),
-    }
-}
-
 impl JobContext {
-    /// Runs one occurrence of a job definition and says how it ended.
-    pub async fn run_job(&self, job: &JobDefinition, stop: CancellationToken) -> RunOutcome {
+    /// Runs one occurrence of a job and says how it ended.
+    pub async fn run_job(&self, job: &JobSpec, stop: CancellationToken) -> RunOutcome {
         let now = GregorianSeconds::from_utc(Utc::now());
         let scope = RunScope {
             accounts: job.accounts.clone(),
@@ -236,43 +243,26 @@ impl JobContext {
         // A database fault restarts the job (billing: its stage) for a bounded time.
         let retry = FaultRetry::for_runs(&self.settings.database);
         match job.kind {
-            JobKind::Reconcile => match retry_faults(retry, "reconcile", &stop, || self.reconcile(&scope, now)).await {
-                Ok(report) => {
-                    let figures = RunFigures {
-                        accounts: report.accounts_scanned,
-                        changes: report.accounts_changed,
-                        failures: count(report.skipped.len()),
-                    };
-                    let end = if report.is_partial() {
-                        RunEnd::DataErrors
-                    } else {
-                        RunEnd::Succeeded
-                    };
-                    outcome(end, figures, None)
-                }
-                Err(error) => failed_run(&error),
-            },
-            JobKind::Sync => match retry_faults(retry, "sync", &stop, || self.sync(&scope, now, stop.clone())).await {
-                Ok(report) => sync_outcome(&report),
-                Err(error) => failed_run(&error),
-            },
-            JobKind::BookkeeperSync => match retry_faults(retry, "bookkeeper-sync", &stop, || {
-                self.bookkeeper_sync(&scope, now, stop.clone())
-            })
-            .await
-            {
-                Ok(report) => bookkeeper_sync_outcome(&report),
-                Err(error) => failed_run(&error),
-            },
-            JobKind::Billing => match self
-                .billing(&scope, now, stop, &|stage| {
-                    tracing::info!(stage = stage.describe(), "billing")
+            JobKind::Reconcile => {
+                RunOutcome::of(&retry_faults(retry, "reconcile", &stop, || self.reconcile(&scope, now)).await)
+            }
+            JobKind::Sync => {
+                RunOutcome::of(&retry_faults(retry, "sync", &stop, || self.sync(&scope, now, stop.clone())).await)
+            }
+            JobKind::BookkeeperSync => RunOutcome::of(
+                &retry_faults(retry, "bookkeeper-sync", &stop, || {
+                    self.bookkeeper_sync(&scope, now, stop.clone())
                 })
-                .await
-            {
-                Ok(report) => report.outcome(),
-                Err(error) => failed_run(&error),
-            },
+                .await,
+            ),
+            // Billing retries stage by stage.
+            JobKind::Billing => RunOutcome::of(
+                &self
+                    .billing(&scope, now, stop, &|stage| {
+                        tracing::info!(stage = stage.describe(), "billing")
+                    })
+                    .await,
+            ),
             JobKind::Ingest => {
                 let cycle = match self.couch_client() {
                     Ok(client) => {
@@ -283,73 +273,106 @@ impl JobContext {
                     }
                     Err(error) => Err(error),
                 };
-                ingest_outcome(&cycle)
+                RunOutcome::of(&cycle)
             }
-            JobKind::Topup => match retry_faults(retry, "topup", &stop, || self.topup(&scope, now)).await {
-                Ok(report) => report.outcome(),
-                Err(error) => failed_run(&error),
-            },
+            JobKind::Topup => RunOutcome::of(&retry_faults(retry, "topup", &stop, || self.topup(&scope, now)).await),
         }
     }
 }
 
-pub fn sync_outcome(report: &SyncReport) -> RunOutcome {
-    let figures = RunFigures {
-        accounts: count(report.accounts_scanned),
-        changes: count(report.invoices_changed),
-        failures: count(report.skipped.len()),
-    };
-    let end = if report.interrupted {
-        RunEnd::Interrupted
-    } else if report.is_partial() {
-        RunEnd::DataErrors
-    } else {
-        RunEnd::Succeeded
-    };
-    outcome(end, figures, None)
-}
-
-/// How an ingest cycle ends: rejected documents are data errors; an unreachable
-/// CouchDB is temporary (the checkpoints stay, the next run resumes there).
-pub fn ingest_outcome(cycle: &Result<IngestCycle, IngestJobError>) -> RunOutcome {
-    match cycle {
-        Ok(cycle) => {
-            let figures = RunFigures {
-                accounts: cycle.ingest.documents,
-                changes: cycle.ingest.applied,
-                failures: cycle.ingest.rejected,
-            };
-            let skipped = cycle.reconcile.as_ref().is_some_and(ReconcileReport::is_partial);
-            match cycle.ingest.is_partial() || skipped {
-                true => outcome(RunEnd::DataErrors, figures, None),
-                false => outcome(RunEnd::Succeeded, figures, None),
-            }
+impl JobReport for ReconcileReport {
+    fn outcome(&self) -> RunOutcome {
+        let figures = RunFigures {
+            accounts: self.accounts_scanned,
+            changes: self.accounts_changed,
+            failures: count(self.skipped.len()),
+        };
+        match self.is_partial() {
+            true => RunOutcome::reported(
+                RunEnd::DataErrors,
+                figures,
+                Some("some accounts were skipped".to_owned()),
+            ),
+            false => RunOutcome::succeeded(figures),
         }
-        Err(error) if error.is_temporary() => {
-            RunOutcome::ended(RunEnd::TemporaryFailure, RunFigures::default(), error.to_string())
-        }
-        Err(error) => RunOutcome::ended(RunEnd::Failed, RunFigures::default(), error.to_string()),
     }
 }
 
-pub fn bookkeeper_sync_outcome(report: &BookkeeperSyncReport) -> RunOutcome {
-    let figures = RunFigures {
-        accounts: count(report.deliveries),
-        changes: count(report.acknowledged + report.refused),
-        failures: count(report.failed.len()),
-    };
-    let end = if report.interrupted {
-        RunEnd::Interrupted
-    } else if report.has_failures() {
-        RunEnd::TemporaryFailure
-    } else {
-        RunEnd::Succeeded
-    };
-    outcome(end, figures, None)
+impl JobReport for SyncReport {
+    fn outcome(&self) -> RunOutcome {
+        let figures = RunFigures {
+            accounts: count(self.accounts_scanned),
+            changes: count(self.invoices_changed),
+            failures: count(self.skipped.len()),
+        };
+        let end = if self.interrupted {
+            RunEnd::Interrupted
+        } else if self.is_partial() {
+            RunEnd::DataErrors
+        } else {
+            RunEnd::Succeeded
+        };
+        RunOutcome::reported(end, figures, None)
+    }
+}
+
+/// Rejected documents are data errors; an unreachable CouchDB is temporary (the
+/// checkpoints stay, the next run resumes there).
+impl JobReport for IngestCycle {
+    fn outcome(&self) -> RunOutcome {
+        let figures = RunFigures {
+            accounts: self.ingest.documents,
+            changes: self.ingest.applied,
+            failures: self.ingest.rejected,
+        };
+        let skipped = self.reconcile.as_ref().is_some_and(ReconcileReport::is_partial);
+        match self.ingest.is_partial() || skipped {
+            true => RunOutcome::reported(RunEnd::DataErrors, figures, None),
+            false => RunOutcome::succeeded(figures),
+        }
+    }
+}
+
+impl JobReport for BookkeeperSyncReport {
+    fn outcome(&self) -> RunOutcome {
+        let figures = RunFigures {
+            accounts: count(self.deliveries),
+            changes: count(self.acknowledged + self.refused),
+            failures: count(self.failed.len()),
+        };
+        let end = if self.interrupted {
+            RunEnd::Interrupted
+        } else if self.has_failures() {
+            RunEnd::TemporaryFailure
+        } else {
+            RunEnd::Succeeded
+        };
+        RunOutcome::reported(end, figures, None)
+    }
+}
+
+impl JobReport for TopupReport {
+    fn outcome(&self) -> RunOutcome {
+        TopupReport::outcome(self)
+    }
+}
+
+impl JobError for ReconcileError {
+    fn is_temporary(&self) -> bool {
+        match self {
+            ReconcileError::Store(error) => error.is_temporary(),
+        }
+    }
+}
+
+impl JobError for IngestJobError {
+    fn is_temporary(&self) -> bool {
+        IngestJobError::is_temporary(self)
+    }
 }
 
 impl JobRunner for JobContext {
-    async fn run(&self, job: &JobDefinition, _scheduled_for: DateTime<Utc>, shutdown: CancellationToken) -> RunOutcome {
+    async fn run(&self, job: &JobSpec, _scheduled_for: DateTime<Utc>, shutdown: CancellationToken) -> RunOutcome {
         self.run_job(job, shutdown).await
     }
 }

@@ -8,7 +8,6 @@ pub mod bookkeeper_sync;
 pub mod context;
 pub mod demo;
 pub mod ingest;
-pub mod one_shot;
 pub mod reconcile;
 pub mod retry;
 pub mod sync;

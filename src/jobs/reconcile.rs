@@ -14,7 +14,6 @@ use crate::domain::AccountId;
 use crate::store::{CountingQueries, ReconcileScope, StagedChange, Store, StoreError};
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How to run.
@@ -83,13 +82,6 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
 }
 
-/// A run id unique within the database's history: time, process, and a counter.
-fn next_run_id(now: GregorianSeconds) -> String {
-    static RUNS: AtomicU64 = AtomicU64::new(0);
-    let sequence = RUNS.fetch_add(1, Ordering::Relaxed);
-    format!("reconcile-{}-{}-{sequence}", now.0, std::process::id())
-}
-
 /// One reconciliation over the configured scope.
 pub async fn run_once(
     store: &Store,
@@ -138,7 +130,9 @@ pub async fn run_once(
     let changes = if options.dry_run {
         session.changes().await?
     } else {
-        session.apply(options.now, &next_run_id(options.now)).await?;
+        session
+            .apply(options.now, &crate::runs::job_run_label("reconcile", options.now))
+            .await?;
         Vec::new()
     };
     session.finish().await?;

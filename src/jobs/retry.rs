@@ -10,14 +10,14 @@
 //! at once and their client retries.
 //!
 //! [`FaultRetry`] is the pure policy (no clock, no I/O); [`retry_faults`] runs a stage
-//! with it.
+//! with it. A fault that outlasts the retries is a temporary failure of the run
+//! (`StoreError::is_temporary`, through `runs::RunOutcome::failed`): exit 75.
 
 use super::billing::BillingError;
 use super::ingest::IngestJobError;
 use super::reconcile::ReconcileError;
 use crate::config::DatabaseSettings;
 use crate::ingest::IngestError;
-use crate::scheduler::daemon::{RunEnd, RunFigures, RunOutcome};
 use crate::store::StoreError;
 use std::fmt::Display;
 use std::future::Future;
@@ -64,16 +64,6 @@ impl DatabaseFault for IngestJobError {
             IngestJobError::NotConfigured | IngestJobError::Couch(_) => false,
         }
     }
-}
-
-/// How a run that failed with `error` ends: a database fault that outlasted the
-/// retries is a temporary failure (exit 75, a rerun resumes); anything else failed.
-pub fn failed_run(error: &(impl DatabaseFault + Display)) -> RunOutcome {
-    let end = match error.is_database_fault() {
-        true => RunEnd::TemporaryFailure,
-        false => RunEnd::Failed,
-    };
-    RunOutcome::ended(end, RunFigures::default(), error.to_string())
 }
 
 /// When to try a stage again after a database fault: 0.5 s, doubling up to 5 s, for
@@ -251,9 +241,14 @@ mod tests {
 
     #[test]
     fn a_fault_that_outlasted_the_retries_ends_the_run_as_a_temporary_failure() {
-        assert_eq!(failed_run(&lost_connection()).end, RunEnd::TemporaryFailure);
-        assert_eq!(failed_run(&StoreError::InvalidRow("bad".into())).end, RunEnd::Failed);
+        use crate::runs::{RunEnd, RunOutcome};
+        assert_eq!(RunOutcome::failed(&lost_connection()).end, RunEnd::TemporaryFailure);
+        assert_eq!(
+            RunOutcome::failed(&StoreError::InvalidRow("bad".into())).end,
+            RunEnd::Failed
+        );
         let billing = BillingError::Reconcile(ReconcileError::Store(lost_connection()));
-        assert_eq!(failed_run(&billing).end, RunEnd::TemporaryFailure);
+        assert!(billing.is_database_fault());
+        assert_eq!(RunOutcome::failed(&billing).end, RunEnd::TemporaryFailure);
     }
 }

@@ -12,7 +12,7 @@ use crate::domain::plan::BookkeeperRef;
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::topup::{decide, parse_dollars, AutomaticTopup, Decision, SkipReason, TopupSettings, Trigger};
 use crate::domain::AccountId;
-use crate::scheduler::daemon::{RunEnd, RunFigures, RunOutcome};
+use crate::runs::{RunEnd, RunFigures, RunOutcome};
 use crate::store::{
     LedgerRow, NewLedger, NewTransaction, Store, StoreError, TopupAccount, TransactionRow, TransactionStatus,
 };

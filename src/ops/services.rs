@@ -203,7 +203,7 @@ impl Operations {
     fn commit_options(&self, caller: &Caller, account: &AccountId, kind: &str) -> sync::SyncOptions {
         let mut options = self.pricing_options(SyncScope::Accounts(vec![account.clone()]));
         options.initiator = Some(caller.audit.clone());
-        options.run_id = unique_id(kind, account);
+        options.run_id = crate::runs::operation_run_label(kind, account);
         options
     }
 
@@ -602,30 +602,9 @@ impl Operations {
     /// `YYYY-` + 32 hex for a quantity-change record written by an operation.
     fn record_id(&self, account: &AccountId, now: crate::domain::summary::GregorianSeconds) -> String {
         let year = now.year().unwrap_or(0);
-        let digest = unique_id("manual", account);
+        let digest = crate::runs::operation_run_label("manual", account);
         format!("{year:04}-{:010x}{}", now.0, &digest[..22])
     }
-}
-
-/// A hex id no other operation gets, even within the same second: what the
-/// operation's records and audit rows derive their ids from.
-fn unique_id(kind: &str, account: &AccountId) -> String {
-    use sha2::{Digest, Sha256};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let mut digest = Sha256::new();
-    for part in [kind, account.as_str()] {
-        digest.update(part.as_bytes());
-        digest.update([0x1f]);
-    }
-    digest.update(std::process::id().to_be_bytes());
-    digest.update(SEQUENCE.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or(0);
-    digest.update(nanos.to_be_bytes());
-    hex::encode(digest.finalize())
 }
 
 fn rename_field(error: OpsError, from: &str, to: &str) -> OpsError {

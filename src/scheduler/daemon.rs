@@ -1,43 +1,36 @@
 //! The scheduling loop of `tally schedule`: fires each job at its times, never twice
 //! at once, and never twice for the same scheduled time across instances.
 //!
-//! It is generic over three seams so that it is built and tested without the store or
-//! the jobs:
+//! It decides *when* a job runs; everything about a run itself — claiming it in the
+//! ledger, taking over a dead holder's run, the heartbeat, the time limit, the
+//! shutdown grace, recording its end — is the one run path of [`crate::runs`], which
+//! `tally run JOB` takes too. The loop is generic over the seams of that path so that
+//! it is built and tested without the store or the jobs:
 //! - [`JobRunner`] runs one occurrence of a job (implemented by `jobs/`);
-//! - [`RunLedger`] records runs and arbitrates between instances: a unique run record
-//!   per (job name, scheduled time) taken by [`RunLedger::claim`], plus a lease that the
-//!   holder renews while it works and that another instance takes over once it expires
-//!   (implemented by the store on both backends, since every run is recorded for
-//!   `tally runs`; on SQLite there is only one instance to arbitrate. [`MemoryLedger`]
-//!   implements it here for tests);
+//! - [`RunLedger`] records runs and arbitrates between instances (implemented by the
+//!   store on both backends; [`crate::runs::MemoryLedger`] in tests);
 //! - [`Clock`] gives the wall time; sleeping uses tokio time, so tests run under
-//!   `tokio::time::pause` with a [`TokioClock`] and take no real time.
+//!   `tokio::time::pause` with a [`crate::runs::TokioClock`] and take no real time.
 //!
 //! # How it runs
 //! One task per enabled job, each a loop: take over an abandoned run of the job if
-//! there is one, otherwise sleep until the next fire time; claim the run in the ledger
-//! (an instance that loses the claim skips that time); run it while renewing the lease;
-//! record the outcome. Because each loop awaits its run before looking at the clock
-//! again, a job still running at its next time is not started again by this instance,
-//! and the ledger refuses a claim while another run of the job is marked running
-//! ([`Claim::Busy`]), so no other instance starts it either. The times passed meanwhile
-//! are handled by the job's `missed` policy when the run ends (one catch-up run, or
-//! skip), exactly like times missed while nothing was running at all. Different jobs
-//! run concurrently; keeping, say, `sync` and `billing` off the same account at once
-//! is the store's per-account lease, not the scheduler's business.
+//! there is one, otherwise sleep until the next fire time; claim the run (an instance
+//! that loses the claim skips that time); run it; then handle the times passed
+//! meanwhile by the job's `missed` policy (one catch-up run, or skip), exactly like
+//! times missed while nothing was running at all. Because each loop awaits its run
+//! before looking at the clock again, a job still running at its next time is not
+//! started again by this instance, and the ledger refuses a claim while another run of
+//! the job holds a live lease, so no other instance starts it either. Different jobs
+//! run concurrently.
 //!
 //! # Shutdown
 //! When the token passed to [`run`] is cancelled, no new run starts; each running job
-//! sees a cancelled token (a child of it) and is expected to finish its current batch
-//! and return. A runner that has not returned after `shutdown_grace` is dropped. Either
-//! way the run is recorded as interrupted (unless the runner reports it finished its
-//! work), and [`run`] returns within about `shutdown_grace`.
+//! sees a cancelled token and is expected to finish its current batch and return
+//! within the run path's grace; [`run`] then returns.
 //!
 //! This module must not know what a job does nor how runs are stored.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -45,476 +38,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::job_file::{JobDefinition, JobName};
+use super::job_file::JobDefinition;
 use super::schedule::{missed_fires, next_fire, MissedDecision};
-use crate::exit::ExitCode;
+use crate::runs::{Clock, JobRunner, Refusal, RunLedger, RunSettings, RunSettingsError, Runs};
 
-/// The wall time, injected so that tests can pause it.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system's wall clock, for production.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// A wall clock that follows tokio's clock from a fixed origin, so that under
-/// `tokio::time::pause` the wall time advances exactly as far as tokio's sleeps do.
-#[derive(Debug, Clone, Copy)]
-pub struct TokioClock {
-    origin: DateTime<Utc>,
-    origin_instant: tokio::time::Instant,
-}
-
-impl TokioClock {
-    /// A clock that reads `origin` now and advances with tokio time from here.
-    pub fn starting_at(origin: DateTime<Utc>) -> Self {
-        Self {
-            origin,
-            origin_instant: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = self.origin_instant.elapsed();
-        let elapsed = chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::MAX);
-        self.origin
-            .checked_add_signed(elapsed)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
-    }
-}
-
-/// The id of a run record, given by the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RunId(pub i64);
-
-impl std::fmt::Display for RunId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// Who holds a lease: one `tally schedule` or `tally run` process. Unique per process
-/// (host, process id and start time), so a restarted process never mistakes its
-/// predecessor's lease for its own.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct InstanceId(String);
-
-impl InstanceId {
-    pub fn new(text: impl Into<String>) -> Self {
-        Self(text.into())
-    }
-
-    /// `host:pid:start-nanoseconds` for this process.
-    pub fn for_this_process(host: &str) -> Self {
-        let started = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        Self(format!("{host}:{}:{started}", std::process::id()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// This machine's host name, for run records; `localhost` when it cannot be read.
-pub fn local_host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
-
-/// The counts a run reports, recorded with it and written as metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RunFigures {
-    /// Accounts looked at.
-    pub accounts: u64,
-    /// Accounts, invoices or deliveries changed (what "changed" means is the job's).
-    pub changes: u64,
-    /// Accounts or deliveries that failed.
-    pub failures: u64,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RunEnd {
-    /// All the work was done.
-    Succeeded,
-    /// Some accounts had data errors; the others were done.
-    DataErrors,
-    /// A temporary failure left work to retry (bookkeeper down, database busy).
-    TemporaryFailure,
-    /// Anything else went wrong.
-    Failed,
-    /// Stopped early by shutdown, the time limit or a lost lease; work is left.
-    Interrupted,
-}
-
-impl RunEnd {
-    /// The exit code of a one-shot `tally run` that ended so.
-    pub fn exit_code(self) -> ExitCode {
-        match self {
-            RunEnd::Succeeded => ExitCode::Done,
-            RunEnd::DataErrors => ExitCode::DataErrors,
-            RunEnd::TemporaryFailure | RunEnd::Interrupted => ExitCode::TemporaryFailure,
-            RunEnd::Failed => ExitCode::Failure,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunEnd::Succeeded => "succeeded",
-            RunEnd::DataErrors => "data-errors",
-            RunEnd::TemporaryFailure => "temporary-failure",
-            RunEnd::Failed => "failed",
-            RunEnd::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// What a [`JobRunner`] returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunOutcome {
-    pub end: RunEnd,
-    pub figures: RunFigures,
-    /// A one-line explanation for the run record when the run did not succeed.
-    pub message: Option<String>,
-}
-
-impl RunOutcome {
-    pub fn succeeded(figures: RunFigures) -> Self {
-        Self {
-            end: RunEnd::Succeeded,
-            figures,
-            message: None,
-        }
-    }
-
-    pub fn ended(end: RunEnd, figures: RunFigures, message: impl Into<String>) -> Self {
-        Self {
-            end,
-            figures,
-            message: Some(message.into()),
-        }
-    }
-}
-
-/// Runs one occurrence of a job. Implemented by the jobs layer.
-///
-/// The runner must watch `shutdown`: once it is cancelled (shutdown, time limit or a
-/// lost lease), finish the current batch (commit it), stop, and report
-/// [`RunEnd::Interrupted`] with what was done. It is dropped if it does not return
-/// within the daemon's grace period, so it must never leave a batch half-written
-/// (each batch is one transaction).
-pub trait JobRunner: Send + Sync + 'static {
-    fn run(
-        &self,
-        job: &JobDefinition,
-        scheduled_for: DateTime<Utc>,
-        shutdown: CancellationToken,
-    ) -> impl Future<Output = RunOutcome> + Send;
-}
-
-/// A ledger failure. The daemon logs it and tries again after a pause; it never stops
-/// scheduling because the database hiccuped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LedgerError {
-    /// Worth retrying: connection lost, database busy or locked.
-    #[error("run ledger unavailable: {0}")]
-    Unavailable(String),
-    /// Not worth retrying as is.
-    #[error("run ledger failed: {0}")]
-    Failed(String),
-}
-
-/// What [`RunLedger::claim`] decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// This instance created the run record and holds its lease.
-    Won(RunId),
-    /// The record existed with an expired lease (its holder died); this instance now
-    /// holds it and runs the occurrence again (jobs are idempotent).
-    TakenOver(RunId),
-    /// Another instance holds or finished this occurrence.
-    AlreadyClaimed,
-    /// Another occurrence of the same job is still marked running (here or on another
-    /// host): a job never runs twice at once, whatever the scheduled times.
-    Busy { scheduled_for: DateTime<Utc>, host: String },
-}
-
-/// Whether a lease is still ours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lease {
-    Held,
-    Lost,
-}
-
-/// What a claim asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimRequest {
-    pub job: JobName,
-    pub scheduled_for: DateTime<Utc>,
-    pub instance: InstanceId,
-    pub host: String,
-    pub now: DateTime<Utc>,
-    pub lease_until: DateTime<Utc>,
-}
-
-/// The status of a run record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    Running,
-    Ended(RunEnd),
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Ended(end) => end.as_str(),
-        }
-    }
-}
-
-/// One run as recorded: what `tally runs` lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRecord {
-    pub id: RunId,
-    pub job: JobName,
-    pub scheduled_for: DateTime<Utc>,
-    pub started_at: DateTime<Utc>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub status: RunStatus,
-    pub figures: RunFigures,
-    pub message: Option<String>,
-    pub host: String,
-    pub instance: InstanceId,
-    pub lease_until: DateTime<Utc>,
-    /// How many times another instance took the run over from a dead holder.
-    pub takeovers: u32,
-}
-
-/// Where runs are recorded and claimed. The store implements it on PostgreSQL with a
-/// unique key on (job, scheduled_for) and an `UPDATE ... WHERE lease_until < now` for
-/// takeovers; [`MemoryLedger`] implements it in memory.
-pub trait RunLedger: Send + Sync + 'static {
-    /// The latest scheduled time recorded for `job`, whatever its status.
-    fn last_scheduled(&self, job: &JobName) -> impl Future<Output = Result<Option<DateTime<Utc>>, LedgerError>> + Send;
-
-    /// Atomically: creates the unique run record for (job, scheduled time) unless
-    /// another run of the job is still `running` ([`Claim::Busy`]); or takes the record
-    /// over when it is still `running` with a lease that expired before `now`.
-    ///
-    /// On PostgreSQL: a unique key on (job, scheduled_for), a partial unique index on
-    /// (job) where the status is running, `INSERT ... ON CONFLICT DO NOTHING`, and for
-    /// a takeover `UPDATE ... WHERE status = 'running' AND lease_until < now`.
-    fn claim(&self, request: &ClaimRequest) -> impl Future<Output = Result<Claim, LedgerError>> + Send;
-
-    /// Extends the lease of a run this instance holds.
-    fn renew(
-        &self,
-        run: RunId,
-        instance: &InstanceId,
-        lease_until: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Lease, LedgerError>> + Send;
-
-    /// Records the end of a run this instance holds; [`Lease::Lost`] when another
-    /// instance took it over meanwhile (then nothing is written).
-    fn finish(
-        &self,
-        run: RunId,
-        instance: &InstanceId,
-        ended_at: DateTime<Utc>,
-        outcome: &RunOutcome,
-    ) -> impl Future<Output = Result<Lease, LedgerError>> + Send;
-
-    /// The scheduled time of the oldest run of `job` still marked running whose lease
-    /// expired before `now`: its holder died.
-    fn abandoned(
-        &self,
-        job: &JobName,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, LedgerError>> + Send;
-
-    /// The most recent runs, newest first.
-    fn recent(&self, limit: usize) -> impl Future<Output = Result<Vec<RunRecord>, LedgerError>> + Send;
-}
-
-/// A [`RunLedger`] in memory: for tests, and for a single instance that needs no
-/// arbitration. Shared between daemons through an `Arc` it arbitrates like the real
-/// one.
-#[derive(Debug, Default)]
-pub struct MemoryLedger {
-    records: Mutex<Vec<RunRecord>>,
-    next_id: AtomicI64,
-}
-
-impl MemoryLedger {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Every record, in creation order.
-    pub fn records(&self) -> Vec<RunRecord> {
-        self.lock().clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RunRecord>> {
-        // A panic while holding this lock leaves plain data behind, still consistent
-        // record by record, so a poisoned lock is used as is.
-        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl RunLedger for MemoryLedger {
-    async fn last_scheduled(&self, job: &JobName) -> Result<Option<DateTime<Utc>>, LedgerError> {
-        Ok(self
-            .lock()
-            .iter()
-            .filter(|record| record.job == *job)
-            .map(|record| record.scheduled_for)
-            .max())
-    }
-
-    async fn claim(&self, request: &ClaimRequest) -> Result<Claim, LedgerError> {
-        let mut records = self.lock();
-        let existing = records
-            .iter_mut()
-            .find(|record| record.job == request.job && record.scheduled_for == request.scheduled_for);
-        match existing {
-            None => {
-                let busy = records
-                    .iter()
-                    .find(|record| record.job == request.job && record.status == RunStatus::Running);
-                if let Some(running) = busy {
-                    return Ok(Claim::Busy {
-                        scheduled_for: running.scheduled_for,
-                        host: running.host.clone(),
-                    });
-                }
-                let id = RunId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
-                records.push(RunRecord {
-                    id,
-                    job: request.job.clone(),
-                    scheduled_for: request.scheduled_for,
-                    started_at: request.now,
-                    ended_at: None,
-                    status: RunStatus::Running,
-                    figures: RunFigures::default(),
-                    message: None,
-                    host: request.host.clone(),
-                    instance: request.instance.clone(),
-                    lease_until: request.lease_until,
-                    takeovers: 0,
-                });
-                Ok(Claim::Won(id))
-            }
-            Some(record) if record.status == RunStatus::Running && record.lease_until < request.now => {
-                record.instance = request.instance.clone();
-                record.host = request.host.clone();
-                record.started_at = request.now;
-                record.lease_until = request.lease_until;
-                record.takeovers += 1;
-                Ok(Claim::TakenOver(record.id))
-            }
-            Some(_) => Ok(Claim::AlreadyClaimed),
-        }
-    }
-
-    async fn renew(&self, run: RunId, instance: &InstanceId, lease_until: DateTime<Utc>) -> Result<Lease, LedgerError> {
-        let mut records = self.lock();
-        match records.iter_mut().find(|record| record.id == run) {
-            Some(record) if record.instance == *instance && record.status == RunStatus::Running => {
-                record.lease_until = lease_until;
-                Ok(Lease::Held)
-            }
-            Some(_) => Ok(Lease::Lost),
-            None => Err(LedgerError::Failed(format!("no run {run}"))),
-        }
-    }
-
-    async fn finish(
-        &self,
-        run: RunId,
-        instance: &InstanceId,
-        ended_at: DateTime<Utc>,
-        outcome: &RunOutcome,
-    ) -> Result<Lease, LedgerError> {
-        let mut records = self.lock();
-        match records.iter_mut().find(|record| record.id == run) {
-            Some(record) if record.instance == *instance && record.status == RunStatus::Running => {
-                record.ended_at = Some(ended_at);
-                record.status = RunStatus::Ended(outcome.end);
-                record.figures = outcome.figures;
-                record.message = outcome.message.clone();
-                Ok(Lease::Held)
-            }
-            Some(_) => Ok(Lease::Lost),
-            None => Err(LedgerError::Failed(format!("no run {run}"))),
-        }
-    }
-
-    async fn abandoned(&self, job: &JobName, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, LedgerError> {
-        Ok(self
-            .lock()
-            .iter()
-            .filter(|record| record.job == *job && record.status == RunStatus::Running && record.lease_until < now)
-            .map(|record| record.scheduled_for)
-            .min())
-    }
-
-    async fn recent(&self, limit: usize) -> Result<Vec<RunRecord>, LedgerError> {
-        let mut records = self.lock().clone();
-        records.sort_by_key(|record| std::cmp::Reverse((record.started_at, record.id)));
-        records.truncate(limit);
-        Ok(records)
-    }
-}
-
-/// Cancels `shutdown` on the first SIGTERM or SIGINT (Ctrl-C). The handlers are
-/// installed before this returns, so a signal arriving right after is not lost; from
-/// then on these signals no longer kill the process: the token is the only way out.
-pub fn cancel_on_termination_signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = terminate.recv() => "SIGTERM",
-            _ = interrupt.recv() => "SIGINT",
-            _ = shutdown.cancelled() => return,
-        };
-        tracing::info!(signal = name, "stopping: no new runs; the running batches finish");
-        shutdown.cancel();
-    }))
-}
-
-/// The daemon's own settings, given by the caller (from the configuration file).
+/// The daemon's settings: how its runs hold their leases, and the loop's own pauses.
 #[derive(Debug, Clone)]
 pub struct DaemonSettings {
-    /// This process, as lease holder.
-    pub instance: InstanceId,
-    /// This machine, for run records.
-    pub host: String,
-    /// How long a claim or renewal keeps a run ours. Another instance takes the run
-    /// over once this passes without a renewal, so it bounds how long a dead holder
-    /// blocks a job.
-    pub lease: Duration,
-    /// How often a running job's lease is renewed; well under `lease`.
-    pub heartbeat: Duration,
-    /// How long a running job may take to finish its batch after shutdown (or after a
-    /// lost lease) before it is dropped.
-    pub shutdown_grace: Duration,
+    /// Lease, heartbeat, grace and the holder's identity, as every run has them.
+    pub runs: RunSettings,
     /// The pause before trying again after a ledger error.
     pub retry_after: Duration,
     /// The longest single sleep: the loop re-reads the wall clock at least this often,
@@ -523,15 +55,11 @@ pub struct DaemonSettings {
 }
 
 impl DaemonSettings {
-    /// The defaults: a 60 s lease renewed every 20 s, 30 s of grace, 10 s between
-    /// ledger retries, the clock re-read every 60 s.
-    pub fn new(instance: InstanceId, host: impl Into<String>) -> Self {
+    /// The run path's defaults ([`RunSettings::new`]), 10 s between ledger retries,
+    /// the clock re-read every 60 s.
+    pub fn new(runs: RunSettings) -> Self {
         Self {
-            instance,
-            host: host.into(),
-            lease: Duration::from_secs(60),
-            heartbeat: Duration::from_secs(20),
-            shutdown_grace: Duration::from_secs(30),
+            runs,
             retry_after: Duration::from_secs(10),
             max_sleep: Duration::from_secs(60),
         }
@@ -540,15 +68,10 @@ impl DaemonSettings {
     /// Refuses settings under which leases would expire while their holder is alive,
     /// or the loop would spin.
     pub fn check(&self) -> Result<(), DaemonSettingsError> {
-        let refuse = |reason: &str| Err(DaemonSettingsError(reason.to_owned()));
-        if self.heartbeat.is_zero() || self.retry_after.is_zero() || self.max_sleep.is_zero() {
-            return refuse("heartbeat, retry pause and longest sleep must be more than zero");
-        }
-        // Two heartbeats per lease at least, so one slow renewal does not lose it.
-        if self.heartbeat.saturating_mul(2) > self.lease {
-            return refuse(&format!(
-                "the lease ({:?}) must last at least two heartbeats ({:?} each)",
-                self.lease, self.heartbeat
+        self.runs.check()?;
+        if self.retry_after.is_zero() || self.max_sleep.is_zero() {
+            return Err(DaemonSettingsError(
+                "the retry pause and the longest sleep must be more than zero".to_owned(),
             ));
         }
         Ok(())
@@ -560,19 +83,25 @@ impl DaemonSettings {
 #[error("scheduler settings: {0}")]
 pub struct DaemonSettingsError(String);
 
+impl From<RunSettingsError> for DaemonSettingsError {
+    fn from(error: RunSettingsError) -> Self {
+        DaemonSettingsError(error.0)
+    }
+}
+
 /// Everything a job loop shares.
 struct Context<L, C, R> {
-    ledger: Arc<L>,
-    clock: Arc<C>,
-    settings: DaemonSettings,
+    runs: Runs<L, C>,
+    retry_after: Duration,
+    max_sleep: Duration,
     runner: Arc<R>,
     shutdown: CancellationToken,
 }
 
 /// Runs the scheduling loop until `shutdown` is cancelled (or no enabled job has a
 /// fire time left), then returns once every running job has stopped, within about
-/// `settings.shutdown_grace`. Fails at once, before scheduling anything, only when
-/// the settings cannot work.
+/// the shutdown grace. Fails at once, before scheduling anything, only when the
+/// settings cannot work.
 pub async fn run<L, C, R>(
     ledger: Arc<L>,
     clock: Arc<C>,
@@ -588,19 +117,19 @@ where
 {
     settings.check()?;
     let context = Arc::new(Context {
-        ledger,
-        clock,
-        settings,
+        runs: Runs::new(ledger, clock, settings.runs)?,
+        retry_after: settings.retry_after,
+        max_sleep: settings.max_sleep,
         runner,
         shutdown,
     });
     let mut loops = JoinSet::new();
     for job in jobs {
         if !job.enabled {
-            tracing::info!(job = %job.name, "job disabled, not scheduled");
+            tracing::info!(job = %job.spec.name, "job disabled, not scheduled");
             continue;
         }
-        let span = tracing::info_span!("job", job = %job.name, kind = %job.kind);
+        let span = tracing::info_span!("job", job = %job.spec.name, kind = %job.spec.kind);
         loops.spawn(job_loop(context.clone(), Arc::new(job)).instrument(span));
     }
     if loops.is_empty() {
@@ -616,14 +145,14 @@ where
 }
 
 /// Sleeps until the clock reads `target` or later; false when shutdown came first.
-async fn sleep_until<L, C: Clock, R>(context: &Context<L, C, R>, target: DateTime<Utc>) -> bool {
+async fn sleep_until<L: RunLedger, C: Clock, R>(context: &Context<L, C, R>, target: DateTime<Utc>) -> bool {
     loop {
-        let now = context.clock.now();
+        let now = context.runs.clock().now();
         if now >= target {
             return true;
         }
         let remaining = (target - now).to_std().unwrap_or_default();
-        let wait = remaining.min(context.settings.max_sleep);
+        let wait = remaining.min(context.max_sleep);
         tokio::select! {
             _ = context.shutdown.cancelled() => return false,
             _ = tokio::time::sleep(wait) => {}
@@ -635,18 +164,18 @@ async fn sleep_until<L, C: Clock, R>(context: &Context<L, C, R>, target: DateTim
 async fn pause_after_error<L, C, R>(context: &Context<L, C, R>) -> bool {
     tokio::select! {
         _ = context.shutdown.cancelled() => false,
-        _ = tokio::time::sleep(context.settings.retry_after) => true,
+        _ = tokio::time::sleep(context.retry_after) => true,
     }
 }
 
 /// The next occurrence to run after a run scheduled for `last` (or at start, after the
 /// last recorded one), by the job's `missed` policy: `Some(time)` to run now.
-fn catch_up<L, C: Clock, R>(
+fn catch_up<L: RunLedger, C: Clock, R>(
     context: &Context<L, C, R>,
     job: &JobDefinition,
     last: Option<DateTime<Utc>>,
 ) -> Option<DateTime<Utc>> {
-    let now = context.clock.now();
+    let now = context.runs.clock().now();
     match missed_fires(&job.schedule, job.timezone, last, now, job.missed) {
         MissedDecision::NoneMissed => None,
         MissedDecision::RunOnce { scheduled_for, missed } => {
@@ -661,8 +190,9 @@ fn catch_up<L, C: Clock, R>(
 }
 
 async fn job_loop<L: RunLedger, C: Clock, R: JobRunner>(context: Arc<Context<L, C, R>>, job: Arc<JobDefinition>) {
+    let name = &job.spec.name;
     let last = loop {
-        match context.ledger.last_scheduled(&job.name).await {
+        match context.runs.ledger().last_scheduled(name).await {
             Ok(last) => break last,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the last run; retrying");
@@ -676,10 +206,10 @@ async fn job_loop<L: RunLedger, C: Clock, R: JobRunner>(context: Arc<Context<L, 
     while !context.shutdown.is_cancelled() {
         let scheduled_for = match due.take() {
             Some(scheduled_for) => scheduled_for,
-            None => match context.ledger.abandoned(&job.name, context.clock.now()).await {
+            None => match context.runs.ledger().abandoned(name, context.runs.clock().now()).await {
                 Ok(Some(abandoned)) => abandoned,
                 Ok(None) => {
-                    let Some(next) = next_fire(&job.schedule, job.timezone, context.clock.now()) else {
+                    let Some(next) = next_fire(&job.schedule, job.timezone, context.runs.clock().now()) else {
                         tracing::info!("the schedule has no more fire times");
                         return;
                     };
@@ -712,266 +242,58 @@ async fn job_loop<L: RunLedger, C: Clock, R: JobRunner>(context: Arc<Context<L, 
     }
 }
 
-fn lease_until<L, C: Clock, R>(context: &Context<L, C, R>) -> DateTime<Utc> {
-    let lease = chrono::Duration::from_std(context.settings.lease).unwrap_or(chrono::Duration::MAX);
-    context
-        .clock
-        .now()
-        .checked_add_signed(lease)
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
+/// Claims one occurrence and runs it through the run path; a time another instance
+/// holds, or a job still running elsewhere, is skipped (its holder catches the time
+/// up, or skips it, by the job's policy when it finishes).
 async fn claim_and_run<L: RunLedger, C: Clock, R: JobRunner>(
     context: &Arc<Context<L, C, R>>,
     job: &Arc<JobDefinition>,
     scheduled_for: DateTime<Utc>,
-) -> Result<(), LedgerError> {
-    let run_id = match claim(context, job, scheduled_for).await? {
-        Claim::Won(run_id) => run_id,
-        Claim::TakenOver(run_id) => {
-            tracing::warn!(run_id = %run_id, %scheduled_for, "taking over a run whose holder stopped renewing its lease");
-            run_id
-        }
-        Claim::AlreadyClaimed => {
+) -> Result<(), crate::runs::LedgerError> {
+    let claimed = match context.runs.claim(&job.spec.name, scheduled_for).await {
+        Ok(claimed) => claimed,
+        Err(Refusal::AlreadyClaimed { .. }) => {
             tracing::debug!(%scheduled_for, "another instance has this run");
             return Ok(());
         }
-        Claim::Busy {
+        Err(Refusal::Busy {
             scheduled_for: running,
             host,
-        } => {
-            // Its holder catches this time up (or skips it) by the job's policy when
-            // it finishes.
+            ..
+        }) => {
             tracing::info!(%scheduled_for, %running, %host, "the job is still running elsewhere; not started again");
             return Ok(());
         }
+        Err(Refusal::Ledger(error)) => return Err(error),
     };
-    run_claimed(context, job, run_id, scheduled_for).await;
+    let runner = context.runner.clone();
+    let spec = job.spec.clone();
+    context
+        .runs
+        .run(
+            &claimed,
+            job.spec.time_limit,
+            &context.shutdown,
+            move |token| async move { runner.run(&spec, scheduled_for, token).await },
+            Clone::clone,
+        )
+        .await;
     Ok(())
-}
-
-async fn claim<L: RunLedger, C: Clock, R>(
-    context: &Context<L, C, R>,
-    job: &JobDefinition,
-    scheduled_for: DateTime<Utc>,
-) -> Result<Claim, LedgerError> {
-    let request = ClaimRequest {
-        job: job.name.clone(),
-        scheduled_for,
-        instance: context.settings.instance.clone(),
-        host: context.settings.host.clone(),
-        now: context.clock.now(),
-        lease_until: lease_until(context),
-    };
-    context.ledger.claim(&request).await
-}
-
-/// Runs a claimed occurrence and records its end.
-async fn run_claimed<L: RunLedger, C: Clock, R: JobRunner>(
-    context: &Arc<Context<L, C, R>>,
-    job: &Arc<JobDefinition>,
-    run_id: RunId,
-    scheduled_for: DateTime<Utc>,
-) -> RunOutcome {
-    let span = tracing::info_span!("run", run_id = %run_id, %scheduled_for);
-    async {
-        let outcome = supervise_run(context, job, run_id, scheduled_for).await;
-        let ended_at = context.clock.now();
-        let finished = context
-            .ledger
-            .finish(run_id, &context.settings.instance, ended_at, &outcome)
-            .await;
-        match finished {
-            Ok(Lease::Held) => tracing::info!(
-                status = outcome.end.as_str(),
-                accounts = outcome.figures.accounts,
-                changes = outcome.figures.changes,
-                failures = outcome.figures.failures,
-                "run ended"
-            ),
-            Ok(Lease::Lost) => tracing::warn!(
-                status = outcome.end.as_str(),
-                "run ended after another instance took it over; its record is theirs"
-            ),
-            Err(error) => tracing::error!(
-                %error,
-                status = outcome.end.as_str(),
-                "cannot record the end of the run"
-            ),
-        }
-        outcome
-    }
-    .instrument(span)
-    .await
-}
-
-/// Why [`run_once`] could not run the job at all.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RunOnceError {
-    /// Exit 78.
-    #[error(transparent)]
-    Settings(#[from] DaemonSettingsError),
-    /// Exit 75: the run could not be claimed.
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-}
-
-impl RunOnceError {
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            RunOnceError::Settings(_) => ExitCode::BadConfiguration,
-            RunOnceError::Ledger(_) => ExitCode::TemporaryFailure,
-        }
-    }
-}
-
-/// One run of `job` outside the loop: what `tally run JOB` does for timers, cron and
-/// people. It claims the run like the daemon (so it never runs beside another run of
-/// the same job, on this host or another), renews its lease, honours the time limit
-/// and `shutdown`, and records the run.
-///
-/// `scheduled_for` names the occurrence: a person's run uses the current time; a run
-/// from a timer or cron may pass the job's latest fire time
-/// ([`super::schedule::latest_fire_at_or_before`]) so that a daemon and a timer
-/// never both bill the same night. A run that cannot start because the job is busy
-/// or this occurrence is already claimed ends [`RunEnd::TemporaryFailure`] (exit 75).
-pub async fn run_once<L, C, R>(
-    ledger: Arc<L>,
-    clock: Arc<C>,
-    settings: DaemonSettings,
-    runner: Arc<R>,
-    job: JobDefinition,
-    scheduled_for: DateTime<Utc>,
-    shutdown: CancellationToken,
-) -> Result<RunOutcome, RunOnceError>
-where
-    L: RunLedger,
-    C: Clock,
-    R: JobRunner,
-{
-    settings.check()?;
-    let context = Arc::new(Context {
-        ledger,
-        clock,
-        settings,
-        runner,
-        shutdown,
-    });
-    let job = Arc::new(job);
-    let span = tracing::info_span!("job", job = %job.name, kind = %job.kind);
-    async {
-        let run_id = match claim(&context, &job, scheduled_for).await? {
-            Claim::Won(run_id) | Claim::TakenOver(run_id) => run_id,
-            Claim::AlreadyClaimed => {
-                return Ok(RunOutcome::ended(
-                    RunEnd::TemporaryFailure,
-                    RunFigures::default(),
-                    format!("job {} for {scheduled_for} is already claimed by another run", job.name),
-                ))
-            }
-            Claim::Busy {
-                scheduled_for: running,
-                host,
-            } => {
-                return Ok(RunOutcome::ended(
-                    RunEnd::TemporaryFailure,
-                    RunFigures::default(),
-                    format!("job {} is already running (the run for {running}, on {host})", job.name),
-                ))
-            }
-        };
-        Ok(run_claimed(&context, &job, run_id, scheduled_for).await)
-    }
-    .instrument(span)
-    .await
-}
-
-/// Runs the job in its own task while renewing the lease, enforcing the time limit
-/// and the shutdown grace period.
-async fn supervise_run<L: RunLedger, C: Clock, R: JobRunner>(
-    context: &Arc<Context<L, C, R>>,
-    job: &Arc<JobDefinition>,
-    run_id: RunId,
-    scheduled_for: DateTime<Utc>,
-) -> RunOutcome {
-    let run_token = context.shutdown.child_token();
-    let mut task = {
-        let runner = context.runner.clone();
-        let job = job.clone();
-        let token = run_token.clone();
-        tokio::spawn(async move { runner.run(&job, scheduled_for, token).await }.instrument(tracing::Span::current()))
-    };
-    let heartbeat_period = context.settings.heartbeat;
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat_period, heartbeat_period);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // A far deadline stands for "no limit" so that one select covers both cases.
-    let far = Duration::from_secs(100 * 365 * 86_400);
-    let time_limit = tokio::time::sleep(job.time_limit.unwrap_or(far));
-    tokio::pin!(time_limit);
-    let mut time_limit_hit = false;
-    // Armed when the runner was asked to stop (shutdown or a lost lease).
-    let grace = tokio::time::sleep(far);
-    tokio::pin!(grace);
-    let mut grace_armed = false;
-    let mut lease_lost = false;
-    loop {
-        tokio::select! {
-            biased;
-            joined = &mut task => {
-                return match joined {
-                    Ok(outcome) => outcome,
-                    Err(error) => {
-                        tracing::error!(%error, "the job panicked");
-                        RunOutcome::ended(RunEnd::Failed, RunFigures::default(), format!("the job panicked: {error}"))
-                    }
-                };
-            }
-            _ = &mut grace, if grace_armed => {
-                task.abort();
-                tracing::warn!(grace = ?context.settings.shutdown_grace, "the job did not stop in time; dropped");
-                return RunOutcome::ended(
-                    RunEnd::Interrupted,
-                    RunFigures::default(),
-                    "stopped: the job did not finish its batch within the grace period",
-                );
-            }
-            _ = context.shutdown.cancelled(), if !grace_armed => {
-                tracing::info!("shutdown: letting the job finish its batch");
-                grace.as_mut().reset(tokio::time::Instant::now() + context.settings.shutdown_grace);
-                grace_armed = true;
-            }
-            _ = &mut time_limit, if !time_limit_hit => {
-                tracing::warn!(limit = ?job.time_limit, "time limit reached: asking the job to stop");
-                time_limit_hit = true;
-                run_token.cancel();
-            }
-            _ = heartbeat.tick(), if !lease_lost => {
-                match context.ledger.renew(run_id, &context.settings.instance, lease_until(context)).await {
-                    Ok(Lease::Held) => {}
-                    Ok(Lease::Lost) => {
-                        tracing::error!("lease lost to another instance: asking the job to stop");
-                        lease_lost = true;
-                        run_token.cancel();
-                        if !grace_armed {
-                            grace.as_mut().reset(tokio::time::Instant::now() + context.settings.shutdown_grace);
-                            grace_armed = true;
-                        }
-                    }
-                    // The lease lasts several heartbeats; the next tick tries again.
-                    Err(error) => tracing::warn!(%error, "cannot renew the lease"),
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runs::{
+        Claim, ClaimRequest, InstanceId, JobKind, JobName, JobSpec, Lease, LedgerError, MemoryLedger, RunEnd,
+        RunFigures, RunId, RunOutcome, RunRecord, RunStatus, TokioClock,
+    };
     use crate::scheduler::schedule::{MissedPolicy, Schedule};
     use chrono_tz::Tz;
     use std::path::PathBuf;
     use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering;
+    use std::sync::Mutex;
 
     /// 250 ms past a whole second, so that no fire time coincides with the start.
     fn origin() -> DateTime<Utc> {
@@ -990,27 +312,31 @@ mod tests {
 
     fn job(name: &str, schedule: &str, missed: MissedPolicy) -> JobDefinition {
         JobDefinition {
-            name: JobName::parse(name).expect("valid name"),
-            kind: crate::scheduler::JobKind::Sync,
+            spec: JobSpec {
+                name: JobName::parse(name).expect("valid name"),
+                kind: JobKind::Sync,
+                accounts: None,
+                batch_size: None,
+                time_limit: None,
+                reconcile_changed: false,
+            },
             schedule: Schedule::parse(schedule).expect("valid schedule"),
             timezone: Tz::UTC,
-            accounts: None,
-            batch_size: None,
-            time_limit: None,
             missed,
             enabled: true,
-            reconcile_changed: false,
             source: PathBuf::from("jobs/test.toml"),
         }
     }
 
     fn settings(instance: &str) -> DaemonSettings {
         DaemonSettings {
-            instance: InstanceId::new(instance),
-            host: format!("host-{instance}"),
-            lease: Duration::from_secs(10),
-            heartbeat: Duration::from_secs(3),
-            shutdown_grace: Duration::from_secs(5),
+            runs: RunSettings {
+                instance: InstanceId::new(instance),
+                host: format!("host-{instance}"),
+                lease: Duration::from_secs(10),
+                heartbeat: Duration::from_secs(3),
+                shutdown_grace: Duration::from_secs(5),
+            },
             retry_after: Duration::from_secs(1),
             max_sleep: Duration::from_secs(60),
         }
@@ -1054,12 +380,7 @@ mod tests {
     }
 
     impl JobRunner for FakeRunner {
-        async fn run(
-            &self,
-            _job: &JobDefinition,
-            scheduled_for: DateTime<Utc>,
-            shutdown: CancellationToken,
-        ) -> RunOutcome {
+        async fn run(&self, _job: &JobSpec, scheduled_for: DateTime<Utc>, shutdown: CancellationToken) -> RunOutcome {
             self.calls.lock().expect("not poisoned").push(scheduled_for);
             let now_running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_at_once.fetch_max(now_running, Ordering::SeqCst);
@@ -1380,7 +701,7 @@ mod tests {
             count: 100,
         });
         let mut once = job("once", "1 0 10 23 11 * 2026", MissedPolicy::CatchUp);
-        once.time_limit = Some(Duration::from_millis(2_500));
+        once.spec.time_limit = Some(Duration::from_millis(2_500));
 
         // No shutdown: the loop ends because the schedule has no later time.
         run(
@@ -1472,145 +793,6 @@ mod tests {
         assert_eq!(runner.calls(), vec![at("2026-11-23T10:00:00Z")]);
     }
 
-    #[tokio::test]
-    async fn the_memory_ledger_grants_a_time_once_and_refuses_strangers() {
-        let ledger = MemoryLedger::new();
-        let request = |instance: &str, now: &str, lease_until: &str| ClaimRequest {
-            job: JobName::parse("job").expect("valid"),
-            scheduled_for: at("2026-11-23T10:00:00Z"),
-            instance: InstanceId::new(instance),
-            host: "h".to_owned(),
-            now: at(now),
-            lease_until: at(lease_until),
-        };
-        let first = request("a", "2026-11-23T10:00:00Z", "2026-11-23T10:01:00Z");
-        let Ok(Claim::Won(id)) = ledger.claim(&first).await else {
-            panic!("first claim wins");
-        };
-        let early = request("b", "2026-11-23T10:00:30Z", "2026-11-23T10:01:30Z");
-        assert_eq!(ledger.claim(&early).await, Ok(Claim::AlreadyClaimed));
-        let mut next_time = request("b", "2026-11-23T10:00:30Z", "2026-11-23T10:01:30Z");
-        next_time.scheduled_for = at("2026-11-23T10:00:30Z");
-        assert_eq!(
-            ledger.claim(&next_time).await,
-            Ok(Claim::Busy {
-                scheduled_for: at("2026-11-23T10:00:00Z"),
-                host: "h".to_owned()
-            })
-        );
-        let late = request("b", "2026-11-23T10:01:01Z", "2026-11-23T10:02:00Z");
-        assert_eq!(ledger.claim(&late).await, Ok(Claim::TakenOver(id)));
-        let outcome = RunOutcome::succeeded(RunFigures::default());
-        let a = InstanceId::new("a");
-        let b = InstanceId::new("b");
-        assert_eq!(ledger.renew(id, &a, at("2026-11-23T10:05:00Z")).await, Ok(Lease::Lost));
-        assert_eq!(
-            ledger.finish(id, &a, at("2026-11-23T10:01:02Z"), &outcome).await,
-            Ok(Lease::Lost)
-        );
-        assert_eq!(
-            ledger.finish(id, &b, at("2026-11-23T10:01:03Z"), &outcome).await,
-            Ok(Lease::Held)
-        );
-        // A finished run is never taken over, however old.
-        let much_later = request("c", "2026-11-24T00:00:00Z", "2026-11-24T00:01:00Z");
-        assert_eq!(ledger.claim(&much_later).await, Ok(Claim::AlreadyClaimed));
-        let recent = ledger.recent(10).await.expect("in memory");
-        assert_eq!(recent.len(), 1);
-        assert_eq!(recent[0].status, SUCCEEDED);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_one_shot_run_is_claimed_run_and_recorded() {
-        let ledger = Arc::new(MemoryLedger::new());
-        let clock = Arc::new(TokioClock::starting_at(origin()));
-        let runner = FakeRunner::new(Behaviour::Instant);
-        let billing = job("billing", "30 2 * * *", MissedPolicy::CatchUp);
-
-        let outcome = run_once(
-            ledger.clone(),
-            clock,
-            settings("cli"),
-            runner.clone(),
-            billing,
-            origin(),
-            CancellationToken::new(),
-        )
-        .await
-        .expect("the memory ledger does not fail");
-
-        assert_eq!(outcome.end.exit_code(), ExitCode::Done);
-        assert_eq!(runner.calls(), vec![origin()]);
-        assert_eq!(statuses(&ledger), vec![(origin(), SUCCEEDED)]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_one_shot_run_refuses_to_start_beside_a_running_one_with_exit_75() {
-        let ledger = Arc::new(MemoryLedger::new());
-        let elsewhere = ClaimRequest {
-            job: JobName::parse("billing").expect("valid"),
-            scheduled_for: at("2026-11-23T02:30:00Z"),
-            instance: InstanceId::new("daemon"),
-            host: "other-host".to_owned(),
-            now: at("2026-11-23T09:59:00Z"),
-            lease_until: at("2026-11-23T10:01:00Z"),
-        };
-        assert!(matches!(ledger.claim(&elsewhere).await, Ok(Claim::Won(_))));
-        let clock = Arc::new(TokioClock::starting_at(origin()));
-        let runner = FakeRunner::new(Behaviour::Instant);
-        let billing = job("billing", "30 2 * * *", MissedPolicy::CatchUp);
-
-        let outcome = run_once(
-            ledger.clone(),
-            clock,
-            settings("cli"),
-            runner.clone(),
-            billing,
-            origin(),
-            CancellationToken::new(),
-        )
-        .await
-        .expect("the memory ledger does not fail");
-
-        assert_eq!(outcome.end.exit_code(), ExitCode::TemporaryFailure);
-        let message = outcome.message.unwrap_or_default();
-        assert!(
-            message.contains("already running") && message.contains("other-host"),
-            "{message}"
-        );
-        assert!(runner.calls().is_empty());
-        assert_eq!(ledger.records().len(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_one_shot_run_stopped_by_a_signal_ends_interrupted_after_its_batch() {
-        let ledger = Arc::new(MemoryLedger::new());
-        let clock = Arc::new(TokioClock::starting_at(origin()));
-        let runner = FakeRunner::new(Behaviour::Batches {
-            batch: Duration::from_secs(1),
-            count: 10,
-        });
-        let shutdown = CancellationToken::new();
-        stop_after(&shutdown, Duration::from_millis(4_500));
-        let billing = job("billing", "30 2 * * *", MissedPolicy::CatchUp);
-
-        let outcome = run_once(
-            ledger.clone(),
-            clock,
-            settings("cli"),
-            runner.clone(),
-            billing,
-            origin(),
-            shutdown,
-        )
-        .await
-        .expect("the memory ledger does not fail");
-
-        assert_eq!((outcome.end, outcome.figures.accounts), (RunEnd::Interrupted, 5));
-        assert_eq!(outcome.end.exit_code(), ExitCode::TemporaryFailure);
-        assert_eq!(statuses(&ledger), vec![(origin(), INTERRUPTED)]);
-    }
-
     /// A ledger whose first `failures` claims fail as if the database were down.
     struct FlakyLedger {
         inner: MemoryLedger,
@@ -1679,6 +861,7 @@ mod tests {
 
     #[tokio::test]
     async fn sigterm_cancels_the_shutdown_token() {
+        use crate::runs::cancel_on_termination_signals;
         let shutdown = CancellationToken::new();
         let watcher = cancel_on_termination_signals(shutdown.clone()).expect("handlers install");
 
@@ -1697,26 +880,15 @@ mod tests {
     #[test]
     fn settings_whose_lease_outlives_too_few_heartbeats_are_refused() {
         assert_eq!(settings("a").check(), Ok(()));
-        assert_eq!(DaemonSettings::new(InstanceId::new("a"), "h").check(), Ok(()));
+        assert_eq!(
+            DaemonSettings::new(RunSettings::new(InstanceId::new("a"), "h")).check(),
+            Ok(())
+        );
         let mut short_lease = settings("a");
-        short_lease.lease = Duration::from_secs(5);
+        short_lease.runs.lease = Duration::from_secs(5);
         assert!(short_lease.check().is_err());
         let mut spinning = settings("a");
         spinning.max_sleep = Duration::ZERO;
         assert!(spinning.check().is_err());
-    }
-
-    #[test]
-    fn run_ends_map_to_the_documented_exit_codes() {
-        let table = [
-            (RunEnd::Succeeded, ExitCode::Done),
-            (RunEnd::DataErrors, ExitCode::DataErrors),
-            (RunEnd::TemporaryFailure, ExitCode::TemporaryFailure),
-            (RunEnd::Interrupted, ExitCode::TemporaryFailure),
-            (RunEnd::Failed, ExitCode::Failure),
-        ];
-        for (end, code) in table {
-            assert_eq!(end.exit_code(), code, "{end:?}");
-        }
     }
 }

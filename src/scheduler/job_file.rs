@@ -12,7 +12,7 @@
 //! documented for operators in `jobs/README.md`.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::num::NonZeroU32;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -24,116 +24,22 @@ use toml::Spanned;
 
 use super::schedule::{MissedPolicy, Schedule};
 use crate::domain::AccountId;
+use crate::runs::{JobKind, JobName, JobSpec};
 
-/// The name of a scheduled job: unique across the jobs directory, used in run records,
-/// logs and metric labels, so it is limited to letters, digits, `-`, `_` and `.`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct JobName(String);
-
-impl JobName {
-    pub fn parse(text: impl Into<String>) -> Result<Self, String> {
-        let text = text.into();
-        if text.is_empty() {
-            return Err("a job name must not be empty".to_owned());
-        }
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        if let Some(bad) = text.chars().find(|c| !allowed(*c)) {
-            return Err(format!(
-                "job name `{text}` contains `{bad}`; use letters, digits, `-`, `_` and `.`"
-            ));
-        }
-        Ok(Self(text))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for JobName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What a job does. A closed set: adding a job means adding a variant here and a
-/// match arm wherever jobs are dispatched, which the compiler then lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobKind {
-    /// Recount every account's quantities and reprice.
-    Reconcile,
-    /// The sync loop of `sync-and-bookkeepers.md` §2.3: commit dirty accounts.
-    Sync,
-    /// Deliver pending invoice changes to bookkeepers.
-    BookkeeperSync,
-    /// The nightly run: reconcile, then sync, then bookkeeper-sync, with one report.
-    Billing,
-    /// Automatic top-up of low balances.
-    Topup,
-    /// Read the platform's CouchDB feeds into the inventory (one follow cycle).
-    Ingest,
-}
-
-impl JobKind {
-    pub const ALL: [JobKind; 6] = [
-        JobKind::Reconcile,
-        JobKind::Sync,
-        JobKind::BookkeeperSync,
-        JobKind::Billing,
-        JobKind::Topup,
-        JobKind::Ingest,
-    ];
-
-    /// The spelling used in job files and on the command line (`tally run JOB`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Reconcile => "reconcile",
-            JobKind::Sync => "sync",
-            JobKind::BookkeeperSync => "bookkeeper-sync",
-            JobKind::Billing => "billing",
-            JobKind::Topup => "topup",
-            JobKind::Ingest => "ingest",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == text).ok_or_else(|| {
-            let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.as_str()).collect();
-            format!("unknown job `{text}` (known: {})", known.join(", "))
-        })
-    }
-}
-
-impl fmt::Display for JobKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One scheduled job, as its file describes it.
+/// One scheduled job, as its file describes it: what each run does (its
+/// [`JobSpec`], handed to the job runner) and when it runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobDefinition {
-    /// Unique across the jobs directory; the key of its run records.
-    pub name: JobName,
-    /// What to run.
-    pub kind: JobKind,
+    /// Name, job, accounts, batch size, time limit: the same for every run.
+    pub spec: JobSpec,
     /// When to run it, in `timezone`.
     pub schedule: Schedule,
     /// The zone the schedule's wall times are read in; UTC unless the file says.
     pub timezone: Tz,
-    /// The accounts to work on; `None` means all of them.
-    pub accounts: Option<Vec<AccountId>>,
-    /// Accounts per batch (per transaction); `None` lets the job use its default.
-    pub batch_size: Option<NonZeroU32>,
-    /// After this long the job stops taking new batches, as on shutdown.
-    pub time_limit: Option<Duration>,
     /// What to do about fire times missed while nothing ran.
     pub missed: MissedPolicy,
     /// A disabled job is loaded (so a typo in it is still caught) but never fired.
     pub enabled: bool,
-    /// `ingest` only: recount the accounts the documents changed once they are in
-    /// (`tally run reconcile --changed`), so quantities follow the platform closely.
-    pub reconcile_changed: bool,
     /// The file it came from, for messages.
     pub source: PathBuf,
 }
@@ -284,16 +190,18 @@ pub fn parse_job_file(path: &Path, text: &str) -> Result<JobDefinition, JobFileE
         }
     };
     Ok(JobDefinition {
-        name,
-        kind,
+        spec: JobSpec {
+            name,
+            kind,
+            accounts,
+            batch_size,
+            time_limit,
+            reconcile_changed,
+        },
         schedule,
         timezone,
-        accounts,
-        batch_size,
-        time_limit,
         missed,
         enabled: raw.enabled.unwrap_or(true),
-        reconcile_changed,
         source: path.to_owned(),
     })
 }
@@ -409,14 +317,18 @@ pub fn load_jobs_dir(dir: &Path) -> Result<Vec<JobDefinition>, LoadJobsError> {
             }
         };
         match parse_job_file(&path, &text) {
-            Ok(job) => match first_file_of_name.get(&job.name) {
+            Ok(job) => match first_file_of_name.get(&job.spec.name) {
                 Some(first) => errors.push(JobFileError {
                     location: name_location(&text),
-                    reason: format!("name: job `{}` is already defined in {}", job.name, first.display()),
+                    reason: format!(
+                        "name: job `{}` is already defined in {}",
+                        job.spec.name,
+                        first.display()
+                    ),
                     path,
                 }),
                 None => {
-                    first_file_of_name.insert(job.name.clone(), path);
+                    first_file_of_name.insert(job.spec.name.clone(), path);
                     jobs.push(job);
                 }
             },
@@ -467,12 +379,12 @@ mod tests {
     #[test]
     fn a_minimal_file_takes_the_documented_defaults() {
         let job = parse(MINIMAL).expect("valid");
-        assert_eq!(job.name.as_str(), "sync");
-        assert_eq!(job.kind, JobKind::Sync);
+        assert_eq!(job.spec.name.as_str(), "sync");
+        assert_eq!(job.spec.kind, JobKind::Sync);
         assert_eq!(job.timezone, Tz::UTC);
-        assert_eq!(job.accounts, None);
-        assert_eq!(job.batch_size, None);
-        assert_eq!(job.time_limit, None);
+        assert_eq!(job.spec.accounts, None);
+        assert_eq!(job.spec.batch_size, None);
+        assert_eq!(job.spec.time_limit, None);
         assert_eq!(job.missed, MissedPolicy::CatchUp);
         assert!(job.enabled);
         assert_eq!(job.source, Path::new("jobs/test.toml"));
@@ -492,12 +404,12 @@ missed = "skip"
 enabled = false
 "#;
         let job = parse(text).expect("valid");
-        assert_eq!(job.kind, JobKind::Billing);
+        assert_eq!(job.spec.kind, JobKind::Billing);
         assert_eq!(job.timezone, chrono_tz::Europe::Paris);
-        let accounts: Vec<&str> = job.accounts.iter().flatten().map(AccountId::as_str).collect();
+        let accounts: Vec<&str> = job.spec.accounts.iter().flatten().map(AccountId::as_str).collect();
         assert_eq!(accounts, vec!["a1", "b2"]);
-        assert_eq!(job.batch_size, NonZeroU32::new(200));
-        assert_eq!(job.time_limit, Some(Duration::from_secs(5400)));
+        assert_eq!(job.spec.batch_size, NonZeroU32::new(200));
+        assert_eq!(job.spec.time_limit, Some(Duration::from_secs(5400)));
         assert_eq!(job.missed, MissedPolicy::Skip);
         assert!(!job.enabled);
         assert_eq!(job.schedule, Schedule::parse("0 30 2 * * *").expect("valid"));
@@ -601,10 +513,10 @@ enabled = false
     fn an_ingest_job_may_recount_what_it_changed() {
         let job = parse("name = \"i\"\njob = \"ingest\"\nschedule = \"* * * * *\"\nreconcile_changed = true\n")
             .expect("an ingest job parses");
-        assert_eq!(job.kind, JobKind::Ingest);
-        assert!(job.reconcile_changed);
+        assert_eq!(job.spec.kind, JobKind::Ingest);
+        assert!(job.spec.reconcile_changed);
         let quiet = parse("name = \"i\"\njob = \"ingest\"\nschedule = \"* * * * *\"\n").expect("parses");
-        assert!(!quiet.reconcile_changed);
+        assert!(!quiet.spec.reconcile_changed);
     }
 
     #[test]
@@ -673,7 +585,7 @@ enabled = false
         );
         write(dir.path(), "README.md", "not a job");
         let jobs = load_jobs_dir(dir.path()).expect("valid");
-        let names: Vec<&str> = jobs.iter().map(|job| job.name.as_str()).collect();
+        let names: Vec<&str> = jobs.iter().map(|job| job.spec.name.as_str()).collect();
         assert_eq!(names, vec!["a", "b"]);
     }
 
@@ -745,7 +657,7 @@ enabled = false
     fn the_shipped_jobs_directory_parses() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
         let jobs = load_jobs_dir(&dir).unwrap_or_else(|error| panic!("{error}"));
-        let mut kinds: Vec<(&str, JobKind)> = jobs.iter().map(|job| (job.name.as_str(), job.kind)).collect();
+        let mut kinds: Vec<(&str, JobKind)> = jobs.iter().map(|job| (job.spec.name.as_str(), job.spec.kind)).collect();
         kinds.sort_by_key(|(name, _)| *name);
         assert_eq!(
             kinds,
@@ -759,6 +671,6 @@ enabled = false
         );
         assert!(jobs.iter().all(|job| job.timezone == Tz::UTC));
         // Ingestion waits for a CouchDB to be configured; the rest runs as shipped.
-        assert!(jobs.iter().all(|job| job.enabled == (job.kind != JobKind::Ingest)));
+        assert!(jobs.iter().all(|job| job.enabled == (job.spec.kind != JobKind::Ingest)));
     }
 }

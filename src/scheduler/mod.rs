@@ -1,9 +1,11 @@
 //! The scheduler: job files, cron schedules, the scheduling loop and sd_notify.
 //!
-//! This is the only module that uses the `cron` crate. It decides *when* a job runs
-//! and records that it ran; *what* a job does belongs to `jobs/`, reached only through
-//! the [`daemon::JobRunner`] trait, and where runs are recorded belongs to the store,
-//! reached only through the [`daemon::RunLedger`] trait. Nothing here touches SQL.
+//! This is the only module that uses the `cron` crate. It decides *when* a job runs;
+//! each run then goes through the one run path of [`crate::runs`] (claim, heartbeat,
+//! takeover, supervision, end), which `tally run JOB` takes too. *What* a job does
+//! belongs to `jobs/`, reached only through [`crate::runs::JobRunner`], and where
+//! runs are recorded to the store, reached only through [`crate::runs::RunLedger`].
+//! Nothing here touches SQL, and nothing outside `main` depends on this module.
 
 pub mod daemon;
 pub mod job_file;
@@ -11,9 +13,6 @@ pub mod schedule;
 pub mod sd_notify;
 pub mod service;
 
-pub use daemon::{
-    run, run_once, Clock, DaemonSettings, InstanceId, JobRunner, MemoryLedger, RunEnd, RunFigures, RunLedger,
-    RunOutcome, SystemClock,
-};
-pub use job_file::{load_jobs_dir, JobDefinition, JobKind, JobName};
+pub use daemon::{run, DaemonSettings, DaemonSettingsError};
+pub use job_file::{load_jobs_dir, JobDefinition};
 pub use schedule::{missed_fires, next_fire, MissedDecision, MissedPolicy, Schedule};

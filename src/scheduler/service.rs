@@ -3,7 +3,7 @@
 //!
 //! `main` loads the configuration and the jobs (exit 78 when they are bad), builds the
 //! ledger and the job runner, connects the signals to a token
-//! ([`super::daemon::cancel_on_termination_signals`]) and calls [`serve`]; nothing
+//! ([`crate::runs::cancel_on_termination_signals`]) and calls [`serve`]; nothing
 //! else. This module must not load files or open the store.
 
 use std::sync::Arc;
@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::daemon::{self, Clock, DaemonSettings, DaemonSettingsError, JobRunner, RunLedger};
+use super::daemon::{self, DaemonSettings, DaemonSettingsError};
 use super::job_file::JobDefinition;
 use super::sd_notify::{self, Notifier};
+use crate::runs::{Clock, JobRunner, RunLedger};
 
 /// Schedules `jobs` until `shutdown` is cancelled: says READY (with a status line
 /// naming the jobs) once scheduling, feeds the watchdog every `watchdog` while it runs,
@@ -37,7 +38,7 @@ where
 {
     settings.check()?;
     let status = status_line(&jobs);
-    tracing::info!(status = %status, instance = settings.instance.as_str(), "scheduler started");
+    tracing::info!(status = %status, instance = settings.runs.instance.as_str(), "scheduler started");
     let (scheduled, ()) = tokio::join!(
         daemon::run(ledger, clock, settings, runner, jobs, shutdown.clone()),
         sd_notify::supervise(notifier, watchdog, &status, shutdown.clone()),
@@ -50,7 +51,7 @@ fn status_line(jobs: &[JobDefinition]) -> String {
     let names: Vec<&str> = jobs
         .iter()
         .filter(|job| job.enabled)
-        .map(|job| job.name.as_str())
+        .map(|job| job.spec.name.as_str())
         .collect();
     match names.len() {
         0 => "no enabled job to schedule".to_owned(),
@@ -62,8 +63,9 @@ fn status_line(jobs: &[JobDefinition]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::daemon::{InstanceId, MemoryLedger, RunFigures, RunOutcome, TokioClock};
-    use crate::scheduler::job_file::{JobKind, JobName};
+    use crate::runs::{
+        InstanceId, JobKind, JobName, JobSpec, MemoryLedger, RunFigures, RunOutcome, RunSettings, TokioClock,
+    };
     use crate::scheduler::schedule::{MissedPolicy, Schedule};
     use chrono::{DateTime, Utc};
     use std::os::unix::net::UnixDatagram;
@@ -72,28 +74,25 @@ mod tests {
     struct CountingRunner;
 
     impl JobRunner for CountingRunner {
-        async fn run(
-            &self,
-            _job: &JobDefinition,
-            _scheduled_for: DateTime<Utc>,
-            _shutdown: CancellationToken,
-        ) -> RunOutcome {
+        async fn run(&self, _job: &JobSpec, _scheduled_for: DateTime<Utc>, _shutdown: CancellationToken) -> RunOutcome {
             RunOutcome::succeeded(RunFigures::default())
         }
     }
 
     fn job(name: &str, enabled: bool) -> JobDefinition {
         JobDefinition {
-            name: JobName::parse(name).expect("valid"),
-            kind: JobKind::Sync,
+            spec: JobSpec {
+                name: JobName::parse(name).expect("valid"),
+                kind: JobKind::Sync,
+                accounts: None,
+                batch_size: None,
+                time_limit: None,
+                reconcile_changed: false,
+            },
             schedule: Schedule::parse("* * * * * *").expect("valid"),
             timezone: chrono_tz::Tz::UTC,
-            accounts: None,
-            batch_size: None,
-            time_limit: None,
             missed: MissedPolicy::CatchUp,
             enabled,
-            reconcile_changed: false,
             source: PathBuf::from("jobs/x.toml"),
         }
     }
@@ -128,7 +127,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(2_500)).await;
             stopper.cancel();
         });
-        let settings = DaemonSettings::new(InstanceId::new("a"), "h");
+        let settings = DaemonSettings::new(RunSettings::new(InstanceId::new("a"), "h"));
 
         serve(
             ledger.clone(),
@@ -161,8 +160,8 @@ mod tests {
         let path = dir.path().join("notify.sock");
         let systemd = UnixDatagram::bind(&path).expect("bind");
         let notifier = Notifier::from_socket(Some(path.as_os_str()));
-        let mut settings = DaemonSettings::new(InstanceId::new("a"), "h");
-        settings.heartbeat = settings.lease;
+        let mut settings = DaemonSettings::new(RunSettings::new(InstanceId::new("a"), "h"));
+        settings.runs.heartbeat = settings.runs.lease;
 
         let result = serve(
             Arc::new(MemoryLedger::new()),

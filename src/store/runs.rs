@@ -1,12 +1,14 @@
 //! The run ledger: every run of a job, scheduled or one-shot, recorded in the `runs`
-//! table (`sql/*/0003_runs.sql`), and the store's implementation of the scheduler's
-//! [`RunLedger`] on both backends.
+//! table (`sql/*/0003_runs.sql`), and the store's implementation of the
+//! [`RunLedger`] of `runs` on both backends.
 //!
 //! Arbitration between scheduler instances rests on the database, not on timing: the
 //! unique key on (job, scheduled_for) lets one instance create an occurrence's record
 //! (`INSERT ... ON CONFLICT DO NOTHING`), the partial unique index on running rows
 //! refuses a second running run of a job, and every change of hands is a conditional
-//! `UPDATE` whose row count says who won. No statement here holds a transaction
+//! `UPDATE` whose row count says who won: taking over a record whose lease expired,
+//! or closing as interrupted another running record of the job whose lease expired
+//! (its holder died) so that the claim's own record can be inserted. No statement here holds a transaction
 //! open across round trips: each is atomic on its own, so SQLite never has to upgrade
 //! a read lock (which fails at once with `SQLITE_BUSY` instead of waiting) and
 //! PostgreSQL never holds row locks while the code thinks.
@@ -19,11 +21,10 @@
 
 use super::{on_conn, step, Store, StoreError};
 use crate::domain::summary::GregorianSeconds;
-use crate::scheduler::daemon::{
-    Claim, ClaimRequest, InstanceId, Lease, LedgerError, RunEnd, RunFigures, RunId, RunLedger, RunOutcome, RunRecord,
-    RunStatus,
+use crate::runs::{
+    Abandoned, Claim, ClaimRequest, InstanceId, JobError, JobName, Lease, LedgerError, RunEnd, RunFigures, RunId,
+    RunLedger, RunOutcome, RunRecord, RunStatus,
 };
-use crate::scheduler::JobName;
 use chrono::{DateTime, Utc};
 
 /// How many times a claim re-reads the job's runs when they changed between its
@@ -43,20 +44,6 @@ fn seconds(time: DateTime<Utc>) -> i64 {
 fn instant(gregorian: i64, what: impl FnOnce() -> String) -> Result<DateTime<Utc>, StoreError> {
     DateTime::<Utc>::from_timestamp(GregorianSeconds(gregorian).unix(), 0)
         .ok_or_else(|| StoreError::InvalidRow(format!("{}: {gregorian} is out of range", what())))
-}
-
-/// The `status` column's text: [`RunStatus::as_str`], read back here.
-fn parse_status(text: &str) -> Option<RunStatus> {
-    let end = match text {
-        "running" => return Some(RunStatus::Running),
-        "succeeded" => RunEnd::Succeeded,
-        "data-errors" => RunEnd::DataErrors,
-        "temporary-failure" => RunEnd::TemporaryFailure,
-        "failed" => RunEnd::Failed,
-        "interrupted" => RunEnd::Interrupted,
-        _ => return None,
-    };
-    Some(RunStatus::Ended(end))
 }
 
 /// The `figures` column: a JSON object, so that `tally runs --json` and an operator's
@@ -80,6 +67,30 @@ fn figures_text(figures: &RunFigures) -> String {
     serde_json::to_string(&json).expect("three integers always serialise")
 }
 
+/// Who holds a run record: what a claim reads before it changes hands.
+#[derive(sqlx::FromRow)]
+struct HolderRow {
+    id: i64,
+    scheduled_for: i64,
+    status: String,
+    host: String,
+    instance_id: String,
+    lease_until: i64,
+}
+
+impl HolderRow {
+    fn abandoned(&self, job: &str) -> Result<Abandoned, StoreError> {
+        let what = |column: &str| format!("run {} of job {job}: {column}", self.id);
+        Ok(Abandoned {
+            run: RunId(self.id),
+            scheduled_for: instant(self.scheduled_for, || what("scheduled_for"))?,
+            host: self.host.clone(),
+            instance: InstanceId::new(self.instance_id.clone()),
+            lease_until: instant(self.lease_until, || what("lease_until"))?,
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct RunRow {
     id: i64,
@@ -101,7 +112,8 @@ impl RunRow {
         let id = self.id;
         let invalid = |problem: String| StoreError::InvalidRow(format!("run {id}: {problem}"));
         let job = JobName::parse(self.job).map_err(invalid)?;
-        let status = parse_status(&self.status).ok_or_else(|| invalid(format!("unknown status {:?}", self.status)))?;
+        let status =
+            RunStatus::parse(&self.status).ok_or_else(|| invalid(format!("unknown status {:?}", self.status)))?;
         let figures: FiguresJson =
             serde_json::from_str(&self.figures).map_err(|error| invalid(format!("figures: {error}")))?;
         let takeovers = u32::try_from(self.takeovers).map_err(|_| invalid(format!("takeovers {}", self.takeovers)))?;
@@ -162,8 +174,13 @@ impl Store {
     }
 
     /// One pass of [`RunLedger::claim`]; `None` when the job's runs changed between
-    /// its statements and the pass must be repeated.
-    async fn claim_pass(&self, request: &ClaimRequest) -> Result<Option<Claim>, StoreError> {
+    /// its statements and the pass must be repeated. A dead holder's run closed by
+    /// this pass is put in `closed`, so that the claim that follows names it.
+    async fn claim_pass(
+        &self,
+        request: &ClaimRequest,
+        closed: &mut Option<Abandoned>,
+    ) -> Result<Option<Claim>, StoreError> {
         let job = request.job.as_str();
         let scheduled_for = seconds(request.scheduled_for);
         let now = seconds(request.now);
@@ -187,61 +204,98 @@ impl Store {
             .map_err(step("claiming a run"))?
         });
         if let Some(id) = inserted {
-            return Ok(Some(Claim::Won(RunId(id))));
+            return Ok(Some(match closed.take() {
+                Some(abandoned) => Claim::Replaced {
+                    run: RunId(id),
+                    abandoned,
+                },
+                None => Claim::Won(RunId(id)),
+            }));
         }
-        let existing: Option<(i64, String, i64)> = on_conn!(&mut conn, |c| {
-            sqlx::query_as("SELECT id, status, lease_until FROM runs WHERE job = $1 AND scheduled_for = $2")
-                .bind(job)
-                .bind(scheduled_for)
-                .fetch_optional(&mut **c)
-                .await
-                .map_err(step("reading a claimed run"))?
+        let existing: Option<HolderRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT id, scheduled_for, status, host, instance_id, lease_until FROM runs \
+                 WHERE job = $1 AND scheduled_for = $2",
+            )
+            .bind(job)
+            .bind(scheduled_for)
+            .fetch_optional(&mut **c)
+            .await
+            .map_err(step("reading a claimed run"))?
         });
-        if let Some((id, status, held_until)) = existing {
+        if let Some(holder) = existing {
             // A finished run is never run again for the same time, however old; a
             // running one only once its holder stopped renewing.
-            if status != "running" || held_until >= now {
+            if holder.status != "running" || holder.lease_until >= now {
                 return Ok(Some(Claim::AlreadyClaimed));
             }
-            // Conditional on the lease still being expired: of two instances taking
-            // over at once, the second matches no row.
+            // Conditional on the same holder's lease still being expired: of two
+            // instances taking over at once, the second matches no row.
             let taken = on_conn!(&mut conn, |c| {
                 sqlx::query(
                     "UPDATE runs SET instance_id = $1, host = $2, started_at = $3, lease_until = $4, \
                      takeovers = takeovers + 1 \
-                     WHERE id = $5 AND status = 'running' AND lease_until < $3",
+                     WHERE id = $5 AND instance_id = $6 AND status = 'running' AND lease_until < $3",
                 )
                 .bind(request.instance.as_str())
                 .bind(&request.host)
                 .bind(now)
                 .bind(lease_until)
-                .bind(id)
+                .bind(holder.id)
+                .bind(&holder.instance_id)
                 .execute(&mut **c)
                 .await
                 .map_err(step("taking over a run"))?
                 .rows_affected()
             });
             return Ok(Some(if taken == 1 {
-                Claim::TakenOver(RunId(id))
+                Claim::TakenOver(holder.abandoned(job)?)
             } else {
                 Claim::AlreadyClaimed
             }));
         }
-        let running: Option<(i64, String)> = on_conn!(&mut conn, |c| {
-            sqlx::query_as("SELECT scheduled_for, host FROM runs WHERE job = $1 AND status = 'running'")
-                .bind(job)
-                .fetch_optional(&mut **c)
-                .await
-                .map_err(step("reading the running run"))?
+        let running: Option<HolderRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT id, scheduled_for, status, host, instance_id, lease_until FROM runs \
+                 WHERE job = $1 AND status = 'running'",
+            )
+            .bind(job)
+            .fetch_optional(&mut **c)
+            .await
+            .map_err(step("reading the running run"))?
         });
-        match running {
-            Some((running_for, host)) => Ok(Some(Claim::Busy {
-                scheduled_for: instant(running_for, || format!("the running run of job {job}"))?,
-                host,
-            })),
+        let Some(holder) = running else {
             // The run that blocked the insert ended since: claim again.
-            None => Ok(None),
+            return Ok(None);
+        };
+        if holder.lease_until >= now {
+            return Ok(Some(Claim::Busy {
+                scheduled_for: instant(holder.scheduled_for, || format!("the running run of job {job}"))?,
+                host: holder.host,
+            }));
         }
+        // Its holder died: close its run as interrupted, naming it, then claim again.
+        // Conditional like a takeover, so that only one claimant closes it.
+        let abandoned = holder.abandoned(job)?;
+        let closed_now = on_conn!(&mut conn, |c| {
+            sqlx::query(
+                "UPDATE runs SET status = $1, ended_at = $2, message = $3 \
+                 WHERE id = $4 AND instance_id = $5 AND status = 'running' AND lease_until < $2",
+            )
+            .bind(RunStatus::Ended(RunEnd::Interrupted).as_str())
+            .bind(now)
+            .bind(abandoned.closing_message(request))
+            .bind(holder.id)
+            .bind(&holder.instance_id)
+            .execute(&mut **c)
+            .await
+            .map_err(step("closing an abandoned run"))?
+            .rows_affected()
+        });
+        if closed_now == 1 {
+            *closed = Some(abandoned);
+        }
+        Ok(None)
     }
 
     /// Whether run `id` exists: tells a lost lease from a run that never was.
@@ -339,7 +393,15 @@ impl Store {
     }
 }
 
-/// A store failure as the scheduler sees it: retry later, or not.
+/// A store failure as a run's outcome sees it: a temporary failure (exit 75) when
+/// retrying as is may succeed ([`StoreError::is_temporary`], the one classifier).
+impl JobError for StoreError {
+    fn is_temporary(&self) -> bool {
+        StoreError::is_temporary(self)
+    }
+}
+
+/// A store failure as the run path sees it: retry later, or not.
 fn ledger_error(error: StoreError) -> LedgerError {
     if error.is_temporary() {
         LedgerError::Unavailable(error.to_string())
@@ -361,8 +423,9 @@ impl RunLedger for Store {
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, LedgerError> {
+        let mut closed = None;
         for _ in 0..CLAIM_ATTEMPTS {
-            match self.claim_pass(request).await {
+            match self.claim_pass(request, &mut closed).await {
                 Ok(Some(claim)) => return Ok(claim),
                 Ok(None) => continue,
                 Err(error) => return Err(ledger_error(error)),
@@ -415,22 +478,6 @@ impl RunLedger for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_status_reads_back_as_written() {
-        let statuses = [
-            RunStatus::Running,
-            RunStatus::Ended(RunEnd::Succeeded),
-            RunStatus::Ended(RunEnd::DataErrors),
-            RunStatus::Ended(RunEnd::TemporaryFailure),
-            RunStatus::Ended(RunEnd::Failed),
-            RunStatus::Ended(RunEnd::Interrupted),
-        ];
-        for status in statuses {
-            assert_eq!(parse_status(status.as_str()), Some(status), "{status:?}");
-        }
-        assert_eq!(parse_status("partial"), None);
-    }
 
     #[test]
     fn a_failing_pool_is_worth_retrying_and_a_missing_row_or_a_refusal_is_not() {

@@ -67,6 +67,14 @@ pub async fn postgres_store() -> Option<TestStore> {
     })
 }
 
+impl TestStore {
+    /// The URL of its PostgreSQL database, for a spawned `tally`; `None` on SQLite.
+    pub fn postgres_url(&self) -> Option<String> {
+        let name = self.postgres_database.as_ref()?;
+        Some(format!("postgres://postgres@127.0.0.1:5432/{name}"))
+    }
+}
+
 impl Drop for TestStore {
     fn drop(&mut self) {
         let Some(name) = self.postgres_database.take() else {

@@ -275,7 +275,7 @@ fn following_without_a_couchdb_is_a_configuration_error_and_an_unreachable_one_i
 /// feed and recounts what it changed; an unreachable server ends it as a temporary failure.
 #[tokio::test]
 async fn the_shipped_ingest_job_reads_the_feed_and_recounts_what_changed() {
-    use tally::scheduler::daemon::RunEnd;
+    use tally::runs::RunEnd;
     use tally::scheduler::job_file::parse_job_file;
     let Some(couch) = couch_with_the_platform().await else {
         return;
@@ -283,12 +283,14 @@ async fn the_shipped_ingest_job_reads_the_feed_and_recounts_what_changed() {
     let database = sqlite_store().await;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/ingest.toml");
     let job = parse_job_file(&path, &std::fs::read_to_string(&path).expect("the shipped file")).expect("parses");
-    assert!(job.reconcile_changed);
+    assert!(job.spec.reconcile_changed);
 
     let mut settings = Settings::default();
     settings.ingest.couchdb.url = DatabaseUrl::new(couch.url.clone());
     let context = JobContext::new(database.store.clone(), settings).expect("context");
-    let outcome = context.run_job(&job, tokio_util::sync::CancellationToken::new()).await;
+    let outcome = context
+        .run_job(&job.spec, tokio_util::sync::CancellationToken::new())
+        .await;
     assert_eq!(outcome.end, RunEnd::Succeeded, "{:?}", outcome.message);
     // The follower reads inventory databases only: not the fixture's `services` one.
     assert_eq!(outcome.figures.accounts, 28, "documents read");
@@ -300,6 +302,8 @@ async fn the_shipped_ingest_job_reads_the_feed_and_recounts_what_changed() {
     assert_eq!(database.store.marked_account_count().await.expect("counts"), 0);
 
     drop(couch);
-    let outcome = context.run_job(&job, tokio_util::sync::CancellationToken::new()).await;
+    let outcome = context
+        .run_job(&job.spec, tokio_util::sync::CancellationToken::new())
+        .await;
     assert_eq!(outcome.end, RunEnd::TemporaryFailure, "{:?}", outcome.message);
 }

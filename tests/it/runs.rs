@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tally::config::DatabaseUrl;
-use tally::scheduler::daemon::{
-    self, Claim, ClaimRequest, DaemonSettings, InstanceId, JobRunner, Lease, LedgerError, RunEnd, RunFigures, RunId,
-    RunLedger, RunOutcome, RunStatus, SystemClock,
+use tally::runs::{
+    Claim, ClaimRequest, InstanceId, JobKind, JobName, JobRunner, JobSpec, Lease, LedgerError, RunEnd, RunFigures,
+    RunId, RunLedger, RunOutcome, RunSettings, RunStatus, SystemClock,
 };
-use tally::scheduler::{JobDefinition, JobKind, JobName, MissedPolicy, Schedule};
+use tally::scheduler::daemon::{self, DaemonSettings};
+use tally::scheduler::{JobDefinition, MissedPolicy, Schedule};
 use tally::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +72,8 @@ on_both_backends!(
     concurrent_claims_of_one_time_grant_it_to_exactly_one_claimant,
     a_scheduler_takes_over_the_run_of_a_dead_holder_and_runs_it_once,
     an_unreadable_run_row_is_reported_with_its_id_and_column,
+    a_dead_holders_run_no_longer_blocks_a_one_shot_claim_for_another_time,
+    claimants_of_a_job_whose_holder_died_are_granted_it_exactly_once,
 );
 
 async fn a_time_is_claimed_once_and_a_finished_run_is_never_claimed_again(store: &Store) {
@@ -205,7 +208,14 @@ async fn an_expired_lease_is_taken_over_and_its_old_holder_can_neither_renew_nor
         "2026-11-23T10:01:01Z",
         "2026-11-23T10:02:01Z",
     );
-    assert_eq!(store.claim(&late).await, Ok(Claim::TakenOver(id)));
+    match store.claim(&late).await {
+        Ok(Claim::TakenOver(dead)) => assert_eq!(
+            (dead.run, dead.instance.as_str(), dead.host.as_str()),
+            (id, "a", "host-a"),
+            "the takeover names the dead holder"
+        ),
+        other => panic!("expected a takeover, got {other:?}"),
+    }
     // A third instance arriving just after finds the new lease live.
     let third = request(
         "sync",
@@ -437,6 +447,161 @@ async fn the_database_itself_refuses_a_second_record_per_time_and_a_second_runni
     );
 }
 
+/// Issue 11: after `kill -9` of `tally run billing` its row stays `running`; once its
+/// lease expired, the next one-shot run (another second, so another time) is not
+/// refused: the dead run is closed as interrupted, naming its holder, and the new run
+/// holds its own record.
+async fn a_dead_holders_run_no_longer_blocks_a_one_shot_claim_for_another_time(store: &Store) {
+    let killed = request(
+        "billing",
+        "2026-11-23T02:30:00Z",
+        "killed",
+        "2026-11-23T02:30:00Z",
+        "2026-11-23T02:31:00Z",
+    );
+    let dead_run = won(store, &killed).await;
+    // While the lease lasts, the job is busy: the holder may be alive.
+    let too_soon = request(
+        "billing",
+        "2026-11-23T02:31:00Z",
+        "cli",
+        "2026-11-23T02:31:00Z",
+        "2026-11-23T02:32:00Z",
+    );
+    assert_eq!(
+        store.claim(&too_soon).await,
+        Ok(Claim::Busy {
+            scheduled_for: at("2026-11-23T02:30:00Z"),
+            host: "host-killed".to_owned(),
+        })
+    );
+
+    let after_expiry = request(
+        "billing",
+        "2026-11-23T02:31:01Z",
+        "cli",
+        "2026-11-23T02:31:01Z",
+        "2026-11-23T02:32:01Z",
+    );
+    let (run, abandoned) = match store.claim(&after_expiry).await {
+        Ok(Claim::Replaced { run, abandoned }) => (run, abandoned),
+        other => panic!("expected the dead holder's run to be replaced, got {other:?}"),
+    };
+    assert_ne!(run, dead_run);
+    assert_eq!(
+        (
+            abandoned.run,
+            abandoned.instance.as_str(),
+            abandoned.host.as_str(),
+            abandoned.scheduled_for,
+            abandoned.lease_until
+        ),
+        (
+            dead_run,
+            "killed",
+            "host-killed",
+            at("2026-11-23T02:30:00Z"),
+            at("2026-11-23T02:31:00Z")
+        )
+    );
+    let dead = store
+        .run_for(&killed.job, killed.scheduled_for)
+        .await
+        .expect("readable")
+        .expect("recorded");
+    assert_eq!(dead.status, RunStatus::Ended(RunEnd::Interrupted));
+    assert_eq!(dead.ended_at, Some(at("2026-11-23T02:31:01Z")));
+    let message = dead.message.unwrap_or_default();
+    assert!(
+        message.contains("killed on host-killed") && message.contains("closed by cli on host-cli"),
+        "{message}"
+    );
+    let mine = store
+        .run_for(&after_expiry.job, after_expiry.scheduled_for)
+        .await
+        .expect("readable")
+        .expect("recorded");
+    assert_eq!(
+        (mine.id, mine.status, mine.instance.as_str()),
+        (run, RunStatus::Running, "cli")
+    );
+    // The dead holder can neither renew nor finish what it no longer holds.
+    let dead_holder = InstanceId::new("killed");
+    assert_eq!(
+        store.renew(dead_run, &dead_holder, at("2026-11-23T02:35:00Z")).await,
+        Ok(Lease::Lost)
+    );
+    assert_eq!(
+        store
+            .finish(dead_run, &dead_holder, at("2026-11-23T02:35:00Z"), &succeeded())
+            .await,
+        Ok(Lease::Lost)
+    );
+    // The new run's lease is live: a third claimant is refused, naming its host.
+    let third = request(
+        "billing",
+        "2026-11-23T02:31:02Z",
+        "other",
+        "2026-11-23T02:31:02Z",
+        "2026-11-23T02:32:02Z",
+    );
+    assert_eq!(
+        store.claim(&third).await,
+        Ok(Claim::Busy {
+            scheduled_for: at("2026-11-23T02:31:01Z"),
+            host: "host-cli".to_owned(),
+        })
+    );
+}
+
+async fn claimants_of_a_job_whose_holder_died_are_granted_it_exactly_once(store: &Store) {
+    let killed = request(
+        "billing",
+        "2026-11-23T02:30:00Z",
+        "killed",
+        "2026-11-23T02:30:00Z",
+        "2026-11-23T02:31:00Z",
+    );
+    won(store, &killed).await;
+    let mut claims = tokio::task::JoinSet::new();
+    for claimant in 0..8 {
+        let store = store.clone();
+        // Each at its own second, as one-shot runs started together would be; half
+        // of them on the dead run's own time, as a scheduler taking it over would.
+        let scheduled_for = match claimant % 2 {
+            0 => "2026-11-23T02:30:00Z".to_owned(),
+            _ => format!("2026-11-23T02:35:0{claimant}Z"),
+        };
+        let claim = request(
+            "billing",
+            &scheduled_for,
+            &format!("i{claimant}"),
+            "2026-11-23T02:35:00Z",
+            "2026-11-23T02:36:00Z",
+        );
+        claims.spawn(async move { store.claim(&claim).await });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = claims.join_next().await {
+        match joined.expect("claim task") {
+            Ok(claim @ (Claim::Won(_) | Claim::TakenOver(_) | Claim::Replaced { .. })) => winners.push(claim),
+            Ok(Claim::AlreadyClaimed | Claim::Busy { .. }) => {}
+            // SQLite may report a write lock held by a concurrent claimant as busy;
+            // the claimant retries later, as the run path does.
+            Err(LedgerError::Unavailable(_)) => {}
+            Err(other) => panic!("unexpected claim result {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(
+        store
+            .query_count("SELECT COUNT(*) FROM runs WHERE status = 'running'")
+            .await
+            .expect("count"),
+        1
+    );
+}
+
 async fn concurrent_claims_of_one_time_grant_it_to_exactly_one_claimant(store: &Store) {
     let mut claims = tokio::task::JoinSet::new();
     for claimant in 0..8 {
@@ -496,7 +661,7 @@ async fn a_scheduler_takes_over_the_run_of_a_dead_holder_and_runs_it_once(store:
     daemon::run(
         Arc::new(store.clone()),
         Arc::new(SystemClock),
-        DaemonSettings::new(InstanceId::new("b"), "host-b"),
+        DaemonSettings::new(RunSettings::new(InstanceId::new("b"), "host-b")),
         runner,
         vec![tick],
         shutdown,
@@ -618,7 +783,7 @@ struct CountingRunner {
 }
 
 impl JobRunner for CountingRunner {
-    async fn run(&self, job: &JobDefinition, scheduled_for: DateTime<Utc>, _shutdown: CancellationToken) -> RunOutcome {
+    async fn run(&self, job: &JobSpec, scheduled_for: DateTime<Utc>, _shutdown: CancellationToken) -> RunOutcome {
         let started = Instant::now();
         let work = if job.name.as_str() == "slow" {
             Duration::from_millis(1_300)
@@ -643,16 +808,18 @@ impl JobRunner for CountingRunner {
 
 fn every_second(name: &str) -> JobDefinition {
     JobDefinition {
-        name: job_name(name),
-        kind: JobKind::Sync,
+        spec: JobSpec {
+            name: job_name(name),
+            kind: JobKind::Sync,
+            accounts: None,
+            batch_size: None,
+            time_limit: None,
+            reconcile_changed: false,
+        },
         schedule: Schedule::parse("* * * * * *").expect("valid schedule"),
         timezone: chrono_tz::Tz::UTC,
-        accounts: None,
-        batch_size: None,
-        time_limit: None,
         missed: MissedPolicy::CatchUp,
         enabled: true,
-        reconcile_changed: false,
         source: PathBuf::from(format!("jobs/{name}.toml")),
     }
 }
@@ -664,7 +831,7 @@ async fn two_schedulers_run_each_job_once_per_scheduled_time(database: SharedDat
     let shutdown = CancellationToken::new();
     let mut daemons = tokio::task::JoinSet::new();
     for (instance, store) in [("a", database.first.clone()), ("b", database.second.clone())] {
-        let settings = DaemonSettings::new(InstanceId::new(instance), format!("host-{instance}"));
+        let settings = DaemonSettings::new(RunSettings::new(InstanceId::new(instance), format!("host-{instance}")));
         let runner = Arc::new(CountingRunner {
             instance,
             calls: calls.clone(),

@@ -472,7 +472,7 @@ async fn a_refused_automatic_sale_is_reported_and_not_retried_the_same_day(store
     );
     assert_eq!(first.topped_up.len(), 1, "a is still topped up");
     assert_eq!(store.balance(&id("b")).await.expect("balance"), 0);
-    assert_eq!(first.outcome().end, tally::scheduler::daemon::RunEnd::TemporaryFailure);
+    assert_eq!(first.outcome().end, tally::runs::RunEnd::TemporaryFailure);
 
     server.answer("b", 200, "");
     let second = context.topup(&RunScope::default(), at(T0 + HOUR)).await.expect("runs");
@@ -489,7 +489,7 @@ async fn the_disabled_job_does_nothing(store: &Store) {
     assert_eq!(store.balance(&id("a")).await.expect("balance"), -5);
     assert!(report.to_text().contains("disabled"));
     let outcome = report.outcome();
-    assert_eq!(outcome.end, tally::scheduler::daemon::RunEnd::Succeeded);
+    assert_eq!(outcome.end, tally::runs::RunEnd::Succeeded);
     assert!(outcome.message.unwrap_or_default().contains("disabled"));
 }
 
