@@ -17,10 +17,11 @@ const POSTGRES_ADMIN_URL: &str = crate::helpers::POSTGRES_ADMIN_URL;
 const DEMO_ACCOUNTS: &str = "300";
 
 /// Short leases, so a killed run's claim and its leased deliveries expire within the
-/// test: a re-run waits [`PAST_THE_LEASES`] and takes them over.
+/// test: a re-run waits [`PAST_THE_LEASES`] (leases are kept to the second, so up to
+/// three seconds) and takes them over.
 const CONFIG: &str = "[scheduler]\nlease_seconds = 2\nheartbeat_seconds = 1\n\n\
                       [bookkeeper_sync]\nlease_seconds = 2\n";
-const PAST_THE_LEASES: Duration = Duration::from_millis(2_600);
+const PAST_THE_LEASES: Duration = Duration::from_millis(3_200);
 
 /// Columns written from the clock of the run that wrote them, or from ids and keys
 /// derived from that time or from the process: two uninterrupted runs of the same
@@ -418,6 +419,15 @@ async fn an_unreachable_postgresql_exits_75_within_the_connect_timeout_with_one_
     assert!(lines[0].contains("refused"), "the cause is named: {text}");
 }
 
+/// How many backends `database` has, the caller's aside.
+async fn backends(admin: &mut sqlx::PgConnection, database: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+        .bind(database)
+        .fetch_one(admin)
+        .await
+        .expect("backends counted")
+}
+
 /// Terminates every backend of `database` but the caller's; returns how many.
 async fn terminate_backends(admin: &mut sqlx::PgConnection, database: &str) -> i64 {
     sqlx::query_scalar(
@@ -443,7 +453,13 @@ async fn billing_with_connections_terminated(
     let mut command = workspace.billing_command(database);
     command.env("TALLY_DATABASE__RETRY_SECONDS", retry_seconds);
     let mut child: Child = command.spawn().expect("tally starts");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Under way: connected (however slow the machine), then half a second into its work.
+    let connected = Instant::now();
+    while backends(&mut admin, &name).await == 0 && child.try_wait().expect("child state").is_none() {
+        assert!(connected.elapsed() < Duration::from_secs(60), "the run connects");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut terminated = 0;
     for _ in 0..3 {
         if child.try_wait().expect("child state").is_some() {
@@ -479,9 +495,8 @@ async fn connections_terminated_mid_run_are_ridden_out_or_exit_75_and_the_next_r
         "exit {code:?}: {}",
         stderr(&output)
     );
-    if code == Some(75) {
-        tokio::time::sleep(PAST_THE_LEASES).await;
-    }
+    // A fault may also have cut the recording of the run's end: its lease expires.
+    tokio::time::sleep(PAST_THE_LEASES).await;
     let next = workspace.billing(&faulted).await;
     assert!(succeeded(&next), "the next run completes: {}", stderr(&next));
 
@@ -497,12 +512,12 @@ async fn connections_terminated_mid_run_are_ridden_out_or_exit_75_and_the_next_r
                 last.starts_with("tally: ") && last.contains("database error while"),
                 "{text}"
             );
-            tokio::time::sleep(PAST_THE_LEASES).await;
         }
         // Only idle pooled connections were cut: the pool replaced them unnoticed.
         Some(0) => {}
         other => panic!("exit {other:?}: {text}"),
     }
+    tokio::time::sleep(PAST_THE_LEASES).await;
     let next = workspace.billing(&gave_up).await;
     assert!(succeeded(&next), "the next run completes: {}", stderr(&next));
 
