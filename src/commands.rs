@@ -25,6 +25,7 @@ use tally::jobs::context::JobContext;
 use tally::jobs::context::RunScope;
 use tally::jobs::demo::DemoReport;
 use tally::jobs::reconcile::{run_once, ReconcileOptions, ReconcileReport};
+use tally::jobs::retry::{retry_faults, FaultRetry};
 use tally::jobs::{bookkeeper_sync, sync};
 use tally::metrics::{write_metrics_file, RunMetrics};
 use tally::ops::{Caller, Operations};
@@ -43,20 +44,26 @@ use tally::store::{CountingQueries, ReconcileScope, Store, StoreError, SyncScope
 use tokio_util::sync::CancellationToken;
 
 pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
-    match Store::open(&settings.database.url).await {
-        Ok(store) => Ok(store),
-        Err(error @ StoreError::UnsupportedUrl { .. }) => Err(Failure::Config(error.to_string())),
-        Err(error) => Err(Failure::Other(error.into())),
+    Store::open_with(&settings.database.url, &settings.database.connect_options())
+        .await
+        .map_err(store_failure)
+}
+
+/// A store error before any run: a bad URL is configuration; otherwise it ends the
+/// command as it would end a run: an unreachable or faulty database is a temporary
+/// failure (exit 75, one line).
+fn store_failure(error: StoreError) -> Failure {
+    match error {
+        error @ StoreError::UnsupportedUrl { .. } => Failure::Config(error.to_string()),
+        error => Failure::Run(RunOutcome::failed(&error)),
     }
 }
 
 pub(crate) async fn run_migrate(settings: &Settings) -> Result<ExitCode, Failure> {
-    let store = match Store::connect(&settings.database.url).await {
-        Ok(store) => store,
-        Err(error @ StoreError::UnsupportedUrl { .. }) => return Err(Failure::Config(error.to_string())),
-        Err(error) => return Err(Failure::Other(error.into())),
-    };
-    let applied = store.migrate().await.map_err(anyhow::Error::from)?;
+    let store = Store::connect_with(&settings.database.url, &settings.database.connect_options())
+        .await
+        .map_err(store_failure)?;
+    let applied = store.migrate().await.map_err(store_failure)?;
     println!("migrated {}: {applied} migration(s) applied", settings.database.url);
     store.close().await;
     Ok(ExitCode::SUCCESS)
@@ -100,9 +107,10 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
         print_reconcile(&report, args.json, &[]);
         return Ok(report.outcome().exit_code().into());
     }
+    let retry = FaultRetry::for_runs(&settings.database);
     let work = {
         let store = store.clone();
-        move |_stop| async move { run_once(&store, &counting, &options).await }
+        move |stop| async move { retry_faults(retry, "reconcile", &stop, || run_once(&store, &counting, &options)).await }
     };
     let recorded = recorded_run(
         settings,
@@ -443,11 +451,12 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
             warnings: Vec::new(),
         })
     } else {
+        let retry = FaultRetry::for_runs(&settings.database);
         let work = {
             let (context, store) = (context.clone(), store.clone());
-            move |stop| async move {
-                let options = context.sync_options(scope, None, first_commit, now, stop);
-                sync::run_once(&store, &options).await
+            move |stop: CancellationToken| async move {
+                let options = context.sync_options(scope, None, first_commit, now, stop.clone());
+                retry_faults(retry, "sync", &stop, || sync::run_once(&store, &options)).await
             }
         };
         recorded_run(
@@ -513,11 +522,15 @@ pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSy
     let context = job_context(settings).await?;
     let store = context.store.clone();
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
+    let retry = FaultRetry::for_runs(&settings.database);
     let work = {
         let context = context.clone();
-        move |stop| async move {
-            let options = context.bookkeeper_sync_options(None, now, stop);
-            bookkeeper_sync::run_once(&context.store, &context.bookkeepers, &options).await
+        move |stop: CancellationToken| async move {
+            let options = context.bookkeeper_sync_options(None, now, stop.clone());
+            retry_faults(retry, "bookkeeper-sync", &stop, || {
+                bookkeeper_sync::run_once(&context.store, &context.bookkeepers, &options)
+            })
+            .await
         }
     };
     let recorded = recorded_run(
@@ -688,9 +701,10 @@ pub(crate) async fn run_topup(settings: &Settings, args: &TopupArgs) -> Result<E
         changed_only: false,
     };
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
+    let retry = FaultRetry::for_runs(&settings.database);
     let work = {
         let context = context.clone();
-        move |_stop| async move { context.topup(&scope, now).await }
+        move |stop| async move { retry_faults(retry, "topup", &stop, || context.topup(&scope, now)).await }
     };
     let recorded = recorded_run(
         settings,

@@ -267,13 +267,39 @@ pub struct BookkeeperSettings {
 pub struct DatabaseSettings {
     /// `sqlite://PATH` (the default, created on first use) or `postgres://…`.
     pub url: DatabaseUrl,
+    /// Connections in the pool: the API's concurrency on the database.
+    pub pool_size: u32,
+    /// Seconds to reach the database, at start and for a new pooled connection; a
+    /// database unreachable that long at start ends the command with exit 75.
+    pub connect_timeout_seconds: u64,
+    /// Seconds a run keeps retrying a stage after a database fault (a lost
+    /// connection, a restarting server, a busy SQLite file) before it exits 75.
+    pub retry_seconds: u64,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
         DatabaseSettings {
             url: DatabaseUrl(DEFAULT_DATABASE_URL.to_string()),
+            pool_size: 4,
+            connect_timeout_seconds: 10,
+            retry_seconds: 60,
         }
+    }
+}
+
+impl DatabaseSettings {
+    /// How the store opens its pool.
+    pub fn connect_options(&self) -> crate::store::ConnectOptions {
+        crate::store::ConnectOptions {
+            pool_size: self.pool_size,
+            connect_timeout: Duration::from_secs(self.connect_timeout_seconds),
+        }
+    }
+
+    /// How long a run retries database faults.
+    pub fn fault_budget(&self) -> Duration {
+        Duration::from_secs(self.retry_seconds)
     }
 }
 
@@ -399,6 +425,11 @@ impl Settings {
             builder = builder.set_override("database.url", url.clone())?;
         }
         let settings: Settings = builder.build()?.try_deserialize()?;
+        if settings.database.pool_size == 0 || settings.database.connect_timeout_seconds == 0 {
+            return Err(ConfigError::Setting(
+                "database.pool_size and database.connect_timeout_seconds must be at least 1".into(),
+            ));
+        }
         if settings.reconcile.batch_size == 0 {
             return Err(ConfigError::ZeroBatchSize);
         }
@@ -485,7 +516,10 @@ mod tests {
         let url = DatabaseUrl::new("postgres://tally:s3cret@db.example:5432/tally");
         assert_eq!(url.to_string(), "postgres://tally:***@db.example:5432/tally");
         let settings = Settings {
-            database: DatabaseSettings { url },
+            database: DatabaseSettings {
+                url,
+                ..DatabaseSettings::default()
+            },
             ..Settings::default()
         };
         assert!(!format!("{settings:?}").contains("s3cret"));

@@ -8,6 +8,7 @@
 
 use super::bookkeeper_sync::{self, pending_json, pending_text, BookkeeperSyncOptions, BookkeeperSyncReport};
 use super::reconcile::{self, ReconcileError, ReconcileOptions, ReconcileReport};
+use super::retry::{retry_faults, FaultRetry};
 use super::sync::{self, SyncOptions, SyncReport};
 use crate::bookkeepers::Bookkeepers;
 use crate::domain::AccountId;
@@ -88,6 +89,8 @@ pub struct BillingOptions {
     pub sync: SyncOptions,
     pub bookkeeper_sync: BookkeeperSyncOptions,
     pub stop: CancellationToken,
+    /// A database fault restarts the stage in hand (each stage is idempotent).
+    pub retry: FaultRetry,
 }
 
 pub async fn run_once(
@@ -99,15 +102,19 @@ pub async fn run_once(
 ) -> Result<BillingReport, BillingError> {
     let started = Instant::now();
     let mut stage_durations = StageDurations::default();
+    let (retry, stop) = (options.retry, &options.stop);
     on_stage(Stage::Reconcile);
-    let reconcile = reconcile::run_once(store, counting, &options.reconcile).await?;
+    let reconcile = retry_faults(retry, "reconcile", stop, || {
+        reconcile::run_once(store, counting, &options.reconcile)
+    })
+    .await?;
     stage_durations.reconcile = started.elapsed();
     let sync = if options.stop.is_cancelled() {
         None
     } else {
         on_stage(Stage::Sync);
         let stage = Instant::now();
-        let report = sync::run_once(store, &options.sync).await?;
+        let report = retry_faults(retry, "sync", stop, || sync::run_once(store, &options.sync)).await?;
         stage_durations.sync = Some(stage.elapsed());
         Some(report)
     };
@@ -116,11 +123,14 @@ pub async fn run_once(
     } else {
         on_stage(Stage::BookkeeperSync);
         let stage = Instant::now();
-        let report = bookkeeper_sync::run_once(store, bookkeepers, &options.bookkeeper_sync).await?;
+        let report = retry_faults(retry, "bookkeeper-sync", stop, || {
+            bookkeeper_sync::run_once(store, bookkeepers, &options.bookkeeper_sync)
+        })
+        .await?;
         stage_durations.bookkeeper_sync = Some(stage.elapsed());
         Some(report)
     };
-    let recurring_by_reseller = store.recurring_by_vendor().await?;
+    let recurring_by_reseller = retry_faults(retry, "totals", stop, || store.recurring_by_vendor()).await?;
     Ok(BillingReport {
         reconcile,
         sync,

@@ -8,6 +8,7 @@ use super::billing::{self, BillingOptions, BillingReport};
 use super::bookkeeper_sync::{self, BookkeeperSyncOptions, BookkeeperSyncReport};
 use super::ingest::{IngestCycle, IngestJobError};
 use super::reconcile::{self, ReconcileError, ReconcileOptions, ReconcileReport};
+use super::retry::{retry_faults, FaultRetry};
 use super::sync::{self, SyncOptions, SyncReport};
 use super::topup::{self, TopupOptions, TopupReport};
 use crate::bookkeepers::Bookkeepers;
@@ -208,6 +209,7 @@ impl JobContext {
             sync: self.sync_options(sync_scope, scope.batch_size, FirstCommit::Baseline, now, stop.clone()),
             bookkeeper_sync: self.bookkeeper_sync_options(scope.batch_size, now, stop.clone()),
             stop,
+            retry: FaultRetry::for_runs(&self.settings.database),
         }
     }
 
@@ -238,10 +240,22 @@ impl JobContext {
                 .map(|size| usize::try_from(size.get()).unwrap_or(usize::MAX)),
             changed_only: false,
         };
+        // A database fault restarts the job (billing: its stage) for a bounded time.
+        let retry = FaultRetry::for_runs(&self.settings.database);
         match job.kind {
-            JobKind::Reconcile => RunOutcome::of(&self.reconcile(&scope, now).await),
-            JobKind::Sync => RunOutcome::of(&self.sync(&scope, now, stop).await),
-            JobKind::BookkeeperSync => RunOutcome::of(&self.bookkeeper_sync(&scope, now, stop).await),
+            JobKind::Reconcile => {
+                RunOutcome::of(&retry_faults(retry, "reconcile", &stop, || self.reconcile(&scope, now)).await)
+            }
+            JobKind::Sync => {
+                RunOutcome::of(&retry_faults(retry, "sync", &stop, || self.sync(&scope, now, stop.clone())).await)
+            }
+            JobKind::BookkeeperSync => RunOutcome::of(
+                &retry_faults(retry, "bookkeeper-sync", &stop, || {
+                    self.bookkeeper_sync(&scope, now, stop.clone())
+                })
+                .await,
+            ),
+            // Billing retries stage by stage.
             JobKind::Billing => RunOutcome::of(
                 &self
                     .billing(&scope, now, stop, &|stage| {
@@ -251,12 +265,17 @@ impl JobContext {
             ),
             JobKind::Ingest => {
                 let cycle = match self.couch_client() {
-                    Ok(client) => self.ingest_cycle(&client, job.reconcile_changed, now).await,
+                    Ok(client) => {
+                        retry_faults(retry, "ingest", &stop, || {
+                            self.ingest_cycle(&client, job.reconcile_changed, now)
+                        })
+                        .await
+                    }
                     Err(error) => Err(error),
                 };
                 RunOutcome::of(&cycle)
             }
-            JobKind::Topup => RunOutcome::of(&self.topup(&scope, now).await),
+            JobKind::Topup => RunOutcome::of(&retry_faults(retry, "topup", &stop, || self.topup(&scope, now)).await),
         }
     }
 }

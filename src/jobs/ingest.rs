@@ -37,11 +37,13 @@ pub enum IngestJobError {
 }
 
 impl IngestJobError {
-    /// Retrying later may succeed: the server was unreachable.
+    /// Retrying later may succeed: the server or the database was unreachable.
     pub fn is_temporary(&self) -> bool {
         match self {
             IngestJobError::Couch(error) => error.is_temporary(),
-            IngestJobError::NotConfigured | IngestJobError::Ingest(_) | IngestJobError::Reconcile(_) => false,
+            IngestJobError::Ingest(IngestError::Store(error))
+            | IngestJobError::Reconcile(ReconcileError::Store(error)) => error.is_temporary(),
+            IngestJobError::NotConfigured => false,
         }
     }
 }

@@ -9,5 +9,6 @@ pub mod context;
 pub mod demo;
 pub mod ingest;
 pub mod reconcile;
+pub mod retry;
 pub mod sync;
 pub mod topup;

@@ -78,9 +78,30 @@ pub enum StoreError {
     InvalidRow(String),
     #[error("{0}")]
     Refused(String),
+    /// The server did not answer in time or refused every attempt to connect.
+    #[error("cannot reach the database {url} within {seconds} s: {reason}")]
+    Unreachable { url: String, seconds: u64, reason: String },
 }
 
 impl StoreError {
+    /// Retrying later may succeed: the connection was lost or refused, the server is
+    /// restarting or shutting down, the transaction lost a serialization race or a
+    /// deadlock, or the SQLite file is busy. Anything else (bad SQL, a constraint, a
+    /// bad row, credentials) fails the same way again.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } => true,
+            StoreError::Connect { source, .. }
+            | StoreError::Counting { source, .. }
+            | StoreError::Query { source, .. } => is_temporary(source),
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(source)) => is_temporary(source),
+            StoreError::Migrate(_)
+            | StoreError::UnsupportedUrl { .. }
+            | StoreError::InvalidRow(_)
+            | StoreError::Refused(_) => false,
+        }
+    }
+
     /// The stored data is at fault, not the database: a row that cannot be read, or a
     /// value the database refuses (PostgreSQL's class 22, data exception). Reading or
     /// writing fewer accounts at a time isolates the account that holds it.
@@ -98,7 +119,57 @@ impl StoreError {
             | StoreError::Connect { .. }
             | StoreError::Migrate(_)
             | StoreError::Counting { .. }
-            | StoreError::Refused(_) => false,
+            | StoreError::Refused(_)
+            | StoreError::Unreachable { .. } => false,
+        }
+    }
+}
+
+/// Whether a sqlx error is worth retrying as is: the connection or pool failed, or
+/// the database was busy, locked, or aborted the statement for a concurrent one.
+pub(crate) fn is_temporary(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => {
+            let code = database.code().map(|code| code.into_owned()).unwrap_or_default();
+            if database.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Extended result codes: the primary code is the low byte.
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their variants.
+                return code.parse::<i64>().is_ok_and(|code| matches!(code & 0xff, 5 | 6));
+            }
+            // PostgreSQL. Class 08: connection exception; 53: insufficient resources
+            // (too many connections); 57P01-03: server shutting down or starting;
+            // 40001 and 40P01: serialisation failure and deadlock; 55P03: lock not
+            // available.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(code.as_str(), "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03")
+        }
+        // sqlx's error enum is non-exhaustive; anything else is a bug or bad data,
+        // not worth retrying as is.
+        _ => false,
+    }
+}
+
+/// How the pool is opened (`[database]` settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Connections in the pool.
+    pub pool_size: u32,
+    /// How long to try reaching the server at start, and to wait for a pooled connection.
+    pub connect_timeout: std::time::Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            pool_size: 4,
+            connect_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -139,20 +210,31 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the database of `url` and brings its schema up to date.
+    /// Opens the database of `url` with the default options and brings its schema up
+    /// to date.
     pub async fn open(url: &DatabaseUrl) -> Result<Store, StoreError> {
-        let store = Store::connect(url).await?;
+        Store::open_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Opens the database of `url` and brings its schema up to date.
+    pub async fn open_with(url: &DatabaseUrl, options: &ConnectOptions) -> Result<Store, StoreError> {
+        let store = Store::connect_with(url, options).await?;
         store.migrate().await?;
         Ok(store)
     }
 
-    /// Opens without migrating (for `tally migrate`, which reports what it did).
+    /// Opens with the default options, without migrating.
     pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        Store::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Opens without migrating (for `tally migrate`, which reports what it did).
+    pub async fn connect_with(url: &DatabaseUrl, options: &ConnectOptions) -> Result<Store, StoreError> {
         let text = url.expose();
         let pool = if text.starts_with("sqlite:") {
-            Pool::Sqlite(sqlite::connect(url).await?)
+            Pool::Sqlite(sqlite::connect(url, options).await?)
         } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            Pool::Postgres(postgres::connect(url).await?)
+            Pool::Postgres(postgres::connect(url, options).await?)
         } else {
             return Err(StoreError::UnsupportedUrl { url: url.redacted() });
         };
@@ -414,4 +496,36 @@ struct SummaryRow {
     removal: i64,
     quantity: i64,
     last_timestamp: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(source: sqlx::Error) -> StoreError {
+        StoreError::Query {
+            step: "testing",
+            source,
+        }
+    }
+
+    #[test]
+    fn lost_connections_and_timeouts_are_temporary_and_bad_rows_are_not() {
+        let reset = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(query(reset).is_temporary());
+        assert!(query(sqlx::Error::PoolTimedOut).is_temporary());
+        let unreachable = StoreError::Unreachable {
+            url: "postgres://127.0.0.1:1/tally".into(),
+            seconds: 10,
+            reason: "connection refused".into(),
+        };
+        assert!(unreachable.is_temporary());
+        assert!(!query(sqlx::Error::RowNotFound).is_temporary());
+        assert!(!StoreError::InvalidRow("bad".into()).is_temporary());
+        assert!(!StoreError::Refused("no".into()).is_temporary());
+        assert!(!StoreError::UnsupportedUrl {
+            url: "mysql://x".into()
+        }
+        .is_temporary());
+    }
 }

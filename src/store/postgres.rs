@@ -1,24 +1,62 @@
 //! PostgreSQL, for production: opening the pool, its migrations (`sql/postgres/`),
 //! and the SQL fragments that differ from SQLite.
 
-use super::{step, StoreError};
+use super::{is_temporary, step, ConnectOptions, StoreError};
 use crate::config::DatabaseUrl;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
-use std::time::Duration;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("sql/postgres");
 
-pub(super) async fn connect(url: &DatabaseUrl) -> Result<PgPool, StoreError> {
-    PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect(url.expose())
-        .await
-        .map_err(|source| StoreError::Connect {
-            url: url.redacted(),
-            source,
-        })
+/// Opens the pool once the server answers: an unreachable server is reported within
+/// the connect timeout with its cause (the pool alone would wait and say only "pool
+/// timed out").
+pub(super) async fn connect(url: &DatabaseUrl, options: &ConnectOptions) -> Result<PgPool, StoreError> {
+    let connect_options = PgConnectOptions::from_str(url.expose()).map_err(|source| StoreError::Connect {
+        url: url.redacted(),
+        source,
+    })?;
+    reach(url, &connect_options, options.connect_timeout).await?;
+    Ok(PgPoolOptions::new()
+        .max_connections(options.pool_size)
+        .acquire_timeout(options.connect_timeout)
+        .connect_lazy_with(connect_options))
+}
+
+/// Connects once, retrying temporary failures (refused, reset, starting up) every
+/// 0.1 s doubling to 1 s until `timeout`; credentials or a missing database fail at once.
+async fn reach(url: &DatabaseUrl, options: &PgConnectOptions, timeout: Duration) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let reason = match tokio::time::timeout(remaining, PgConnection::connect_with(options)).await {
+            Ok(Ok(connection)) => {
+                // The probe's only purpose was to answer; a failed goodbye changes nothing.
+                let _ = connection.close().await;
+                return Ok(());
+            }
+            Ok(Err(source)) if !is_temporary(&source) => {
+                return Err(StoreError::Connect {
+                    url: url.redacted(),
+                    source,
+                })
+            }
+            Ok(Err(source)) => source.to_string(),
+            Err(_elapsed) => "no answer".to_owned(),
+        };
+        if started.elapsed() + delay >= timeout {
+            return Err(StoreError::Unreachable {
+                url: url.redacted(),
+                seconds: timeout.as_secs(),
+                reason,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
 }
 
 pub(super) async fn migrate(pool: &PgPool) -> Result<usize, StoreError> {

@@ -19,7 +19,7 @@
 //!
 //! Must not: decide when a job runs, run it, or read the clock (`now` is passed in).
 
-use super::{on_conn, step, Backend, Store, StoreError};
+use super::{on_conn, step, Store, StoreError};
 use crate::domain::summary::GregorianSeconds;
 use crate::runs::{
     Abandoned, Claim, ClaimRequest, InstanceId, JobError, JobName, Lease, LedgerError, RunEnd, RunFigures, RunId,
@@ -320,7 +320,7 @@ impl Store {
         match self.run_exists(run).await {
             Ok(true) => Ok(Lease::Lost),
             Ok(false) => Err(LedgerError::Failed(format!("no run {run}"))),
-            Err(error) => Err(ledger_error(self.backend(), error)),
+            Err(error) => Err(ledger_error(error)),
         }
     }
 
@@ -393,76 +393,17 @@ impl Store {
     }
 }
 
-/// Whether a sqlx error is worth retrying as is: the connection or pool failed, or
-/// the database was busy, locked, or aborted the statement for a concurrent one.
-fn transient(backend: Backend, error: &sqlx::Error) -> bool {
-    transient_on(Some(backend), error)
-}
-
-/// [`transient`] where the backend may be unknown: a database error tells its own.
-fn transient_on(backend: Option<Backend>, error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(database) => {
-            let code = database.code().map(|code| code.into_owned()).unwrap_or_default();
-            let backend = backend.unwrap_or(
-                match database.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                    true => Backend::Sqlite,
-                    false => Backend::Postgres,
-                },
-            );
-            match backend {
-                // Extended result codes: the primary code is the low byte.
-                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their variants.
-                Backend::Sqlite => code.parse::<i64>().is_ok_and(|code| matches!(code & 0xff, 5 | 6)),
-                // Class 08: connection exception; 53: insufficient resources (too
-                // many connections); 57P01-03: server shutting down or starting;
-                // 40001 and 40P01: serialisation failure and deadlock; 55P03: lock
-                // not available.
-                Backend::Postgres => {
-                    code.starts_with("08")
-                        || code.starts_with("53")
-                        || matches!(code.as_str(), "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03")
-                }
-            }
-        }
-        // sqlx's error enum is non-exhaustive; anything else is a bug or bad data,
-        // not worth retrying as is.
-        _ => false,
-    }
-}
-
 /// A store failure as a run's outcome sees it: a temporary failure (exit 75) when
-/// retrying as is may succeed.
+/// retrying as is may succeed ([`StoreError::is_temporary`], the one classifier).
 impl JobError for StoreError {
     fn is_temporary(&self) -> bool {
-        match self {
-            StoreError::Query { source, .. } | StoreError::Connect { source, .. } => transient_on(None, source),
-            StoreError::UnsupportedUrl { .. }
-            | StoreError::Migrate(_)
-            | StoreError::Counting { .. }
-            | StoreError::InvalidRow(_)
-            | StoreError::Refused(_) => false,
-        }
+        StoreError::is_temporary(self)
     }
 }
 
 /// A store failure as the run path sees it: retry later, or not.
-fn ledger_error(backend: Backend, error: StoreError) -> LedgerError {
-    let retry = match &error {
-        StoreError::Query { source, .. } | StoreError::Connect { source, .. } => transient(backend, source),
-        StoreError::UnsupportedUrl { .. }
-        | StoreError::Migrate(_)
-        | StoreError::Counting { .. }
-        | StoreError::InvalidRow(_)
-        | StoreError::Refused(_) => false,
-    };
-    if retry {
+fn ledger_error(error: StoreError) -> LedgerError {
+    if error.is_temporary() {
         LedgerError::Unavailable(error.to_string())
     } else {
         LedgerError::Failed(error.to_string())
@@ -478,7 +419,7 @@ impl RunLedger for Store {
             None,
         )
         .await
-        .map_err(|error| ledger_error(self.backend(), error))
+        .map_err(ledger_error)
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, LedgerError> {
@@ -487,7 +428,7 @@ impl RunLedger for Store {
             match self.claim_pass(request, &mut closed).await {
                 Ok(Some(claim)) => return Ok(claim),
                 Ok(None) => continue,
-                Err(error) => return Err(ledger_error(self.backend(), error)),
+                Err(error) => return Err(ledger_error(error)),
             }
         }
         Err(LedgerError::Unavailable(format!(
@@ -500,7 +441,7 @@ impl RunLedger for Store {
         let updated = self
             .renew_lease(run, instance, lease_until)
             .await
-            .map_err(|error| ledger_error(self.backend(), error))?;
+            .map_err(ledger_error)?;
         self.lease_after_update(run, updated).await
     }
 
@@ -514,7 +455,7 @@ impl RunLedger for Store {
         let updated = self
             .finish_run(run, instance, ended_at, outcome)
             .await
-            .map_err(|error| ledger_error(self.backend(), error))?;
+            .map_err(ledger_error)?;
         self.lease_after_update(run, updated).await
     }
 
@@ -526,13 +467,11 @@ impl RunLedger for Store {
             Some(now),
         )
         .await
-        .map_err(|error| ledger_error(self.backend(), error))
+        .map_err(ledger_error)
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<RunRecord>, LedgerError> {
-        self.recent_runs(limit)
-            .await
-            .map_err(|error| ledger_error(self.backend(), error))
+        self.recent_runs(limit).await.map_err(ledger_error)
     }
 }
 
@@ -542,17 +481,12 @@ mod tests {
 
     #[test]
     fn a_failing_pool_is_worth_retrying_and_a_missing_row_or_a_refusal_is_not() {
-        assert!(transient(Backend::Sqlite, &sqlx::Error::PoolTimedOut));
-        assert!(!transient(Backend::Postgres, &sqlx::Error::RowNotFound));
         let refused = StoreError::Refused("no".to_owned());
-        assert!(matches!(ledger_error(Backend::Sqlite, refused), LedgerError::Failed(_)));
+        assert!(matches!(ledger_error(refused), LedgerError::Failed(_)));
         let timed_out = StoreError::Query {
             step: "claiming a run",
             source: sqlx::Error::PoolTimedOut,
         };
-        assert!(matches!(
-            ledger_error(Backend::Postgres, timed_out),
-            LedgerError::Unavailable(_)
-        ));
+        assert!(matches!(ledger_error(timed_out), LedgerError::Unavailable(_)));
     }
 }

@@ -1,7 +1,7 @@
 //! SQLite, the embedded default: opening the file (created on first use), its
 //! migrations (`sql/sqlite/`), and the SQL fragments that differ from PostgreSQL.
 
-use super::{step, StoreError};
+use super::{step, ConnectOptions, StoreError};
 use crate::config::DatabaseUrl;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("sql/sqlite");
 
-pub(super) async fn connect(url: &DatabaseUrl) -> Result<SqlitePool, StoreError> {
+pub(super) async fn connect(url: &DatabaseUrl, pool: &ConnectOptions) -> Result<SqlitePool, StoreError> {
     let connect_error = |source| StoreError::Connect {
         url: url.redacted(),
         source,
@@ -29,7 +29,8 @@ pub(super) async fn connect(url: &DatabaseUrl) -> Result<SqlitePool, StoreError>
         .pragma("cache_size", "-32768")
         .pragma("temp_store", "FILE");
     SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(pool.pool_size)
+        .acquire_timeout(pool.connect_timeout)
         .connect_with(options)
         .await
         .map_err(|source| StoreError::Connect {

@@ -15,6 +15,7 @@ mod couchdb_server;
 mod deliveries;
 mod demo;
 mod fake_bookkeeper;
+mod faults;
 mod helpers;
 mod ingest;
 mod ingest_faces;
