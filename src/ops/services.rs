@@ -370,17 +370,18 @@ impl Operations {
             Some(Value::String(code)) => Some(code.clone()),
             Some(_) => return Err(OpsError::field("reason_code", "type", "must be an integer")),
         };
-        let stored = self.store().standing(account).await?.unwrap_or(Standing {
-            status: "good_standing".to_owned(),
-            reason: None,
-            reason_code: None,
-        });
-        let standing = Standing {
+        let asked = Standing {
             status: if good { "good_standing" } else { "delinquent" }.to_owned(),
-            reason: reason.or(stored.reason),
-            reason_code: reason_code.or(stored.reason_code),
+            reason,
+            reason_code,
         };
-        self.store().set_standing(account, &standing).await?;
+        let standing = self
+            .store()
+            .set_standing(account, &asked)
+            .await?
+            .ok_or_else(|| OpsError::BadIdentifier {
+                cause: account.to_string(),
+            })?;
         tracing::info!(account_id = %account, status = %standing.status, audit = %caller.audit, "standing set");
         Ok(standing_json(&standing))
     }

@@ -1155,26 +1155,33 @@ impl Store {
         }))
     }
 
-    /// Sets the account's standing by hand. Returns `false` for an unknown account.
-    pub async fn set_standing(&self, account: &AccountId, standing: &Standing) -> Result<bool, StoreError> {
+    /// Sets the account's standing by hand, in one statement: a reason or code not
+    /// given keeps the stored one, so concurrent writers lose nothing. Returns the
+    /// standing as stored, `None` for an unknown account.
+    pub async fn set_standing(&self, account: &AccountId, standing: &Standing) -> Result<Option<Standing>, StoreError> {
         let mut conn = self.acquire().await?;
-        let written = on_conn!(&mut conn, |c| {
-            sqlx::query(
+        let stored: Option<(String, Option<String>, Option<String>)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
                 "INSERT INTO services (account_id, status, status_reason, status_reason_code) \
                  SELECT id, $2, $3, $4 FROM accounts WHERE id = $1 \
                  ON CONFLICT (account_id) DO UPDATE SET status = excluded.status, \
-                     status_reason = excluded.status_reason, status_reason_code = excluded.status_reason_code",
+                     status_reason = COALESCE(excluded.status_reason, services.status_reason), \
+                     status_reason_code = COALESCE(excluded.status_reason_code, services.status_reason_code) \
+                 RETURNING status, status_reason, status_reason_code",
             )
             .bind(account.as_str())
             .bind(standing.status.as_str())
             .bind(standing.reason.as_deref())
             .bind(standing.reason_code.as_deref())
-            .execute(&mut **c)
+            .fetch_optional(&mut **c)
             .await
             .map_err(step("setting standing"))?
-            .rows_affected()
         });
-        Ok(written > 0)
+        Ok(stored.map(|(status, reason, reason_code)| Standing {
+            status,
+            reason,
+            reason_code,
+        }))
     }
 }
 
