@@ -251,9 +251,6 @@ impl Operations {
         let node = self.account(account).await?;
         caller.check_reseller(&node)?;
         let data = input::object(data, "data")?;
-        // Read for the order of validation errors (`api.md` §2.3); the write checks
-        // again under the account's lock.
-        let record = self.store().services_record(account).await?;
         let reseller = reseller_of(&node);
 
         let additions = match (data.get("add"), data.get("plans")) {
@@ -272,9 +269,14 @@ impl Operations {
             Some(_) => return Err(OpsError::field("billing_id", "type", "must be an account id")),
         };
 
-        for plan in &deletions {
-            if !record.assignments.iter().any(|assignment| &assignment.plan_id == plan) {
-                return Err(OpsError::PlanNotAssigned { plan: plan.clone() });
+        if !deletions.is_empty() {
+            // Checked here for the order of validation errors (`api.md` §2.3), and again
+            // by the write, under the account's lock.
+            let record = self.store().services_record(account).await?;
+            for plan in &deletions {
+                if !record.assignments.iter().any(|assignment| &assignment.plan_id == plan) {
+                    return Err(OpsError::PlanNotAssigned { plan: plan.clone() });
+                }
             }
         }
         let wanted: Vec<(String, String)> = additions
