@@ -372,6 +372,7 @@ fn repriced_account(
         audit_rows,
         acknowledged,
         marked_since: stored.marked_since,
+        revision: stored.revision,
     }
 }
 

@@ -11,7 +11,10 @@
 //! operation gives the same data on both.
 //!
 //! Writes are saved with the account's repricing mark in one transaction before the
-//! commit: if the process dies in between, the next sync run finishes the commit.
+//! commit: if the process dies in between, the next sync run finishes the commit, and a
+//! commit that fails is logged while the write is answered as saved. A write that
+//! modifies what is stored reads it inside that transaction, under the account's
+//! write lock (`Store::modify_services`), so concurrent writers never lose a change.
 
 mod audit;
 mod error;

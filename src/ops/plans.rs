@@ -209,11 +209,14 @@ impl Operations {
         for (plan, partial) in &overrides {
             input::check_overrides(partial, &format!("overrides.{plan}"))?;
         }
-        let mut record = self.store().services_record(account).await?;
-        for assignment in &mut record.assignments {
-            assignment.overrides = overrides.get(&assignment.plan_id).cloned().unwrap_or_else(|| json!({}));
-        }
-        self.save_assignments(caller, account, &record).await?;
+        let record = self
+            .modify_assignments(caller, account, |record| {
+                for assignment in &mut record.assignments {
+                    assignment.overrides = overrides.get(&assignment.plan_id).cloned().unwrap_or_else(|| json!({}));
+                }
+                Ok(())
+            })
+            .await?;
         Ok(plans_map(&record))
     }
 

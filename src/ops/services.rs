@@ -186,10 +186,19 @@ fn standing_json(standing: &Standing) -> Value {
 }
 
 impl Operations {
-    /// Reprices the account now, writing audit rows that name the caller; the change
-    /// was saved with the account's repricing mark, so a failure here only delays the
-    /// commit to the next sync run.
-    pub(super) async fn commit(&self, caller: &Caller, account: &AccountId) -> Result<(), OpsError> {
+    /// Commits a saved change: reprices the account now, writing audit rows that name
+    /// the caller. The change was saved with the account's repricing mark, so a
+    /// failure here only delays the commit to the next sync run: it is logged, and the
+    /// write is answered as what it is, saved.
+    pub(super) async fn commit(&self, caller: &Caller, account: &AccountId) {
+        if let Err(error) = self.reprice_now(caller, account).await {
+            tracing::warn!(account_id = %account, %error,
+                "saved, but repricing failed; the account stays marked and the next sync run reprices it");
+        }
+    }
+
+    /// Reprices the account now, writing audit rows that name the caller.
+    async fn reprice_now(&self, caller: &Caller, account: &AccountId) -> Result<(), OpsError> {
         let options = self.commit_options(caller, account, "commit");
         let report = sync::run_once(self.store(), &options).await?;
         for skipped in report.skipped {
@@ -242,7 +251,6 @@ impl Operations {
         let node = self.account(account).await?;
         caller.check_reseller(&node)?;
         let data = input::object(data, "data")?;
-        let mut record = self.store().services_record(account).await?;
         let reseller = reseller_of(&node);
 
         let additions = match (data.get("add"), data.get("plans")) {
@@ -261,9 +269,14 @@ impl Operations {
             Some(_) => return Err(OpsError::field("billing_id", "type", "must be an account id")),
         };
 
-        for plan in &deletions {
-            if !record.assignments.iter().any(|assignment| &assignment.plan_id == plan) {
-                return Err(OpsError::PlanNotAssigned { plan: plan.clone() });
+        if !deletions.is_empty() {
+            // Checked here for the order of validation errors (`api.md` §2.3), and again
+            // by the write, under the account's lock.
+            let record = self.store().services_record(account).await?;
+            for plan in &deletions {
+                if !record.assignments.iter().any(|assignment| &assignment.plan_id == plan) {
+                    return Err(OpsError::PlanNotAssigned { plan: plan.clone() });
+                }
             }
         }
         let wanted: Vec<(String, String)> = additions
@@ -284,23 +297,28 @@ impl Operations {
         }
 
         let changes_plans = !additions.is_empty() || !deletions.is_empty();
-        for request in additions {
-            assign(&mut record, request, &reseller, mode);
-        }
-        for plan in &deletions {
-            unassign(&mut record, plan)?;
-        }
-        let new_overrides = match overrides {
-            Some(Value::Object(new)) if !new.is_empty() => Some(combine(&record.overrides, new, mode)),
-            _ => None,
-        };
-        let change = ServicesChange {
-            assignments: changes_plans.then(|| record.assignments.clone()),
-            overrides: new_overrides,
-            billing_id,
-        };
-        self.store().save_services_change(account, &change, self.now()).await?;
-        self.commit(caller, account).await?;
+        let record = self
+            .store()
+            .modify_services(account, self.now(), |mut record| {
+                for request in additions {
+                    assign(&mut record, request, &reseller, mode);
+                }
+                for plan in &deletions {
+                    unassign(&mut record, plan)?;
+                }
+                let new_overrides = match overrides {
+                    Some(Value::Object(new)) if !new.is_empty() => Some(combine(&record.overrides, new, mode)),
+                    _ => None,
+                };
+                let change = ServicesChange {
+                    assignments: changes_plans.then(|| record.assignments.clone()),
+                    overrides: new_overrides,
+                    billing_id,
+                };
+                Ok::<_, OpsError>((change, record))
+            })
+            .await?;
+        self.commit(caller, account).await;
         Ok(plans_map(&record))
     }
 
@@ -354,17 +372,18 @@ impl Operations {
             Some(Value::String(code)) => Some(code.clone()),
             Some(_) => return Err(OpsError::field("reason_code", "type", "must be an integer")),
         };
-        let stored = self.store().standing(account).await?.unwrap_or(Standing {
-            status: "good_standing".to_owned(),
-            reason: None,
-            reason_code: None,
-        });
-        let standing = Standing {
+        let asked = Standing {
             status: if good { "good_standing" } else { "delinquent" }.to_owned(),
-            reason: reason.or(stored.reason),
-            reason_code: reason_code.or(stored.reason_code),
+            reason,
+            reason_code,
         };
-        self.store().set_standing(account, &standing).await?;
+        let standing = self
+            .store()
+            .set_standing(account, &asked)
+            .await?
+            .ok_or_else(|| OpsError::BadIdentifier {
+                cause: account.to_string(),
+            })?;
         tracing::info!(account_id = %account, status = %standing.status, audit = %caller.audit, "standing set");
         Ok(standing_json(&standing))
     }
@@ -385,7 +404,7 @@ impl Operations {
             ..ServicesChange::default()
         };
         self.store().save_services_change(account, &change, self.now()).await?;
-        self.commit(caller, account).await?;
+        self.commit(caller, account).await;
         Ok(json!({ "billing_id": billing_id }))
     }
 
@@ -414,9 +433,12 @@ impl Operations {
         if let Some(overrides) = &request.overrides {
             input::check_overrides(overrides, "overrides")?;
         }
-        let mut record = self.store().services_record(account).await?;
-        assign(&mut record, request, &reseller, mode);
-        self.save_assignments(caller, account, &record).await?;
+        let record = self
+            .modify_assignments(caller, account, |record| {
+                assign(record, request, &reseller, mode);
+                Ok(())
+            })
+            .await?;
         Ok(plans_map(&record))
     }
 
@@ -424,24 +446,33 @@ impl Operations {
     pub async fn unassign_plan(&self, caller: &Caller, account: &AccountId, plan: &str) -> Result<Value, OpsError> {
         let node = self.account(account).await?;
         caller.check_reseller(&node)?;
-        let mut record = self.store().services_record(account).await?;
-        unassign(&mut record, plan)?;
-        self.save_assignments(caller, account, &record).await?;
+        let record = self
+            .modify_assignments(caller, account, |record| unassign(record, plan))
+            .await?;
         Ok(plans_map(&record))
     }
 
-    pub(super) async fn save_assignments(
+    /// Changes the account's plan assignments under its write lock, saves and commits
+    /// them; returns the record as saved.
+    pub(super) async fn modify_assignments(
         &self,
         caller: &Caller,
         account: &AccountId,
-        record: &ServicesRecord,
-    ) -> Result<(), OpsError> {
-        let change = ServicesChange {
-            assignments: Some(record.assignments.clone()),
-            ..ServicesChange::default()
-        };
-        self.store().save_services_change(account, &change, self.now()).await?;
-        self.commit(caller, account).await
+        change: impl FnOnce(&mut ServicesRecord) -> Result<(), OpsError>,
+    ) -> Result<ServicesRecord, OpsError> {
+        let record = self
+            .store()
+            .modify_services(account, self.now(), |mut record| {
+                change(&mut record)?;
+                let change = ServicesChange {
+                    assignments: Some(record.assignments.clone()),
+                    ..ServicesChange::default()
+                };
+                Ok::<_, OpsError>((change, record))
+            })
+            .await?;
+        self.commit(caller, account).await;
+        Ok(record)
     }
 
     /// `GET /services/manual`.
@@ -463,10 +494,9 @@ impl Operations {
         let node = self.account(account).await?;
         caller.check_reseller(&node)?;
         let data = input::object(data, "data")?;
-        let mut manual = match mode {
-            WriteMode::Replace => Quantities::new(),
-            WriteMode::Merge => self.store().quantities(account).await?.manual,
-        };
+        // What the request sets (0 deletes), applied to the stored bucket under the
+        // account's write lock.
+        let mut edits = Quantities::new();
         let mut errors = Vec::new();
         for (category, items) in data {
             let Value::Object(items) = items else {
@@ -490,9 +520,9 @@ impl Operations {
                     continue;
                 };
                 match quantity {
-                    Value::Null if mode == WriteMode::Merge => manual.set(category_name, item_name, 0),
+                    Value::Null if mode == WriteMode::Merge => edits.set(category_name, item_name, 0),
                     Value::Number(number) => match input::manual_quantity(number, &path) {
-                        Ok(count) => manual.set(category_name, item_name, count),
+                        Ok(count) => edits.set(category_name, item_name, count),
                         Err(error) => errors.push(*error),
                     },
                     _ => errors.push(super::FieldError::new(path, "type", "must be a non-negative integer")),
@@ -502,18 +532,27 @@ impl Operations {
         if !errors.is_empty() {
             return Err(OpsError::Validation(errors));
         }
-        let manual = without_zeros(manual);
         let now = self.now();
         let record_id = self.record_id(account, now);
-        self.store()
-            .replace_manual_quantities(account, &manual, now, &record_id)
+        let (manual, _) = self
+            .store()
+            .modify_manual_quantities(account, now, &record_id, |stored| {
+                let mut manual = match mode {
+                    WriteMode::Replace => Quantities::new(),
+                    WriteMode::Merge => stored,
+                };
+                for (category, item, count) in edits.iter() {
+                    manual.set(category.clone(), item.clone(), count);
+                }
+                Ok::<_, OpsError>(without_zeros(manual))
+            })
             .await?;
         // The audit log says the manual bucket changed (`audit-and-summaries.md` §2).
         let mut caller = caller.clone();
         if let Value::Object(audit) = &mut caller.audit {
             audit.insert("changes".to_owned(), json!({ "type": ["manual"] }));
         }
-        self.commit(&caller, account).await?;
+        self.commit(&caller, account).await;
         Ok(quantities_json(&manual))
     }
 
@@ -536,14 +575,18 @@ impl Operations {
         caller.check_reseller(&node)?;
         let new = input::object(data, "data")?.clone();
         input::check_overrides(&Value::Object(new.clone()), "")?;
-        let record = self.store().services_record(account).await?;
-        let overrides = combine(&record.overrides, new, mode);
-        let change = ServicesChange {
-            overrides: Some(overrides.clone()),
-            ..ServicesChange::default()
-        };
-        self.store().save_services_change(account, &change, self.now()).await?;
-        self.commit(caller, account).await?;
+        let overrides = self
+            .store()
+            .modify_services(account, self.now(), |record| {
+                let overrides = combine(&record.overrides, new, mode);
+                let change = ServicesChange {
+                    overrides: Some(overrides.clone()),
+                    ..ServicesChange::default()
+                };
+                Ok::<_, OpsError>((change, overrides))
+            })
+            .await?;
+        self.commit(caller, account).await;
         Ok(overrides)
     }
 
@@ -552,7 +595,7 @@ impl Operations {
         let node = self.account(account).await?;
         caller.check_reseller(&node)?;
         self.recount(account).await?;
-        self.commit(caller, account).await?;
+        self.reprice_now(caller, account).await?;
         Ok(json!({}))
     }
 

@@ -372,6 +372,7 @@ impl Operations {
             last_computed: Vec::new(),
             priced: false,
             marked_since: None,
+            revision: 0,
         })
     }
 

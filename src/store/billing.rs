@@ -7,6 +7,7 @@
 //! every account either fully repriced or untouched. Invoices are stored as the JSON
 //! of `wire::invoice` and read back with it; nothing here prices or decides.
 
+use super::locked::{on_tx, Tx};
 use super::{on_conn, step, Store, StoreError};
 use crate::domain::document::Map;
 use crate::domain::invoice::Invoice;
@@ -16,7 +17,7 @@ use crate::domain::summary::GregorianSeconds;
 use crate::domain::{AccountId, Category, ItemName, Money, PlanId};
 use crate::wire::document::map_from_json;
 use crate::wire::invoice::{invoice as invoice_json, parse_invoice};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// Which accounts a sync run reprices.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +68,8 @@ pub struct StoredAccount {
     pub priced: bool,
     /// When it was marked for repricing, if it is.
     pub marked_since: Option<i64>,
+    /// The services record's revision when read (`store/locked.rs`).
+    pub revision: i64,
 }
 
 /// An account whose stored billing data cannot be read; the others go on.
@@ -100,6 +103,9 @@ pub struct RepricedAccount {
     pub acknowledged: Vec<Invoice>,
     /// The repricing mark that was read; a newer mark set meanwhile is kept.
     pub marked_since: Option<i64>,
+    /// The revision of the inputs it was priced from: when the stored one differs,
+    /// the account changed or was repriced meanwhile and this outcome is not written.
+    pub revision: i64,
 }
 
 /// Marked for repricing: `dirty`, unless it is only held for undelivered audit rows
@@ -151,6 +157,7 @@ struct AccountRow {
     priced_at: Option<i64>,
     dirty: Option<bool>,
     dirty_since: Option<i64>,
+    revision: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -233,7 +240,7 @@ impl Store {
         let list = placeholders(1, accounts.len());
         let account_sql = format!(
             "SELECT a.id, a.name, a.parent_id, a.reseller_id, a.deleted, s.overrides, s.bookkeeper, s.priced_at, \
-                    ({MARKED_S}) AS dirty, s.dirty_since \
+                    ({MARKED_S}) AS dirty, s.dirty_since, s.revision \
              FROM accounts a LEFT JOIN services s ON s.account_id = a.id WHERE a.id IN ({list}) ORDER BY a.id"
         );
         // Every ancestor of the batch with its depth, to find the nearest reseller.
@@ -280,7 +287,11 @@ impl Store {
         let quantity_rows = fetch!(&quantity_sql, BatchQuantityRow, "reading quantities");
         let snapshot_rows = fetch!(&snapshot_sql, SnapshotRow, "reading invoice snapshots");
 
-        let root = self.root_account().await?;
+        // On the connection in hand: asking the pool for a second one while holding
+        // this one stalls once every connection is held the same way.
+        let root = super::services::master_account_on(&mut conn).await?;
+        drop(conn);
+        let root = root.unwrap_or_default();
         let mut nearest_reseller: BTreeMap<String, String> = BTreeMap::new();
         for row in chain_rows {
             // Rows come nearest first: the first reseller (or the root) wins.
@@ -321,18 +332,12 @@ impl Store {
         Ok((readable, unreadable))
     }
 
-    /// The id of the tree's root (the master account), or empty when there is none.
-    async fn root_account(&self) -> Result<String, StoreError> {
-        Ok(self
-            .master_account()
-            .await?
-            .map(|id| id.to_string())
-            .unwrap_or_default())
-    }
-
     /// Writes the outcome of repricing a batch in one transaction: computed snapshots
     /// replaced, audit rows added, acknowledged snapshots of call-free bookkeepers
-    /// updated, repricing marks cleared (unless set again meanwhile).
+    /// updated, repricing marks cleared (unless set again meanwhile). An account whose
+    /// revision is no longer the one it was priced from (written or repriced
+    /// meanwhile) is left as it is: its writer's commit, or the next sync, reprices it,
+    /// and no change is recorded twice.
     pub async fn save_repricing(&self, accounts: &[RepricedAccount], now: GregorianSeconds) -> Result<(), StoreError> {
         if accounts.is_empty() {
             return Ok(());
@@ -353,10 +358,23 @@ impl Store {
         }
 
         let mut conn = self.acquire().await?;
-        on_conn!(&mut conn, |c| {
-            let mut tx = sqlx::Connection::begin(&mut **c)
-                .await
-                .map_err(step("starting a sync batch"))?;
+        let mut tx = conn.begin("starting a sync batch").await?;
+        let current = claim_revisions(&mut tx, accounts).await?;
+        if current.len() < accounts.len() {
+            tracing::debug!(
+                left = accounts.len() - current.len(),
+                "accounts changed while they were repriced; their newer commit reprices them"
+            );
+        }
+        let accounts: Vec<&RepricedAccount> = accounts
+            .iter()
+            .filter(|repriced| current.contains(repriced.account.as_str()))
+            .collect();
+        let is_current = |account_id: &String| current.contains(account_id.as_str());
+        snapshot_rows.retain(|row| is_current(&row.account_id));
+        acknowledged_rows.retain(|row| is_current(&row.account_id));
+        audit_rows.retain(|row| is_current(&row.account_id));
+        on_tx!(&mut tx, |t| {
             for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
                     "DELETE FROM invoice_snapshots WHERE kind = 'computed' AND account_id IN ({})",
@@ -367,7 +385,7 @@ impl Store {
                     query = query.bind(repriced.account.as_str());
                 }
                 query
-                    .execute(&mut *tx)
+                    .execute(&mut **t)
                     .await
                     .map_err(step("replacing invoice snapshots"))?;
             }
@@ -401,7 +419,7 @@ impl Store {
                             .bind(now.0);
                     }
                     query
-                        .execute(&mut *tx)
+                        .execute(&mut **t)
                         .await
                         .map_err(step("writing invoice snapshots"))?;
                 }
@@ -433,7 +451,7 @@ impl Store {
                         .bind(row.recurring_units)
                         .bind(row.hidden);
                 }
-                query.execute(&mut *tx).await.map_err(step("writing audit rows"))?;
+                query.execute(&mut **t).await.map_err(step("writing audit rows"))?;
             }
             // A mark set after the one that was read (a newer `dirty_since`) is kept.
             for chunk in accounts.chunks(ROWS_PER_STATEMENT / 2) {
@@ -457,7 +475,7 @@ impl Store {
                         .bind(repriced.marked_since);
                 }
                 query
-                    .execute(&mut *tx)
+                    .execute(&mut **t)
                     .await
                     .map_err(step("clearing repricing marks"))?;
             }
@@ -475,12 +493,12 @@ impl Store {
                     query = query.bind(repriced.account.as_str());
                 }
                 query
-                    .execute(&mut *tx)
+                    .execute(&mut **t)
                     .await
                     .map_err(step("keeping accounts with undelivered audit rows dirty"))?;
             }
-            tx.commit().await.map_err(step("committing a sync batch"))?;
         });
+        tx.commit("committing a sync batch").await?;
         Ok(())
     }
 
@@ -523,6 +541,52 @@ impl Store {
             .map(|text| read_invoice(text).map_err(StoreError::InvalidRow))
             .collect()
     }
+}
+
+/// Bumps the revision of each account still at the revision it was priced from, in
+/// the batch's transaction (which then holds their write locks); returns those
+/// accounts. Accounts without a services row get one (revision 0) first.
+async fn claim_revisions(tx: &mut Tx<'_>, accounts: &[RepricedAccount]) -> Result<HashSet<String>, StoreError> {
+    let mut current = HashSet::with_capacity(accounts.len());
+    for chunk in accounts.chunks(ROWS_PER_STATEMENT / 2) {
+        let rows = (0..chunk.len())
+            .map(|row| format!("(${})", row + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let insert = format!("INSERT INTO services (account_id) VALUES {rows} ON CONFLICT (account_id) DO NOTHING");
+        let cases = (0..chunk.len())
+            .map(|row| format!("WHEN ${} THEN ${}", row * 2 + 1, row * 2 + 2))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let list = (0..chunk.len())
+            .map(|row| format!("${}", row * 2 + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let update = format!(
+            "UPDATE services SET revision = revision + 1 \
+             WHERE account_id IN ({list}) AND revision = CASE account_id {cases} END RETURNING account_id"
+        );
+        let claimed: Vec<String> = on_tx!(&mut *tx, |t| {
+            let mut query = sqlx::query(&insert);
+            for repriced in chunk {
+                query = query.bind(repriced.account.as_str());
+            }
+            query
+                .execute(&mut **t)
+                .await
+                .map_err(step("creating services rows to reprice"))?;
+            let mut query = sqlx::query_scalar(&update);
+            for repriced in chunk {
+                query = query.bind(repriced.account.as_str()).bind(repriced.revision);
+            }
+            query
+                .fetch_all(&mut **t)
+                .await
+                .map_err(step("claiming the revisions of repriced accounts"))?
+        });
+        current.extend(claimed);
+    }
+    Ok(current)
 }
 
 pub(super) fn read_invoice(text: &str) -> Result<Invoice, String> {
@@ -620,6 +684,7 @@ fn read_account(
         _ => None,
     };
     Ok(StoredAccount {
+        revision: row.revision.unwrap_or(0),
         is_master: row.parent_id.is_none(),
         name: row.name,
         reseller_id,
@@ -721,26 +786,33 @@ impl Store {
         }))
     }
 
-    /// Sets the account's standing by hand. Returns `false` for an unknown account.
-    pub async fn set_standing(&self, account: &AccountId, standing: &Standing) -> Result<bool, StoreError> {
+    /// Sets the account's standing by hand, in one statement: a reason or code not
+    /// given keeps the stored one, so concurrent writers lose nothing. Returns the
+    /// standing as stored, `None` for an unknown account.
+    pub async fn set_standing(&self, account: &AccountId, standing: &Standing) -> Result<Option<Standing>, StoreError> {
         let mut conn = self.acquire().await?;
-        let written = on_conn!(&mut conn, |c| {
-            sqlx::query(
+        let stored: Option<(String, Option<String>, Option<String>)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
                 "INSERT INTO services (account_id, status, status_reason, status_reason_code) \
                  SELECT id, $2, $3, $4 FROM accounts WHERE id = $1 \
                  ON CONFLICT (account_id) DO UPDATE SET status = excluded.status, \
-                     status_reason = excluded.status_reason, status_reason_code = excluded.status_reason_code",
+                     status_reason = COALESCE(excluded.status_reason, services.status_reason), \
+                     status_reason_code = COALESCE(excluded.status_reason_code, services.status_reason_code) \
+                 RETURNING status, status_reason, status_reason_code",
             )
             .bind(account.as_str())
             .bind(standing.status.as_str())
             .bind(standing.reason.as_deref())
             .bind(standing.reason_code.as_deref())
-            .execute(&mut **c)
+            .fetch_optional(&mut **c)
             .await
             .map_err(step("setting standing"))?
-            .rows_affected()
         });
-        Ok(written > 0)
+        Ok(stored.map(|(status, reason, reason_code)| Standing {
+            status,
+            reason,
+            reason_code,
+        }))
     }
 }
 

@@ -14,6 +14,7 @@ mod counting;
 mod deliveries;
 mod demo;
 mod inventory;
+mod locked;
 mod postgres;
 mod reconcile;
 mod runs;
@@ -237,6 +238,30 @@ impl Store {
             Pool::Postgres(postgres::connect(url, options).await?)
         } else {
             return Err(StoreError::UnsupportedUrl { url: url.redacted() });
+        };
+        Ok(Store { pool })
+    }
+
+    /// Another handle on the same database with its own pool of `connections`. Tests
+    /// use a pool of one: a path that holds a connection while it waits for a second
+    /// one then stalls instead of passing.
+    pub async fn with_pool_size(&self, connections: u32) -> Result<Store, StoreError> {
+        let connections = connections.max(1);
+        let pool = match &self.pool {
+            Pool::Sqlite(pool) => Pool::Sqlite(
+                sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(connections)
+                    .connect_with((*pool.connect_options()).clone())
+                    .await
+                    .map_err(step("opening a second pool"))?,
+            ),
+            Pool::Postgres(pool) => Pool::Postgres(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(connections)
+                    .connect_with((*pool.connect_options()).clone())
+                    .await
+                    .map_err(step("opening a second pool"))?,
+            ),
         };
         Ok(Store { pool })
     }

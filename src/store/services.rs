@@ -3,12 +3,32 @@
 //! quantities, billing id; the plan catalog; audit logs and day summaries by range.
 //!
 //! Every write is one transaction that also marks the account for repricing, so a
-//! change is never lost between the save and its commit.
+//! change is never lost between the save and its commit; it starts by taking the
+//! account's write lock (`locked.rs`) and reads what it modifies under it.
 
-use super::{on_conn, step, Store, StoreError};
+use super::locked::{on_tx, Tx};
+use super::{on_conn, step, Conn, Store, StoreError};
 use crate::domain::quantities::{diff_bucket, Bucket, Quantities};
 use crate::domain::summary::{record_entries, DaySummary, GregorianSeconds, RecordEntry};
-use crate::domain::AccountId;
+use crate::domain::{AccountId, Category, ItemName};
+
+/// The master account (the smallest id of the accounts without a parent), on a
+/// connection already held. The roots come from the `parent_id` index and are sorted
+/// here: `ORDER BY id LIMIT 1` walks the primary key through every account before the
+/// root. Planned afresh on PostgreSQL.
+pub(super) async fn master_account_on(conn: &mut Conn) -> Result<Option<String>, StoreError> {
+    let roots = "SELECT id FROM accounts WHERE parent_id IS NULL";
+    let what = step("finding the master account");
+    let roots: Vec<String> = match conn {
+        Conn::Sqlite(c) => sqlx::query_scalar(roots).fetch_all(&mut **c).await.map_err(what)?,
+        Conn::Postgres(c) => sqlx::query_scalar(roots)
+            .persistent(false)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(what)?,
+    };
+    Ok(roots.into_iter().min())
+}
 
 /// An account's place in the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,39 +276,49 @@ impl AuditTextRow {
     }
 }
 
-const AUDIT_COLUMNS: &str = "id, created_at, modified_at, status, reason, message, bookkeeper_type, \
-     bookkeeper_vendor_id, bookkeeper_id, bookkeeper_results, invoice, audit, delivery_id";
-
-impl Store {
-    /// The account's assignments, overrides, bookkeeper and billing id.
-    pub async fn services_record(&self, account: &AccountId) -> Result<ServicesRecord, StoreError> {
-        let mut conn = self.acquire().await?;
-        let rows: Vec<AssignmentTextRow> = on_conn!(&mut conn, |c| {
-            sqlx::query_as(
-                "SELECT plan_id, vendor_id, overrides, contract FROM service_plan_assignments \
-                 WHERE account_id = $1 ORDER BY position, plan_id",
-            )
-            .bind(account.as_str())
-            .fetch_all(&mut **c)
-            .await
-            .map_err(step("reading plan assignments"))?
-        });
-        let services: Option<(String, Option<String>)> = on_conn!(&mut conn, |c| {
+/// The three reads of a services record, on a connection or a transaction (`$c`
+/// derefs twice to the backend's connection).
+macro_rules! fetch_record {
+    ($c:ident, $account:expr) => {{
+        let assignments: Vec<AssignmentTextRow> = sqlx::query_as(
+            "SELECT plan_id, vendor_id, overrides, contract FROM service_plan_assignments \
+             WHERE account_id = $1 ORDER BY position, plan_id",
+        )
+        .bind($account.as_str())
+        .fetch_all(&mut **$c)
+        .await
+        .map_err(step("reading plan assignments"))?;
+        let services: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT overrides, bookkeeper FROM services WHERE account_id = $1")
-                .bind(account.as_str())
-                .fetch_optional(&mut **c)
+                .bind($account.as_str())
+                .fetch_optional(&mut **$c)
                 .await
-                .map_err(step("reading services overrides"))?
-        });
-        let billing_id: Option<Option<String>> = on_conn!(&mut conn, |c| {
-            sqlx::query_scalar("SELECT billing_id FROM accounts WHERE id = $1")
-                .bind(account.as_str())
-                .fetch_optional(&mut **c)
-                .await
-                .map_err(step("reading the billing id"))?
-        });
+                .map_err(step("reading services overrides"))?;
+        let billing_id: Option<Option<String>> = sqlx::query_scalar("SELECT billing_id FROM accounts WHERE id = $1")
+            .bind($account.as_str())
+            .fetch_optional(&mut **$c)
+            .await
+            .map_err(step("reading the billing id"))?;
+        StoredRecord {
+            assignments,
+            services,
+            billing_id,
+        }
+    }};
+}
+
+/// A services record's rows as read.
+struct StoredRecord {
+    assignments: Vec<AssignmentTextRow>,
+    services: Option<(String, Option<String>)>,
+    billing_id: Option<Option<String>>,
+}
+
+impl StoredRecord {
+    fn parse(self, account: &AccountId) -> Result<ServicesRecord, StoreError> {
         let what = format!("services of {account}");
-        let assignments = rows
+        let assignments = self
+            .assignments
             .into_iter()
             .map(|row| {
                 Ok(PlanAssignment {
@@ -299,7 +329,7 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let (overrides, bookkeeper) = match services {
+        let (overrides, bookkeeper) = match self.services {
             Some((overrides, bookkeeper)) => (
                 json(&overrides, &what)?,
                 bookkeeper.as_deref().map(|text| json(text, &what)).transpose()?,
@@ -310,8 +340,78 @@ impl Store {
             assignments,
             overrides,
             bookkeeper,
-            billing_id: billing_id.flatten(),
+            billing_id: self.billing_id.flatten(),
         })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ManualRow {
+    category: String,
+    item: String,
+    quantity: i64,
+}
+
+/// Writes a services change in a transaction that holds the account's write lock.
+async fn write_services_change(
+    tx: &mut Tx<'_>,
+    account: &AccountId,
+    change: &ServicesChange,
+) -> Result<(), StoreError> {
+    on_tx!(tx, |t| {
+        if let Some(overrides) = &change.overrides {
+            sqlx::query("UPDATE services SET overrides = $2 WHERE account_id = $1")
+                .bind(account.as_str())
+                .bind(overrides.to_string())
+                .execute(&mut **t)
+                .await
+                .map_err(step("saving overrides"))?;
+        }
+        if let Some(billing_id) = &change.billing_id {
+            let stored = (billing_id != account.as_str()).then_some(billing_id.as_str());
+            sqlx::query("UPDATE accounts SET billing_id = $2 WHERE id = $1")
+                .bind(account.as_str())
+                .bind(stored)
+                .execute(&mut **t)
+                .await
+                .map_err(step("saving the billing id"))?;
+        }
+        if let Some(assignments) = &change.assignments {
+            sqlx::query("DELETE FROM service_plan_assignments WHERE account_id = $1")
+                .bind(account.as_str())
+                .execute(&mut **t)
+                .await
+                .map_err(step("replacing plan assignments"))?;
+            for (position, assignment) in assignments.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO service_plan_assignments \
+                     (account_id, plan_id, vendor_id, position, overrides, contract) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(account.as_str())
+                .bind(assignment.plan_id.as_str())
+                .bind(assignment.vendor_id.as_str())
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .bind(assignment.overrides.to_string())
+                .bind(assignment.contract.as_ref().map(|contract| contract.to_string()))
+                .execute(&mut **t)
+                .await
+                .map_err(step("saving a plan assignment"))?;
+            }
+        }
+    });
+    Ok(())
+}
+
+const AUDIT_COLUMNS: &str = "id, created_at, modified_at, status, reason, message, bookkeeper_type, \
+     bookkeeper_vendor_id, bookkeeper_id, bookkeeper_results, invoice, audit, delivery_id";
+
+impl Store {
+    /// The account's assignments, overrides, bookkeeper and billing id.
+    pub async fn services_record(&self, account: &AccountId) -> Result<ServicesRecord, StoreError> {
+        let mut conn = self.acquire().await?;
+        let stored = on_conn!(&mut conn, |c| fetch_record!(c, account));
+        stored.parse(account)
     }
 
     /// Saves a change of the services record and marks the account for repricing, in
@@ -322,88 +422,76 @@ impl Store {
         change: &ServicesChange,
         now: GregorianSeconds,
     ) -> Result<(), StoreError> {
-        let mut conn = self.acquire().await?;
-        on_conn!(&mut conn, |c| {
-            let mut tx = sqlx::Connection::begin(&mut **c)
-                .await
-                .map_err(step("starting a services change"))?;
-            sqlx::query(
-                "INSERT INTO services (account_id, dirty, dirty_since) VALUES ($1, TRUE, $2) \
-                 ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since",
-            )
-            .bind(account.as_str())
-            .bind(now.0)
-            .execute(&mut *tx)
+        self.modify_services(account, now, |_| Ok::<_, StoreError>((change.clone(), ())))
             .await
-            .map_err(step("marking the account for repricing"))?;
-            if let Some(overrides) = &change.overrides {
-                sqlx::query("UPDATE services SET overrides = $2 WHERE account_id = $1")
-                    .bind(account.as_str())
-                    .bind(overrides.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("saving overrides"))?;
-            }
-            if let Some(billing_id) = &change.billing_id {
-                let stored = (billing_id != account.as_str()).then_some(billing_id.as_str());
-                sqlx::query("UPDATE accounts SET billing_id = $2 WHERE id = $1")
-                    .bind(account.as_str())
-                    .bind(stored)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("saving the billing id"))?;
-            }
-            if let Some(assignments) = &change.assignments {
-                sqlx::query("DELETE FROM service_plan_assignments WHERE account_id = $1")
-                    .bind(account.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("replacing plan assignments"))?;
-                for (position, assignment) in assignments.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO service_plan_assignments \
-                         (account_id, plan_id, vendor_id, position, overrides, contract) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(account.as_str())
-                    .bind(assignment.plan_id.as_str())
-                    .bind(assignment.vendor_id.as_str())
-                    .bind(i64::try_from(position).unwrap_or(i64::MAX))
-                    .bind(assignment.overrides.to_string())
-                    .bind(assignment.contract.as_ref().map(|contract| contract.to_string()))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("saving a plan assignment"))?;
-                }
-            }
-            tx.commit().await.map_err(step("committing a services change"))?;
-        });
-        Ok(())
     }
 
-    /// Replaces the manual bucket. In the same transaction: the quantity-change record
-    /// of what differs and its day summaries (`audit-and-summaries.md` §4.2, §5.6), and
-    /// the repricing mark. Returns the record's entries (empty when nothing changed).
-    pub async fn replace_manual_quantities(
+    /// Reads the services record under the account's write lock, lets `decide` say
+    /// what changes, and saves that with the repricing mark, in one transaction: a
+    /// concurrent write waits for this one, so none is lost. An error from `decide`
+    /// writes nothing.
+    pub async fn modify_services<T, E>(
         &self,
         account: &AccountId,
-        manual: &Quantities,
+        now: GregorianSeconds,
+        decide: impl FnOnce(ServicesRecord) -> Result<(ServicesChange, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.acquire().await?;
+        let mut tx = conn.begin("starting a services change").await?;
+        tx.lock_account(account, now).await?;
+        let stored = on_tx!(&mut tx, |t| fetch_record!(t, account));
+        let (change, answer) = decide(stored.parse(account)?)?;
+        write_services_change(&mut tx, account, &change).await?;
+        tx.commit("committing a services change").await?;
+        Ok(answer)
+    }
+
+    /// Reads the manual bucket under the account's write lock, lets `decide` compute
+    /// the new bucket from it, and saves that in the same transaction with the
+    /// quantity-change record of what differs, its day summaries
+    /// (`audit-and-summaries.md` §4.2, §5.6) and the repricing mark. Returns the saved
+    /// bucket and the record's entries (empty when nothing changed).
+    pub async fn modify_manual_quantities<E>(
+        &self,
+        account: &AccountId,
         now: GregorianSeconds,
         record_id: &str,
-    ) -> Result<Vec<RecordEntry>, StoreError> {
-        let old = self.quantities(account).await?.manual;
-        let entries = record_entries(&diff_bucket(Bucket::Manual, &old, manual));
+        decide: impl FnOnce(Quantities) -> Result<Quantities, E>,
+    ) -> Result<(Quantities, Vec<RecordEntry>), E>
+    where
+        E: From<StoreError>,
+    {
         let day = now
             .day_key()
             .ok_or_else(|| StoreError::Refused(format!("time {} has no calendar day", now.0)))?;
         let mut conn = self.acquire().await?;
-        on_conn!(&mut conn, |c| {
-            let mut tx = sqlx::Connection::begin(&mut **c)
-                .await
-                .map_err(step("starting a manual quantities change"))?;
+        let mut tx = conn.begin("starting a manual quantities change").await?;
+        tx.lock_account(account, now).await?;
+        let rows: Vec<ManualRow> = on_tx!(&mut tx, |t| {
+            sqlx::query_as(
+                "SELECT category, item, quantity FROM service_quantities \
+                 WHERE account_id = $1 AND bucket = 'manual' ORDER BY category, item",
+            )
+            .bind(account.as_str())
+            .fetch_all(&mut **t)
+            .await
+            .map_err(step("reading manual quantities"))?
+        });
+        let mut old = Quantities::new();
+        for row in rows {
+            let category = Category::parse(row.category).map_err(|error| StoreError::InvalidRow(error.to_string()))?;
+            let item = ItemName::parse(row.item).map_err(|error| StoreError::InvalidRow(error.to_string()))?;
+            old.set(category, item, row.quantity);
+        }
+        let manual = decide(old.clone())?;
+        let entries = record_entries(&diff_bucket(Bucket::Manual, &old, &manual));
+        on_tx!(&mut tx, |t| {
             sqlx::query("DELETE FROM service_quantities WHERE account_id = $1 AND bucket = 'manual'")
                 .bind(account.as_str())
-                .execute(&mut *tx)
+                .execute(&mut **t)
                 .await
                 .map_err(step("clearing manual quantities"))?;
             for (category, item, quantity) in manual.iter() {
@@ -415,7 +503,7 @@ impl Store {
                 .bind(category.as_str())
                 .bind(item.as_str())
                 .bind(quantity)
-                .execute(&mut *tx)
+                .execute(&mut **t)
                 .await
                 .map_err(step("saving a manual quantity"))?;
             }
@@ -426,7 +514,7 @@ impl Store {
                 .bind(record_id)
                 .bind(account.as_str())
                 .bind(now.0)
-                .execute(&mut *tx)
+                .execute(&mut **t)
                 .await
                 .map_err(step("writing a change record"))?;
                 for (position, entry) in entries.iter().enumerate() {
@@ -442,7 +530,7 @@ impl Store {
                     .bind(entry.source.as_str())
                     .bind(entry.quantity)
                     .bind(entry.billable)
-                    .execute(&mut *tx)
+                    .execute(&mut **t)
                     .await
                     .map_err(step("writing a change entry"))?;
                     let summary = DaySummary::of_entry(entry, now);
@@ -465,23 +553,14 @@ impl Store {
                     .bind(summary.removal)
                     .bind(summary.quantity)
                     .bind(now.0)
-                    .execute(&mut *tx)
+                    .execute(&mut **t)
                     .await
                     .map_err(step("updating a day summary"))?;
                 }
             }
-            sqlx::query(
-                "INSERT INTO services (account_id, dirty, dirty_since) VALUES ($1, TRUE, $2) \
-                 ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since",
-            )
-            .bind(account.as_str())
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(step("marking the account for repricing"))?;
-            tx.commit().await.map_err(step("committing manual quantities"))?;
         });
-        Ok(entries)
+        tx.commit("committing manual quantities").await?;
+        Ok((manual, entries))
     }
 
     /// One plan of a vendor's catalog.
@@ -676,13 +755,7 @@ impl Store {
     /// The master account: the root of the tree.
     pub async fn master_account(&self) -> Result<Option<AccountId>, StoreError> {
         let mut conn = self.acquire().await?;
-        let root: Option<String> = on_conn!(&mut conn, |c| {
-            sqlx::query_scalar("SELECT id FROM accounts WHERE parent_id IS NULL ORDER BY id LIMIT 1")
-                .fetch_optional(&mut **c)
-                .await
-                .map_err(step("finding the master account"))?
-        });
-        root.map(account_id).transpose()
+        master_account_on(&mut conn).await?.map(account_id).transpose()
     }
 
     /// The public fields of the account's limits document, if it has one.

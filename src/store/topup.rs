@@ -359,12 +359,7 @@ impl Store {
         };
         let root: Option<String> = {
             let mut conn = self.acquire().await?;
-            on_conn!(&mut conn, |c| {
-                sqlx::query_scalar("SELECT id FROM accounts WHERE parent_id IS NULL ORDER BY id LIMIT 1")
-                    .fetch_optional(&mut **c)
-                    .await
-                    .map_err(step("finding the master account"))?
-            })
+            super::services::master_account_on(&mut conn).await?
         };
         let root = root.unwrap_or_default();
         let mut readable = Vec::new();

@@ -3,6 +3,7 @@
 
 mod api;
 mod api_cli;
+mod api_concurrency;
 mod api_openapi;
 mod api_rules;
 mod api_support;
