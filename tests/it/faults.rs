@@ -75,24 +75,9 @@ struct Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
-        let Some(name) = self.postgres_name.take() else {
-            return;
-        };
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(mut admin) = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
-                    let _ = admin.close().await;
-                }
-            });
-        });
-        let _ = dropped.join();
+        if let Some(name) = self.postgres_name.take() {
+            crate::helpers::drop_postgres_database(name);
+        }
     }
 }
 

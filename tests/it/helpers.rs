@@ -81,27 +81,31 @@ impl TestStore {
 
 impl Drop for TestStore {
     fn drop(&mut self) {
-        let Some(name) = self.postgres_database.take() else {
-            return;
-        };
-        // Drop runs inside the test's runtime; a helper thread gets its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut admin) = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
-                    let _ = admin.close().await;
-                }
-            });
-        });
-        let _ = dropped.join();
+        if let Some(name) = self.postgres_database.take() {
+            drop_postgres_database(name);
+        }
     }
+}
+
+/// Drops a test's PostgreSQL database, from a `Drop` impl: drop runs inside the
+/// test's runtime, so a helper thread gets its own.
+pub fn drop_postgres_database(name: String) {
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            use sqlx::Connection;
+            if let Ok(mut admin) = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+                let _ = admin.close().await;
+            }
+        });
+    });
+    let _ = dropped.join();
 }
 
 /// Runs an async test body against SQLite and against PostgreSQL.
