@@ -221,21 +221,35 @@ fn floor_steps(backend: Backend) -> Vec<(&'static str, String)> {
         .to_owned();
     let upsert = "INSERT INTO floor_quantities (account_id, bucket, category, item, quantity) \
          SELECT account_id, bucket, category, item, quantity FROM floor_diff WHERE quantity <> 0 \
+         ORDER BY account_id, bucket, category, item \
          ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity"
         .to_owned();
     let delete = "DELETE FROM floor_quantities WHERE (account_id, bucket, category, item) IN \
          (SELECT account_id, bucket, category, item FROM floor_diff WHERE quantity = 0)"
         .to_owned();
+    // One hash join both ways: changed, new and removed rows in one pass.
+    let full_diff = "CREATE TEMP TABLE floor_diff AS \
+         SELECT COALESCE(n.account_id, q.account_id) AS account_id, COALESCE(n.bucket, q.bucket) AS bucket, \
+                COALESCE(n.category, q.category) AS category, COALESCE(n.item, q.item) AS item, \
+                COALESCE(n.quantity, 0) AS quantity \
+         FROM floor_new n FULL JOIN \
+              (SELECT account_id, bucket, category, item, quantity FROM floor_quantities WHERE bucket <> 'manual') q \
+           ON q.account_id = n.account_id AND q.bucket = n.bucket AND q.category = n.category AND q.item = n.item \
+         WHERE (n.quantity IS NULL AND q.quantity <> 0) OR q.quantity IS NULL OR n.quantity <> q.quantity"
+        .to_owned();
     match backend {
+        // Temporary tables are never analysed by autovacuum: each gets its statistics.
         Backend::Postgres => vec![
             ("closure", closure),
+            ("analyze", "ANALYZE floor_closure".to_owned()),
             ("counts", counts),
+            ("analyze", "ANALYZE floor_counts".to_owned()),
             (
                 "cascade (new rows)",
                 format!("CREATE TEMP TABLE floor_new (account_id, bucket, category, item, quantity) AS {new_rows}"),
             ),
             ("analyze", "ANALYZE floor_new".to_owned()),
-            ("diff", diff),
+            ("diff", full_diff),
             ("write changed rows", upsert),
             ("delete removed rows", delete),
         ],
@@ -691,7 +705,7 @@ fn main() {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())),
+                .with_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,sqlx::query=error".into())),
         )
         .with(StatementTimes.with_filter(statement_events))
         .init();
