@@ -484,7 +484,8 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
         let floor = run_floor(&mut floor_connection, backend).await;
 
         take_statements();
-        let (reconciled, elapsed, peak_kib) = timed(reconcile::run_once(store, &context.counting, &options.reconcile)).await;
+        let (reconciled, elapsed, peak_kib) =
+            timed(reconcile::run_once(store, &context.counting, &options.reconcile)).await;
         let reconciled = reconciled.expect("reconcile runs");
         let statements = take_statements();
         assert!(reconciled.skipped.is_empty(), "{:?}", reconciled.skipped);
@@ -494,7 +495,10 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
             peak_kib,
         };
         let mismatches = floor_mismatches(store).await;
-        assert_eq!(mismatches, 0, "{scenario}: the floor and reconcile stored different quantities");
+        assert_eq!(
+            mismatches, 0,
+            "{scenario}: the floor and reconcile stored different quantities"
+        );
         assert_eq!(
             u64::try_from(floor.diff_rows).expect("a count"),
             reconciled.items_changed,
@@ -699,20 +703,27 @@ async fn load_demo(store: &Store, accounts: u64, now: GregorianSeconds) -> u64 {
 }
 
 fn main() {
-    let statement_events = tracing_subscriber::filter::Targets::new()
-        .with_target("tally::store::reconcile", tracing::Level::DEBUG);
+    let statement_events =
+        tracing_subscriber::filter::Targets::new().with_target("tally::store::reconcile", tracing::Level::DEBUG);
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,sqlx::query=error".into())),
+                .with_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "warn,sqlx::query=error".into()),
+                ),
         )
         .with(StatementTimes.with_filter(statement_events))
         .init();
     let sizes: Vec<u64> = std::env::var("TALLY_BENCH_ACCOUNTS")
         .unwrap_or_else(|_| "10000".to_owned())
         .split(',')
-        .map(|size| size.trim().parse().expect("TALLY_BENCH_ACCOUNTS: numbers separated by commas"))
+        .map(|size| {
+            size.trim()
+                .parse()
+                .expect("TALLY_BENCH_ACCOUNTS: numbers separated by commas")
+        })
         .collect();
     let backends = std::env::var("TALLY_BENCH_BACKENDS").unwrap_or_else(|_| "postgres,sqlite".to_string());
     let admin_url = std::env::var("TALLY_BENCH_POSTGRES")
