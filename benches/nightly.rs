@@ -602,7 +602,7 @@ fn print_statements(statements: &[StatementEvent], total: Duration) {
         }
     }
     let mut steps: Vec<_> = by_step.into_iter().collect();
-    steps.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    steps.sort_by_key(|step| std::cmp::Reverse(step.1 .0));
     let mut covered = 0u64;
     for (step, (ms, count, details)) in &steps {
         covered += ms;
