@@ -114,9 +114,11 @@ impl ReconcileSession {
     }
 
     async fn count(&mut self, what: &'static str, sql: &str) -> Result<u64, StoreError> {
+        let started = std::time::Instant::now();
         let count: i64 = on_conn!(&mut self.conn, |c| {
             sqlx::query_scalar(sql).fetch_one(&mut **c).await.map_err(step(what))?
         });
+        tracing::debug!(step = what, elapsed_ms = elapsed_ms(started), "reconcile statement");
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
@@ -174,6 +176,7 @@ impl ReconcileSession {
         self.index("reconcile_closure", "account_id").await?;
         self.analyze("reconcile_tree").await?;
         self.analyze("reconcile_closure").await?;
+        let started = std::time::Instant::now();
         let rows: Vec<(String, Option<String>)> = on_conn!(&mut self.conn, |c| {
             sqlx::query_as(
                 "SELECT a.id, a.parent_id FROM accounts a \
@@ -183,6 +186,11 @@ impl ReconcileSession {
             .await
             .map_err(step("finding unreachable accounts"))?
         });
+        tracing::debug!(
+            step = "finding unreachable accounts",
+            elapsed_ms = elapsed_ms(started),
+            "reconcile statement"
+        );
         rows.into_iter()
             .map(|(id, parent)| {
                 let account = AccountId::parse(id).map_err(|error| StoreError::InvalidRow(error.to_string()))?;

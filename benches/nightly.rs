@@ -1,0 +1,786 @@
+//! Nightly billing benchmark (issue 13): the demo platform loaded through the
+//! production path (`jobs::demo::load`, the ingestion core), then the three stages of a
+//! billing run, each timed on its own, in three scenarios:
+//!
+//! * **first run**: nothing reconciled or priced yet;
+//! * **no change**: the same run again, nothing changed;
+//! * **1 % churn**: every 100th account (by id) has its devices' and numbers'
+//!   `enabled` flipped by SQL, then the run.
+//!
+//! The stages are those `tally run billing` runs, with the options `JobContext`
+//! builds from default settings (`billing_options`): reconcile (every account),
+//! sync (the marked accounts), bookkeeper-sync against the loopback HTTP bookkeeper of
+//! `--demo` (127.0.0.1, port 0, answers 200 at once). Each stage prints its time,
+//! rows/s (reconcile: inventory objects; sync: accounts scanned; bookkeeper-sync:
+//! deliveries), and this process's peak memory during the stage (VmHWM of
+//! /proc/self/status, reset through /proc/self/clear_refs before the stage; the
+//! PostgreSQL server's own memory is not in it). Reconcile also prints the time of
+//! each of its statements, collected from the store's `reconcile statement` debug
+//! events by a small tracing layer.
+//!
+//! The **floor** is the same reconcile work as the best plain SQL, measured in the same
+//! run on the same database, on its own connection, before tally's reconcile: account
+//! counts straight from the inventory tables (the semantics of `sql/counting/`, without
+//! the scope table), the cascade over the ancestor closure, a diff against the stored
+//! quantities first, then an upsert and a delete of only the changed rows, in one
+//! transaction (PostgreSQL: `work_mem` 256 MB). It writes to `floor_quantities`, a copy
+//! of `service_quantities` taken (untimed) before each scenario; after tally's
+//! reconcile the bench asserts that both tables hold the same account and cascade
+//! rows and that the floor's diff had as many rows as reconcile's `items_changed`.
+//! The floor writes no change records, day summaries or dirty flags (tally does).
+//!
+//! Run: `cargo bench --bench nightly` (10 000 accounts, ~1 M objects, both backends);
+//! `TALLY_BENCH_ACCOUNTS=10000,100000` for several sizes; `TALLY_BENCH_BACKENDS=postgres`
+//! (or `sqlite`); `TALLY_BENCH_POSTGRES` (default
+//! postgres://postgres@127.0.0.1:5432/postgres); `TALLY_BENCH_KEEP=1` keeps the
+//! PostgreSQL database (for `EXPLAIN ANALYZE`) and names it.
+
+use sqlx::Connection;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tally::bookkeepers::demo::DemoBookkeeper;
+use tally::config::{DatabaseUrl, Settings};
+use tally::demo::DemoSpec;
+use tally::domain::summary::GregorianSeconds;
+use tally::jobs::context::{JobContext, RunScope};
+use tally::jobs::demo::{load, DEMO_BATCH_SIZE};
+use tally::jobs::{bookkeeper_sync, reconcile, sync};
+use tally::store::{Backend, Store};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+const DAY: i64 = 86_400;
+
+// ---------------------------------------------------------------------------------
+// Peak memory
+
+fn peak_memory_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
+        status
+            .lines()
+            .find(|line| line.starts_with("VmHWM:"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|value| value.parse().ok())
+    })
+}
+
+/// Resets VmHWM to the current resident size (Linux ≥ 4.0); false when refused.
+fn reset_peak_memory() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+// ---------------------------------------------------------------------------------
+// Reconcile statement times, from the store's debug events
+
+/// One `reconcile statement` event: its step and milliseconds (and the batch split).
+#[derive(Default)]
+struct StatementEvent {
+    step: String,
+    elapsed_ms: u64,
+    detail: String,
+}
+
+static STATEMENTS: Mutex<Vec<StatementEvent>> = Mutex::new(Vec::new());
+
+struct StatementVisitor<'a>(&'a mut StatementEvent);
+
+impl tracing::field::Visit for StatementVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "step" {
+            self.0.step = value.to_owned();
+        }
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        if field.name() == "elapsed_ms" {
+            self.0.elapsed_ms = value;
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "step" => self.0.step = format!("{value:?}").trim_matches('"').to_owned(),
+            "per_statement_ms" => self.0.detail = format!("{value:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Collects the store's `reconcile statement` events into [`STATEMENTS`].
+struct StatementTimes;
+
+impl<S: tracing::Subscriber> Layer<S> for StatementTimes {
+    fn on_event(&self, event: &tracing::Event<'_>, _context: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "tally::store::reconcile" {
+            return;
+        }
+        let mut statement = StatementEvent::default();
+        event.record(&mut StatementVisitor(&mut statement));
+        if !statement.step.is_empty() {
+            STATEMENTS.lock().expect("not poisoned").push(statement);
+        }
+    }
+}
+
+fn take_statements() -> Vec<StatementEvent> {
+    std::mem::take(&mut *STATEMENTS.lock().expect("not poisoned"))
+}
+
+// ---------------------------------------------------------------------------------
+// The floor
+
+/// The counting queries' semantics (`sql/counting/`, `quantities.md` §1, §3) straight
+/// from the inventory tables: every account the demo has is reachable, so no scope.
+const FLOOR_COUNTS: &str = "\
+SELECT account_id, category, item, CAST(SUM(quantity) AS BIGINT) AS quantity FROM (
+  SELECT id AS account_id, 'accounts' AS category, 'account' AS item, 1 AS quantity
+    FROM accounts WHERE enabled AND NOT deleted
+  UNION ALL SELECT account_id, 'users', priv_level, COUNT(*)
+    FROM users WHERE enabled AND NOT deleted GROUP BY account_id, priv_level
+  UNION ALL SELECT account_id, 'qubicle', COALESCE(qubicle_offering, 'basic') || '_recipient', COUNT(*)
+    FROM users WHERE enabled AND NOT deleted AND qubicle_enabled
+    GROUP BY account_id, COALESCE(qubicle_offering, 'basic')
+  UNION ALL SELECT account_id, 'devices', COALESCE(device_type, 'sip_device'), COUNT(*)
+    FROM devices WHERE enabled AND NOT deleted GROUP BY account_id, COALESCE(device_type, 'sip_device')
+  UNION ALL SELECT account_id, 'voicemails', 'mailbox', COUNT(*)
+    FROM vmboxes WHERE enabled AND NOT deleted GROUP BY account_id
+  UNION ALL SELECT account_id, 'voicemails', 'transcription', COUNT(*)
+    FROM vmboxes WHERE enabled AND NOT deleted AND transcribe GROUP BY account_id
+  UNION ALL SELECT account_id, 'faxes', 'mailbox', COUNT(*)
+    FROM faxboxes WHERE enabled AND NOT deleted GROUP BY account_id
+  UNION ALL SELECT account_id, 'conferences', 'conference', COUNT(*)
+    FROM conferences WHERE enabled AND NOT deleted GROUP BY account_id
+  UNION ALL SELECT account_id, 'qubicle', COALESCE(offering, 'basic') || '_queue', COUNT(*)
+    FROM qubicle_queues WHERE enabled AND NOT deleted GROUP BY account_id, COALESCE(offering, 'basic')
+  UNION ALL SELECT account_id, 'limits', 'twoway_trunks', twoway_trunks
+    FROM trunk_limits WHERE enabled AND NOT deleted AND twoway_trunks > 0
+  UNION ALL SELECT account_id, 'limits', 'inbound_trunks', inbound_trunks
+    FROM trunk_limits WHERE enabled AND NOT deleted AND inbound_trunks > 0
+  UNION ALL SELECT account_id, 'limits', 'outbound_trunks', outbound_trunks
+    FROM trunk_limits WHERE enabled AND NOT deleted AND outbound_trunks > 0
+  UNION ALL SELECT account_id, 'branding', 'whitelabel', 1
+    FROM whitelabels WHERE enabled AND NOT deleted
+  UNION ALL SELECT account_id, 'ips', 'dedicated', COUNT(*)
+    FROM dedicated_ips WHERE enabled AND NOT deleted GROUP BY account_id
+  UNION ALL SELECT p.account_id, 'account_apps', p.name, COUNT(*)
+    FROM app_store_apps p JOIN app_stores st ON st.account_id = p.account_id
+    WHERE st.enabled AND NOT st.deleted AND NOT p.blacklisted GROUP BY p.account_id, p.name
+  UNION ALL SELECT p.account_id, 'user_apps', p.name,
+      SUM(CASE p.allowed_users WHEN 'all' THEN COALESCE(uc.users, 0) WHEN 'admins' THEN COALESCE(uc.admins, 0)
+                               WHEN 'specific' THEN p.specific_users ELSE 0 END)
+    FROM app_store_apps p JOIN app_stores st ON st.account_id = p.account_id
+    LEFT JOIN (SELECT account_id, COUNT(*) AS users, SUM(CASE WHEN priv_level = 'admin' THEN 1 ELSE 0 END) AS admins
+               FROM users WHERE enabled AND NOT deleted GROUP BY account_id) uc ON uc.account_id = p.account_id
+    WHERE st.enabled AND NOT st.deleted AND NOT p.blacklisted GROUP BY p.account_id, p.name
+  UNION ALL SELECT account_id, 'number_carriers', carrier_module, COUNT(*)
+    FROM phone_numbers WHERE enabled AND NOT deleted GROUP BY account_id, carrier_module
+  UNION ALL SELECT n.account_id, 'number_services', f.feature, COUNT(*)
+    FROM phone_numbers n JOIN phone_number_features f ON f.number_id = n.id
+    WHERE n.enabled AND NOT n.deleted GROUP BY n.account_id, f.feature
+  UNION ALL SELECT n.account_id, 'phone_numbers', n.classification, COUNT(*)
+    FROM phone_numbers n
+    WHERE n.enabled AND NOT n.deleted AND n.classification IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM phone_number_features f WHERE f.number_id = n.id AND f.feature = 'local')
+    GROUP BY n.account_id, n.classification
+  UNION ALL SELECT account_id, 'port_request', COALESCE(port_state, 'unconfirmed'), SUM(number_count)
+    FROM port_requests WHERE enabled AND NOT deleted GROUP BY account_id, COALESCE(port_state, 'unconfirmed')
+  UNION ALL SELECT p.account_id, 'port_request', 'first_' || COALESCE(p.port_state, 'unconfirmed'), SUM(p.number_count)
+    FROM port_requests p
+    WHERE p.enabled AND NOT p.deleted
+      AND (SELECT COUNT(*) FROM port_request_transitions t WHERE t.port_request_id = p.id
+           AND COALESCE(t.new_state, 'unconfirmed') = COALESCE(p.port_state, 'unconfirmed')) = 1
+    GROUP BY p.account_id, COALESCE(p.port_state, 'unconfirmed')
+) counted GROUP BY account_id, category, item HAVING SUM(quantity) <> 0";
+
+/// The floor's steps, one statement each, as (label, SQL).
+fn floor_steps(backend: Backend) -> Vec<(&'static str, String)> {
+    let closure = "CREATE TEMP TABLE floor_closure AS WITH RECURSIVE up(account_id, ancestor_id) AS ( \
+         SELECT id, parent_id FROM accounts WHERE parent_id IS NOT NULL \
+         UNION ALL SELECT up.account_id, p.parent_id FROM up JOIN accounts p ON p.id = up.ancestor_id \
+         WHERE p.parent_id IS NOT NULL) SELECT account_id, ancestor_id FROM up"
+        .to_owned();
+    let counts = format!("CREATE TEMP TABLE floor_counts AS {FLOOR_COUNTS}");
+    let new_rows = "SELECT account_id, 'account', category, item, quantity FROM floor_counts \
+         UNION ALL \
+         SELECT c.ancestor_id, 'cascade', n.category, n.item, CAST(SUM(n.quantity) AS BIGINT) \
+         FROM floor_counts n JOIN floor_closure c ON c.account_id = n.account_id \
+         JOIN accounts d ON d.id = n.account_id \
+         WHERE n.quantity >= 1 AND NOT d.deleted GROUP BY c.ancestor_id, n.category, n.item";
+    let diff = "CREATE TEMP TABLE floor_diff AS \
+         SELECT n.account_id, n.bucket, n.category, n.item, n.quantity FROM floor_new n \
+         LEFT JOIN floor_quantities q ON q.account_id = n.account_id AND q.bucket = n.bucket \
+           AND q.category = n.category AND q.item = n.item \
+         WHERE q.quantity IS NULL OR q.quantity <> n.quantity \
+         UNION ALL \
+         SELECT q.account_id, q.bucket, q.category, q.item, 0 FROM floor_quantities q \
+         WHERE q.bucket <> 'manual' AND q.quantity <> 0 AND NOT EXISTS (SELECT 1 FROM floor_new n \
+           WHERE n.account_id = q.account_id AND n.bucket = q.bucket AND n.category = q.category AND n.item = q.item)"
+        .to_owned();
+    let upsert = "INSERT INTO floor_quantities (account_id, bucket, category, item, quantity) \
+         SELECT account_id, bucket, category, item, quantity FROM floor_diff WHERE quantity <> 0 \
+         ORDER BY account_id, bucket, category, item \
+         ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity"
+        .to_owned();
+    let delete = "DELETE FROM floor_quantities WHERE (account_id, bucket, category, item) IN \
+         (SELECT account_id, bucket, category, item FROM floor_diff WHERE quantity = 0)"
+        .to_owned();
+    // One hash join both ways: changed, new and removed rows in one pass.
+    let full_diff = "CREATE TEMP TABLE floor_diff AS \
+         SELECT COALESCE(n.account_id, q.account_id) AS account_id, COALESCE(n.bucket, q.bucket) AS bucket, \
+                COALESCE(n.category, q.category) AS category, COALESCE(n.item, q.item) AS item, \
+                COALESCE(n.quantity, 0) AS quantity \
+         FROM floor_new n FULL JOIN \
+              (SELECT account_id, bucket, category, item, quantity FROM floor_quantities WHERE bucket <> 'manual') q \
+           ON q.account_id = n.account_id AND q.bucket = n.bucket AND q.category = n.category AND q.item = n.item \
+         WHERE (n.quantity IS NULL AND q.quantity <> 0) OR q.quantity IS NULL OR n.quantity <> q.quantity"
+        .to_owned();
+    match backend {
+        // Temporary tables are never analysed by autovacuum: each gets its statistics.
+        Backend::Postgres => vec![
+            ("closure", closure),
+            ("analyze", "ANALYZE floor_closure".to_owned()),
+            ("counts", counts),
+            ("analyze", "ANALYZE floor_counts".to_owned()),
+            (
+                "cascade (new rows)",
+                format!("CREATE TEMP TABLE floor_new (account_id, bucket, category, item, quantity) AS {new_rows}"),
+            ),
+            ("analyze", "ANALYZE floor_new".to_owned()),
+            ("diff", full_diff),
+            ("write changed rows", upsert),
+            ("delete removed rows", delete),
+        ],
+        // No hash joins: the anti-join and the lookups need keys.
+        Backend::Sqlite => vec![
+            ("closure", closure),
+            ("counts", counts),
+            (
+                "cascade (new rows)",
+                "CREATE TEMP TABLE floor_new (account_id TEXT NOT NULL, bucket TEXT NOT NULL, \
+                 category TEXT NOT NULL, item TEXT NOT NULL, quantity BIGINT NOT NULL, \
+                 PRIMARY KEY (account_id, bucket, category, item)) WITHOUT ROWID"
+                    .to_owned(),
+            ),
+            (
+                "cascade (new rows)",
+                format!("INSERT INTO floor_new (account_id, bucket, category, item, quantity) {new_rows}"),
+            ),
+            ("diff", diff),
+            ("write changed rows", upsert),
+            ("delete removed rows", delete),
+        ],
+    }
+}
+
+enum FloorConnection {
+    Postgres(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl FloorConnection {
+    async fn open(backend: Backend, url: &DatabaseUrl) -> FloorConnection {
+        match backend {
+            Backend::Postgres => {
+                let mut connection = sqlx::PgConnection::connect(url.expose()).await.expect("connects");
+                // Sorts and hashes of a million rows in memory.
+                sqlx::raw_sql("SET work_mem = '256MB'")
+                    .execute(&mut connection)
+                    .await
+                    .expect("work_mem");
+                FloorConnection::Postgres(connection)
+            }
+            Backend::Sqlite => {
+                use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+                use std::str::FromStr;
+                // The store's own settings, so the floor gets no unfair advantage.
+                let options = SqliteConnectOptions::from_str(url.expose())
+                    .expect("a SQLite URL")
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .pragma("cache_size", "-32768")
+                    .pragma("temp_store", "FILE");
+                FloorConnection::Sqlite(sqlx::SqliteConnection::connect_with(&options).await.expect("connects"))
+            }
+        }
+    }
+
+    async fn execute(&mut self, sql: &str) -> u64 {
+        match self {
+            FloorConnection::Postgres(connection) => sqlx::raw_sql(sql)
+                .execute(connection)
+                .await
+                .unwrap_or_else(|error| panic!("floor statement {sql}: {error}"))
+                .rows_affected(),
+            FloorConnection::Sqlite(connection) => sqlx::raw_sql(sql)
+                .execute(connection)
+                .await
+                .unwrap_or_else(|error| panic!("floor statement {sql}: {error}"))
+                .rows_affected(),
+        }
+    }
+
+    async fn count(&mut self, sql: &str) -> i64 {
+        match self {
+            FloorConnection::Postgres(connection) => sqlx::query_scalar(sql).fetch_one(connection).await,
+            FloorConnection::Sqlite(connection) => sqlx::query_scalar(sql).fetch_one(connection).await,
+        }
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
+    async fn close(self) {
+        match self {
+            FloorConnection::Postgres(connection) => connection.close().await.expect("closes"),
+            FloorConnection::Sqlite(connection) => connection.close().await.expect("closes"),
+        }
+    }
+}
+
+struct FloorRun {
+    total: Duration,
+    steps: Vec<(&'static str, Duration)>,
+    diff_rows: i64,
+}
+
+/// Copies the stored quantities for the floor (untimed), then runs the floor's steps in
+/// one transaction, each timed.
+async fn run_floor(connection: &mut FloorConnection, backend: Backend) -> FloorRun {
+    connection
+        .execute(
+            "DROP TABLE IF EXISTS floor_closure; DROP TABLE IF EXISTS floor_counts; \
+             DROP TABLE IF EXISTS floor_new; DROP TABLE IF EXISTS floor_diff; \
+             DELETE FROM floor_quantities; \
+             INSERT INTO floor_quantities SELECT account_id, bucket, category, item, quantity FROM service_quantities",
+        )
+        .await;
+    if backend == Backend::Postgres {
+        connection.execute("VACUUM ANALYZE floor_quantities").await;
+    }
+    let started = Instant::now();
+    let mut steps: Vec<(&'static str, Duration)> = Vec::new();
+    connection.execute("BEGIN").await;
+    for (label, sql) in floor_steps(backend) {
+        let step = Instant::now();
+        connection.execute(&sql).await;
+        match steps.iter_mut().find(|(name, _)| *name == label) {
+            Some((_, spent)) => *spent += step.elapsed(),
+            None => steps.push((label, step.elapsed())),
+        }
+    }
+    let step = Instant::now();
+    connection.execute("COMMIT").await;
+    steps.push(("commit", step.elapsed()));
+    let total = started.elapsed();
+    let diff_rows = connection.count("SELECT COUNT(*) FROM floor_diff").await;
+    FloorRun {
+        total,
+        steps,
+        diff_rows,
+    }
+}
+
+/// Rows of the account and cascade buckets that differ between the floor's table and
+/// tally's.
+async fn floor_mismatches(store: &Store) -> i64 {
+    let columns = "account_id, bucket, category, item, quantity";
+    store
+        .query_count(&format!(
+            "SELECT COUNT(*) FROM ( \
+               SELECT * FROM (SELECT {columns} FROM floor_quantities WHERE bucket <> 'manual' \
+                 EXCEPT SELECT {columns} FROM service_quantities WHERE bucket <> 'manual') a \
+               UNION ALL \
+               SELECT * FROM (SELECT {columns} FROM service_quantities WHERE bucket <> 'manual' \
+                 EXCEPT SELECT {columns} FROM floor_quantities WHERE bucket <> 'manual') b) d"
+        ))
+        .await
+        .expect("compares")
+}
+
+// ---------------------------------------------------------------------------------
+// The stages
+
+/// One stage's figures.
+#[derive(Clone, Copy)]
+struct StageTime {
+    elapsed: Duration,
+    rows: u64,
+    peak_kib: Option<u64>,
+}
+
+impl StageTime {
+    fn rate(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+struct ScenarioRow {
+    scenario: &'static str,
+    floor: Duration,
+    reconcile: StageTime,
+    sync: StageTime,
+    deliveries: StageTime,
+    accounts_changed: u64,
+    items_changed: u64,
+    invoices_changed: usize,
+}
+
+async fn timed<T, F: std::future::Future<Output = T>>(work: F) -> (T, Duration, Option<u64>) {
+    let reset = reset_peak_memory();
+    let started = Instant::now();
+    let value = work.await;
+    let elapsed = started.elapsed();
+    (value, elapsed, if reset { peak_memory_kib() } else { None })
+}
+
+fn memory(peak_kib: Option<u64>) -> String {
+    peak_kib.map_or_else(|| "n/a".to_owned(), |kib| format!("{} MiB", kib / 1024))
+}
+
+/// Every 100th account by id: its devices and numbers switch `enabled`.
+const CHURN: &str = "\
+CREATE TEMP TABLE churned AS SELECT id FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM accounts) a \
+  WHERE n % 100 = 0; \
+UPDATE devices SET enabled = NOT enabled WHERE account_id IN (SELECT id FROM churned); \
+UPDATE phone_numbers SET enabled = NOT enabled WHERE account_id IN (SELECT id FROM churned); \
+DROP TABLE churned;";
+
+async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: GregorianSeconds) -> Vec<ScenarioRow> {
+    let backend = store.backend();
+    let bookkeeper = DemoBookkeeper::start().await.expect("the loopback bookkeeper listens");
+    let mut settings = Settings::default();
+    settings.database.url = url.clone();
+    settings.bookkeepers.http.http_url = bookkeeper.url();
+    let context = JobContext::new(store.clone(), settings).expect("default settings make a context");
+    store
+        .execute_script(
+            "CREATE TABLE IF NOT EXISTS floor_quantities (account_id TEXT NOT NULL, bucket TEXT NOT NULL, \
+             category TEXT NOT NULL, item TEXT NOT NULL, quantity BIGINT NOT NULL, \
+             PRIMARY KEY (account_id, bucket, category, item))",
+        )
+        .await
+        .expect("the floor's table");
+    let mut floor_connection = FloorConnection::open(backend, url).await;
+    let mut rows = Vec::new();
+    for (index, scenario) in ["first run", "no change", "1 % churn"].into_iter().enumerate() {
+        if index == 2 {
+            let started = Instant::now();
+            store.execute_script(CHURN).await.expect("churn");
+            let churned = store
+                .query_count("SELECT COUNT(*) FROM (SELECT id FROM accounts) a")
+                .await
+                .expect("counts")
+                / 100;
+            println!(
+                "  churn: devices and numbers of {churned} accounts switched in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        let now = GregorianSeconds(start.0 + i64::try_from(index).expect("small") * DAY);
+        let options = context.billing_options(&RunScope::default(), now, CancellationToken::new());
+
+        let floor = run_floor(&mut floor_connection, backend).await;
+
+        take_statements();
+        let (reconciled, elapsed, peak_kib) =
+            timed(reconcile::run_once(store, &context.counting, &options.reconcile)).await;
+        let reconciled = reconciled.expect("reconcile runs");
+        let statements = take_statements();
+        assert!(reconciled.skipped.is_empty(), "{:?}", reconciled.skipped);
+        let reconcile_time = StageTime {
+            elapsed,
+            rows: objects,
+            peak_kib,
+        };
+        let mismatches = floor_mismatches(store).await;
+        assert_eq!(
+            mismatches, 0,
+            "{scenario}: the floor and reconcile stored different quantities"
+        );
+        assert_eq!(
+            u64::try_from(floor.diff_rows).expect("a count"),
+            reconciled.items_changed,
+            "{scenario}: the floor changed as many rows as reconcile"
+        );
+
+        let (synced, elapsed, peak_kib) = timed(sync::run_once(store, &options.sync)).await;
+        let synced = synced.expect("sync runs");
+        assert!(synced.skipped.is_empty(), "{:?}", synced.skipped);
+        let sync_time = StageTime {
+            elapsed,
+            rows: u64::try_from(synced.accounts_scanned).expect("fits"),
+            peak_kib,
+        };
+
+        let received_before = bookkeeper.received();
+        let (delivered, elapsed, peak_kib) = timed(bookkeeper_sync::run_once(
+            store,
+            &context.bookkeepers,
+            &options.bookkeeper_sync,
+        ))
+        .await;
+        let delivered = delivered.expect("bookkeeper-sync runs");
+        assert!(delivered.failed.is_empty(), "{:?}", delivered.failed);
+        let deliveries_time = StageTime {
+            elapsed,
+            rows: u64::try_from(delivered.deliveries).expect("fits"),
+            peak_kib,
+        };
+
+        println!("  {scenario}:");
+        println!(
+            "    floor            {:>8.2} s   {:>10.0} objects/s   ({} rows changed)",
+            floor.total.as_secs_f64(),
+            objects as f64 / floor.total.as_secs_f64().max(1e-9),
+            floor.diff_rows
+        );
+        for (label, spent) in &floor.steps {
+            println!("      {label:<34} {:>8.3} s", spent.as_secs_f64());
+        }
+        println!(
+            "    reconcile        {:>8.2} s   {:>10.0} objects/s   ratio to floor {:>5.2}   peak {}   ({} accounts scanned, {} changed, {} items)",
+            reconcile_time.elapsed.as_secs_f64(),
+            reconcile_time.rate(),
+            reconcile_time.elapsed.as_secs_f64() / floor.total.as_secs_f64().max(1e-9),
+            memory(reconcile_time.peak_kib),
+            reconciled.accounts_scanned,
+            reconciled.accounts_changed,
+            reconciled.items_changed
+        );
+        print_statements(&statements, reconcile_time.elapsed);
+        println!(
+            "    sync             {:>8.2} s   {:>10.0} accounts/s   peak {}   ({} scanned, {} changed, {} invoices changed, {} plan sets)",
+            sync_time.elapsed.as_secs_f64(),
+            sync_time.rate(),
+            memory(sync_time.peak_kib),
+            synced.accounts_scanned,
+            synced.accounts_changed,
+            synced.invoices_changed,
+            synced.plan_sets
+        );
+        println!(
+            "    bookkeeper-sync  {:>8.2} s   {:>10.0} deliveries/s   peak {}   ({} deliveries, {} acknowledged, {} received by the loopback bookkeeper, {} awaiting configuration, {} pending)",
+            deliveries_time.elapsed.as_secs_f64(),
+            deliveries_time.rate(),
+            memory(deliveries_time.peak_kib),
+            delivered.deliveries,
+            delivered.acknowledged,
+            bookkeeper.received() - received_before,
+            delivered.awaiting_configuration,
+            delivered.pending.total()
+        );
+        rows.push(ScenarioRow {
+            scenario,
+            floor: floor.total,
+            reconcile: reconcile_time,
+            sync: sync_time,
+            deliveries: deliveries_time,
+            accounts_changed: reconciled.accounts_changed,
+            items_changed: reconciled.items_changed,
+            invoices_changed: synced.invoices_changed,
+        });
+    }
+    floor_connection.close().await;
+    store
+        .execute_script("DROP TABLE floor_quantities")
+        .await
+        .expect("drops the floor's table");
+    rows
+}
+
+/// Reconcile's statements summed by step, slowest first, and what no event covered.
+fn print_statements(statements: &[StatementEvent], total: Duration) {
+    let mut by_step: BTreeMap<&str, (u64, usize, Vec<&str>)> = BTreeMap::new();
+    for statement in statements {
+        let entry = by_step.entry(statement.step.as_str()).or_default();
+        entry.0 += statement.elapsed_ms;
+        entry.1 += 1;
+        if !statement.detail.is_empty() {
+            entry.2.push(statement.detail.as_str());
+        }
+    }
+    let mut steps: Vec<_> = by_step.into_iter().collect();
+    steps.sort_by_key(|step| std::cmp::Reverse(step.1 .0));
+    let mut covered = 0u64;
+    for (step, (ms, count, details)) in &steps {
+        covered += ms;
+        let detail = if details.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "   (upsert, delete, records, entries, summaries, dirty, commit ms: {})",
+                details.join(" ")
+            )
+        };
+        println!(
+            "      {step:<34} {:>8.3} s  {count:>3} statements{detail}",
+            *ms as f64 / 1000.0
+        );
+    }
+    let total_ms = u64::try_from(total.as_millis()).unwrap_or(u64::MAX);
+    println!(
+        "      {:<34} {:>8.3} s  (reclassification check, sub-millisecond statements, Rust)",
+        "not covered by a statement event",
+        total_ms.saturating_sub(covered) as f64 / 1000.0
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Databases and the demo
+
+struct Fresh {
+    url: DatabaseUrl,
+    postgres_name: Option<String>,
+    _directory: Option<tempfile::TempDir>,
+}
+
+async fn fresh_database(backend: &str, admin_url: &str, accounts: u64) -> Fresh {
+    match backend {
+        "postgres" => {
+            let name = format!("tally_bench_nightly_{accounts}_{}", std::process::id());
+            let mut admin = sqlx::PgConnection::connect(admin_url)
+                .await
+                .expect("PostgreSQL reachable");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .expect("create db");
+            let (base, _) = admin_url.rsplit_once('/').expect("URL has a database");
+            Fresh {
+                url: DatabaseUrl::new(format!("{base}/{name}")),
+                postgres_name: Some(name),
+                _directory: None,
+            }
+        }
+        _ => {
+            let directory = tempfile::tempdir().expect("temp dir");
+            let url = DatabaseUrl::new(format!("sqlite://{}", directory.path().join("bench.db").display()));
+            Fresh {
+                url,
+                postgres_name: None,
+                _directory: Some(directory),
+            }
+        }
+    }
+}
+
+async fn drop_database(fresh: Fresh, admin_url: &str) {
+    if let Some(name) = fresh.postgres_name {
+        if std::env::var("TALLY_BENCH_KEEP").is_ok_and(|keep| keep == "1") {
+            println!("  kept PostgreSQL database {name}");
+            return;
+        }
+        let mut admin = sqlx::PgConnection::connect(admin_url)
+            .await
+            .expect("PostgreSQL reachable");
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .expect("drop db");
+    }
+}
+
+/// Loads the demo through the production path; returns the inventory object count.
+async fn load_demo(store: &Store, accounts: u64, now: GregorianSeconds) -> u64 {
+    let settings = Settings::default();
+    let classifiers = settings.ingest.classifiers().expect("the default classifiers compile");
+    let started = Instant::now();
+    let report = load(store, classifiers, DemoSpec { accounts, seed: 1 }, now, DEMO_BATCH_SIZE)
+        .await
+        .expect("the demo loads");
+    assert_eq!(report.ingest.rejected, 0, "the demo's documents are all accepted");
+    println!(
+        "  demo: {} accounts, {} resellers, {} objects ({} documents) loaded in {:.1} s",
+        report.accounts,
+        report.resellers,
+        report.objects,
+        report.documents,
+        started.elapsed().as_secs_f64()
+    );
+    report.objects
+}
+
+fn main() {
+    let statement_events =
+        tracing_subscriber::filter::Targets::new().with_target("tally::store::reconcile", tracing::Level::DEBUG);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "warn,sqlx::query=error".into()),
+                ),
+        )
+        .with(StatementTimes.with_filter(statement_events))
+        .init();
+    let sizes: Vec<u64> = std::env::var("TALLY_BENCH_ACCOUNTS")
+        .unwrap_or_else(|_| "10000".to_owned())
+        .split(',')
+        .map(|size| {
+            size.trim()
+                .parse()
+                .expect("TALLY_BENCH_ACCOUNTS: numbers separated by commas")
+        })
+        .collect();
+    let backends = std::env::var("TALLY_BENCH_BACKENDS").unwrap_or_else(|_| "postgres,sqlite".to_string());
+    let admin_url = std::env::var("TALLY_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut table: Vec<(String, u64, u64, Vec<ScenarioRow>)> = Vec::new();
+    runtime.block_on(async {
+        for &accounts in &sizes {
+            for backend in backends.split(',').map(str::trim) {
+                if !matches!(backend, "postgres" | "sqlite") {
+                    eprintln!("unknown backend {backend:?}: use postgres and/or sqlite");
+                    continue;
+                }
+                println!("{backend}, {accounts} accounts:");
+                let fresh = fresh_database(backend, &admin_url, accounts).await;
+                let store = Store::open(&fresh.url).await.expect("opens");
+                let start = GregorianSeconds::from_utc(chrono::Utc::now());
+                let objects = load_demo(&store, accounts, GregorianSeconds(start.0 - DAY)).await;
+                let rows = scenarios(&store, &fresh.url, objects, start).await;
+                store.close().await;
+                drop_database(fresh, &admin_url).await;
+                table.push((backend.to_owned(), accounts, objects, rows));
+            }
+        }
+    });
+    print_table(&table);
+}
+
+/// The summary: one line per backend, size and scenario.
+fn print_table(table: &[(String, u64, u64, Vec<ScenarioRow>)]) {
+    println!();
+    println!(
+        "| backend | accounts | objects | scenario | floor s | reconcile s | ratio | reconcile peak | sync s | accounts/s | sync peak | bookkeeper-sync s | deliveries | deliveries/s | bookkeeper-sync peak | total s | changed (accounts/items/invoices) |"
+    );
+    println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for (backend, accounts, objects, rows) in table {
+        for row in rows {
+            let total = row.reconcile.elapsed + row.sync.elapsed + row.deliveries.elapsed;
+            println!(
+                "| {backend} | {accounts} | {objects} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {} | {:.2} | {} | {:.0} | {} | {:.2} | {}/{}/{} |",
+                row.scenario,
+                row.floor.as_secs_f64(),
+                row.reconcile.elapsed.as_secs_f64(),
+                row.reconcile.elapsed.as_secs_f64() / row.floor.as_secs_f64().max(1e-9),
+                memory(row.reconcile.peak_kib),
+                row.sync.elapsed.as_secs_f64(),
+                row.sync.rate(),
+                memory(row.sync.peak_kib),
+                row.deliveries.elapsed.as_secs_f64(),
+                row.deliveries.rows,
+                row.deliveries.rate(),
+                memory(row.deliveries.peak_kib),
+                total.as_secs_f64(),
+                row.accounts_changed,
+                row.items_changed,
+                row.invoices_changed,
+            );
+        }
+    }
+}
