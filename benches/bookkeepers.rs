@@ -37,8 +37,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally::bookkeepers::demo::DemoBookkeeper;
 use tally::bookkeepers::{
-    Bookkeeper, Bookkeepers, DeliveryOutcome, DeliveryRequest, HttpBookkeeper, HttpBookkeeperSettings,
-    LocalBookkeeper, RetryPolicy, SyncId,
+    Bookkeeper, Bookkeepers, DeliveryOutcome, DeliveryRequest, HttpBookkeeper, HttpBookkeeperSettings, LocalBookkeeper,
+    RetryPolicy, SyncId,
 };
 use tally::config::{BookkeeperSyncSettings, DatabaseUrl, SyncSettings};
 use tally::demo::DemoSpec;
@@ -110,7 +110,6 @@ fn bookkeepers(criterion: &mut Criterion) {
     });
     group.finish();
 }
-
 
 const NOW: i64 = 63_900_000_000;
 
@@ -187,11 +186,15 @@ async fn stored_requests(store: &Store, url: &DatabaseUrl) -> Vec<DeliveryReques
     const SQL: &str = "SELECT id, account_id, body FROM deliveries ORDER BY id";
     let rows: Vec<(String, String, String)> = match store.backend() {
         Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(url.expose()).await.expect("PostgreSQL reachable");
+            let mut conn = sqlx::PgConnection::connect(url.expose())
+                .await
+                .expect("PostgreSQL reachable");
             sqlx::query_as(SQL).fetch_all(&mut conn).await.expect("deliveries read")
         }
         Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(url.expose()).await.expect("SQLite file opens");
+            let mut conn = sqlx::SqliteConnection::connect(url.expose())
+                .await
+                .expect("SQLite file opens");
             sqlx::query_as(SQL).fetch_all(&mut conn).await.expect("deliveries read")
         }
     };
@@ -262,9 +265,17 @@ async fn delivery_run(store: &Store, url: &DatabaseUrl, accounts: u64) -> Delive
     let report = bookkeeper_sync::run_once(store, &bookkeepers, &options)
         .await
         .expect("bookkeeper-sync runs");
-    assert!(report.failed.is_empty(), "no delivery fails: {:?}", report.failed.first());
+    assert!(
+        report.failed.is_empty(),
+        "no delivery fails: {:?}",
+        report.failed.first()
+    );
     assert_eq!(report.pending.total(), 0, "nothing is left waiting");
-    assert_eq!(server.received(), report.deliveries as u64, "every delivery reached the server");
+    assert_eq!(
+        server.received(),
+        report.deliveries as u64,
+        "every delivery reached the server"
+    );
 
     let started = Instant::now();
     store

@@ -330,7 +330,7 @@ impl Store {
                 .await
                 .map_err(step("starting deliveries"))?;
             // `WHERE true` lets SQLite read `ON CONFLICT` as the upsert clause.
-            let created: std::collections::HashSet<String> = (&mut *tx)
+            let created: std::collections::HashSet<String> = (*tx)
                 .with_rows(
                     &rows,
                     "INSERT INTO deliveries (id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, \
@@ -365,7 +365,7 @@ impl Store {
                     ),
                 ],
             );
-            (&mut *tx)
+            (*tx)
                 .with_rows(
                     &ties,
                     "UPDATE audit_logs SET delivery_id = v.delivery_id FROM v \
@@ -478,7 +478,7 @@ impl Store {
             let mut tx = sqlx::Connection::begin(&mut **c)
                 .await
                 .map_err(step("starting delivery results"))?;
-            (&mut *tx)
+            (*tx)
                 .with_rows(
                     &attempts,
                     "UPDATE deliveries SET status = v.status, attempts = deliveries.attempts + v.attempts, \
@@ -488,7 +488,7 @@ impl Store {
                     "recording delivery attempts",
                 )
                 .await?;
-            (&mut *tx)
+            (*tx)
                 .with_rows(
                     &audit_rows,
                     "UPDATE audit_logs SET status = v.status, reason = COALESCE(v.reason, audit_logs.reason), \
@@ -498,7 +498,7 @@ impl Store {
                     "recording deliveries on their audit rows",
                 )
                 .await?;
-            (&mut *tx)
+            (*tx)
                 .with_rows(
                     &answered,
                     "INSERT INTO invoice_snapshots (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, \
@@ -510,7 +510,7 @@ impl Store {
                     "recording what the bookkeepers acknowledged",
                 )
                 .await?;
-            (&mut *tx)
+            (*tx)
                 .with_rows(
                     &standings,
                     &format!(
@@ -522,7 +522,7 @@ impl Store {
                     "updating the accounts' standing",
                 )
                 .await?;
-            (&mut *tx)
+            (*tx)
                 .with_rows(
                     &standings,
                     &format!(
@@ -534,7 +534,7 @@ impl Store {
                 .await?;
             // Dirty held only for these rows ends with the last of them (a mark set since
             // changed dirty_since and still needs repricing).
-            (&mut *tx)
+            (*tx)
                 .with_rows(
                     &answered,
                     "UPDATE services SET dirty = FALSE, dirty_held_since = NULL \
