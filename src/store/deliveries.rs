@@ -283,175 +283,279 @@ impl Store {
     }
 
     /// Freezes new deliveries and ties their audit rows to them, leased until
-    /// `lease_until`, in one transaction. For each, `false` when another worker already
-    /// has one in flight for the same account and bookkeeper.
+    /// `lease_until`, in one transaction of two multi-row statements. For each, `false`
+    /// when another worker already has one in flight for the same account and
+    /// bookkeeper.
     pub async fn create_deliveries(
         &self,
         deliveries: &[NewDelivery],
         now: GregorianSeconds,
         lease_until: GregorianSeconds,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut prepared = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            let body = String::from_utf8(delivery.body.clone())
-                .map_err(|_| StoreError::Refused("a delivery body must be UTF-8 JSON".to_owned()))?;
-            prepared.push((delivery, body, invoice_json(&delivery.acknowledged).to_string()));
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
         }
+        let text = |values: Vec<String>| Column::Text(values.into_iter().map(Some).collect());
+        let mut bodies = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            bodies.push(
+                String::from_utf8(delivery.body.clone())
+                    .map_err(|_| StoreError::Refused("a delivery body must be UTF-8 JSON".to_owned()))?,
+            );
+        }
+        let rows = Rows::new(
+            "id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, idempotency_key, body, \
+             acknowledged_invoice, now, lease_until",
+            vec![
+                text(deliveries.iter().map(|d| d.delivery_id.clone()).collect()),
+                text(deliveries.iter().map(|d| d.account.as_str().to_owned()).collect()),
+                text(deliveries.iter().map(|d| d.bookkeeper.kind.clone()).collect()),
+                text(deliveries.iter().map(|d| d.bookkeeper.vendor_id.clone()).collect()),
+                text(deliveries.iter().map(|d| d.bookkeeper.id.clone()).collect()),
+                text(deliveries.iter().map(|d| d.idempotency_key.clone()).collect()),
+                text(bodies),
+                text(
+                    deliveries
+                        .iter()
+                        .map(|d| invoice_json(&d.acknowledged).to_string())
+                        .collect(),
+                ),
+                Column::Int(vec![Some(now.0); deliveries.len()]),
+                Column::Int(vec![Some(lease_until.0); deliveries.len()]),
+            ],
+        );
         let mut conn = self.acquire().await?;
-        let created = on_conn!(&mut conn, |c| {
+        let created: std::collections::HashSet<String> = on_conn!(&mut conn, |c| {
             let mut tx = sqlx::Connection::begin(&mut **c)
                 .await
                 .map_err(step("starting deliveries"))?;
-            let mut created = Vec::with_capacity(prepared.len());
-            for (delivery, body, acknowledged) in &prepared {
-                let inserted = sqlx::query(
+            // `WHERE true` lets SQLite read `ON CONFLICT` as the upsert clause.
+            let created: std::collections::HashSet<String> = (*tx)
+                .with_rows(
+                    &rows,
                     "INSERT INTO deliveries (id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, \
                      idempotency_key, body, acknowledged_invoice, status, attempts, next_attempt_at, lease_until, \
                      created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', 0, $9, $10, $9, $9) ON CONFLICT DO NOTHING",
+                     SELECT id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, idempotency_key, \
+                            body, acknowledged_invoice, 'in_flight', 0, now, lease_until, now, now \
+                     FROM v WHERE true ON CONFLICT DO NOTHING RETURNING id",
+                    "creating deliveries",
                 )
-                .bind(delivery.delivery_id.as_str())
-                .bind(delivery.account.as_str())
-                .bind(delivery.bookkeeper.kind.as_str())
-                .bind(delivery.bookkeeper.vendor_id.as_str())
-                .bind(delivery.bookkeeper.id.as_str())
-                .bind(delivery.idempotency_key.as_str())
-                .bind(body.as_str())
-                .bind(acknowledged.as_str())
-                .bind(now.0)
-                .bind(lease_until.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(step("creating a delivery"))?
-                .rows_affected();
-                if inserted > 0 {
-                    for audit_id in &delivery.audit_ids {
-                        sqlx::query("UPDATE audit_logs SET delivery_id = $1 WHERE id = $2 AND delivery_id IS NULL")
-                            .bind(delivery.delivery_id.as_str())
-                            .bind(audit_id.as_str())
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(step("tying audit rows to a delivery"))?;
-                    }
-                }
-                created.push(inserted > 0);
-            }
+                .await?
+                .into_iter()
+                .collect();
+            let ties: Vec<(&str, &str)> = deliveries
+                .iter()
+                .filter(|delivery| created.contains(&delivery.delivery_id))
+                .flat_map(|delivery| {
+                    delivery
+                        .audit_ids
+                        .iter()
+                        .map(|audit_id| (audit_id.as_str(), delivery.delivery_id.as_str()))
+                })
+                .collect();
+            let ties = Rows::new(
+                "audit_id, delivery_id",
+                vec![
+                    Column::Text(ties.iter().map(|(audit_id, _)| Some((*audit_id).to_owned())).collect()),
+                    Column::Text(
+                        ties.iter()
+                            .map(|(_, delivery_id)| Some((*delivery_id).to_owned()))
+                            .collect(),
+                    ),
+                ],
+            );
+            (*tx)
+                .with_rows(
+                    &ties,
+                    "UPDATE audit_logs SET delivery_id = v.delivery_id FROM v \
+                     WHERE audit_logs.id = v.audit_id AND audit_logs.delivery_id IS NULL",
+                    "tying audit rows to deliveries",
+                )
+                .await?;
             tx.commit().await.map_err(step("committing deliveries"))?;
             created
         });
-        Ok(created)
+        Ok(deliveries
+            .iter()
+            .map(|delivery| created.contains(&delivery.delivery_id))
+            .collect())
     }
 
-    /// Records what attempts of deliveries ended in, each on its delivery, its audit
-    /// rows, the acknowledged snapshot and the account's standing, in one transaction.
-    /// An account whose last pending audit row is answered is no longer dirty, unless
-    /// it was marked for repricing meanwhile.
+    /// Records what attempts of deliveries ended in, on the deliveries, their audit
+    /// rows, the acknowledged snapshots and the accounts' standing, in one transaction
+    /// of a few multi-row statements. An account whose last pending audit row is
+    /// answered is no longer dirty, unless it was marked for repricing meanwhile.
     pub async fn record_delivery_results(
         &self,
         results: &[(String, DeliveryResult)],
         now: GregorianSeconds,
     ) -> Result<(), StoreError> {
+        if results.is_empty() {
+            return Ok(());
+        }
         let code = |response_code: &Option<u16>| response_code.map(i64::from);
-        let mut answered: Vec<&str> = Vec::new();
+        let recorded: Vec<(&str, RecordedAttempt<'_>)> = results
+            .iter()
+            .map(|(delivery_id, result)| (delivery_id.as_str(), RecordedAttempt::of(result, now, code)))
+            .collect();
+        let ids = || Column::Text(recorded.iter().map(|(id, _)| Some((*id).to_owned())).collect());
+        let text = |value: fn(&RecordedAttempt<'_>) -> Option<String>| {
+            Column::Text(recorded.iter().map(|(_, r)| value(r)).collect())
+        };
+        let int = |value: fn(&RecordedAttempt<'_>) -> Option<i64>| {
+            Column::Int(recorded.iter().map(|(_, r)| value(r)).collect())
+        };
+        let now_column = || Column::Int(vec![Some(now.0); recorded.len()]);
+        let attempts = Rows::new(
+            "id, status, attempts, response_code, error, error_code, next_attempt_at, now",
+            vec![
+                ids(),
+                text(|r| Some(r.delivery_status.to_owned())),
+                int(|r| Some(r.attempts)),
+                int(|r| r.response_code),
+                text(|r| r.error.map(str::to_owned)),
+                text(|r| r.error_code.map(str::to_owned)),
+                int(|r| Some(r.next_attempt_at)),
+                now_column(),
+            ],
+        );
+        let audit_rows = Rows::new(
+            "id, status, reason, message, attempts, response_code, error, now",
+            vec![
+                ids(),
+                text(|r| Some(r.row_status.to_owned())),
+                text(|r| r.reason.map(str::to_owned)),
+                text(|r| r.message.map(str::to_owned)),
+                int(|r| Some(r.attempts)),
+                int(|r| r.response_code),
+                text(|r| r.error.map(str::to_owned)),
+                now_column(),
+            ],
+        );
+        let answered: Vec<&str> = recorded.iter().filter(|(_, r)| r.terminal).map(|(id, _)| *id).collect();
+        let answered = Rows::new(
+            "id, now",
+            vec![
+                Column::Text(answered.iter().map(|id| Some((*id).to_owned())).collect()),
+                Column::Int(vec![Some(now.0); answered.len()]),
+            ],
+        );
+        // In the order of `results`: of two answers for one account, the later sets
+        // its standing.
+        let standings: Vec<(usize, &str, &RecordedAttempt<'_>, &str)> = recorded
+            .iter()
+            .enumerate()
+            .filter_map(|(order, (id, r))| r.standing.map(|standing| (order, *id, r, standing)))
+            .collect();
+        let standings = Rows::new(
+            "id, ord, standing, message, reason",
+            vec![
+                Column::Text(standings.iter().map(|(_, id, _, _)| Some((*id).to_owned())).collect()),
+                Column::Int(
+                    standings
+                        .iter()
+                        .map(|(order, _, _, _)| Some(i64::try_from(*order).unwrap_or(i64::MAX)))
+                        .collect(),
+                ),
+                Column::Text(standings.iter().map(|(_, _, _, s)| Some((*s).to_owned())).collect()),
+                Column::Text(
+                    standings
+                        .iter()
+                        .map(|(_, _, r, _)| r.message.map(str::to_owned))
+                        .collect(),
+                ),
+                Column::Text(
+                    standings
+                        .iter()
+                        .map(|(_, _, r, _)| r.reason.map(str::to_owned))
+                        .collect(),
+                ),
+            ],
+        );
         let mut conn = self.acquire().await?;
         on_conn!(&mut conn, |c| {
             let mut tx = sqlx::Connection::begin(&mut **c)
                 .await
                 .map_err(step("starting delivery results"))?;
-            for (delivery_id, result) in results {
-                let delivery_id = delivery_id.as_str();
-                let recorded = RecordedAttempt::of(result, now, code);
-                if recorded.terminal {
-                    answered.push(delivery_id);
-                }
-                sqlx::query(
-                    "UPDATE deliveries SET status = $1, attempts = attempts + $2, last_response_code = $3, \
-                     last_error = $4, last_error_code = $5, next_attempt_at = $6, lease_until = 0, updated_at = $7 \
-                     WHERE id = $8",
+            (*tx)
+                .with_rows(
+                    &attempts,
+                    "UPDATE deliveries SET status = v.status, attempts = deliveries.attempts + v.attempts, \
+                     last_response_code = v.response_code, last_error = v.error, last_error_code = v.error_code, \
+                     next_attempt_at = v.next_attempt_at, lease_until = 0, updated_at = v.now \
+                     FROM v WHERE deliveries.id = v.id",
+                    "recording delivery attempts",
                 )
-                .bind(recorded.delivery_status)
-                .bind(recorded.attempts)
-                .bind(recorded.response_code)
-                .bind(recorded.error)
-                .bind(recorded.error_code)
-                .bind(recorded.next_attempt_at)
-                .bind(now.0)
-                .bind(delivery_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(step("recording a delivery attempt"))?;
-                sqlx::query(
-                    "UPDATE audit_logs SET status = $1, reason = COALESCE($2, reason), message = COALESCE($3, message), \
-                     attempts = attempts + $4, last_response_code = $5, last_error = $6, modified_at = $7 \
-                     WHERE delivery_id = $8",
+                .await?;
+            (*tx)
+                .with_rows(
+                    &audit_rows,
+                    "UPDATE audit_logs SET status = v.status, reason = COALESCE(v.reason, audit_logs.reason), \
+                     message = COALESCE(v.message, audit_logs.message), attempts = audit_logs.attempts + v.attempts, \
+                     last_response_code = v.response_code, last_error = v.error, modified_at = v.now \
+                     FROM v WHERE audit_logs.delivery_id = v.id",
+                    "recording deliveries on their audit rows",
                 )
-                .bind(recorded.row_status)
-                .bind(recorded.reason)
-                .bind(recorded.message)
-                .bind(recorded.attempts)
-                .bind(recorded.response_code)
-                .bind(recorded.error)
-                .bind(now.0)
-                .bind(delivery_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(step("recording a delivery on its audit rows"))?;
-                if recorded.terminal {
-                    sqlx::query(
-                        "INSERT INTO invoice_snapshots (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, \
-                         bookkeeper_id, invoice, recurring_units, updated_at) \
-                         SELECT account_id, 'acknowledged', bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, \
-                                acknowledged_invoice, 0, $1 FROM deliveries WHERE id = $2 \
-                         ON CONFLICT (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id) \
-                         DO UPDATE SET invoice = excluded.invoice, updated_at = excluded.updated_at",
-                    )
-                    .bind(now.0)
-                    .bind(delivery_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("recording what the bookkeeper acknowledged"))?;
-                }
-                if let Some(standing) = recorded.standing {
-                    sqlx::query(
-                        "INSERT INTO services (account_id, status) SELECT account_id, $1 FROM deliveries WHERE id = $2 \
-                         ON CONFLICT (account_id) DO UPDATE SET status = excluded.status, \
-                             status_reason = CASE WHEN excluded.status = 'good_standing' THEN NULL ELSE $3 END, \
-                             status_reason_code = CASE WHEN excluded.status = 'good_standing' THEN NULL ELSE $4 END",
-                    )
-                    .bind(standing)
-                    .bind(delivery_id)
-                    .bind(recorded.message)
-                    .bind(recorded.reason)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("updating the account's standing"))?;
-                }
-            }
+                .await?;
+            (*tx)
+                .with_rows(
+                    &answered,
+                    "INSERT INTO invoice_snapshots (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, \
+                     bookkeeper_id, invoice, recurring_units, updated_at) \
+                     SELECT d.account_id, 'acknowledged', d.bookkeeper_type, d.bookkeeper_vendor_id, d.bookkeeper_id, \
+                            d.acknowledged_invoice, 0, v.now FROM v JOIN deliveries d ON d.id = v.id WHERE true \
+                     ON CONFLICT (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id) \
+                     DO UPDATE SET invoice = excluded.invoice, updated_at = excluded.updated_at",
+                    "recording what the bookkeepers acknowledged",
+                )
+                .await?;
+            (*tx)
+                .with_rows(
+                    &standings,
+                    &format!(
+                        "UPDATE services SET status = s.standing, \
+                         status_reason = CASE WHEN s.standing = 'good_standing' THEN NULL ELSE s.message END, \
+                         status_reason_code = CASE WHEN s.standing = 'good_standing' THEN NULL ELSE s.reason END \
+                         FROM ({LAST_STANDING}) s WHERE services.account_id = s.account_id"
+                    ),
+                    "updating the accounts' standing",
+                )
+                .await?;
+            (*tx)
+                .with_rows(
+                    &standings,
+                    &format!(
+                        "INSERT INTO services (account_id, status) SELECT account_id, standing FROM ({LAST_STANDING}) s \
+                         WHERE true ON CONFLICT (account_id) DO NOTHING"
+                    ),
+                    "recording the standing of accounts without services",
+                )
+                .await?;
             // Dirty held only for these rows ends with the last of them (a mark set since
             // changed dirty_since and still needs repricing).
-            for chunk in answered.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
+            (*tx)
+                .with_rows(
+                    &answered,
                     "UPDATE services SET dirty = FALSE, dirty_held_since = NULL \
-                     WHERE account_id IN (SELECT account_id FROM deliveries WHERE id IN ({})) \
+                     WHERE account_id IN (SELECT d.account_id FROM deliveries d JOIN v ON v.id = d.id) \
                      AND dirty AND dirty_held_since IS NOT NULL AND dirty_since = dirty_held_since \
                      AND NOT EXISTS (SELECT 1 FROM audit_logs l WHERE l.account_id = services.account_id \
                                      AND l.status = 'pending')",
-                    placeholders(1, chunk.len())
-                );
-                let mut query = sqlx::query(&sql);
-                for delivery_id in chunk {
-                    query = query.bind(*delivery_id);
-                }
-                query
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("clearing the dirty flag of delivered accounts"))?;
-            }
+                    "clearing the dirty flag of delivered accounts",
+                )
+                .await?;
             tx.commit().await.map_err(step("committing delivery results"))?;
         });
         Ok(())
     }
 }
+
+/// Of the standings in `v`, the last one (by `ord`) of each account.
+const LAST_STANDING: &str =
+    "SELECT d.account_id, v.standing, v.message, v.reason FROM v JOIN deliveries d ON d.id = v.id \
+     WHERE NOT EXISTS (SELECT 1 FROM v later JOIN deliveries dl ON dl.id = later.id \
+                       WHERE dl.account_id = d.account_id AND later.ord > v.ord)";
 
 /// Up to this many ids per statement (bind limits of both backends).
 const ROWS_PER_STATEMENT: usize = 400;
@@ -461,6 +565,173 @@ fn placeholders(first: usize, count: usize) -> String {
         .map(|index| format!("${index}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The rows of a multi-row statement, column by column, offered to it as the common
+/// table `v(…)`: on PostgreSQL one array per column (`UNNEST`), so the statement's text
+/// is the same every batch; on SQLite `VALUES` with anonymous `?` placeholders (numbered
+/// ones make a long SQLite statement quadratic to prepare).
+struct Rows {
+    /// The column names of `v`, comma-separated.
+    names: &'static str,
+    columns: Vec<Column>,
+}
+
+enum Column {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+}
+
+impl Column {
+    fn len(&self) -> usize {
+        match self {
+            Column::Text(values) => values.len(),
+            Column::Int(values) => values.len(),
+        }
+    }
+}
+
+/// SQLite's limit on parameters per statement (`SQLITE_MAX_VARIABLE_NUMBER`), kept
+/// well under.
+const SQLITE_PARAMETERS: usize = 30_000;
+
+impl Rows {
+    fn new(names: &'static str, columns: Vec<Column>) -> Rows {
+        Rows { names, columns }
+    }
+
+    fn len(&self) -> usize {
+        self.columns.first().map_or(0, Column::len)
+    }
+
+    /// Rows per statement: every row in one on PostgreSQL; on SQLite as many as its
+    /// parameter limit allows.
+    fn rows_per_statement(&self) -> usize {
+        (SQLITE_PARAMETERS / self.columns.len().max(1)).max(1)
+    }
+}
+
+/// How each backend is handed [`Rows`].
+trait RowsDialect: sqlx::Database {
+    /// `WITH v(names) AS (…)` for `count` rows of `rows`.
+    fn with_rows(rows: &Rows, count: usize) -> String;
+    /// Binds rows `range` of `rows`, in the order of [`RowsDialect::with_rows`].
+    fn bind_rows<'q>(
+        query: sqlx::query::Query<'q, Self, <Self as sqlx::Database>::Arguments<'q>>,
+        rows: &'q Rows,
+        range: std::ops::Range<usize>,
+    ) -> sqlx::query::Query<'q, Self, <Self as sqlx::Database>::Arguments<'q>>;
+}
+
+impl RowsDialect for sqlx::Postgres {
+    fn with_rows(rows: &Rows, _count: usize) -> String {
+        let arrays: Vec<String> = rows
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(index, column)| match column {
+                Column::Text(_) => format!("${}::text[]", index + 1),
+                Column::Int(_) => format!("${}::int8[]", index + 1),
+            })
+            .collect();
+        format!(
+            "WITH v({}) AS (SELECT * FROM UNNEST({})) ",
+            rows.names,
+            arrays.join(", ")
+        )
+    }
+
+    fn bind_rows<'q>(
+        mut query: sqlx::query::Query<'q, Self, sqlx::postgres::PgArguments>,
+        rows: &'q Rows,
+        range: std::ops::Range<usize>,
+    ) -> sqlx::query::Query<'q, Self, sqlx::postgres::PgArguments> {
+        for column in &rows.columns {
+            query = match column {
+                Column::Text(values) => query.bind(&values[range.clone()]),
+                Column::Int(values) => query.bind(&values[range.clone()]),
+            };
+        }
+        query
+    }
+}
+
+impl RowsDialect for sqlx::Sqlite {
+    fn with_rows(rows: &Rows, count: usize) -> String {
+        let row = format!("({})", vec!["?"; rows.columns.len()].join(", "));
+        format!(
+            "WITH v({}) AS (VALUES {}) ",
+            rows.names,
+            vec![row.as_str(); count].join(", ")
+        )
+    }
+
+    fn bind_rows<'q>(
+        mut query: sqlx::query::Query<'q, Self, sqlx::sqlite::SqliteArguments<'q>>,
+        rows: &'q Rows,
+        range: std::ops::Range<usize>,
+    ) -> sqlx::query::Query<'q, Self, sqlx::sqlite::SqliteArguments<'q>> {
+        for index in range {
+            for column in &rows.columns {
+                query = match column {
+                    Column::Text(values) => query.bind(values[index].as_deref()),
+                    Column::Int(values) => query.bind(values[index]),
+                };
+            }
+        }
+        query
+    }
+}
+
+/// Runs `WITH v(…) AS (rows) body` over every row of `rows` (in as many statements as
+/// the backend needs) on `executor`, and returns the first column of what they
+/// return (`RETURNING id`), if anything.
+async fn with_rows<'c, DB>(
+    connection: &'c mut <DB as sqlx::Database>::Connection,
+    rows: &Rows,
+    body: &str,
+    what: &'static str,
+) -> Result<Vec<String>, StoreError>
+where
+    DB: RowsDialect,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'e> &'e mut <DB as sqlx::Database>::Connection: sqlx::Executor<'e, Database = DB>,
+    String: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<<DB as sqlx::Database>::Row>,
+{
+    use sqlx::Row;
+    let mut returned = Vec::new();
+    let total = rows.len();
+    let mut start = 0;
+    while start < total {
+        let end = (start + rows.rows_per_statement()).min(total);
+        let sql = format!("{}{body}", DB::with_rows(rows, end - start));
+        let query = DB::bind_rows(sqlx::query::<DB>(&sql), rows, start..end);
+        let fetched = query.fetch_all(&mut *connection).await.map_err(step(what))?;
+        for row in fetched {
+            returned.push(row.try_get::<String, usize>(0).map_err(step(what))?);
+        }
+        start = end;
+    }
+    Ok(returned)
+}
+
+/// [`with_rows`] on whichever backend's connection is at hand (the backend is named
+/// by the connection's type, so `on_conn!` bodies stay written once).
+trait RowsConnection {
+    async fn with_rows(&mut self, rows: &Rows, body: &str, what: &'static str) -> Result<Vec<String>, StoreError>;
+}
+
+impl RowsConnection for sqlx::PgConnection {
+    async fn with_rows(&mut self, rows: &Rows, body: &str, what: &'static str) -> Result<Vec<String>, StoreError> {
+        with_rows::<sqlx::Postgres>(self, rows, body, what).await
+    }
+}
+
+impl RowsConnection for sqlx::SqliteConnection {
+    async fn with_rows(&mut self, rows: &Rows, body: &str, what: &'static str) -> Result<Vec<String>, StoreError> {
+        with_rows::<sqlx::Sqlite>(self, rows, body, what).await
+    }
 }
 
 /// The columns one [`DeliveryResult`] writes.

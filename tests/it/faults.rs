@@ -514,7 +514,7 @@ async fn connections_terminated_mid_run_are_ridden_out_or_exit_75_and_the_next_r
 
 /// Kills `tally run billing` with SIGKILL at each of these times after its start,
 /// waiting past the leases before the next start, then runs it to the end.
-const KILL_AFTER_MS: &[u64] = &[300, 1_000, 1_800, 2_600];
+const KILL_AFTER_MS: &[u64] = &[200, 400, 600, 800];
 
 async fn killed_at_several_points_then_rerun_converges(backend: Backend) {
     let workspace = Workspace::new();
