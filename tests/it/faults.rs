@@ -512,22 +512,28 @@ async fn connections_terminated_mid_run_are_ridden_out_or_exit_75_and_the_next_r
     assert_same_state(&reference, &gave_up).await;
 }
 
-/// Kills `tally run billing` with SIGKILL at each of these times after its start,
-/// waiting past the leases before the next start, then runs it to the end.
-const KILL_AFTER_MS: &[u64] = &[200, 400, 600, 800];
+/// Kills `tally run billing` with SIGKILL at each of these fractions of an
+/// uninterrupted run's duration after its start (so the kills land inside the run
+/// however fast the machine is), waiting past the leases before the next start, then
+/// runs it to the end.
+const KILL_AT_FRACTION_PERCENT: &[u32] = &[10, 30, 50, 70];
 
 async fn killed_at_several_points_then_rerun_converges(backend: Backend) {
     let workspace = Workspace::new();
     let killed = workspace.demo(backend, "killed").await;
     let reference = workspace.copy(&killed, "reference").await;
+    let started = std::time::Instant::now();
+    let uninterrupted = workspace.billing(&reference).await;
+    assert!(succeeded(&uninterrupted), "{}", stderr(&uninterrupted));
+    let whole_run = started.elapsed();
 
     let mut interrupted = 0;
-    for (index, delay) in KILL_AFTER_MS.iter().enumerate() {
+    for (index, percent) in KILL_AT_FRACTION_PERCENT.iter().enumerate() {
         if index > 0 {
             tokio::time::sleep(PAST_THE_LEASES).await;
         }
         let mut child = workspace.billing_command(&killed).spawn().expect("tally starts");
-        tokio::time::sleep(Duration::from_millis(*delay)).await;
+        tokio::time::sleep(whole_run * *percent / 100).await;
         if child.try_wait().expect("child state").is_none() {
             interrupted += 1;
         }
@@ -544,7 +550,7 @@ async fn killed_at_several_points_then_rerun_converges(backend: Backend) {
     }
     assert!(
         interrupted >= 2,
-        "at least two kills hit a running billing ({interrupted})"
+        "at least two kills hit a running billing ({interrupted}; an uninterrupted run takes {whole_run:?})"
     );
 
     tokio::time::sleep(PAST_THE_LEASES).await;
@@ -555,9 +561,6 @@ async fn killed_at_several_points_then_rerun_converges(backend: Backend) {
         rerun.status.code(),
         stderr(&rerun)
     );
-
-    let uninterrupted = workspace.billing(&reference).await;
-    assert!(succeeded(&uninterrupted), "{}", stderr(&uninterrupted));
     assert_same_state(&reference, &killed).await;
 }
 
