@@ -10,12 +10,14 @@
 //! `TALLY_BENCH_ACCOUNTS`, `TALLY_BENCH_SECONDS`, `TALLY_BENCH_BACKENDS=sqlite` (or
 //! `postgres`), `TALLY_BENCH_POSTGRES` (default postgres://postgres@127.0.0.1:5432/postgres).
 
-use sqlx::Connection;
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tally::config::{DatabaseUrl, Settings};
+use support::BenchDatabase;
+use tally::config::Settings;
 use tally::demo::DemoSpec;
 use tally::domain::classify::NumberClassifiers;
 use tally::domain::summary::GregorianSeconds;
@@ -243,44 +245,17 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(5.0),
     );
-    let backends = std::env::var("TALLY_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_string());
-    let admin_url = std::env::var("TALLY_BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        for backend in backends.split(',').map(str::trim) {
-            match backend {
-                "postgres" => {
-                    println!("postgres ({accounts} accounts, pool of 4):");
-                    let name = format!("tally_bench_api_{}", std::process::id());
-                    let mut admin = sqlx::PgConnection::connect(&admin_url)
-                        .await
-                        .expect("PostgreSQL reachable");
-                    sqlx::query(&format!("CREATE DATABASE {name}"))
-                        .execute(&mut admin)
-                        .await
-                        .expect("create db");
-                    let (base, _) = admin_url.rsplit_once('/').expect("URL has a database");
-                    let store = Store::open(&DatabaseUrl::new(format!("{base}/{name}")))
-                        .await
-                        .expect("opens");
-                    print(&bench_backend(&store, accounts, duration).await);
-                    store.close().await;
-                    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await
-                        .expect("drop db");
-                }
-                "sqlite" => {
-                    println!("sqlite ({accounts} accounts, pool of 4):");
-                    let directory = tempfile::tempdir().expect("temp dir");
-                    let url = DatabaseUrl::new(format!("sqlite://{}", directory.path().join("bench.db").display()));
-                    let store = Store::open(&url).await.expect("opens");
-                    print(&bench_backend(&store, accounts, duration).await);
-                    store.close().await;
-                }
-                other => eprintln!("unknown backend {other:?}: use postgres and/or sqlite"),
-            }
+        for backend in support::backends("sqlite,postgres") {
+            let Some(database) = BenchDatabase::create(&backend, "api").await else {
+                continue;
+            };
+            println!("{backend} ({accounts} accounts, pool of 4):");
+            let store = Store::open(&database.url).await.expect("opens");
+            print(&bench_backend(&store, accounts, duration).await);
+            store.close().await;
+            database.remove().await;
         }
     });
 }

@@ -30,11 +30,14 @@
 //! PostgreSQL databases (to `EXPLAIN` their queries). PostgreSQL: `TALLY_BENCH_POSTGRES`
 //! (default postgres://postgres@127.0.0.1:5432/postgres).
 
+mod support;
+
 use criterion::{black_box, Criterion, Throughput};
 use futures_util::stream::{self, StreamExt};
 use sqlx::Connection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::BenchDatabase;
 use tally::bookkeepers::demo::DemoBookkeeper;
 use tally::bookkeepers::{
     Bookkeeper, Bookkeepers, DeliveryOutcome, DeliveryRequest, HttpBookkeeper, HttpBookkeeperSettings, LocalBookkeeper,
@@ -327,49 +330,19 @@ fn delivery_runs() {
     if sizes.is_empty() {
         return;
     }
-    let backends = std::env::var("TALLY_BENCH_BACKENDS").unwrap_or_else(|_| "postgres,sqlite".to_owned());
-    let admin_url = std::env::var("TALLY_BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async {
-        for backend in backends.split(',').map(str::trim) {
+        for backend in support::backends("postgres,sqlite") {
             println!("bookkeeper-sync on {backend}:");
             for &accounts in &sizes {
-                match backend {
-                    "postgres" => {
-                        let name = format!("tally_bench_bk_{}_{accounts}", std::process::id());
-                        let mut admin = sqlx::PgConnection::connect(&admin_url)
-                            .await
-                            .expect("PostgreSQL reachable");
-                        sqlx::query(&format!("CREATE DATABASE {name}"))
-                            .execute(&mut admin)
-                            .await
-                            .expect("create the bench database");
-                        let (base, _) = admin_url.rsplit_once('/').expect("the URL names a database");
-                        let url = DatabaseUrl::new(format!("{base}/{name}"));
-                        let store = Store::open(&url).await.expect("the store opens");
-                        let run = delivery_run(&store, &url, accounts).await;
-                        store.close().await;
-                        if std::env::var_os("TALLY_BENCH_KEEP").is_some() {
-                            println!("  kept the database {name} (TALLY_BENCH_KEEP)");
-                        } else {
-                            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                                .execute(&mut admin)
-                                .await
-                                .expect("drop the bench database");
-                        }
-                        print_run(accounts, &run);
-                    }
-                    "sqlite" => {
-                        let directory = tempfile::tempdir().expect("a temporary directory");
-                        let url = DatabaseUrl::new(format!("sqlite://{}", directory.path().join("bench.db").display()));
-                        let store = Store::open(&url).await.expect("the store opens");
-                        let run = delivery_run(&store, &url, accounts).await;
-                        store.close().await;
-                        print_run(accounts, &run);
-                    }
-                    other => eprintln!("unknown backend {other:?}: use postgres and/or sqlite"),
-                }
+                let Some(database) = BenchDatabase::create(&backend, &format!("bk_{accounts}")).await else {
+                    break;
+                };
+                let store = Store::open(&database.url).await.expect("the store opens");
+                let run = delivery_run(&store, &database.url, accounts).await;
+                store.close().await;
+                database.remove().await;
+                print_run(accounts, &run);
             }
         }
     });

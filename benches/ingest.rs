@@ -26,13 +26,15 @@
 //! PostgreSQL: `TALLY_BENCH_POSTGRES` (default postgres://postgres@127.0.0.1:5432/postgres).
 //! `RUST_LOG=tally=debug` shows the store's statements and their times.
 
+mod support;
+
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::Connection;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tally::config::DatabaseUrl;
+use support::{peak_memory_kib, reset_peak_memory, BenchDatabase};
 use tally::demo::documents::{documents, write_ndjson};
 use tally::demo::{generate, DemoSpec};
 use tally::domain::classify::NumberClassifiers;
@@ -47,24 +49,6 @@ const NOW: i64 = 63_900_000_000;
 
 /// Documents per batch, as `[ingest] batch_size` defaults.
 const BATCH_SIZE: usize = 5_000;
-
-fn peak_memory_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|value| value.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Resets VmHWM to the current resident size (Linux ≥ 4.0); false when refused.
-fn reset_peak_memory() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -590,57 +574,10 @@ fn print_line(label: &str, elapsed: Duration, documents: u64, floor: Option<Dura
     );
 }
 
-/// A fresh database on the backend: its URL, and how to drop it afterwards.
-struct Fresh {
-    url: DatabaseUrl,
-    postgres_name: Option<String>,
-    _directory: Option<tempfile::TempDir>,
-}
-
-async fn fresh_database(backend: &str, admin_url: &str, label: &str) -> Fresh {
-    match backend {
-        "postgres" => {
-            let name = format!("tally_bench_ingest_{label}_{}", std::process::id());
-            let mut admin = sqlx::PgConnection::connect(admin_url)
-                .await
-                .expect("PostgreSQL reachable");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .expect("create db");
-            let (base, _) = admin_url.rsplit_once('/').expect("URL has a database");
-            Fresh {
-                url: DatabaseUrl::new(format!("{base}/{name}")),
-                postgres_name: Some(name),
-                _directory: None,
-            }
-        }
-        _ => {
-            let directory = tempfile::tempdir().expect("temp dir");
-            let url = DatabaseUrl::new(format!("sqlite://{}", directory.path().join("bench.db").display()));
-            Fresh {
-                url,
-                postgres_name: None,
-                _directory: Some(directory),
-            }
-        }
-    }
-}
-
-async fn drop_database(fresh: Fresh, admin_url: &str) {
-    if let Some(name) = fresh.postgres_name {
-        let mut admin = sqlx::PgConnection::connect(admin_url)
-            .await
-            .expect("PostgreSQL reachable");
-        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await
-            .expect("drop db");
-    }
-}
-
-async fn run_floor(backend: &str, admin_url: &str, path: &Path, documents: u64) -> Duration {
-    let fresh = fresh_database(backend, admin_url, "floor").await;
+async fn run_floor(backend: &str, path: &Path, documents: u64) -> Duration {
+    let fresh = BenchDatabase::create(backend, "ingest_floor")
+        .await
+        .expect("a known backend");
     // Migrations through the store, then a plain connection of our own.
     let store = Store::open(&fresh.url).await.expect("opens");
     let kind = store.backend();
@@ -663,7 +600,7 @@ async fn run_floor(backend: &str, admin_url: &str, path: &Path, documents: u64) 
     };
     let peak_reset = reset_peak_memory();
     let times = floor(&mut connection, path).await;
-    let peak = peak_reset.then(peak_memory_kib);
+    let peak = peak_reset.then(peak_memory_kib).flatten();
     match connection {
         FloorConnection::Postgres(connection) => connection.close().await.expect("closes"),
         FloorConnection::Sqlite(connection) => connection.close().await.expect("closes"),
@@ -676,7 +613,7 @@ async fn run_floor(backend: &str, admin_url: &str, path: &Path, documents: u64) 
         times.rows,
         (times.total - times.insert).as_secs_f64()
     );
-    drop_database(fresh, admin_url).await;
+    fresh.remove().await;
     times.total
 }
 
@@ -700,15 +637,17 @@ async fn ingest_file(store: &Store, path: &Path) -> IngestReport {
 }
 
 /// The import into a fresh database, then the re-import of the same file.
-async fn run_import(backend: &str, admin_url: &str, path: &Path, documents: u64, floor: Duration) -> ImportTimes {
-    let fresh = fresh_database(backend, admin_url, "import").await;
+async fn run_import(backend: &str, path: &Path, documents: u64, floor: Duration) -> ImportTimes {
+    let fresh = BenchDatabase::create(backend, "ingest_import")
+        .await
+        .expect("a known backend");
     let store = Store::open(&fresh.url).await.expect("opens");
 
     let peak_reset = reset_peak_memory();
     let started = Instant::now();
     let first = ingest_file(&store, path).await;
     let import = started.elapsed();
-    let peak_kib = peak_reset.then(peak_memory_kib);
+    let peak_kib = peak_reset.then(peak_memory_kib).flatten();
     assert_eq!(first.documents, documents, "{}", first.summary());
     assert_eq!(
         first.rejected, 0,
@@ -727,7 +666,7 @@ async fn run_import(backend: &str, admin_url: &str, path: &Path, documents: u64,
     println!("  {:<26} {}", "", again.summary());
 
     store.close().await;
-    drop_database(fresh, admin_url).await;
+    fresh.remove().await;
     ImportTimes {
         import,
         reimport,
@@ -744,23 +683,21 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let backends = std::env::var("TALLY_BENCH_BACKENDS").unwrap_or_else(|_| "postgres,sqlite".to_string());
-    let admin_url = std::env::var("TALLY_BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
     let directory = tempfile::tempdir().expect("temp dir");
     let path = directory.path().join("demo.ndjson");
     let documents = write_documents(accounts, &path);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut rows: Vec<(String, Duration, ImportTimes)> = Vec::new();
     runtime.block_on(async {
-        for backend in backends.split(',').map(str::trim) {
+        for backend in support::backends("postgres,sqlite") {
+            let backend = backend.as_str();
             if !matches!(backend, "postgres" | "sqlite") {
                 eprintln!("unknown backend {backend:?}: use postgres and/or sqlite");
                 continue;
             }
             println!("{backend} ({accounts} accounts, {documents} documents):");
-            let floor = run_floor(backend, &admin_url, &path, documents).await;
-            let times = run_import(backend, &admin_url, &path, documents, floor).await;
+            let floor = run_floor(backend, &path, documents).await;
+            let times = run_import(backend, &path, documents, floor).await;
             rows.push((backend.to_owned(), floor, times));
         }
     });

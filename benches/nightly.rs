@@ -35,10 +35,13 @@
 //! postgres://postgres@127.0.0.1:5432/postgres); `TALLY_BENCH_KEEP=1` keeps the
 //! PostgreSQL database (for `EXPLAIN ANALYZE`) and names it.
 
+mod support;
+
 use sqlx::Connection;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::{peak_memory_kib, reset_peak_memory, BenchDatabase};
 use tally::bookkeepers::demo::DemoBookkeeper;
 use tally::config::{DatabaseUrl, Settings};
 use tally::demo::DemoSpec;
@@ -53,24 +56,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 const DAY: i64 = 86_400;
-
-// ---------------------------------------------------------------------------------
-// Peak memory
-
-fn peak_memory_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
-        status
-            .lines()
-            .find(|line| line.starts_with("VmHWM:"))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|value| value.parse().ok())
-    })
-}
-
-/// Resets VmHWM to the current resident size (Linux ≥ 4.0); false when refused.
-fn reset_peak_memory() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
 
 // ---------------------------------------------------------------------------------
 // Reconcile statement times, from the store's debug events
@@ -628,59 +613,7 @@ fn print_statements(statements: &[StatementEvent], total: Duration) {
 }
 
 // ---------------------------------------------------------------------------------
-// Databases and the demo
-
-struct Fresh {
-    url: DatabaseUrl,
-    postgres_name: Option<String>,
-    _directory: Option<tempfile::TempDir>,
-}
-
-async fn fresh_database(backend: &str, admin_url: &str, accounts: u64) -> Fresh {
-    match backend {
-        "postgres" => {
-            let name = format!("tally_bench_nightly_{accounts}_{}", std::process::id());
-            let mut admin = sqlx::PgConnection::connect(admin_url)
-                .await
-                .expect("PostgreSQL reachable");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .expect("create db");
-            let (base, _) = admin_url.rsplit_once('/').expect("URL has a database");
-            Fresh {
-                url: DatabaseUrl::new(format!("{base}/{name}")),
-                postgres_name: Some(name),
-                _directory: None,
-            }
-        }
-        _ => {
-            let directory = tempfile::tempdir().expect("temp dir");
-            let url = DatabaseUrl::new(format!("sqlite://{}", directory.path().join("bench.db").display()));
-            Fresh {
-                url,
-                postgres_name: None,
-                _directory: Some(directory),
-            }
-        }
-    }
-}
-
-async fn drop_database(fresh: Fresh, admin_url: &str) {
-    if let Some(name) = fresh.postgres_name {
-        if std::env::var("TALLY_BENCH_KEEP").is_ok_and(|keep| keep == "1") {
-            println!("  kept PostgreSQL database {name}");
-            return;
-        }
-        let mut admin = sqlx::PgConnection::connect(admin_url)
-            .await
-            .expect("PostgreSQL reachable");
-        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await
-            .expect("drop db");
-    }
-}
+// The demo
 
 /// Loads the demo through the production path; returns the inventory object count.
 async fn load_demo(store: &Store, accounts: u64, now: GregorianSeconds) -> u64 {
@@ -725,27 +658,23 @@ fn main() {
                 .expect("TALLY_BENCH_ACCOUNTS: numbers separated by commas")
         })
         .collect();
-    let backends = std::env::var("TALLY_BENCH_BACKENDS").unwrap_or_else(|_| "postgres,sqlite".to_string());
-    let admin_url = std::env::var("TALLY_BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let backends = support::backends("postgres,sqlite");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut table: Vec<(String, u64, u64, Vec<ScenarioRow>)> = Vec::new();
     runtime.block_on(async {
         for &accounts in &sizes {
-            for backend in backends.split(',').map(str::trim) {
-                if !matches!(backend, "postgres" | "sqlite") {
-                    eprintln!("unknown backend {backend:?}: use postgres and/or sqlite");
+            for backend in &backends {
+                let Some(fresh) = BenchDatabase::create(backend, &format!("nightly_{accounts}")).await else {
                     continue;
-                }
+                };
                 println!("{backend}, {accounts} accounts:");
-                let fresh = fresh_database(backend, &admin_url, accounts).await;
                 let store = Store::open(&fresh.url).await.expect("opens");
                 let start = GregorianSeconds::from_utc(chrono::Utc::now());
                 let objects = load_demo(&store, accounts, GregorianSeconds(start.0 - DAY)).await;
                 let rows = scenarios(&store, &fresh.url, objects, start).await;
                 store.close().await;
-                drop_database(fresh, &admin_url).await;
-                table.push((backend.to_owned(), accounts, objects, rows));
+                fresh.remove().await;
+                table.push((backend.clone(), accounts, objects, rows));
             }
         }
     });

@@ -9,9 +9,10 @@
 //! `TALLY_BENCH_BACKENDS=postgres` (or `sqlite`) to run one backend.
 //! PostgreSQL: `TALLY_BENCH_POSTGRES` (default postgres://postgres@127.0.0.1:5432/postgres).
 
-use sqlx::Connection;
+mod support;
+
 use std::time::{Duration, Instant};
-use tally::config::DatabaseUrl;
+use support::{peak_memory_kib, BenchDatabase};
 use tally::demo::DemoSpec;
 use tally::domain::classify::NumberClassifiers;
 use tally::domain::summary::GregorianSeconds;
@@ -20,19 +21,6 @@ use tally::jobs::reconcile::{run_once, ReconcileOptions};
 use tally::store::{Backend, CountingQueries, ReconcileScope, Store};
 
 const NOW: i64 = 63_900_000_000;
-
-fn peak_memory_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|value| value.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// The floor: the same count, roll-up and changed-rows write, as bare SQL.
 fn floor_script(backend: Backend, counting: &CountingQueries) -> String {
@@ -191,7 +179,10 @@ async fn seeded(store: &Store, accounts: u64) -> u64 {
         report.documents,
         started.elapsed().as_secs_f64()
     );
-    println!("  peak memory after seeding (VmHWM): {} MiB", peak_memory_kib() / 1024);
+    println!(
+        "  peak memory after seeding (VmHWM): {} MiB",
+        peak_memory_kib().unwrap_or(0) / 1024
+    );
     report.objects
 }
 
@@ -205,49 +196,21 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let backends = std::env::var("TALLY_BENCH_BACKENDS").unwrap_or_else(|_| "postgres,sqlite".to_string());
-    let admin_url = std::env::var("TALLY_BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        for backend in backends.split(',').map(str::trim) {
-            match backend {
-                "postgres" => {
-                    println!("postgres ({accounts} accounts):");
-                    let name = format!("tally_bench_{}", std::process::id());
-                    let mut admin = sqlx::PgConnection::connect(&admin_url)
-                        .await
-                        .expect("PostgreSQL reachable");
-                    sqlx::query(&format!("CREATE DATABASE {name}"))
-                        .execute(&mut admin)
-                        .await
-                        .expect("create db");
-                    let (base, _) = admin_url.rsplit_once('/').expect("URL has a database");
-                    let store = Store::open(&DatabaseUrl::new(format!("{base}/{name}")))
-                        .await
-                        .expect("opens");
-                    let objects = seeded(&store, accounts).await;
-                    bench_backend(&store, objects).await;
-                    store.close().await;
-                    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await
-                        .expect("drop db");
-                }
-                "sqlite" => {
-                    println!("sqlite ({accounts} accounts):");
-                    let directory = tempfile::tempdir().expect("temp dir");
-                    let url = DatabaseUrl::new(format!("sqlite://{}", directory.path().join("bench.db").display()));
-                    let store = Store::open(&url).await.expect("opens");
-                    let objects = seeded(&store, accounts).await;
-                    bench_backend(&store, objects).await;
-                    store.close().await;
-                }
-                other => eprintln!("unknown backend {other:?}: use postgres and/or sqlite"),
-            }
+        for backend in support::backends("postgres,sqlite") {
+            let Some(database) = BenchDatabase::create(&backend, "reconcile").await else {
+                continue;
+            };
+            println!("{backend} ({accounts} accounts):");
+            let store = Store::open(&database.url).await.expect("opens");
+            let objects = seeded(&store, accounts).await;
+            bench_backend(&store, objects).await;
+            store.close().await;
+            database.remove().await;
             println!(
                 "  peak memory of this process so far (VmHWM): {} MiB",
-                peak_memory_kib() / 1024
+                peak_memory_kib().unwrap_or(0) / 1024
             );
         }
     });

@@ -1,0 +1,108 @@
+//! What every bench binary needs: which backends to run (`TALLY_BENCH_BACKENDS`), a
+//! fresh database per measurement (a PostgreSQL database created through
+//! `TALLY_BENCH_POSTGRES`, or a SQLite file in a temporary directory), and this
+//! process's peak memory. Included by each bench with `mod support;`; a bench uses
+//! what it needs, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use sqlx::Connection;
+use tally::config::DatabaseUrl;
+
+/// The backends to run, in order: `TALLY_BENCH_BACKENDS` (comma-separated), else
+/// `default`.
+pub fn backends(default: &str) -> Vec<String> {
+    std::env::var("TALLY_BENCH_BACKENDS")
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .map(|backend| backend.trim().to_owned())
+        .filter(|backend| !backend.is_empty())
+        .collect()
+}
+
+/// The PostgreSQL server's maintenance database, where bench databases are created.
+pub fn admin_url() -> String {
+    std::env::var("TALLY_BENCH_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database made for one measurement; [`BenchDatabase::remove`] drops it (a
+/// PostgreSQL one is kept when `TALLY_BENCH_KEEP=1`, to `EXPLAIN` its queries).
+pub struct BenchDatabase {
+    pub url: DatabaseUrl,
+    postgres_name: Option<String>,
+    _directory: Option<tempfile::TempDir>,
+}
+
+impl BenchDatabase {
+    /// A new, empty database on `backend` (`postgres` or `sqlite`); `label` makes the
+    /// PostgreSQL name unique within the run. `None` for an unknown backend.
+    pub async fn create(backend: &str, label: &str) -> Option<BenchDatabase> {
+        match backend {
+            "postgres" => {
+                let name = format!("tally_bench_{label}_{}", std::process::id());
+                let admin_url = admin_url();
+                let mut admin = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .expect("PostgreSQL reachable");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create the bench database");
+                let _ = admin.close().await;
+                let (base, _) = admin_url.rsplit_once('/').expect("the URL names a database");
+                Some(BenchDatabase {
+                    url: DatabaseUrl::new(format!("{base}/{name}")),
+                    postgres_name: Some(name),
+                    _directory: None,
+                })
+            }
+            "sqlite" => {
+                let directory = tempfile::tempdir().expect("a temporary directory");
+                let url = DatabaseUrl::new(format!("sqlite://{}", directory.path().join("bench.db").display()));
+                Some(BenchDatabase {
+                    url,
+                    postgres_name: None,
+                    _directory: Some(directory),
+                })
+            }
+            other => {
+                eprintln!("unknown backend {other:?}: use postgres and/or sqlite");
+                None
+            }
+        }
+    }
+
+    /// Drops the database (its SQLite directory goes with `self`).
+    pub async fn remove(self) {
+        let Some(name) = &self.postgres_name else {
+            return;
+        };
+        if std::env::var("TALLY_BENCH_KEEP").is_ok_and(|keep| keep == "1") {
+            println!("  kept the PostgreSQL database {name} (TALLY_BENCH_KEEP=1)");
+            return;
+        }
+        let mut admin = sqlx::PgConnection::connect(&admin_url())
+            .await
+            .expect("PostgreSQL reachable");
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .expect("drop the bench database");
+        let _ = admin.close().await;
+    }
+}
+
+/// This process's peak resident size (VmHWM) in KiB; `None` where /proc has none.
+pub fn peak_memory_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
+        status
+            .lines()
+            .find(|line| line.starts_with("VmHWM:"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|value| value.parse().ok())
+    })
+}
+
+/// Resets VmHWM to the current resident size (Linux ≥ 4.0); false when refused.
+pub fn reset_peak_memory() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
