@@ -23,6 +23,7 @@ pub mod plan;
 pub mod pricing;
 pub mod quantities;
 pub mod repricing;
+pub mod reseller;
 #[cfg(test)]
 mod testing;
 

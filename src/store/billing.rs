@@ -150,7 +150,6 @@ struct AccountRow {
     id: String,
     name: String,
     parent_id: Option<String>,
-    reseller_id: Option<String>,
     deleted: bool,
     overrides: Option<String>,
     bookkeeper: Option<String>,
@@ -158,13 +157,6 @@ struct AccountRow {
     dirty: Option<bool>,
     dirty_since: Option<i64>,
     revision: Option<i64>,
-}
-
-#[derive(sqlx::FromRow)]
-struct ChainRow {
-    account_id: String,
-    ancestor: String,
-    is_reseller: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -239,19 +231,9 @@ impl Store {
         }
         let list = placeholders(1, accounts.len());
         let account_sql = format!(
-            "SELECT a.id, a.name, a.parent_id, a.reseller_id, a.deleted, s.overrides, s.bookkeeper, s.priced_at, \
+            "SELECT a.id, a.name, a.parent_id, a.deleted, s.overrides, s.bookkeeper, s.priced_at, \
                     ({MARKED_S}) AS dirty, s.dirty_since, s.revision \
              FROM accounts a LEFT JOIN services s ON s.account_id = a.id WHERE a.id IN ({list}) ORDER BY a.id"
-        );
-        // Every ancestor of the batch with its depth, to find the nearest reseller.
-        let chain_sql = format!(
-            "WITH RECURSIVE chain (account_id, ancestor, depth) AS ( \
-                 SELECT id, parent_id, 1 FROM accounts WHERE id IN ({list}) AND parent_id IS NOT NULL \
-                 UNION ALL \
-                 SELECT chain.account_id, a.parent_id, chain.depth + 1 FROM chain JOIN accounts a ON a.id = chain.ancestor \
-                 WHERE a.parent_id IS NOT NULL AND chain.depth < 64) \
-             SELECT chain.account_id, chain.ancestor, a.is_reseller \
-             FROM chain JOIN accounts a ON a.id = chain.ancestor ORDER BY chain.account_id, chain.depth"
         );
         let assignment_sql = format!(
             "SELECT x.account_id, x.plan_id, x.vendor_id, x.overrides, p.document \
@@ -282,23 +264,14 @@ impl Store {
             }};
         }
         let account_rows = fetch!(&account_sql, AccountRow, "reading accounts to reprice");
-        let chain_rows = fetch!(&chain_sql, ChainRow, "reading ancestors");
         let assignment_rows = fetch!(&assignment_sql, AssignmentRow, "reading plan assignments");
         let quantity_rows = fetch!(&quantity_sql, BatchQuantityRow, "reading quantities");
         let snapshot_rows = fetch!(&snapshot_sql, SnapshotRow, "reading invoice snapshots");
 
         // On the connection in hand: asking the pool for a second one while holding
         // this one stalls once every connection is held the same way.
-        let root = super::services::master_account_on(&mut conn).await?;
+        let resellers = super::services::resellers_on(&mut conn, accounts).await?;
         drop(conn);
-        let root = root.unwrap_or_default();
-        let mut nearest_reseller: BTreeMap<String, String> = BTreeMap::new();
-        for row in chain_rows {
-            // Rows come nearest first: the first reseller (or the root) wins.
-            if row.is_reseller || row.ancestor == root {
-                nearest_reseller.entry(row.account_id).or_insert(row.ancestor);
-            }
-        }
         let mut assignments: BTreeMap<String, Vec<AssignmentRow>> = BTreeMap::new();
         for row in assignment_rows {
             assignments.entry(row.account_id.clone()).or_default().push(row);
@@ -318,8 +291,7 @@ impl Store {
             let id = row.id.clone();
             let parsed = read_account(
                 row,
-                nearest_reseller.remove(&id),
-                &root,
+                resellers.reseller_of(&id).zip(resellers.billed_by_master(&id)),
                 assignments.remove(&id).unwrap_or_default(),
                 quantities.remove(&id).unwrap_or_default(),
                 snapshots.remove(&id).unwrap_or_default(),
@@ -596,8 +568,7 @@ pub(super) fn read_invoice(text: &str) -> Result<Invoice, String> {
 
 fn read_account(
     row: AccountRow,
-    nearest_reseller: Option<String>,
-    root: &str,
+    reseller: Option<(AccountId, bool)>,
     assignment_rows: Vec<AssignmentRow>,
     quantity_rows: Vec<BatchQuantityRow>,
     snapshot_texts: Vec<String>,
@@ -615,19 +586,8 @@ fn read_account(
     } else {
         Some(parse_object(&bookkeeper_text).map_err(|problem| invalid(&account, "services.bookkeeper", problem))?)
     };
-    let reseller = row
-        .reseller_id
-        .filter(|id| !id.is_empty())
-        .or(nearest_reseller)
-        .unwrap_or_else(|| {
-            if root.is_empty() {
-                row.id.clone()
-            } else {
-                root.to_owned()
-            }
-        });
-    let billed_by_master = reseller == root;
-    let reseller_id = AccountId::parse(reseller).map_err(|error| invalid(&account, "reseller id", error))?;
+    let (reseller_id, billed_by_master) =
+        reseller.ok_or_else(|| invalid(&account, "reseller id", "the account was removed while it was read"))?;
 
     let mut assignments = Vec::with_capacity(assignment_rows.len());
     for assignment in assignment_rows {

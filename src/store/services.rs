@@ -9,8 +9,10 @@
 use super::locked::{on_tx, Tx};
 use super::{on_conn, step, Conn, Store, StoreError};
 use crate::domain::quantities::{diff_bucket, Bucket, Quantities};
+use crate::domain::reseller::{self, Ancestor, Lineage};
 use crate::domain::summary::{record_entries, DaySummary, GregorianSeconds, RecordEntry};
 use crate::domain::{AccountId, Category, ItemName};
+use std::collections::BTreeMap;
 
 /// The master account (the smallest id of the accounts without a parent), on a
 /// connection already held. The roots come from the `parent_id` index and are sorted
@@ -28,6 +30,106 @@ pub(super) async fn master_account_on(conn: &mut Conn) -> Result<Option<String>,
             .map_err(what)?,
     };
     Ok(roots.into_iter().min())
+}
+
+/// Accounts per statement of the lineage query, under SQLite's parameter limit.
+const LINEAGE_IDS_PER_STATEMENT: usize = 400;
+
+/// The nearest-reseller rule's inputs for a batch of accounts, and its answers: the
+/// one place billing, top-up and the services operations learn an account's reseller.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Resellers {
+    master: Option<AccountId>,
+    lineages: BTreeMap<String, Lineage>,
+}
+
+impl Resellers {
+    pub(super) fn master(&self) -> Option<&AccountId> {
+        self.master.as_ref()
+    }
+
+    /// The account's lineage; `None` when the account was not found.
+    pub(super) fn lineage(&self, account: &str) -> Option<&Lineage> {
+        self.lineages.get(account)
+    }
+
+    /// The account's reseller (`domain::reseller::nearest_reseller`).
+    pub(super) fn reseller_of(&self, account: &str) -> Option<AccountId> {
+        self.lineage(account)
+            .map(|lineage| reseller::nearest_reseller(lineage, self.master()))
+    }
+
+    /// Whether the account is the master or its reseller is the master.
+    pub(super) fn billed_by_master(&self, account: &str) -> Option<bool> {
+        self.lineage(account)
+            .map(|lineage| reseller::billed_by_master(lineage, self.master()))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct LineageRow {
+    account_id: String,
+    depth: i32,
+    ancestor: String,
+    is_reseller: bool,
+    reseller_id: Option<String>,
+}
+
+/// Every account of the batch with its stored reseller id, and every ancestor of it
+/// with its depth and reseller flag, in one recursive query per 400 accounts, on a
+/// connection already held. Unknown accounts are left out.
+pub(super) async fn resellers_on(conn: &mut Conn, accounts: &[AccountId]) -> Result<Resellers, StoreError> {
+    let master = master_account_on(conn).await?.and_then(|id| AccountId::parse(id).ok());
+    let mut lineages: BTreeMap<String, Lineage> = BTreeMap::new();
+    for chunk in accounts.chunks(LINEAGE_IDS_PER_STATEMENT) {
+        let list = (1..=chunk.len())
+            .map(|index| format!("${index}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Depth 0 is the account itself (for its stored reseller id), then its parent.
+        let sql = format!(
+            "WITH RECURSIVE chain (account_id, ancestor, depth) AS ( \
+                 SELECT id, id, 0 FROM accounts WHERE id IN ({list}) \
+                 UNION ALL \
+                 SELECT chain.account_id, a.parent_id, chain.depth + 1 FROM chain \
+                 JOIN accounts a ON a.id = chain.ancestor WHERE a.parent_id IS NOT NULL AND chain.depth < 64) \
+             SELECT chain.account_id, CAST(chain.depth AS INTEGER) AS depth, chain.ancestor, a.is_reseller, a.reseller_id \
+             FROM chain JOIN accounts a ON a.id = chain.ancestor ORDER BY chain.account_id, chain.depth"
+        );
+        let rows: Vec<LineageRow> = on_conn!(conn, |c| {
+            let mut query = sqlx::query_as::<_, LineageRow>(&sql);
+            for account in chunk {
+                query = query.bind(account.as_str());
+            }
+            query
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("reading accounts and their ancestors for their reseller"))?
+        });
+        for row in rows {
+            let Ok(ancestor) = AccountId::parse(row.ancestor.as_str()) else {
+                continue;
+            };
+            if row.depth == 0 {
+                lineages.insert(
+                    row.account_id,
+                    Lineage {
+                        account: ancestor,
+                        stored_reseller: row.reseller_id.and_then(|id| AccountId::parse(id).ok()),
+                        ancestors: Vec::new(),
+                    },
+                );
+                continue;
+            }
+            if let Some(lineage) = lineages.get_mut(&row.account_id) {
+                lineage.ancestors.push(Ancestor {
+                    id: ancestor,
+                    is_reseller: row.is_reseller,
+                });
+            }
+        }
+    }
+    Ok(Resellers { master, lineages })
 }
 
 /// An account's place in the tree.
@@ -62,46 +164,40 @@ impl Store {
     /// The account and its ancestors, walked up from `parent_id`; `None` when unknown.
     pub async fn account_node(&self, account: &AccountId) -> Result<Option<AccountNode>, StoreError> {
         let mut conn = self.acquire().await?;
-        let sql = "WITH RECURSIVE chain (id, depth) AS ( \
-                       SELECT id, 0 FROM accounts WHERE id = $1 \
-                       UNION ALL \
-                       SELECT a.parent_id, chain.depth + 1 FROM chain JOIN accounts a ON a.id = chain.id \
-                       WHERE a.parent_id IS NOT NULL AND chain.depth < 64) \
-                   SELECT a.id, a.name, a.parent_id, a.is_reseller, a.deleted \
-                   FROM chain JOIN accounts a ON a.id = chain.id ORDER BY chain.depth";
-        let rows: Vec<NodeRow> = on_conn!(&mut conn, |c| {
+        let sql = "SELECT id, name, parent_id, is_reseller, deleted FROM accounts WHERE id = $1";
+        let own: Option<NodeRow> = on_conn!(&mut conn, |c| {
             sqlx::query_as(sql)
                 .bind(account.as_str())
-                .fetch_all(&mut **c)
+                .fetch_optional(&mut **c)
                 .await
-                .map_err(step("reading an account and its ancestors"))?
+                .map_err(step("reading an account"))?
         });
-        let mut rows = rows.into_iter();
-        let Some(own) = rows.next() else {
+        let Some(own) = own else {
             return Ok(None);
         };
-        let mut ancestors = Vec::new();
-        let mut reseller_id = None;
-        let mut root = None;
-        for row in rows {
-            let id = account_id(row.id)?;
-            if reseller_id.is_none() && row.is_reseller {
-                reseller_id = Some(id.clone());
-            }
-            if row.parent_id.is_none() {
-                root = Some(id.clone());
-            }
-            ancestors.push(id);
-        }
-        ancestors.reverse();
+        let resellers = resellers_on(&mut conn, std::slice::from_ref(account)).await?;
+        drop(conn);
+        let Some(lineage) = resellers.lineage(account.as_str()) else {
+            return Ok(None);
+        };
         let is_master = own.parent_id.is_none();
+        let ancestors = lineage
+            .ancestors
+            .iter()
+            .rev()
+            .map(|ancestor| ancestor.id.clone())
+            .collect();
+        let reseller_id = match is_master {
+            true => None,
+            false => resellers.reseller_of(account.as_str()),
+        };
         Ok(Some(AccountNode {
             id: account_id(own.id)?,
             name: own.name,
             parent: own.parent_id.map(account_id).transpose()?,
             ancestors,
             is_reseller: own.is_reseller,
-            reseller_id: reseller_id.or(root),
+            reseller_id,
             is_master,
             deleted: own.deleted,
         }))

@@ -9,7 +9,6 @@ use super::billing::UnreadableAccount;
 use super::{on_conn, step, Store, StoreError};
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::AccountId;
-use std::collections::BTreeMap;
 
 /// Up to this many account ids per statement (bind limits of both backends).
 const IDS_PER_STATEMENT: usize = 400;
@@ -132,20 +131,11 @@ pub struct TopupAccount {
 #[derive(sqlx::FromRow)]
 struct TopupAccountRow {
     id: String,
-    parent_id: Option<String>,
-    reseller_id: Option<String>,
     topup_amount: Option<String>,
     topup_threshold: Option<String>,
     bookkeeper: Option<String>,
     balance: i64,
     recent: bool,
-}
-
-#[derive(sqlx::FromRow)]
-struct ChainRow {
-    account_id: String,
-    ancestor: String,
-    is_reseller: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -357,11 +347,6 @@ impl Store {
             Some(accounts) => accounts.chunks(IDS_PER_STATEMENT).collect(),
             None => vec![&[]],
         };
-        let root: Option<String> = {
-            let mut conn = self.acquire().await?;
-            super::services::master_account_on(&mut conn).await?
-        };
-        let root = root.unwrap_or_default();
         let mut readable = Vec::new();
         let mut unreadable = Vec::new();
         for chunk in chunks {
@@ -375,23 +360,13 @@ impl Store {
                 ),
                 None => "NOT a.deleted AND (a.topup_amount IS NOT NULL OR a.topup_threshold IS NOT NULL)".to_owned(),
             };
-            let (account_filter, chain_filter) = (filter(2), filter(1));
+            let account_filter = filter(2);
             let account_sql = format!(
-                "SELECT a.id, a.parent_id, a.reseller_id, a.topup_amount, a.topup_threshold, s.bookkeeper, \
+                "SELECT a.id, a.topup_amount, a.topup_threshold, s.bookkeeper, \
                         CAST(COALESCE((SELECT SUM(l.amount_units) FROM ledgers l WHERE l.account_id = a.id), 0) \
                              AS BIGINT) AS balance, \
                         {TOPPED_UP_SINCE} AS recent \
                  FROM accounts a LEFT JOIN services s ON s.account_id = a.id WHERE {account_filter} ORDER BY a.id"
-            );
-            // Every ancestor of the selected accounts, nearest first, for their reseller.
-            let chain_sql = format!(
-                "WITH RECURSIVE chain (account_id, ancestor, depth) AS ( \
-                     SELECT a.id, a.parent_id, 1 FROM accounts a WHERE {chain_filter} AND a.parent_id IS NOT NULL \
-                     UNION ALL \
-                     SELECT chain.account_id, p.parent_id, chain.depth + 1 FROM chain \
-                     JOIN accounts p ON p.id = chain.ancestor WHERE p.parent_id IS NOT NULL AND chain.depth < 64) \
-                 SELECT chain.account_id, chain.ancestor, a.is_reseller \
-                 FROM chain JOIN accounts a ON a.id = chain.ancestor ORDER BY chain.account_id, chain.depth"
             );
             let mut conn = self.acquire().await?;
             let rows: Vec<TopupAccountRow> = on_conn!(&mut conn, |c| {
@@ -404,30 +379,15 @@ impl Store {
                     .await
                     .map_err(step("reading accounts to top up"))?
             });
-            let chain: Vec<ChainRow> = on_conn!(&mut conn, |c| {
-                let mut query = sqlx::query_as::<_, ChainRow>(&chain_sql);
-                for account in chunk {
-                    query = query.bind(account.as_str());
-                }
-                query
-                    .fetch_all(&mut **c)
-                    .await
-                    .map_err(step("reading ancestors of accounts to top up"))?
-            });
-            let mut nearest_reseller: BTreeMap<String, String> = BTreeMap::new();
-            for row in chain {
-                if row.is_reseller || row.ancestor == root {
-                    nearest_reseller.entry(row.account_id).or_insert(row.ancestor);
-                }
-            }
+            // The reseller decides the default bookkeeper type; read on the connection in hand.
+            let ids: Vec<AccountId> = rows
+                .iter()
+                .filter_map(|row| AccountId::parse(row.id.as_str()).ok())
+                .collect();
+            let resellers = super::services::resellers_on(&mut conn, &ids).await?;
+            drop(conn);
             for row in rows {
-                let reseller = row
-                    .reseller_id
-                    .clone()
-                    .filter(|id| !id.is_empty())
-                    .or_else(|| nearest_reseller.remove(&row.id))
-                    .unwrap_or_else(|| root.clone());
-                let billed_by_master = row.parent_id.is_none() || reseller == root;
+                let billed_by_master = resellers.billed_by_master(&row.id).unwrap_or(false);
                 let Ok(account) = AccountId::parse(row.id.as_str()) else {
                     tracing::warn!(account_id = %row.id, "account with an unusable id; not topped up");
                     continue;

@@ -30,6 +30,7 @@ mod quote_cli;
 mod quote_examples;
 mod quote_vectors;
 mod reconcile;
+mod reseller;
 mod runs;
 mod support;
 mod sync;
