@@ -24,6 +24,7 @@ mod ingest_platform;
 mod inventory_store;
 mod isolation;
 mod ops;
+mod overrides;
 mod parity;
 mod properties;
 mod quote_cli;
