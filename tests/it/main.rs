@@ -29,6 +29,7 @@ mod parity;
 mod properties;
 mod quote_cli;
 mod quote_examples;
+mod quote_labels;
 mod quote_vectors;
 mod reconcile;
 mod runs;
