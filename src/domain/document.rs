@@ -200,54 +200,42 @@ impl fmt::Display for Coercion {
 /// Kazoo's `merge_recursive` (`plans.md` §6): every leaf of `right` is set in `left`.
 ///
 /// An object on the right is descended into, so an empty object changes nothing; any
-/// other value (arrays included) replaces; `null` deletes the path.
+/// other value (arrays included) replaces; `null` deletes the path. A `null` already
+/// in `left` is left alone: combining account-wide overrides (left) with per-plan ones
+/// (right) keeps the account-wide nulls, which then delete from the plan, while a
+/// per-plan `null` only removes the account-wide value (§6 "Where a `null` acts").
 pub fn deep_merge(left: &mut Map, right: &Map) {
-    merge_leaves(left, right.clone(), NullLeaf::Deletes);
+    merge_leaves(left, right.clone());
 }
 
 /// [`deep_merge`] that moves the right side's values instead of copying them.
 pub fn deep_merge_owned(left: &mut Map, right: Map) {
-    merge_leaves(left, right, NullLeaf::Deletes);
+    merge_leaves(left, right);
 }
 
-/// [`deep_merge`] for stacking one set of overrides onto another: a `null` on the
-/// right is kept as `null`, so that it still deletes when the stacked overrides are
-/// applied to a plan (`plans.md` §6: per-plan overrides win over the account-wide
-/// ones leaf by leaf, and a `null` override removes the plan's value).
-pub fn stack_overrides(left: &mut Map, right: &Map) {
-    merge_leaves(left, right.clone(), NullLeaf::IsKept);
-}
-
-/// What a `null` leaf on the right does.
-#[derive(Clone, Copy)]
-enum NullLeaf {
-    Deletes,
-    IsKept,
-}
-
-fn merge_leaves(left: &mut Map, right: Map, null_leaf: NullLeaf) {
+fn merge_leaves(left: &mut Map, right: Map) {
     for (key, right_value) in right {
-        match (right_value, null_leaf) {
-            (Value::Null, NullLeaf::Deletes) => {
+        match right_value {
+            Value::Null => {
                 left.remove(&key);
             }
-            (Value::Object(right_child), _) => match left.get_mut(&key) {
-                Some(Value::Object(left_child)) => merge_leaves(left_child, right_child, null_leaf),
+            Value::Object(right_child) => match left.get_mut(&key) {
+                Some(Value::Object(left_child)) => merge_leaves(left_child, right_child),
                 // Nothing to merge with and nothing to drop: the subtree moves as it is.
-                None if is_plain(&right_child, null_leaf) => {
+                None if is_plain(&right_child) => {
                     left.insert(key, Value::Object(right_child));
                 }
                 _ => {
                     // A leaf set below a non-object replaces it; with no leaf at all
                     // (only empty objects below) nothing is set and nothing is created.
                     let mut created = Map::new();
-                    merge_leaves(&mut created, right_child, null_leaf);
+                    merge_leaves(&mut created, right_child);
                     if !created.is_empty() {
                         left.insert(key, Value::Object(created));
                     }
                 }
             },
-            (leaf, _) => {
+            leaf => {
                 left.insert(key, leaf);
             }
         }
@@ -255,12 +243,12 @@ fn merge_leaves(left: &mut Map, right: Map, null_leaf: NullLeaf) {
 }
 
 /// Whether merging `map` into nothing would copy it unchanged: it holds no empty
-/// object (which merging ignores) and, where nulls delete, no null.
-fn is_plain(map: &Map, null_leaf: NullLeaf) -> bool {
+/// object (which merging ignores) and no null (which merging drops).
+fn is_plain(map: &Map) -> bool {
     !map.is_empty()
         && map.values().all(|value| match value {
-            Value::Null => matches!(null_leaf, NullLeaf::IsKept),
-            Value::Object(child) => is_plain(child, null_leaf),
+            Value::Null => false,
+            Value::Object(child) => is_plain(child),
             _ => true,
         })
 }
@@ -438,10 +426,17 @@ mod tests {
     }
 
     #[test]
-    fn stacked_overrides_keep_their_nulls() {
-        let mut global = map(vec![("rate", num("12"))]);
-        stack_overrides(&mut global, &map(vec![("discounts", Value::Null), ("rate", num("7"))]));
-        assert_eq!(global, map(vec![("discounts", Value::Null), ("rate", num("7"))]));
+    fn deep_merge_keeps_the_left_nulls_and_drops_the_right_ones() {
+        let mut account_wide = map(vec![("rate", num("12")), ("minimum", Value::Null)]);
+        deep_merge(
+            &mut account_wide,
+            &map(vec![
+                ("rate", Value::Null),
+                ("discounts", Value::Null),
+                ("step", num("2")),
+            ]),
+        );
+        assert_eq!(account_wide, map(vec![("minimum", Value::Null), ("step", num("2"))]));
     }
 
     #[test]

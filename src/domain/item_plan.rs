@@ -141,12 +141,21 @@ impl<'a> FieldReader<'a> {
         self.read(key, Value::to_integer)
     }
 
-    fn text(&mut self, key: &str) -> Option<String> {
+    /// A display label (`name`, `as`) as Kazoo reads it: a string, or a number taken
+    /// as its text; a value Kazoo's `kz_term:is_empty` calls empty reads as absent, so
+    /// the item keeps its key and its default name (quirk Q-PLN-16).
+    fn label(&mut self, key: &str) -> Option<String> {
         self.read(key, |value| match value {
-            Value::String(text) => Ok(text.clone()),
-            _ => Err(Coercion::WrongKind { expected: "a string" }),
+            Value::String(text) => Ok(Some(text.clone()).filter(|text| !is_empty_label(text))),
+            // Kazoo's `is_empty` holds for the numbers 0 and 0.0, whatever their spelling.
+            Value::Number(number) if number.as_decimal().is_some_and(|exact| exact.is_zero()) => Ok(None),
+            Value::Number(number) => Ok(Some(number.as_text().to_owned())),
+            Value::Array(items) if items.is_empty() => Ok(None),
+            _ => Err(Coercion::WrongKind {
+                expected: "a string or a number",
+            }),
         })
-        .filter(|text| !text.is_empty())
+        .flatten()
     }
 
     fn object(&mut self, key: &str) -> Option<&'a Map> {
@@ -189,6 +198,11 @@ impl<'a> FieldReader<'a> {
     }
 }
 
+/// The strings Kazoo's `kz_term:is_empty` treats as no value at all.
+fn is_empty_label(text: &str) -> bool {
+    matches!(text, "" | "0" | "NULL" | "undefined")
+}
+
 /// A tier key is a canonical non-negative integer: `0`, `5`, `10`; not `05`, `-1`, `2.5`.
 fn canonical_threshold(key: &str) -> Option<u64> {
     let canonical = key == "0" || (!key.starts_with('0') && !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()));
@@ -217,8 +231,8 @@ impl ItemPlan {
         // `plans.md` §1: for `cascade`, anything that is not true-like is false.
         let cascade = map.get("cascade").is_some_and(|value| value.to_bool() == Ok(true));
         let activation_charge = fields.money("activation_charge");
-        let name = fields.text("name");
-        let masquerade = fields.text("as");
+        let name = fields.label("name");
+        let masquerade = fields.label("as");
         let exceptions = fields
             .read("exceptions", |value| match value {
                 Value::Array(items) => Ok(items
@@ -307,7 +321,7 @@ fn read_cumulative(map: &Map, path: &Path, issues: &mut Vec<Issue>) -> Cumulativ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::testing::{money, num};
+    use crate::domain::testing::{money, num, text};
     fn tiers(entries: &[(&str, Value)]) -> Value {
         Value::Object(entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
     }
@@ -353,6 +367,53 @@ mod tests {
                 r#"plan.devices.sip_device.rates."10": expected a number, found "abc""#.to_owned(),
                 "plan.devices.sip_device.rates.x: tier thresholds must be whole numbers of units written without sign or leading zeros".to_owned(),
             ]
+        );
+    }
+
+    fn labels(name: Value, masquerade: Value) -> (Option<String>, Option<String>, Vec<Issue>) {
+        let mut issues = Vec::new();
+        let map: Map = [("name".to_owned(), name), ("as".to_owned(), masquerade)].into();
+        let plan = ItemPlan::read(&map, &Path::root(), &mut issues);
+        (plan.name, plan.masquerade, issues)
+    }
+
+    #[test]
+    fn labels_kazoo_calls_empty_read_as_absent() {
+        let empties = [
+            text(""),
+            text("0"),
+            text("NULL"),
+            text("undefined"),
+            num("0"),
+            num("0.0"),
+            Value::Array(Vec::new()),
+        ];
+        for empty in empties {
+            assert_eq!(
+                labels(empty.clone(), empty.clone()),
+                (None, None, Vec::new()),
+                "{empty:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn numeric_labels_read_as_their_text_and_other_kinds_are_refused() {
+        assert_eq!(
+            labels(num("42"), num("7.5")),
+            (Some("42".to_owned()), Some("7.5".to_owned()), Vec::new())
+        );
+        assert_eq!(
+            labels(text("null"), text(" 0")),
+            (Some("null".to_owned()), Some(" 0".to_owned()), Vec::new()),
+            "only the exact forms are empty"
+        );
+        let (name, _, issues) = labels(Value::Bool(true), text("x"));
+        assert_eq!(name, None);
+        let messages: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            vec!["name: expected a string or a number, found true".to_owned()]
         );
     }
 

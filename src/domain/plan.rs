@@ -6,7 +6,7 @@
 //! bookkeeper, one group per invoice. Validation of plan documents (§2-§3, strict,
 //! for input we are asked to accept) lives here too, over the same readers pricing uses.
 
-use super::document::{deep_merge, stack_overrides, strip_empty, Map, Path, Value};
+use super::document::{deep_merge, strip_empty, Map, Path, Value};
 use super::ids::{AccountId, PlanId};
 use super::item_plan::{Issue, ItemPlan};
 use std::fmt;
@@ -130,13 +130,9 @@ pub fn resolve_plans(
     assigned: &[AssignedPlan],
     object_plans: &[AssignedPlan],
 ) -> Vec<BookkeeperGroup> {
-    let assigned = assigned.iter().map(|plan| {
-        let mut overrides = context.global_overrides.clone();
-        if let Some(own) = &plan.overrides {
-            stack_overrides(&mut overrides, own);
-        }
-        prepare_plan(context, plan, &overrides)
-    });
+    let assigned = assigned
+        .iter()
+        .map(|plan| prepare_plan(context, plan, &assigned_overrides(context, plan)));
     let objects = object_plans
         .iter()
         .map(|plan| prepare_plan(context, plan, plan.overrides.as_ref().unwrap_or(&Map::new())));
@@ -152,6 +148,18 @@ pub fn resolve_plans(
         }
     }
     groups
+}
+
+/// Step 1.1, Kazoo's `get_services_plan_overrides`: the per-plan overrides deep-merged
+/// onto the account-wide ones. A per-plan `null` is consumed here (it removes the
+/// account-wide value and never reaches the plan); an account-wide `null` the plan's
+/// overrides leave alone stays and deletes from the plan in step 5.
+fn assigned_overrides(context: &PlanContext, plan: &AssignedPlan) -> Map {
+    let mut overrides = context.global_overrides.clone();
+    if let Some(own) = &plan.overrides {
+        deep_merge(&mut overrides, own);
+    }
+    overrides
 }
 
 fn prepare_plan(context: &PlanContext, plan: &AssignedPlan, overrides: &Map) -> PreparedPlan {
@@ -373,51 +381,109 @@ mod tests {
         assert_eq!(bookkeepers, vec!["default/res/default_bookkeeper", "http/res/bk1"]);
     }
 
-    #[test]
-    fn plan_overrides_win_over_global_overrides_and_nulls_delete() {
+    /// `{"plan": {"devices": {"sip_device": fields}}}`.
+    fn sip_device(fields: Vec<(&str, Value)>) -> Map {
+        map(obj(vec![(
+            "plan",
+            obj(vec![("devices", obj(vec![("sip_device", obj(fields))]))]),
+        )]))
+    }
+
+    /// The prepared `devices.sip_device` of plan `plan` under the given overrides.
+    fn prepared_sip_device(plan: Map, account_wide: Map, per_plan: Option<Map>) -> Value {
         let plan = AssignedPlan {
-            overrides: Some(map(obj(vec![(
-                "plan",
-                obj(vec![(
-                    "devices",
-                    obj(vec![(
-                        "sip_device",
-                        obj(vec![("discounts", Value::Null), ("rate", num("7"))]),
-                    )]),
-                )]),
-            )]))),
-            ..assigned(
-                "a",
-                obj(vec![(
-                    "plan",
-                    obj(vec![(
-                        "devices",
-                        obj(vec![(
-                            "sip_device",
-                            obj(vec![
-                                ("rate", num("10")),
-                                ("discounts", obj(vec![("single", obj(vec![("rate", num("2"))]))])),
-                            ]),
-                        )]),
-                    )]),
-                )]),
-            )
+            overrides: per_plan,
+            ..assigned("a", Value::Object(plan))
         };
         let mut context = context();
-        context.global_overrides = map(obj(vec![(
-            "plan",
-            obj(vec![(
-                "devices",
-                obj(vec![("sip_device", obj(vec![("rate", num("12"))]))]),
-            )]),
-        )]));
+        context.global_overrides = account_wide;
         let groups = resolve_plans(&context, &[plan], &[]);
         let document = &groups[0].plans[0].document;
+        let sip_device = document
+            .get("plan")
+            .and_then(Value::as_object)
+            .and_then(|plan| plan.get("devices"))
+            .and_then(Value::as_object)
+            .and_then(|devices| devices.get("sip_device"));
+        sip_device.cloned().unwrap_or(Value::Null)
+    }
+
+    fn discounted() -> Vec<(&'static str, Value)> {
+        vec![
+            ("rate", num("10")),
+            ("discounts", obj(vec![("single", obj(vec![("rate", num("2"))]))])),
+        ]
+    }
+
+    #[test]
+    fn plan_overrides_win_over_global_overrides_and_their_nulls_never_reach_the_plan() {
+        // plans.md §7.7, "per-plan override with null".
+        let merged = prepared_sip_device(
+            sip_device(discounted()),
+            sip_device(vec![("rate", num("12"))]),
+            Some(sip_device(vec![("discounts", Value::Null), ("rate", num("7"))])),
+        );
         assert_eq!(
-            document.get("plan"),
+            merged,
+            obj(vec![
+                ("discounts", obj(vec![("single", obj(vec![("rate", num("2"))]))])),
+                ("rate", num("7")),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_per_plan_null_without_account_wide_overrides_does_nothing() {
+        // Issue 12's example: the plan's minimum stays.
+        let plan = sip_device(vec![("rate", num("5")), ("minimum", num("10"))]);
+        let merged = prepared_sip_device(plan, Map::new(), Some(sip_device(vec![("minimum", Value::Null)])));
+        assert_eq!(merged, obj(vec![("minimum", num("10")), ("rate", num("5"))]));
+    }
+
+    #[test]
+    fn a_per_plan_null_removes_only_the_account_wide_value() {
+        let plan = sip_device(vec![("rate", num("5")), ("minimum", num("10"))]);
+        let merged = prepared_sip_device(
+            plan,
+            sip_device(vec![("minimum", num("20")), ("rate", num("6"))]),
+            Some(sip_device(vec![("minimum", Value::Null)])),
+        );
+        assert_eq!(merged, obj(vec![("minimum", num("10")), ("rate", num("6"))]));
+    }
+
+    #[test]
+    fn an_account_wide_null_deletes_the_plan_value() {
+        // plans.md §7.7, "account-wide override with null".
+        let merged = prepared_sip_device(
+            sip_device(discounted()),
+            sip_device(vec![("discounts", Value::Null), ("rate", num("7"))]),
+            None,
+        );
+        assert_eq!(merged, obj(vec![("rate", num("7"))]));
+        let untouched_by_the_plan_overrides = prepared_sip_device(
+            sip_device(discounted()),
+            sip_device(vec![("discounts", Value::Null)]),
+            Some(sip_device(vec![("rate", num("7"))])),
+        );
+        assert_eq!(untouched_by_the_plan_overrides, obj(vec![("rate", num("7"))]));
+    }
+
+    #[test]
+    fn object_plans_take_their_own_nulls_as_deletions() {
+        // Object plans have no account-wide layer: their overrides go onto the plan.
+        let object_plan = AssignedPlan {
+            overrides: Some(sip_device(vec![("minimum", Value::Null)])),
+            ..assigned(
+                "o",
+                Value::Object(sip_device(vec![("rate", num("5")), ("minimum", num("10"))])),
+            )
+        };
+        let groups = resolve_plans(&context(), &[], &[object_plan]);
+        assert_eq!(
+            groups[0].plans[0].document.get("plan"),
             Some(&obj(vec![(
                 "devices",
-                obj(vec![("sip_device", obj(vec![("rate", num("7"))]))])
+                obj(vec![("sip_device", obj(vec![("rate", num("5"))]))])
             )]))
         );
     }

@@ -577,24 +577,74 @@ fn worked_merge_outcomes_of_plans_section_7_7() {
     assert_eq!(merged_sip_device(json!([t1.clone(), t2.clone()])), json!({ "rate": 1 }));
     assert_eq!(merged_sip_device(json!([t2, t1])), json!({ "rate": 2 }));
 
-    let mut with_null = plan_entry("a", "simple", Some(10), discounted);
-    with_null["overrides"] = json!({ "plan": { "devices": { "sip_device": { "discounts": null, "rate": 7 } } } });
-    assert_eq!(merged_sip_device(json!([with_null])), json!({ "rate": 7 }));
+    let null_override = json!({ "plan": { "devices": { "sip_device": { "discounts": null, "rate": 7 } } } });
+    let mut per_plan = plan_entry("a", "simple", Some(10), discounted.clone());
+    per_plan["overrides"] = null_override.clone();
+    assert_eq!(
+        merged_sip_device(json!([per_plan])),
+        json!({ "rate": 7, "discounts": { "single": { "rate": 2 } } }),
+        "a per-plan null does not reach the plan"
+    );
+    let account_wide = quote(json!({
+        "plans": [plan_entry("a", "simple", Some(10), discounted)],
+        "overrides": null_override,
+    }));
+    assert_eq!(
+        invoice(&account_wide, 0)["plan"]["devices"]["sip_device"],
+        json!({ "rate": 7 }),
+        "an account-wide null deletes the plan's value"
+    );
 }
 
 #[test]
-fn a_null_plan_override_deletes_even_under_account_wide_overrides() {
+fn a_per_plan_null_removes_the_account_wide_override_and_the_plan_value_stays() {
     let request = json!({
         "plans": [{
             "id": "a",
             "plan": { "devices": { "sip_device": { "rate": 10, "discounts": { "single": { "rate": 2 } } } } },
             "overrides": { "plan": { "devices": { "sip_device": { "discounts": null } } } },
         }],
-        "overrides": { "plan": { "devices": { "sip_device": { "rate": 12 } } } },
+        "overrides": { "plan": { "devices": { "sip_device": { "rate": 12, "discounts": { "single": { "rate": 5 } } } } } },
     });
     let response = quote(request);
     assert_eq!(
         invoice(&response, 0)["plan"]["devices"]["sip_device"],
-        json!({ "rate": 12 })
+        json!({ "rate": 12, "discounts": { "single": { "rate": 2 } } })
     );
+}
+
+/// Issue 12: plan `sip_device {rate 5, minimum 10}`, per-plan override `{minimum: null}`,
+/// quantity 3. Kazoo keeps the minimum: billable 10, total 50.
+#[test]
+fn issue_12_a_per_plan_null_minimum_keeps_the_plan_minimum() {
+    let request = json!({
+        "plans": [{
+            "id": "p",
+            "plan": { "devices": { "sip_device": { "rate": 5, "minimum": 10 } } },
+            "overrides": { "plan": { "devices": { "sip_device": { "minimum": null } } } },
+        }],
+        "quantities": { "account": { "devices": { "sip_device": 3 } } },
+    });
+    let response = quote(request.clone());
+    let sip_device = item(invoice(&response, 0), "devices", "sip_device");
+    assert_eq!(sip_device["quantity"], json!(3));
+    assert_eq!(sip_device["billable"], json!(10));
+    assert_money(&sip_device["total"], "50");
+    assert_money(&invoice(&response, 0)["summary"]["recurring"], "50");
+
+    // The same null as an account-wide override deletes the minimum: 3 × 5.
+    let mut account_wide = request_without_plan_overrides(&request);
+    account_wide["overrides"] = json!({ "plan": { "devices": { "sip_device": { "minimum": null } } } });
+    let response = quote(account_wide);
+    let sip_device = item(invoice(&response, 0), "devices", "sip_device");
+    assert_eq!(sip_device["billable"], json!(3));
+    assert_money(&sip_device["total"], "15");
+}
+
+fn request_without_plan_overrides(request: &Value) -> Value {
+    let mut request = request.clone();
+    for plan in request["plans"].as_array_mut().expect("plans") {
+        plan.as_object_mut().expect("plan").remove("overrides");
+    }
+    request
 }
