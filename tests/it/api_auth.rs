@@ -428,3 +428,73 @@ on_both_backends!(
     outside_its_tree_a_token_cannot_tell_missing_accounts_from_foreign_ones,
     tokens_are_listed_without_their_secret_and_revoked_by_id,
 );
+
+/// The operator's side, as a process: `tokens create --expires`, `tokens list`,
+/// `tokens revoke`, `accounts api-key --generate`, and the key logging in.
+#[tokio::test]
+async fn the_token_and_api_key_commands_print_secrets_once_and_revoke_by_id() {
+    use std::process::Command;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("tally.db").display());
+    let store = Store::open(&tally::config::DatabaseUrl::new(url.clone()))
+        .await
+        .expect("store");
+    seed_tree(&store).await;
+    let tally = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(args)
+            .current_dir(directory.path())
+            .env_remove("TALLY_CONFIG")
+            .env("TALLY_DATABASE_URL", &url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("tally runs")
+    };
+    let created = tally(&["tokens", "create", "--account", "a", "--expires", "12h"]);
+    assert!(created.status.success(), "{created:?}");
+    let plain = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    assert_eq!(plain.len(), 64);
+    let refused = tally(&["tokens", "create", "--account", "r", "--super-admin"]);
+    assert_eq!(refused.status.code(), Some(65), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("master"));
+    let bad_lifetime = tally(&["tokens", "create", "--account", "a", "--expires", "0s"]);
+    assert_eq!(bad_lifetime.status.code(), Some(2), "{bad_lifetime:?}");
+
+    let listed = tally(&["tokens", "list", "--json"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(!text.contains(&plain), "the list never shows a token");
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    let created_at = rows[0]["created_at"].as_i64().expect("created_at");
+    assert_eq!(rows[0]["expires_at"].as_i64(), Some(created_at + 12 * 3600));
+    assert_eq!(rows[0]["origin"], "cli");
+
+    let key = tally(&["accounts", "api-key", "b", "--generate"]);
+    assert!(key.status.success(), "{key:?}");
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    assert_eq!(key.len(), 64);
+    let unknown = tally(&["accounts", "api-key", "nobody", "--generate"]);
+    assert_eq!(unknown.status.code(), Some(65), "{unknown:?}");
+    let server = serve(&store, LoginSettings::default()).await;
+    let login = put(
+        &format!("{}/v2/api_auth", server.base),
+        &json!({"data": {"api_key": key}}),
+    )
+    .await;
+    assert_eq!(login.status, 201, "{}", login.body);
+    assert_eq!(login.body["data"]["account_id"], "b");
+
+    let id = rows[0]["id"].as_str().expect("id").to_owned();
+    let services = format!("{}/v2/accounts/a/services", server.base);
+    assert_eq!(get(&services, Some(&plain)).await.status, 200);
+    let revoked = tally(&["tokens", "revoke", &id]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert_eq!(get(&services, Some(&plain)).await.status, 401);
+    let again = tally(&["tokens", "revoke", &id]);
+    assert_eq!(again.status.code(), Some(65), "{again:?}");
+    store.close().await;
+}
