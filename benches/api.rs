@@ -137,7 +137,17 @@ async fn bench_backend(store: &Store, accounts: u64, duration: Duration) -> Vec<
     assert!(!targets.is_empty(), "the demo assigns plans");
     let master = store.master_account().await.expect("master").expect("a master account");
     let token = store
-        .create_token(&master, true, Some("bench"), GregorianSeconds(NOW))
+        .create_token(
+            tally::store::NewToken {
+                account: &master,
+                super_admin: true,
+                expires_at: None,
+                origin: tally::store::TokenOrigin::Cli,
+                owner_id: None,
+                description: Some("bench"),
+            },
+            GregorianSeconds(NOW),
+        )
         .await
         .expect("token");
 

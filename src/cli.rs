@@ -59,6 +59,11 @@ pub enum Command {
         #[command(subcommand)]
         operation: TokensOperation,
     },
+    /// Accounts: their credentials for Kazoo's logins.
+    Accounts {
+        #[command(subcommand)]
+        operation: AccountsOperation,
+    },
     /// Feed the inventory the platform's documents (Kazoo accounts, users, devices,
     /// numbers…): from a dump, or by following a CouchDB server. Exit codes: 65 some
     /// documents rejected (the rest applied), 75 CouchDB unreachable (checkpoints kept).
@@ -186,6 +191,75 @@ pub struct ServeArgs {
 pub enum TokensOperation {
     /// Create a token acting as an account; it is printed once and stored hashed.
     Create(TokenCreateArgs),
+    /// List the tokens (id, account, origin, expiry; never the token itself).
+    List(TokenListArgs),
+    /// Revoke a token by its listed id (or the token itself), or every token of an
+    /// account.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// Only this account's tokens.
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["token", "account"])))]
+pub struct TokenRevokeArgs {
+    /// The id `tally tokens list` shows (or the token itself).
+    #[arg(value_name = "ID")]
+    pub token: Option<String>,
+    /// Revoke every token of this account instead.
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsOperation {
+    /// Set an account's api key (for `PUT /v2/api_auth`): `--generate` makes a new
+    /// random key, stores it and prints it once. Ingesting the account's document
+    /// later sets the key the document carries.
+    ApiKey(ApiKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApiKeyArgs {
+    /// The account.
+    #[arg(value_name = "ACCOUNT")]
+    pub account: String,
+    /// Generate a new key (replacing the current one).
+    #[arg(long, required = true)]
+    pub generate: bool,
+}
+
+/// A lifetime as typed: `90s`, `30m`, `12h`, `7d` or plain seconds; more than zero.
+pub fn parse_lifetime(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: give a number with s, m, h or d (e.g. 12h)")),
+    };
+    let count: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: give a number with s, m, h or d (e.g. 12h)"))?;
+    match count.checked_mul(seconds_per_unit) {
+        Some(0) => Err("a token must live longer than zero seconds".to_owned()),
+        // Beyond a century the Gregorian arithmetic stays far from overflow anyway.
+        Some(seconds) if seconds <= 100 * 366 * 86_400 => Ok(std::time::Duration::from_secs(seconds)),
+        _ => Err(format!("{text:?}: at most 100 years")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +273,9 @@ pub struct TokenCreateArgs {
     /// What the token is for.
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
+    /// The token expires after this long (`90s`, `30m`, `12h`, `7d`); default: never.
+    #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
+    pub expires: Option<std::time::Duration>,
 }
 
 /// Who is acting and how to print, shared by every `services` and `plans` command.

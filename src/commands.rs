@@ -845,7 +845,12 @@ pub(crate) async fn run_serve(settings: &Settings, args: &tally::cli::ServeArgs)
     tracing::info!(%address, "serving the HTTP API");
     let shutdown = stop_on_signals();
     let store = ops.store().clone();
-    tally::api::serve(ops, listener, shutdown.cancelled_owned())
+    let login = tally::api::LoginSettings {
+        token_lifetime: std::time::Duration::from_secs(settings.api.login_token_seconds),
+        failures_allowed: settings.api.login_failures_allowed,
+        failure_window: std::time::Duration::from_secs(settings.api.login_failure_window_seconds),
+    };
+    tally::api::serve_with_login(ops, login, listener, shutdown.cancelled_owned())
         .await
         .map_err(anyhow::Error::from)?;
     store.close().await;
@@ -861,13 +866,32 @@ pub(crate) async fn run_token_create(
         .map_err(|error| Failure::Other(anyhow::anyhow!("--account: {error}")))?;
     let store = open_store(settings).await?;
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
+    let expires_at = args.expires.map(|lifetime| {
+        let seconds = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+        GregorianSeconds(now.0.saturating_add(seconds))
+    });
     let created = store
-        .create_token(&account, args.super_admin, args.description.as_deref(), now)
+        .create_token(
+            tally::store::NewToken {
+                account: &account,
+                super_admin: args.super_admin,
+                expires_at,
+                origin: tally::store::TokenOrigin::Cli,
+                owner_id: None,
+                description: args.description.as_deref(),
+            },
+            now,
+        )
         .await;
     store.close().await;
+    print_secret_or_refusal(created)
+}
+
+/// Prints a secret shown once (a token, an api key), or the store's refusal (exit 65).
+fn print_secret_or_refusal(created: Result<String, StoreError>) -> Result<ExitCode, Failure> {
     match created {
-        Ok(token) => {
-            println!("{token}");
+        Ok(secret) => {
+            println!("{secret}");
             Ok(ExitCode::SUCCESS)
         }
         Err(StoreError::Refused(reason)) => {
@@ -876,4 +900,111 @@ pub(crate) async fn run_token_create(
         }
         Err(error) => Err(Failure::Other(error.into())),
     }
+}
+
+/// Gregorian seconds as UTC text, for listings.
+fn gregorian_text(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(GregorianSeconds(seconds).unix(), 0)
+        .map(|time| time.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| seconds.to_string())
+}
+
+/// `tally tokens list`: one line per token (never the token itself).
+pub(crate) async fn run_token_list(settings: &Settings, args: &tally::cli::TokenListArgs) -> Result<ExitCode, Failure> {
+    let account = args
+        .account
+        .as_deref()
+        .map(AccountId::parse)
+        .transpose()
+        .map_err(|error| Failure::Other(anyhow::anyhow!("--account: {error}")))?;
+    let store = open_store(settings).await?;
+    let tokens = store.list_tokens(account.as_ref()).await;
+    store.close().await;
+    let tokens = tokens.map_err(|error| Failure::Other(error.into()))?;
+    let now = GregorianSeconds::from_utc(chrono::Utc::now());
+    for token in &tokens {
+        let expired = token.expires_at.is_some_and(|at| at <= now.0);
+        if args.json {
+            let line = serde_json::json!({
+                "id": token.id,
+                "account_id": token.account_id,
+                "super_admin": token.super_admin,
+                "origin": token.origin,
+                "owner_id": token.owner_id,
+                "created_at": token.created_at,
+                "expires_at": token.expires_at,
+                "expired": expired,
+                "description": token.description,
+            });
+            println!("{line}");
+            continue;
+        }
+        let expires = match token.expires_at {
+            None => "never".to_owned(),
+            Some(at) if expired => format!("{} (expired)", gregorian_text(at)),
+            Some(at) => gregorian_text(at),
+        };
+        println!(
+            "{}  {}  {:<9}  {:<11}  created {}  expires {}{}{}",
+            token.id,
+            token.account_id,
+            token.origin,
+            if token.super_admin { "super-admin" } else { "-" },
+            gregorian_text(token.created_at),
+            expires,
+            token
+                .owner_id
+                .as_deref()
+                .map(|owner| format!("  owner {owner}"))
+                .unwrap_or_default(),
+            token
+                .description
+                .as_deref()
+                .map(|text| format!("  ({text})"))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally tokens revoke`: exit 65 when nothing matched.
+pub(crate) async fn run_token_revoke(
+    settings: &Settings,
+    args: &tally::cli::TokenRevokeArgs,
+) -> Result<ExitCode, Failure> {
+    let store = open_store(settings).await?;
+    let revoked = match (&args.token, &args.account) {
+        (_, Some(account)) => {
+            let account = AccountId::parse(account.as_str())
+                .map_err(|error| Failure::Other(anyhow::anyhow!("--account: {error}")))?;
+            store.revoke_account_tokens(&account).await
+        }
+        (Some(token), None) => store.revoke_token(token).await,
+        (None, None) => unreachable!("clap requires a token id or --account"),
+    };
+    store.close().await;
+    match revoked.map_err(|error| Failure::Other(error.into()))? {
+        0 => {
+            eprintln!("tally: no such token");
+            Ok(ExitCode::from(EXIT_DATA_ERROR))
+        }
+        count => {
+            println!("revoked {count} token(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `tally accounts api-key ACCOUNT --generate`: prints the new key, the only time it
+/// is shown.
+pub(crate) async fn run_api_key(settings: &Settings, args: &tally::cli::ApiKeyArgs) -> Result<ExitCode, Failure> {
+    let account =
+        AccountId::parse(args.account.as_str()).map_err(|error| Failure::Other(anyhow::anyhow!("ACCOUNT: {error}")))?;
+    let store = open_store(settings).await?;
+    let generated = match tally::store::random_secret() {
+        Ok(key) => store.set_api_key(&account, &key).await.map(|()| key),
+        Err(error) => Err(error),
+    };
+    store.close().await;
+    print_secret_or_refusal(generated)
 }

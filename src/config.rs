@@ -31,6 +31,29 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub topup: TopupSettings,
     pub ingest: IngestSettings,
+    pub api: ApiSettings,
+}
+
+/// `tally serve`: Kazoo's logins (`PUT /v2/api_auth`, `PUT /v2/user_auth`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// How long a login's token lives (Kazoo's default: 3600).
+    pub login_token_seconds: u64,
+    /// Failed logins one source address may make within `login_failure_window_seconds`;
+    /// then 429 with Retry-After until the window ends.
+    pub login_failures_allowed: u32,
+    pub login_failure_window_seconds: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            login_token_seconds: 3600,
+            login_failures_allowed: 10,
+            login_failure_window_seconds: 300,
+        }
+    }
 }
 
 /// Automatic top-ups (`sync-and-bookkeepers.md` §10, Kazoo's `topup.enable`).

@@ -9,7 +9,7 @@ mod commands;
 use clap::Parser;
 use commands::*;
 use std::process::ExitCode;
-use tally::cli::{Cli, Command, InventoryOperation, Job, TokensOperation};
+use tally::cli::{AccountsOperation, Cli, Command, InventoryOperation, Job, TokensOperation};
 use tally::config::Settings;
 use tally::exit::ExitCode as TallyExit;
 use tally::runs::RunOutcome;
@@ -88,9 +88,14 @@ fn main() -> ExitCode {
             Command::Config => Ok(run_config(&settings)),
             Command::Runs(args) => run_runs(&settings, &args).await,
             Command::Serve(args) => run_serve(&settings, &args).await,
-            Command::Tokens {
-                operation: TokensOperation::Create(args),
-            } => run_token_create(&settings, &args).await,
+            Command::Tokens { operation } => match operation {
+                TokensOperation::Create(args) => run_token_create(&settings, &args).await,
+                TokensOperation::List(args) => run_token_list(&settings, &args).await,
+                TokensOperation::Revoke(args) => run_token_revoke(&settings, &args).await,
+            },
+            Command::Accounts {
+                operation: AccountsOperation::ApiKey(args),
+            } => run_api_key(&settings, &args).await,
             Command::Inventory { operation } => match operation {
                 InventoryOperation::Import(args) => commands::inventory::run_import(&settings, &args).await,
                 InventoryOperation::Follow(args) => commands::inventory::run_follow(&settings, &args).await,

@@ -35,6 +35,8 @@ pub(super) struct ApiError {
     /// What went wrong inside, for the log only (500s).
     internal: Option<String>,
     allow: Option<String>,
+    /// Seconds for the `Retry-After` header of a 429.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -45,11 +47,20 @@ impl ApiError {
             data: Value::Object(Map::new()),
             internal: None,
             allow: None,
+            retry_after: None,
         }
     }
 
     pub(super) fn invalid_credentials() -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "invalid credentials")
+    }
+
+    /// Too many failed logins from one address (`api::login`).
+    pub(super) fn too_many_requests(retry_after_seconds: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after_seconds),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many requests")
+        }
     }
 
     pub(super) fn not_found() -> ApiError {
@@ -78,6 +89,7 @@ impl From<OpsError> for ApiError {
             data: error.data(),
             internal: status.is_server_error().then(|| error.to_string()),
             allow: None,
+            retry_after: None,
         }
     }
 }
@@ -112,7 +124,9 @@ impl Meta {
         }
     }
 
-    fn common(&self, body: &mut Map<String, Value>) {
+    /// `auth_token` is the token the answer is about: the caller's on a success, the
+    /// new one on a login; an error never echoes the token it was sent.
+    fn common(&self, body: &mut Map<String, Value>, auth_token: &str) {
         body.insert("timestamp".to_owned(), Value::String(timestamp()));
         body.insert(
             "version".to_owned(),
@@ -120,7 +134,7 @@ impl Meta {
         );
         body.insert("node".to_owned(), Value::String(self.node.to_string()));
         body.insert("request_id".to_owned(), Value::String(self.request_id.clone()));
-        body.insert("auth_token".to_owned(), Value::String(self.auth_token.clone()));
+        body.insert("auth_token".to_owned(), Value::String(auth_token.to_owned()));
     }
 
     pub(super) fn success(&self, reply: Reply) -> Response {
@@ -144,8 +158,18 @@ impl Meta {
         }
         body.insert("revision".to_owned(), Value::String("undefined".to_owned()));
         body.insert("status".to_owned(), Value::String("success".to_owned()));
-        self.common(&mut body);
+        self.common(&mut body, &self.auth_token);
         self.respond(StatusCode::OK, body, None)
+    }
+
+    /// A login's answer: 201 with the new token in `auth_token`, as Kazoo's PUT.
+    pub(super) fn issued(&self, token: &str, data: Value) -> Response {
+        let mut body = Map::new();
+        body.insert("data".to_owned(), data);
+        body.insert("revision".to_owned(), Value::String("undefined".to_owned()));
+        body.insert("status".to_owned(), Value::String("success".to_owned()));
+        self.common(&mut body, token);
+        self.respond(StatusCode::CREATED, body, None)
     }
 
     pub(super) fn failure(&self, error: ApiError) -> Response {
@@ -157,8 +181,14 @@ impl Meta {
         body.insert("error".to_owned(), Value::String(error.status.as_u16().to_string()));
         body.insert("message".to_owned(), Value::String(error.message));
         body.insert("status".to_owned(), Value::String("error".to_owned()));
-        self.common(&mut body);
-        self.respond(error.status, body, error.allow)
+        self.common(&mut body, "");
+        let mut response = self.respond(error.status, body, error.allow);
+        if let Some(seconds) = error.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 
     fn respond(&self, status: StatusCode, body: Map<String, Value>, allow: Option<String>) -> Response {

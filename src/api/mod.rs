@@ -7,11 +7,14 @@
 //! operation's, so the command line and the API cannot disagree.
 
 mod envelope;
+mod login;
 mod request;
 pub mod routes;
 
+pub use login::LoginSettings;
 pub use routes::{routes, Op, Route, Verb};
 
+use crate::domain::token::TokenVerdict;
 use crate::domain::AccountId;
 use crate::ops::{Caller, ListQuery, Operations, OpsError, Rights, WriteMode};
 use axum::extract::rejection::PathRejection;
@@ -24,7 +27,7 @@ use envelope::{ApiError, Meta, Reply};
 use request::Input;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// The token header (Kazoo's).
@@ -37,6 +40,8 @@ struct AppState {
     ops: Operations,
     /// The envelope's `node`.
     node: Arc<str>,
+    login: LoginSettings,
+    failed_logins: Arc<login::FailedLogins>,
 }
 
 /// The API's router, built from [`routes()`]; any other method on a served path is a
@@ -44,9 +49,16 @@ struct AppState {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so audit logs get the
 /// client's address.
 pub fn router(ops: Operations) -> Router {
+    router_with_login(ops, LoginSettings::default())
+}
+
+/// [`router`] with the login settings of the configuration.
+pub fn router_with_login(ops: Operations, login: LoginSettings) -> Router {
     let state = AppState {
         ops,
         node: node_name().into(),
+        login,
+        failed_logins: Arc::default(),
     };
     let mut paths: BTreeMap<&'static str, Vec<(Verb, Op)>> = BTreeMap::new();
     for route in routes() {
@@ -84,9 +96,19 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_login(ops, LoginSettings::default(), listener, shutdown).await
+}
+
+/// [`serve`] with the login settings of the configuration (`tally serve`).
+pub async fn serve_with_login(
+    ops: Operations,
+    login: LoginSettings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router(ops).into_make_service_with_connect_info::<SocketAddr>(),
+        router_with_login(ops, login).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
@@ -109,13 +131,51 @@ async fn handle(
     request: Request,
 ) -> Response {
     let meta = Meta::of(&state.node, request.headers());
+    if let Some(kind) = login_kind(op) {
+        return match log_in(&state, kind, request).await {
+            Ok(issued) => meta.issued(&issued.token, issued.data),
+            Err(error) => meta.failure(error),
+        };
+    }
     match run(&state.ops, &meta, verb, op, params, request).await {
         Ok(reply) => meta.success(reply),
         Err(error) => meta.failure(error),
     }
 }
 
-/// Kazoo's order: a malformed body is refused before the credentials are checked.
+fn login_kind(op: Op) -> Option<login::LoginKind> {
+    match op {
+        Op::ApiAuth => Some(login::LoginKind::ApiKey),
+        Op::UserAuth => Some(login::LoginKind::UserCredentials),
+        _ => None,
+    }
+}
+
+/// A login (`api_auth`, `user_auth`): no token, the body's `data` is the credentials.
+async fn log_in(state: &AppState, kind: login::LoginKind, request: Request) -> Result<login::Issued, ApiError> {
+    let (parts, body) = request.into_parts();
+    let input = Input::read(body).await?;
+    login::login(
+        &state.ops,
+        &state.login,
+        &state.failed_logins,
+        client_address(&parts),
+        kind,
+        &input.data,
+    )
+    .await
+}
+
+/// The address the request came from, when the server was given it.
+fn client_address(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
+/// The credentials come first: a request without a valid token is 401 whatever its
+/// body, so nothing about the body is revealed to an anonymous caller.
 async fn run(
     ops: &Operations,
     meta: &Meta,
@@ -132,8 +192,8 @@ async fn run(
         let database = request::query_value(&parts.uri, "database");
         return Ok(ops.ingest_documents(&caller, &body, database.as_deref()).await?.into());
     }
-    let input = Input::read(body).await?;
     let caller = authenticate(ops, meta, &parts).await?;
+    let input = Input::read(body).await?;
     let Path(params) = params.map_err(|rejection| OpsError::BadIdentifier {
         cause: rejection.body_text(),
     })?;
@@ -215,6 +275,7 @@ async fn run(
             .into(),
         Op::CurrentServices => ops.current_services(&caller, &target.account()?).await?.into(),
         Op::Inventory => unreachable!("answered above, before the body is read as JSON"),
+        Op::ApiAuth | Op::UserAuth => unreachable!("logins are answered by `log_in`"),
         Op::AvailablePlan => ops
             .available_plan(&caller, &target.account()?, target.get("plan_id")?)
             .await?
@@ -253,24 +314,25 @@ async fn authenticate(ops: &Operations, meta: &Meta, parts: &Parts) -> Result<Ca
         .map(str::trim)
         .filter(|token| !token.is_empty())
         .ok_or_else(ApiError::invalid_credentials)?;
-    let Some((account, super_admin)) = ops.store().token_rights(token).await.map_err(OpsError::from)? else {
+    let Some(presented) = ops.store().token_access(token).await.map_err(OpsError::from)? else {
         return Err(ApiError::invalid_credentials());
     };
-    // A token whose account is gone acts for nobody.
-    let Some(node) = ops.store().account_node(&account).await.map_err(OpsError::from)? else {
-        return Err(ApiError::invalid_credentials());
+    let super_admin = match presented.stored.verdict(ops.now()) {
+        TokenVerdict::Granted { super_admin } => super_admin,
+        TokenVerdict::Invalid => return Err(ApiError::invalid_credentials()),
+        // A disabled account, or a super-admin row of a sub-account: known, refused.
+        TokenVerdict::AccountDisabled | TokenVerdict::SuperAdminOffMaster => return Err(OpsError::Forbidden.into()),
     };
-    let client_ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip().to_string())
+    let account = presented.account;
+    let client_ip = client_address(parts)
+        .map(|address| address.to_string())
         .unwrap_or_else(|| "undefined".to_owned());
     let audit = serde_json::json!({
         "crossbar_request": true,
         "authentication": {
             "type": "x-auth-token",
             "account_id": account.as_str(),
-            "account_name": node.name,
+            "account_name": presented.account_name,
         },
         "request": {
             "id": meta.request_id,

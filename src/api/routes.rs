@@ -9,6 +9,7 @@ use axum::routing::MethodFilter;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Verb {
     Get,
+    Put,
     Post,
     Patch,
     Delete,
@@ -18,6 +19,7 @@ impl Verb {
     pub fn method(self) -> Method {
         match self {
             Verb::Get => Method::GET,
+            Verb::Put => Method::PUT,
             Verb::Post => Method::POST,
             Verb::Patch => Method::PATCH,
             Verb::Delete => Method::DELETE,
@@ -27,6 +29,7 @@ impl Verb {
     pub fn as_str(self) -> &'static str {
         match self {
             Verb::Get => "GET",
+            Verb::Put => "PUT",
             Verb::Post => "POST",
             Verb::Patch => "PATCH",
             Verb::Delete => "DELETE",
@@ -36,6 +39,7 @@ impl Verb {
     pub(crate) fn filter(self) -> MethodFilter {
         match self {
             Verb::Get => MethodFilter::GET,
+            Verb::Put => MethodFilter::PUT,
             Verb::Post => MethodFilter::POST,
             Verb::Patch => MethodFilter::PATCH,
             Verb::Delete => MethodFilter::DELETE,
@@ -79,9 +83,18 @@ pub enum Op {
     AvailablePlan,
     /// `POST /v2/inventory`: the platform's documents (super admin).
     Inventory,
+    /// `PUT /v2/api_auth`: Kazoo's login with an account's api key (no token needed).
+    ApiAuth,
+    /// `PUT /v2/user_auth`: Kazoo's login with a user's credentials (no token needed).
+    UserAuth,
 }
 
 impl Op {
+    /// Whether the route needs an `X-Auth-Token` (everything but the logins).
+    pub fn needs_token(self) -> bool {
+        !matches!(self, Op::ApiAuth | Op::UserAuth)
+    }
+
     /// Whether the operation reads listing parameters (`page_size`, `created_from`, …).
     pub fn is_listing(self) -> bool {
         matches!(
@@ -105,7 +118,7 @@ const fn route(verb: Verb, path: &'static str, op: Op) -> Route {
 }
 
 use Op::*;
-use Verb::{Delete, Get, Patch, Post};
+use Verb::{Delete, Get, Patch, Post, Put};
 
 const SERVICES: &str = "/v2/accounts/{account_id}/services";
 
@@ -182,6 +195,8 @@ static ROUTES: &[Route] = &[
     ),
     route(Get, "/v2/accounts/{account_id}/service_plans/editable", Editable),
     route(Post, "/v2/inventory", Inventory),
+    route(Put, "/v2/api_auth", ApiAuth),
+    route(Put, "/v2/user_auth", UserAuth),
 ];
 
 /// Every route the server has.

@@ -31,5 +31,6 @@ pub use ids::{AccountId, Category, ItemName, PlanId};
 pub use money::Money;
 pub use quantities::{Bucket, Quantities, QuantityBuckets, QuantityChange};
 pub mod summary;
+pub mod token;
 pub mod topup;
 pub mod tree;

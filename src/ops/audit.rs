@@ -115,7 +115,7 @@ impl Operations {
     /// `GET /services/audit`: `{id, status, reason?, message?, type?, summary}` rows,
     /// newest first, paged.
     pub async fn audit_logs(&self, caller: &Caller, account: &AccountId, query: &ListQuery) -> Result<Page, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         let (from, to) = resolve_range(query, self.now(), MAXIMUM_RANGE)?;
         let page_size = query
@@ -148,7 +148,7 @@ impl Operations {
 
     /// `GET /services/audit/{AUDIT_ID}`: the audit log's public fields and `id`.
     pub async fn audit_log(&self, caller: &Caller, account: &AccountId, audit_id: &str) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         let not_found = || OpsError::BadIdentifier {
             cause: audit_id.to_owned(),
@@ -172,7 +172,7 @@ impl Operations {
         query: &ListQuery,
         source: Option<&str>,
     ) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         let max_range = if query.created_to.is_some_and(|to| to > 0) {
             SUMMARY_RANGE_WITH_END

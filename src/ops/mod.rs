@@ -198,17 +198,21 @@ impl Operations {
         &self.context
     }
 
-    fn now(&self) -> GregorianSeconds {
+    /// The operations' clock (the API's logins and tokens read it too).
+    pub fn now(&self) -> GregorianSeconds {
         self.clock.now()
     }
 
-    /// The target account, or 404 `bad identifier` when it does not exist.
-    async fn account(&self, account: &AccountId) -> Result<AccountNode, OpsError> {
-        self.store()
-            .account_node(account)
-            .await?
-            .ok_or_else(|| OpsError::BadIdentifier {
+    /// The target account, or 404 `bad identifier` when it does not exist. A caller
+    /// that is not a super admin gets 403 instead, as for an existing account outside
+    /// its tree: whether an account exists is not revealed outside one's tree.
+    async fn account(&self, caller: &Caller, account: &AccountId) -> Result<AccountNode, OpsError> {
+        match self.store().account_node(account).await? {
+            Some(node) => Ok(node),
+            None if caller.is_super_admin() => Err(OpsError::BadIdentifier {
                 cause: account.to_string(),
-            })
+            }),
+            None => Err(OpsError::Forbidden),
+        }
     }
 }

@@ -110,14 +110,14 @@ impl Operations {
         account: &AccountId,
         query: &ListQuery,
     ) -> Result<Page, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         self.plan_page(account.as_str(), query).await
     }
 
     /// `GET /service_plans/{PLAN_ID}`: a plan the account stores.
     pub async fn vendor_plan(&self, caller: &Caller, account: &AccountId, plan: &str) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         let stored = self
             .store()
@@ -129,7 +129,7 @@ impl Operations {
 
     /// `GET /service_plans/available/{PLAN_ID}`: a plan the account's reseller offers.
     pub async fn available_plan(&self, caller: &Caller, account: &AccountId, plan: &str) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         let stored = self
             .store()
@@ -197,7 +197,7 @@ impl Operations {
         account: &AccountId,
         data: &Value,
     ) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         caller.check_super_admin()?;
         let data = input::object(data, "data")?;
@@ -222,7 +222,7 @@ impl Operations {
 
     /// `GET /service_plans/current`: the legacy "current services" view.
     pub async fn current_services(&self, caller: &Caller, account: &AccountId) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         let record = self.store().services_record(account).await?;
         let quantities = self.store().quantities(account).await?;
@@ -266,7 +266,7 @@ impl Operations {
         vendor: &AccountId,
         documents: &Value,
     ) -> Result<ImportReport, OpsError> {
-        let node = self.account(vendor).await?;
+        let node = self.account(caller, vendor).await?;
         caller.check_access(&node)?;
         if !matches!(&caller.rights, super::Rights::Token { account, .. } if account == vendor) {
             caller.check_super_admin()?;

@@ -234,7 +234,7 @@ impl Operations {
 
     /// `GET /services`: the `plans` map, in assignment order.
     pub async fn services_plans(&self, caller: &Caller, account: &AccountId) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         Ok(plans_map(&self.store().services_record(account).await?))
     }
@@ -248,7 +248,7 @@ impl Operations {
         data: &Value,
         mode: WriteMode,
     ) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_reseller(&node)?;
         let data = input::object(data, "data")?;
         let reseller = reseller_of(&node);
@@ -324,7 +324,7 @@ impl Operations {
 
     /// Legacy `GET /services/status`.
     pub async fn services_status(&self, caller: &Caller, account: &AccountId) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         let standing = self
             .store()
@@ -344,7 +344,7 @@ impl Operations {
         account: &AccountId,
         data: &Value,
     ) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         caller.check_super_admin()?;
         let data = input::object(data, "data")?;
@@ -396,7 +396,7 @@ impl Operations {
         account: &AccountId,
         billing_id: &str,
     ) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_reseller(&node)?;
         check_billing_id(&node, billing_id)?;
         let change = ServicesChange {
@@ -417,7 +417,7 @@ impl Operations {
         data: &Value,
         mode: WriteMode,
     ) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_reseller(&node)?;
         let mut with_id = input::object(data, "data")?.clone();
         // The plan id comes from the path.
@@ -444,7 +444,7 @@ impl Operations {
 
     /// `DELETE /services/{PLAN_ID}`.
     pub async fn unassign_plan(&self, caller: &Caller, account: &AccountId, plan: &str) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_reseller(&node)?;
         let record = self
             .modify_assignments(caller, account, |record| unassign(record, plan))
@@ -477,7 +477,7 @@ impl Operations {
 
     /// `GET /services/manual`.
     pub async fn manual_quantities(&self, caller: &Caller, account: &AccountId) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         Ok(quantities_json(&self.store().quantities(account).await?.manual))
     }
@@ -491,7 +491,7 @@ impl Operations {
         data: &Value,
         mode: WriteMode,
     ) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_reseller(&node)?;
         let data = input::object(data, "data")?;
         // What the request sets (0 deletes), applied to the stored bucket under the
@@ -558,7 +558,7 @@ impl Operations {
 
     /// `GET /services/overrides`.
     pub async fn overrides(&self, caller: &Caller, account: &AccountId) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         Ok(self.store().services_record(account).await?.overrides)
     }
@@ -571,7 +571,7 @@ impl Operations {
         data: &Value,
         mode: WriteMode,
     ) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_reseller(&node)?;
         let new = input::object(data, "data")?.clone();
         input::check_overrides(&Value::Object(new.clone()), "")?;
@@ -592,7 +592,7 @@ impl Operations {
 
     /// `POST /services/reconciliation`: recount and reprice this account now. Returns `{}`.
     pub async fn reconcile_account(&self, caller: &Caller, account: &AccountId) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_reseller(&node)?;
         self.recount(account).await?;
         self.reprice_now(caller, account).await?;
@@ -602,7 +602,7 @@ impl Operations {
     /// `POST /services/synchronization`: recount, reprice and deliver every invoice of
     /// this account now (`sync-and-bookkeepers.md` §4.3). Returns `{}`.
     pub async fn synchronize_account(&self, caller: &Caller, account: &AccountId) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_reseller(&node)?;
         self.recount(account).await?;
         let now = self.now();

@@ -288,7 +288,7 @@ impl Operations {
     pub async fn quote(&self, caller: &Caller, account: Option<&AccountId>, data: &Value) -> Result<Value, OpsError> {
         let node = match account {
             Some(account) => {
-                let node = self.account(account).await?;
+                let node = self.account(caller, account).await?;
                 caller.check_access(&node)?;
                 Some(node)
             }
@@ -489,7 +489,7 @@ impl Operations {
 
     /// `GET /services/summary`.
     pub async fn services_summary(&self, caller: &Caller, account: &AccountId) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         let stored = self.stored_account(account).await?;
         let (invoices, merged) = self.price(&stored)?;
@@ -514,7 +514,7 @@ impl Operations {
         account: &AccountId,
         query: &ListQuery,
     ) -> Result<Page, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         self.plan_page(&reseller_of(&node), query).await
     }
@@ -546,7 +546,7 @@ impl Operations {
     pub async fn editable(&self, caller: &Caller, account: Option<&AccountId>) -> Result<Value, OpsError> {
         let reseller = match account {
             Some(account) => {
-                let node = self.account(account).await?;
+                let node = self.account(caller, account).await?;
                 caller.check_access(&node)?;
                 if node.is_reseller || node.is_master {
                     node.id.clone()

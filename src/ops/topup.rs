@@ -16,7 +16,7 @@ impl Operations {
     /// `POST /services/topup` `{amount}` (dollars, number or numeric string): credit
     /// the account's ledger through its bookkeeper. Returns `{ledger, transaction?}`.
     pub async fn topup(&self, caller: &Caller, account: &AccountId, data: &Value) -> Result<Value, OpsError> {
-        let node = self.account(account).await?;
+        let node = self.account(caller, account).await?;
         caller.check_access(&node)?;
         let units = amount_units(data)?;
         let now = self.now();

@@ -37,6 +37,9 @@ pub use services::{
     AccountNode, AuditCursor, AuditLogPage, AuditLogQuery, AuditLogRow, CatalogPlan, PlanAssignment, PlanWrite,
     ServicesChange, ServicesRecord,
 };
+pub use tokens::{
+    random_secret, LoginAccount, LoginUser, NewToken, PresentedToken, TokenListing, TokenOrigin, TOKEN_ID_LENGTH,
+};
 pub use topup::{LedgerRow, NewLedger, NewTransaction, TopupAccount, TransactionRow, TransactionStatus};
 
 use crate::config::DatabaseUrl;

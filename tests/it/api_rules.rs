@@ -31,7 +31,7 @@ async fn every_route_needs_a_token_from_the_tree(store: &Store) {
     let (base, _server) = start_server(store).await;
     let sibling = token(store, "s", false).await;
     let customer = token(store, "a", false).await;
-    for route in routes() {
+    for route in routes().iter().filter(|route| route.op.needs_token()) {
         let on_account = route.path.contains("{account_id}");
         let url = format!("{base}{}", concrete(route.path, "a"));
         let body = body_for(route.verb);

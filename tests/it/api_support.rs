@@ -34,9 +34,14 @@ pub async fn start_server_with(ops: Operations) -> (String, JoinHandle<()>) {
 pub async fn token(store: &Store, account: &str, super_admin: bool) -> String {
     store
         .create_token(
-            &crate::helpers::id(account),
-            super_admin,
-            Some("test"),
+            tally::store::NewToken {
+                account: &crate::helpers::id(account),
+                super_admin,
+                expires_at: None,
+                origin: tally::store::TokenOrigin::Cli,
+                owner_id: None,
+                description: Some("test"),
+            },
             GregorianSeconds(63_900_000_000),
         )
         .await

@@ -2,6 +2,7 @@
 //! against SQLite and PostgreSQL.
 
 mod api;
+mod api_auth;
 mod api_cli;
 mod api_concurrency;
 mod api_openapi;
@@ -23,6 +24,7 @@ mod ingest_faces;
 mod ingest_platform;
 mod inventory_store;
 mod isolation;
+mod kazoo_sdk;
 mod ops;
 mod overrides;
 mod parity;

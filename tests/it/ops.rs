@@ -254,8 +254,11 @@ async fn tokens_act_on_their_tree_only(store: &Store) {
     ops.services_plans(&token("x", true), &a())
         .await
         .expect("a super admin");
+    // Whether an account exists is not revealed outside one's tree (issue 12): a
+    // missing account is refused like a foreign one; a super admin learns it is missing.
+    forbidden(ops.services_plans(&token("r", false), &id("ghost")).await);
     assert!(matches!(
-        ops.services_plans(&token("r", false), &id("ghost")).await,
+        ops.services_plans(&token("x", true), &id("ghost")).await,
         Err(OpsError::BadIdentifier { cause }) if cause == "ghost"
     ));
 
