@@ -5,8 +5,11 @@
 //! activation lines of all pending rows (`sync-and-bookkeepers.md` §5.4). The delivery
 //! is frozen (body and idempotency key stored) before its first attempt and resent
 //! byte for byte until the bookkeeper answers 200 or 402, so a lost response can never
-//! turn into a second charge. Deliveries run in parallel up to a bound; a failure
-//! waits for its retry time, and after the policy's last attempt it is reported.
+//! turn into a second charge. Deliveries run in parallel up to a bound, in batches
+//! pipelined with the store (one batch on the wire while the previous one is recorded
+//! and the next one frozen); a failure waits for its retry time, and after the
+//! policy's last attempt it is reported. A delivery whose stored rows cannot be read
+//! is skipped and named (row and reason) once per run; the others go on.
 //!
 //! A run ends by counting what it leaves waiting (leased by another worker, waiting
 //! for a retry, for a bookkeeper's configuration, or for an operator): a run that
@@ -21,10 +24,14 @@ use crate::domain::changes::delivery;
 use crate::domain::plan::BookkeeperRef;
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::AccountId;
-use crate::store::{DeliveryResult, DueDelivery, NewDelivery, PendingDeliveries, Store, StoreError, NEVER};
+use crate::store::{
+    DeliveryResult, DueDelivery, NewDelivery, PendingCursor, PendingDeliveries, Store, StoreError, UnreadableDelivery,
+    NEVER,
+};
 use crate::wire::bookkeeper::DeliveryBody;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -40,8 +47,8 @@ pub struct BookkeeperSyncOptions {
     pub retry: RetryPolicy,
     /// Deliver only this account's invoices (the API's synchronisation of one account).
     pub account: Option<AccountId>,
-    /// Cancelled on shutdown or at the time limit: deliveries in flight finish and are
-    /// recorded, no new round starts.
+    /// Cancelled on shutdown or at the time limit: deliveries in flight (and the batch
+    /// already frozen behind them) finish and are recorded, no new batch is taken.
     pub stop: CancellationToken,
 }
 
@@ -64,6 +71,9 @@ pub struct BookkeeperSyncReport {
     pub acknowledged: usize,
     pub refused: usize,
     pub failed: Vec<FailedDelivery>,
+    /// Deliveries skipped because a stored row they need cannot be read (each named,
+    /// with why); the others were delivered.
+    pub unreadable: Vec<UnreadableDelivery>,
     /// Deliveries not attempted because their bookkeeper is not configured.
     pub awaiting_configuration: usize,
     /// Stopped before everything due was delivered.
@@ -74,10 +84,11 @@ pub struct BookkeeperSyncReport {
 }
 
 impl BookkeeperSyncReport {
-    /// The run ends as a temporary failure: a delivery failed, or deliveries are left
-    /// waiting (leased elsewhere, for a retry, for configuration, for an operator).
+    /// The run ends as a temporary failure: a delivery failed or could not be read, or
+    /// deliveries are left waiting (leased elsewhere, for a retry, for configuration,
+    /// for an operator).
     pub fn has_failures(&self) -> bool {
-        !self.failed.is_empty() || self.pending.total() > 0
+        !self.failed.is_empty() || !self.unreadable.is_empty() || self.pending.total() > 0
     }
 
     /// The report as one JSON object (`--json`).
@@ -89,6 +100,12 @@ impl BookkeeperSyncReport {
             "failed": self.failed.len(),
             "needs_attention": self.failed.iter().filter(|failure| failure.needs_attention).count(),
             "awaiting_configuration": self.awaiting_configuration,
+            "unreadable": self.unreadable.iter().map(|skipped| serde_json::json!({
+                "row": skipped.row,
+                "account_id": skipped.account,
+                "bookkeeper": skipped.bookkeeper.to_string(),
+                "reason": skipped.reason,
+            })).collect::<Vec<_>>(),
             "pending": pending_json(&self.pending),
             "duration_ms": u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
         })
@@ -104,6 +121,12 @@ impl BookkeeperSyncReport {
             self.failed.len(),
             self.duration.as_millis()
         );
+        for skipped in &self.unreadable {
+            text.push_str(&format!(
+                "skipped: account {} bookkeeper {}: {} cannot be read: {}\n",
+                skipped.account, skipped.bookkeeper, skipped.row, skipped.reason
+            ));
+        }
         if let Some(line) = pending_text(&self.pending) {
             text.push_str(&line);
             text.push('\n');
@@ -185,68 +208,25 @@ pub async fn run_once(
     store
         .wake_awaiting_configuration(options.now, options.account.as_ref())
         .await?;
-    loop {
-        if options.stop.is_cancelled() {
-            report.interrupted = true;
-            break;
-        }
-        let due = store
-            .due_deliveries(
-                options.now,
-                lease_until,
-                options.batch_size.max(1),
-                options.account.as_ref(),
-            )
-            .await?;
-        if due.is_empty() {
-            break;
-        }
-        let mut attempts = Vec::with_capacity(due.len());
-        let mut fresh = Vec::new();
-        let mut frozen = Vec::new();
-        for work in due {
-            match prepare(work) {
-                Prepared::Ready { attempt, frozen: None } => attempts.push(*attempt),
-                Prepared::Ready {
-                    attempt,
-                    frozen: Some(delivery),
-                } => {
-                    fresh.push(*attempt);
-                    frozen.push(*delivery);
-                }
-                Prepared::Skipped => {}
-                Prepared::Invalid(failure) => report.failed.push(failure),
-            }
-        }
-        // New deliveries are frozen before their first attempt; one another worker
-        // froze first is left to it.
-        let created = store.create_deliveries(&frozen, options.now, lease_until).await?;
-        attempts.extend(
-            fresh
-                .into_iter()
-                .zip(created)
-                .filter_map(|(attempt, created)| created.then_some(attempt)),
-        );
-        if attempts.is_empty() {
-            // Everything due was taken by another worker or could not be built.
-            break;
-        }
-        let outcomes: Vec<(Attempt, DeliveryOutcome)> = stream::iter(attempts)
-            .map(|attempt| async move {
-                let outcome = bookkeepers.deliver(&attempt.request).await;
-                (attempt, outcome)
-            })
-            .buffer_unordered(options.parallelism.max(1))
-            .collect()
-            .await;
-        let results: Vec<(String, DeliveryResult)> = outcomes
-            .into_iter()
-            .map(|(attempt, outcome)| {
-                let result = record(&attempt, outcome, options, &mut report);
-                (attempt.delivery_id, result)
-            })
-            .collect();
-        store.record_delivery_results(&results, options.now).await?;
+    // A pipeline: while one batch is on the wire, the store records the batch before it
+    // and freezes the batch after it. Each batch is frozen (committed) before it is
+    // sent and recorded after its answers, so a worker dying at any point leaves only
+    // leased deliveries that are resent with the same bytes and key.
+    let mut queue = Queue::default();
+    let mut batch = take_batch(store, options, lease_until, &mut queue, &mut report).await?;
+    let mut answered: Vec<(Attempt, DeliveryOutcome)> = Vec::new();
+    while !(batch.is_empty() && answered.is_empty() && queue.exhausted) {
+        let sending = tokio::spawn(send(bookkeepers.clone(), batch, options.parallelism.max(1)));
+        let store_work = async {
+            record_batch(store, answered, options, &mut report).await?;
+            take_batch(store, options, lease_until, &mut queue, &mut report).await
+        };
+        let (outcomes, following) = tokio::join!(sending, store_work);
+        answered = match outcomes {
+            Ok(outcomes) => outcomes,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        batch = following?;
     }
     if report.awaiting_configuration > 0 {
         tracing::warn!(
@@ -258,6 +238,144 @@ pub async fn run_once(
     report.pending = store.pending_deliveries(options.now, options.account.as_ref()).await?;
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// Where the run is in what is due.
+#[derive(Default)]
+struct Queue {
+    /// The pass's place among the pending (account, bookkeeper) pairs.
+    cursor: Option<PendingCursor>,
+    /// Retries were taken in this pass: once they are answered, rows queued behind
+    /// them may go, so the pass ends by starting over once.
+    retries_taken: bool,
+    /// Nothing more is due (or the run was asked to stop).
+    exhausted: bool,
+    /// Deliveries already reported as not buildable, so that a pass starting over does
+    /// not report them twice.
+    reported: HashSet<String>,
+}
+
+/// Takes the next batch of due deliveries, builds their requests and freezes the new
+/// ones; an empty batch when nothing more is due. Deliveries that cannot be built are
+/// reported once and the rest go on.
+async fn take_batch(
+    store: &Store,
+    options: &BookkeeperSyncOptions,
+    lease_until: GregorianSeconds,
+    queue: &mut Queue,
+    report: &mut BookkeeperSyncReport,
+) -> Result<Vec<Attempt>, StoreError> {
+    loop {
+        if queue.exhausted {
+            return Ok(Vec::new());
+        }
+        if options.stop.is_cancelled() {
+            report.interrupted = true;
+            queue.exhausted = true;
+            return Ok(Vec::new());
+        }
+        let due = store
+            .due_deliveries(
+                options.now,
+                lease_until,
+                options.batch_size.max(1),
+                options.account.as_ref(),
+                queue.cursor.as_ref(),
+            )
+            .await?;
+        if due.is_empty() {
+            if queue.retries_taken {
+                // Start over once the retries in flight are recorded (the next round).
+                queue.cursor = None;
+                queue.retries_taken = false;
+                return Ok(Vec::new());
+            }
+            queue.exhausted = true;
+            return Ok(Vec::new());
+        }
+        queue.retries_taken |= due.retries > 0;
+        queue.cursor = due.cursor;
+        for unreadable in due.unreadable {
+            if queue.reported.insert(format!(
+                "{}/{}/{}",
+                unreadable.row, unreadable.account, unreadable.bookkeeper
+            )) {
+                tracing::warn!(row = %unreadable.row, account_id = %unreadable.account,
+                    bookkeeper = %unreadable.bookkeeper, reason = %unreadable.reason,
+                    "delivery skipped: a stored row cannot be read");
+                report.unreadable.push(unreadable);
+            }
+        }
+        let mut attempts = Vec::with_capacity(due.deliveries.len());
+        let mut fresh = Vec::new();
+        let mut frozen = Vec::new();
+        for work in due.deliveries {
+            match prepare(work) {
+                Prepared::Ready { attempt, frozen: None } => attempts.push(*attempt),
+                Prepared::Ready {
+                    attempt,
+                    frozen: Some(delivery),
+                } => {
+                    fresh.push(*attempt);
+                    frozen.push(*delivery);
+                }
+                Prepared::Skipped => {}
+                Prepared::Invalid(failure) => {
+                    if queue
+                        .reported
+                        .insert(format!("{}/{}", failure.account, failure.bookkeeper))
+                    {
+                        report.failed.push(failure);
+                    }
+                }
+            }
+        }
+        // New deliveries are frozen before their first attempt; one another worker
+        // froze first is left to it.
+        let created = store.create_deliveries(&frozen, options.now, lease_until).await?;
+        attempts.extend(
+            fresh
+                .into_iter()
+                .zip(created)
+                .filter_map(|(attempt, created)| created.then_some(attempt)),
+        );
+        if !attempts.is_empty() {
+            return Ok(attempts);
+        }
+        // Everything in this batch was taken by another worker or could not be built:
+        // the pass goes on after it.
+    }
+}
+
+/// Sends a batch, up to `parallelism` at once. Spawned, so the answers come in while
+/// the job's own task builds the next batch.
+async fn send(bookkeepers: Bookkeepers, batch: Vec<Attempt>, parallelism: usize) -> Vec<(Attempt, DeliveryOutcome)> {
+    let bookkeepers = &bookkeepers;
+    stream::iter(batch)
+        .map(|attempt| async move {
+            let outcome = bookkeepers.deliver(&attempt.request).await;
+            (attempt, outcome)
+        })
+        .buffer_unordered(parallelism)
+        .collect()
+        .await
+}
+
+/// Records a batch's answers in one store transaction, counted in the report.
+async fn record_batch(
+    store: &Store,
+    answered: Vec<(Attempt, DeliveryOutcome)>,
+    options: &BookkeeperSyncOptions,
+    report: &mut BookkeeperSyncReport,
+) -> Result<(), StoreError> {
+    let results: Vec<(String, DeliveryResult)> = answered
+        .into_iter()
+        .map(|(attempt, outcome)| {
+            let result = record(&attempt, outcome, options, report);
+            (attempt.delivery_id, result)
+        })
+        .collect();
+    store.record_delivery_results(&results, options.now).await
 }
 
 enum Prepared {

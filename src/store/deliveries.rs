@@ -14,7 +14,7 @@ use crate::domain::plan::BookkeeperRef;
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::AccountId;
 use crate::wire::invoice::invoice as invoice_json;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 /// A delivery the bookkeeper-sync job should make now.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,21 +110,9 @@ struct PendingPairRow {
     bookkeeper_id: String,
 }
 
-/// A snapshot or pending audit row of one (account, bookkeeper), read for a batch.
-#[derive(sqlx::FromRow)]
-struct PairInvoiceRow {
-    /// The snapshot kind, or the audit row id.
-    row_key: String,
-    account_id: String,
-    bookkeeper_type: String,
-    bookkeeper_vendor_id: String,
-    bookkeeper_id: String,
-    invoice: String,
-}
-
 type Pair = (String, String, String, String);
 
-impl PairInvoiceRow {
+impl PendingPairRow {
     fn pair(&self) -> Pair {
         (
             self.account_id.clone(),
@@ -139,19 +127,84 @@ fn bookkeeper_ref(kind: String, vendor_id: String, id: String) -> BookkeeperRef 
     BookkeeperRef { kind, vendor_id, id }
 }
 
+/// Where a pass over the bookkeepers with pending audit rows has got to: the last
+/// (account, bookkeeper) a batch read. The next batch starts after it, so a pass reads
+/// each pending pair once (an index range scan, however many rows the platform keeps)
+/// and a pair that could not be delivered is not read again in the same pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCursor(Pair);
+
+/// A stored row the delivery path could not read: its delivery is skipped (and named),
+/// the others go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableDelivery {
+    /// Which row: `delivery <id>`, `audit row <id>` or `<kind> snapshot`.
+    pub row: String,
+    /// The account as stored (it may be the unreadable part).
+    pub account: String,
+    pub bookkeeper: BookkeeperRef,
+    pub reason: String,
+}
+
+/// One batch of what is due.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DueBatch {
+    pub deliveries: Vec<DueDelivery>,
+    /// Deliveries skipped because a row they need cannot be read.
+    pub unreadable: Vec<UnreadableDelivery>,
+    /// Where the next batch of this pass starts; `None` when no pending pair was left
+    /// after the cursor given.
+    pub cursor: Option<PendingCursor>,
+    /// Retries this batch leased: once answered they may let rows queued behind them
+    /// go, in a pass that starts over.
+    pub retries: usize,
+}
+
+impl DueBatch {
+    /// Nothing was due: no retry, no pending pair after the cursor.
+    pub fn is_empty(&self) -> bool {
+        self.deliveries.is_empty() && self.unreadable.is_empty() && self.cursor.is_none()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PendingAuditRow {
+    id: String,
+    account_id: String,
+    bookkeeper_type: String,
+    bookkeeper_vendor_id: String,
+    bookkeeper_id: String,
+    created_at: i64,
+    invoice: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct SnapshotRow {
+    kind: String,
+    account_id: String,
+    bookkeeper_type: String,
+    bookkeeper_vendor_id: String,
+    bookkeeper_id: String,
+    invoice: String,
+}
+
 impl Store {
     /// Deliveries due at `now`, at most `limit`: retries first (oldest due first),
-    /// then bookkeepers with pending rows not yet in a delivery. Retries are leased
-    /// until `lease_until` so that a concurrent worker does not send them too.
+    /// then bookkeepers with pending rows not yet in a delivery, in (account,
+    /// bookkeeper) order after `after`. Retries are leased until `lease_until` so that
+    /// a concurrent worker does not send them too. A delivery whose stored rows cannot
+    /// be read is left out and named in [`DueBatch::unreadable`].
     pub async fn due_deliveries(
         &self,
         now: GregorianSeconds,
         lease_until: GregorianSeconds,
         limit: usize,
         only: Option<&AccountId>,
-    ) -> Result<Vec<DueDelivery>, StoreError> {
+        after: Option<&PendingCursor>,
+    ) -> Result<DueBatch, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let only = only.map_or("", AccountId::as_str);
+        let mut batch = DueBatch::default();
         let mut conn = self.acquire().await?;
         let in_flight: Vec<InFlightRow> = on_conn!(&mut conn, |c| {
             sqlx::query_as(
@@ -168,118 +221,160 @@ impl Store {
         });
         // One statement leases every retry; those another worker leased meanwhile are
         // not returned, and are left to it.
-        let mut leased: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-        for chunk in in_flight.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE deliveries SET lease_until = $1 WHERE lease_until < $2 AND id IN ({}) RETURNING id",
-                placeholders(3, chunk.len())
+        let leased: std::collections::HashSet<String> = if in_flight.is_empty() {
+            std::collections::HashSet::new()
+        } else {
+            let rows = Rows::new(
+                "delivery_id, lease_until, now",
+                vec![
+                    Column::Text(in_flight.iter().map(|row| Some(row.id.clone())).collect()),
+                    Column::Int(vec![Some(lease_until.0); in_flight.len()]),
+                    Column::Int(vec![Some(now.0); in_flight.len()]),
+                ],
             );
-            let ids: Vec<String> = on_conn!(&mut conn, |c| {
-                let mut query = sqlx::query_scalar(&sql).bind(lease_until.0).bind(now.0);
-                for row in chunk {
-                    query = query.bind(row.id.as_str());
-                }
-                query.fetch_all(&mut **c).await.map_err(step("leasing deliveries"))?
-            });
-            leased.extend(ids);
-        }
-        let mut due = Vec::new();
+            on_conn!(&mut conn, |c| {
+                (**c)
+                    .with_rows(
+                        &rows,
+                        // `RETURNING id`: SQLite's RETURNING names only the updated table.
+                        "UPDATE deliveries SET lease_until = v.lease_until FROM v \
+                         WHERE deliveries.id = v.delivery_id AND deliveries.lease_until < v.now RETURNING id",
+                        "leasing deliveries",
+                    )
+                    .await?
+                    .into_iter()
+                    .collect()
+            })
+        };
         for row in in_flight.into_iter().filter(|row| leased.contains(&row.id)) {
-            due.push(DueDelivery::Retry {
-                account: AccountId::parse(row.account_id).map_err(|error| StoreError::InvalidRow(error.to_string()))?,
-                bookkeeper: bookkeeper_ref(row.bookkeeper_type, row.bookkeeper_vendor_id, row.bookkeeper_id),
-                body: row.body.into_bytes(),
-                attempts: row.attempts,
-                delivery_id: row.id,
-            });
-        }
-
-        let room = limit.saturating_sub(i64::try_from(due.len()).unwrap_or(i64::MAX));
-        let pairs: Vec<PendingPairRow> = on_conn!(&mut conn, |c| {
-            sqlx::query_as(
-                "SELECT DISTINCT l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id \
-                 FROM audit_logs l WHERE l.status = 'pending' AND l.delivery_id IS NULL \
-                 AND ($2 = '' OR l.account_id = $2) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'in_flight' \
-                     AND d.account_id = l.account_id AND d.bookkeeper_type = l.bookkeeper_type \
-                     AND d.bookkeeper_vendor_id = l.bookkeeper_vendor_id AND d.bookkeeper_id = l.bookkeeper_id) \
-                 ORDER BY l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id LIMIT $1",
-            )
-            .bind(room)
-            .bind(only)
-            .fetch_all(&mut **c)
-            .await
-            .map_err(step("listing pending audit rows"))?
-        });
-        // The snapshots and pending rows of every pair, read by account in two
-        // statements per chunk of accounts.
-        let mut accounts: Vec<&str> = pairs.iter().map(|pair| pair.account_id.as_str()).collect();
-        accounts.dedup();
-        let mut snapshots: BTreeMap<(Pair, String), String> = BTreeMap::new();
-        let mut pending: BTreeMap<Pair, Vec<(String, String)>> = BTreeMap::new();
-        for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
-            let list = placeholders(1, chunk.len());
-            let snapshot_sql = format!(
-                "SELECT kind AS row_key, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice \
-                 FROM invoice_snapshots WHERE account_id IN ({list})"
-            );
-            let pending_sql = format!(
-                "SELECT id AS row_key, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice \
-                 FROM audit_logs WHERE status = 'pending' AND delivery_id IS NULL AND account_id IN ({list}) \
-                 ORDER BY created_at, id"
-            );
-            for (sql, what, is_snapshot) in [
-                (&snapshot_sql, "reading deliveries' snapshots", true),
-                (&pending_sql, "reading pending audit rows", false),
-            ] {
-                let rows: Vec<PairInvoiceRow> = on_conn!(&mut conn, |c| {
-                    let mut query = sqlx::query_as(sql);
-                    for account in chunk {
-                        query = query.bind(*account);
-                    }
-                    query.fetch_all(&mut **c).await.map_err(step(what))?
-                });
-                for row in rows {
-                    let pair = row.pair();
-                    if is_snapshot {
-                        snapshots.insert((pair, row.row_key), row.invoice);
-                    } else {
-                        pending.entry(pair).or_default().push((row.row_key, row.invoice));
-                    }
-                }
+            batch.retries += 1;
+            let bookkeeper = bookkeeper_ref(row.bookkeeper_type, row.bookkeeper_vendor_id, row.bookkeeper_id);
+            match AccountId::parse(row.account_id.as_str()) {
+                Ok(account) => batch.deliveries.push(DueDelivery::Retry {
+                    account,
+                    bookkeeper,
+                    body: row.body.into_bytes(),
+                    attempts: row.attempts,
+                    delivery_id: row.id,
+                }),
+                Err(error) => batch.unreadable.push(UnreadableDelivery {
+                    row: format!("delivery {}", row.id),
+                    account: row.account_id,
+                    bookkeeper,
+                    reason: format!("account id: {error}"),
+                }),
             }
         }
-        let snapshot = |pair: &Pair, kind: &str| -> Result<Option<Box<Invoice>>, StoreError> {
-            snapshots
-                .get(&(pair.clone(), kind.to_owned()))
-                .map(|text| read_invoice(text).map(Box::new).map_err(StoreError::InvalidRow))
-                .transpose()
+
+        let room = limit.saturating_sub(i64::try_from(batch.retries).unwrap_or(i64::MAX));
+        if room == 0 {
+            // Retries filled the batch: the pass goes on from the same place.
+            batch.cursor = after.cloned();
+            return Ok(batch);
+        }
+        // The pending partial index is in this order: the cursor makes this a range scan
+        // that stops after `room` pairs.
+        const PAIRS: &str = "SELECT DISTINCT l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id \
+             FROM audit_logs l WHERE l.status = 'pending' AND l.delivery_id IS NULL \
+             AND ($2 = '' OR l.account_id = $2) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'in_flight' \
+                 AND d.account_id = l.account_id AND d.bookkeeper_type = l.bookkeeper_type \
+                 AND d.bookkeeper_vendor_id = l.bookkeeper_vendor_id AND d.bookkeeper_id = l.bookkeeper_id) ";
+        const ORDER: &str =
+            "ORDER BY l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id LIMIT $1";
+        let after_sql = format!(
+            "{PAIRS}AND (l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id) > ($3, $4, $5, $6) {ORDER}"
+        );
+        let from_start_sql = format!("{PAIRS}{ORDER}");
+        let pairs: Vec<PendingPairRow> = on_conn!(&mut conn, |c| {
+            let query = match after {
+                Some(PendingCursor((account, kind, vendor_id, id))) => sqlx::query_as(&after_sql)
+                    .bind(room)
+                    .bind(only)
+                    .bind(account.as_str())
+                    .bind(kind.as_str())
+                    .bind(vendor_id.as_str())
+                    .bind(id.as_str()),
+                None => sqlx::query_as(&from_start_sql).bind(room).bind(only),
+            };
+            query
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("listing pending audit rows"))?
+        });
+        let Some(last) = pairs.last() else {
+            return Ok(batch);
         };
-        for row in pairs {
+        batch.cursor = Some(PendingCursor(last.pair()));
+
+        // The snapshots and pending rows of every pair, read by account in one statement
+        // each (the accounts bound as one array, or one VALUES list on SQLite).
+        let mut accounts: Vec<&str> = pairs.iter().map(|pair| pair.account_id.as_str()).collect();
+        accounts.dedup();
+        let accounts = Rows::new(
+            "account_id",
+            vec![Column::Text(
+                accounts.into_iter().map(|account| Some(account.to_owned())).collect(),
+            )],
+        );
+        let (snapshot_rows, pending_rows): (Vec<SnapshotRow>, Vec<PendingAuditRow>) = on_conn!(&mut conn, |c| {
+            let snapshots = (**c)
+                .rows_as(
+                    &accounts,
+                    "SELECT s.kind, s.account_id, s.bookkeeper_type, s.bookkeeper_vendor_id, s.bookkeeper_id, s.invoice \
+                     FROM v JOIN invoice_snapshots s ON s.account_id = v.account_id",
+                    "reading deliveries' snapshots",
+                )
+                .await?;
+            let pending = (**c)
+                .rows_as(
+                    &accounts,
+                    "SELECT l.id, l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id, \
+                     l.created_at, l.invoice \
+                     FROM v JOIN audit_logs l ON l.account_id = v.account_id \
+                     WHERE l.status = 'pending' AND l.delivery_id IS NULL",
+                    "reading pending audit rows",
+                )
+                .await?;
+            (snapshots, pending)
+        });
+        let mut snapshots: HashMap<(Pair, String), String> = HashMap::with_capacity(snapshot_rows.len());
+        for row in snapshot_rows {
             let pair = (
                 row.account_id,
                 row.bookkeeper_type,
                 row.bookkeeper_vendor_id,
                 row.bookkeeper_id,
             );
-            let latest = snapshot(&pair, "computed")?;
-            let last_acknowledged = snapshot(&pair, "acknowledged")?;
-            let rows = pending
-                .remove(&pair)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(id, text)| read_invoice(&text).map(|invoice| (id, invoice)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(StoreError::InvalidRow)?;
-            let (account_id, kind, vendor_id, bookkeeper_id) = pair;
-            due.push(DueDelivery::New {
-                account: AccountId::parse(account_id).map_err(|error| StoreError::InvalidRow(error.to_string()))?,
-                bookkeeper: bookkeeper_ref(kind, vendor_id, bookkeeper_id),
-                latest,
-                last_acknowledged,
-                pending: rows,
-            });
+            snapshots.insert((pair, row.kind), row.invoice);
         }
-        Ok(due)
+        let mut pending: HashMap<Pair, Vec<PendingAuditRow>> = HashMap::with_capacity(pairs.len());
+        for row in pending_rows {
+            let pair = (
+                row.account_id.clone(),
+                row.bookkeeper_type.clone(),
+                row.bookkeeper_vendor_id.clone(),
+                row.bookkeeper_id.clone(),
+            );
+            pending.entry(pair).or_default().push(row);
+        }
+        for row in pairs {
+            let pair = row.pair();
+            let mut rows = pending.remove(&pair).unwrap_or_default();
+            rows.sort_by(|left, right| (left.created_at, &left.id).cmp(&(right.created_at, &right.id)));
+            match read_pair(&pair, &mut snapshots, rows) {
+                Ok(delivery) => batch.deliveries.push(delivery),
+                Err((row, reason)) => {
+                    let (account, kind, vendor_id, id) = pair;
+                    batch.unreadable.push(UnreadableDelivery {
+                        row,
+                        account,
+                        bookkeeper: bookkeeper_ref(kind, vendor_id, id),
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(batch)
     }
 
     /// Freezes new deliveries and ties their audit rows to them, leased until
@@ -551,21 +646,47 @@ impl Store {
     }
 }
 
-/// Of the standings in `v`, the last one (by `ord`) of each account.
-const LAST_STANDING: &str =
-    "SELECT d.account_id, v.standing, v.message, v.reason FROM v JOIN deliveries d ON d.id = v.id \
-     WHERE NOT EXISTS (SELECT 1 FROM v later JOIN deliveries dl ON dl.id = later.id \
-                       WHERE dl.account_id = d.account_id AND later.ord > v.ord)";
-
-/// Up to this many ids per statement (bind limits of both backends).
-const ROWS_PER_STATEMENT: usize = 400;
-
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|index| format!("${index}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The new delivery of one (account, bookkeeper) from its stored rows, or which row
+/// cannot be read and why.
+fn read_pair(
+    pair: &Pair,
+    snapshots: &mut HashMap<(Pair, String), String>,
+    rows: Vec<PendingAuditRow>,
+) -> Result<DueDelivery, (String, String)> {
+    let (account_id, kind, vendor_id, bookkeeper_id) = pair.clone();
+    let mut snapshot = |kind: &str| -> Result<Option<Box<Invoice>>, (String, String)> {
+        snapshots
+            .remove(&(pair.clone(), kind.to_owned()))
+            .map(|text| read_invoice(&text).map(Box::new))
+            .transpose()
+            .map_err(|reason| (format!("{kind} snapshot"), reason))
+    };
+    let latest = snapshot("computed")?;
+    let last_acknowledged = snapshot("acknowledged")?;
+    let pending = rows
+        .into_iter()
+        .map(|row| match read_invoice(&row.invoice) {
+            Ok(invoice) => Ok((row.id, invoice)),
+            Err(reason) => Err((format!("audit row {}", row.id), reason)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let account =
+        AccountId::parse(account_id).map_err(|error| ("account".to_owned(), format!("account id: {error}")))?;
+    Ok(DueDelivery::New {
+        account,
+        bookkeeper: bookkeeper_ref(kind, vendor_id, bookkeeper_id),
+        latest,
+        last_acknowledged,
+        pending,
+    })
 }
+
+/// Of the standings in `v`, the last one (by `ord`) of each account: one window over
+/// the batch (a correlated `NOT EXISTS` here was quadratic in the batch size).
+const LAST_STANDING: &str = "SELECT account_id, standing, message, reason FROM ( \
+     SELECT d.account_id, v.standing, v.message, v.reason, \
+            ROW_NUMBER() OVER (PARTITION BY d.account_id ORDER BY v.ord DESC) AS latest \
+     FROM v JOIN deliveries d ON d.id = v.id) ranked WHERE latest = 1";
 
 /// The rows of a multi-row statement, column by column, offered to it as the common
 /// table `v(…)`: on PostgreSQL one array per column (`UNNEST`), so the statement's text
@@ -684,22 +805,18 @@ impl RowsDialect for sqlx::Sqlite {
 }
 
 /// Runs `WITH v(…) AS (rows) body` over every row of `rows` (in as many statements as
-/// the backend needs) on `executor`, and returns the first column of what they
-/// return (`RETURNING id`), if anything.
-async fn with_rows<'c, DB>(
+/// the backend needs) on `connection`, and returns the rows they return, in order.
+async fn fetch_with_rows<'c, DB>(
     connection: &'c mut <DB as sqlx::Database>::Connection,
     rows: &Rows,
     body: &str,
     what: &'static str,
-) -> Result<Vec<String>, StoreError>
+) -> Result<Vec<<DB as sqlx::Database>::Row>, StoreError>
 where
     DB: RowsDialect,
     for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'e> &'e mut <DB as sqlx::Database>::Connection: sqlx::Executor<'e, Database = DB>,
-    String: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    usize: sqlx::ColumnIndex<<DB as sqlx::Database>::Row>,
 {
-    use sqlx::Row;
     let mut returned = Vec::new();
     let total = rows.len();
     let mut start = 0;
@@ -707,31 +824,62 @@ where
         let end = (start + rows.rows_per_statement()).min(total);
         let sql = format!("{}{body}", DB::with_rows(rows, end - start));
         let query = DB::bind_rows(sqlx::query::<DB>(&sql), rows, start..end);
-        let fetched = query.fetch_all(&mut *connection).await.map_err(step(what))?;
-        for row in fetched {
-            returned.push(row.try_get::<String, usize>(0).map_err(step(what))?);
-        }
+        returned.extend(query.fetch_all(&mut *connection).await.map_err(step(what))?);
         start = end;
     }
     Ok(returned)
 }
 
-/// [`with_rows`] on whichever backend's connection is at hand (the backend is named
-/// by the connection's type, so `on_conn!` bodies stay written once).
+/// [`fetch_with_rows`] on whichever backend's connection is at hand (the backend is
+/// named by the connection's type, so `on_conn!` bodies stay written once).
 trait RowsConnection {
+    /// The first column of what the statements return (`RETURNING id`), if anything.
     async fn with_rows(&mut self, rows: &Rows, body: &str, what: &'static str) -> Result<Vec<String>, StoreError>;
+
+    /// What the statements return, mapped with `FromRow`.
+    async fn rows_as<T>(&mut self, rows: &Rows, body: &str, what: &'static str) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>;
 }
 
 impl RowsConnection for sqlx::PgConnection {
     async fn with_rows(&mut self, rows: &Rows, body: &str, what: &'static str) -> Result<Vec<String>, StoreError> {
-        with_rows::<sqlx::Postgres>(self, rows, body, what).await
+        first_column(fetch_with_rows::<sqlx::Postgres>(self, rows, body, what).await?, what)
+    }
+
+    async fn rows_as<T>(&mut self, rows: &Rows, body: &str, what: &'static str) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    {
+        let fetched = fetch_with_rows::<sqlx::Postgres>(self, rows, body, what).await?;
+        fetched.iter().map(|row| T::from_row(row).map_err(step(what))).collect()
     }
 }
 
 impl RowsConnection for sqlx::SqliteConnection {
     async fn with_rows(&mut self, rows: &Rows, body: &str, what: &'static str) -> Result<Vec<String>, StoreError> {
-        with_rows::<sqlx::Sqlite>(self, rows, body, what).await
+        first_column(fetch_with_rows::<sqlx::Sqlite>(self, rows, body, what).await?, what)
     }
+
+    async fn rows_as<T>(&mut self, rows: &Rows, body: &str, what: &'static str) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    {
+        let fetched = fetch_with_rows::<sqlx::Sqlite>(self, rows, body, what).await?;
+        fetched.iter().map(|row| T::from_row(row).map_err(step(what))).collect()
+    }
+}
+
+/// The first column of each row, as text.
+fn first_column<R>(rows: Vec<R>, what: &'static str) -> Result<Vec<String>, StoreError>
+where
+    R: sqlx::Row,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    rows.iter()
+        .map(|row| row.try_get::<String, usize>(0).map_err(step(what)))
+        .collect()
 }
 
 /// The columns one [`DeliveryResult`] writes.

@@ -28,7 +28,8 @@ pub use billing::{
 };
 pub use counting::{CountingError, CountingQueries, CountingQuery};
 pub use deliveries::{
-    DeliveryResult, DeliveryState, DueDelivery, NewDelivery, PendingDeliveries, WaitingDelivery, NEVER, NOT_CONFIGURED,
+    DeliveryResult, DeliveryState, DueBatch, DueDelivery, NewDelivery, PendingCursor, PendingDeliveries,
+    UnreadableDelivery, WaitingDelivery, NEVER, NOT_CONFIGURED,
 };
 pub use demo::DemoCatalogReport;
 pub use inventory::{InventoryWrite, InventoryWritten, KnownAccounts, RejectedDocument};

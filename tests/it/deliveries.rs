@@ -82,7 +82,13 @@ async fn deliver_with(
     now: i64,
 ) -> BookkeeperSyncReport {
     let bookkeepers = Bookkeepers::from_settings(settings).expect("bookkeepers build");
-    let options = BookkeeperSyncOptions {
+    bookkeeper_sync::run_once(store, &bookkeepers, &delivery_options(now, max_attempts))
+        .await
+        .expect("bookkeeper-sync runs")
+}
+
+fn delivery_options(now: i64, max_attempts: u32) -> BookkeeperSyncOptions {
+    BookkeeperSyncOptions {
         now: GregorianSeconds(now),
         batch_size: 10,
         parallelism: 4,
@@ -95,10 +101,7 @@ async fn deliver_with(
         .expect("valid policy"),
         account: None,
         stop: tokio_util::sync::CancellationToken::new(),
-    };
-    bookkeeper_sync::run_once(store, &bookkeepers, &options)
-        .await
-        .expect("bookkeeper-sync runs")
+    }
 }
 
 async fn deliver(store: &Store, bookkeeper: &FakeBookkeeper, now: i64) -> BookkeeperSyncReport {
@@ -181,15 +184,18 @@ async fn deliveries_leased_by_a_dead_worker_are_pending_until_the_lease_expires(
     // A worker takes both retries under a lease, then dies (kill -9) before sending.
     let due_at = T0 + 20 + BACKOFF;
     let taken = store
-        .due_deliveries(at(due_at), at(due_at + 300), 10, None)
+        .due_deliveries(at(due_at), at(due_at + 300), 10, None, None)
         .await
         .expect("leases");
-    assert_eq!(taken.len(), 2);
+    assert_eq!(taken.deliveries.len(), 2);
     let second_worker = store
-        .due_deliveries(at(due_at), at(due_at + 300), 10, None)
+        .due_deliveries(at(due_at), at(due_at + 300), 10, None, None)
         .await
         .expect("reads");
-    assert!(second_worker.is_empty(), "a leased delivery goes to one worker only");
+    assert!(
+        second_worker.deliveries.is_empty(),
+        "a leased delivery goes to one worker only"
+    );
 
     let while_leased = deliver(store, &bookkeeper, due_at + 100).await;
 
@@ -330,7 +336,94 @@ async fn dirty_is_held_while_audit_rows_wait_and_a_newer_mark_survives_delivery(
     assert!(!dirty(store, "b").await);
 }
 
+/// One delivery whose stored audit row cannot be read is one bad delivery (issue 13):
+/// it is skipped and named with its row and why, and the other account is delivered.
+async fn an_unreadable_audit_row_skips_only_its_delivery_and_is_named(store: &Store) {
+    seeded(store).await;
+    store
+        .execute_script("UPDATE audit_logs SET invoice = '{not json' WHERE account_id = 'b';")
+        .await
+        .expect("b's pending row is damaged");
+    let bookkeeper = FakeBookkeeper::start().await;
+
+    let report = deliver(store, &bookkeeper, T0 + 20).await;
+
+    assert_eq!((report.deliveries, report.acknowledged), (1, 1), "a is delivered");
+    assert_eq!(bookkeeper.requests().len(), 1);
+    assert_eq!(report.unreadable.len(), 1, "{:?}", report.unreadable);
+    let skipped = &report.unreadable[0];
+    assert_eq!(skipped.account, "b");
+    assert!(skipped.row.starts_with("audit row "), "{skipped:?}");
+    assert!(skipped.reason.contains("stored invoice"), "{skipped:?}");
+    assert!(report.to_text().contains(&skipped.row), "{}", report.to_text());
+    assert_eq!(report.to_json()["unreadable"][0]["account_id"], "b");
+    assert!(report.has_failures(), "a skipped delivery needs attention");
+    assert_eq!(report.pending.queued, 1, "b's row still waits");
+    assert!(!dirty(store, "a").await && dirty(store, "b").await);
+}
+
+/// Batches of one: every delivery goes out once, each batch sent while the next is
+/// frozen and the previous recorded.
+async fn small_batches_deliver_everything_once_in_one_run(store: &Store) {
+    seeded(store).await;
+    let bookkeeper = FakeBookkeeper::start().await;
+    let options = BookkeeperSyncOptions {
+        batch_size: 1,
+        parallelism: 1,
+        ..delivery_options(T0 + 20, 5)
+    };
+    let bookkeepers = Bookkeepers::from_settings(&http_settings(&bookkeeper.url(), 5_000)).expect("bookkeepers build");
+
+    let report = bookkeeper_sync::run_once(store, &bookkeepers, &options)
+        .await
+        .expect("bookkeeper-sync runs");
+
+    assert_eq!((report.deliveries, report.acknowledged), (2, 2));
+    let mut accounts: Vec<String> = bookkeeper
+        .requests()
+        .iter()
+        .filter_map(|request| request.header("X-Account-ID").map(str::to_owned))
+        .collect();
+    accounts.sort();
+    assert_eq!(accounts, ["a", "b"], "one request per account");
+    assert_eq!(report.pending, PendingDeliveries::default());
+    assert_eq!(
+        rows(store, "SELECT COUNT(*) FROM audit_logs WHERE status = 'completed'").await,
+        2
+    );
+}
+
+/// Rows written while a delivery waits for its retry are queued behind it; the run
+/// that delivers the retry delivers them next, in the same run.
+async fn rows_queued_behind_a_retry_go_in_the_run_that_delivers_it(store: &Store) {
+    seeded(store).await;
+    let faulty = FakeBookkeeper::start().await;
+    faulty.script([Reply::Status(500), Reply::Status(500)]);
+    deliver(store, &faulty, T0 + 20).await;
+    store
+        .execute_script("INSERT INTO devices (id, account_id, device_type) VALUES ('a3', 'a', 'sip_device');")
+        .await
+        .expect("a gets a device");
+    reconcile_all(store, at(T0 + 25)).await;
+    let synced = sync_marked(store, T0 + 30).await;
+    assert_eq!(synced.invoices_changed, 1, "a has a new invoice");
+    assert_eq!(store.retry_deliveries(at(T0 + 40), None).await.expect("retries"), 2);
+
+    let healthy = FakeBookkeeper::start().await;
+    let delivered = deliver(store, &healthy, T0 + 40).await;
+
+    assert_eq!((delivered.deliveries, delivered.acknowledged), (3, 3));
+    assert_eq!(delivered.pending, PendingDeliveries::default());
+    assert_eq!(
+        rows(store, "SELECT COUNT(*) FROM audit_logs WHERE status = 'pending'").await,
+        0
+    );
+}
+
 on_both_backends!(
+    an_unreadable_audit_row_skips_only_its_delivery_and_is_named,
+    small_batches_deliver_everything_once_in_one_run,
+    rows_queued_behind_a_retry_go_in_the_run_that_delivers_it,
     a_bookkeeper_answering_500_is_reported_pending,
     a_bookkeeper_hanging_past_the_timeout_is_reported_pending,
     a_bookkeeper_dropping_the_connection_is_reported_pending,
