@@ -92,8 +92,9 @@ impl ReconcileSession {
     }
 
     /// The collation clause that sorts text by its bytes (Kazoo's order of binaries,
-    /// SQLite's default): sorting with the server's locale costs a library call per
-    /// comparison, and the reconcile's sorts compare millions of keys.
+    /// SQLite's default), for the run's physical orderings and entry positions: the
+    /// same order on both backends whatever the server's locale, and no locale
+    /// library call per comparison.
     fn byte_order(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite => "",
