@@ -33,7 +33,11 @@
 //! `TALLY_BENCH_ACCOUNTS=10000,100000` for several sizes; `TALLY_BENCH_BACKENDS=postgres`
 //! (or `sqlite`); `TALLY_BENCH_POSTGRES` (default
 //! postgres://postgres@127.0.0.1:5432/postgres); `TALLY_BENCH_KEEP=1` keeps the
-//! PostgreSQL database (for `EXPLAIN ANALYZE`) and names it.
+//! PostgreSQL database (for `EXPLAIN ANALYZE`) and names it; `TALLY_BENCH_REUSE=1`
+//! keeps each loaded demo (a PostgreSQL template database, a SQLite file under
+//! `target/tmp/bench-demos/`, keyed by size, seed and a fingerprint of the migrations
+//! and demo sources) and copies it on the next run instead of loading it again
+//! (`support/saved_demo.rs`); the bench names what it kept.
 
 mod support;
 
@@ -41,7 +45,8 @@ use sqlx::Connection;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::{peak_memory_kib, reset_peak_memory, BenchDatabase};
+use support::saved_demo::{reuse_requested, saved_demo_note, SavedDemo};
+use support::{peak_memory_kib, reset_peak_memory, resident_memory_kib, BenchDatabase};
 use tally::bookkeepers::demo::DemoBookkeeper;
 use tally::config::{DatabaseUrl, Settings};
 use tally::demo::DemoSpec;
@@ -393,6 +398,8 @@ struct StageTime {
     elapsed: Duration,
     rows: u64,
     peak_kib: Option<u64>,
+    /// Resident size when the stage started (what the process held before it).
+    start_kib: Option<u64>,
 }
 
 impl StageTime {
@@ -412,16 +419,23 @@ struct ScenarioRow {
     invoices_changed: usize,
 }
 
-async fn timed<T, F: std::future::Future<Output = T>>(work: F) -> (T, Duration, Option<u64>) {
+/// The work's value, time, peak resident size and resident size at its start.
+async fn timed<T, F: std::future::Future<Output = T>>(work: F) -> (T, Duration, Option<u64>, Option<u64>) {
     let reset = reset_peak_memory();
+    let start_kib = resident_memory_kib();
     let started = Instant::now();
     let value = work.await;
     let elapsed = started.elapsed();
-    (value, elapsed, if reset { peak_memory_kib() } else { None })
+    (value, elapsed, if reset { peak_memory_kib() } else { None }, start_kib)
 }
 
 fn memory(peak_kib: Option<u64>) -> String {
     peak_kib.map_or_else(|| "n/a".to_owned(), |kib| format!("{} MiB", kib / 1024))
+}
+
+/// A stage's peak and, in brackets, the resident size it started from.
+fn stage_memory(stage: &StageTime) -> String {
+    format!("{} (from {})", memory(stage.peak_kib), memory(stage.start_kib))
 }
 
 /// Every 100th account by id: its devices and numbers switch `enabled`.
@@ -469,7 +483,7 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
         let floor = run_floor(&mut floor_connection, backend).await;
 
         take_statements();
-        let (reconciled, elapsed, peak_kib) =
+        let (reconciled, elapsed, peak_kib, start_kib) =
             timed(reconcile::run_once(store, &context.counting, &options.reconcile)).await;
         let reconciled = reconciled.expect("reconcile runs");
         let statements = take_statements();
@@ -478,6 +492,7 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
             elapsed,
             rows: objects,
             peak_kib,
+            start_kib,
         };
         let mismatches = floor_mismatches(store).await;
         assert_eq!(
@@ -490,17 +505,18 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
             "{scenario}: the floor changed as many rows as reconcile"
         );
 
-        let (synced, elapsed, peak_kib) = timed(sync::run_once(store, &options.sync)).await;
+        let (synced, elapsed, peak_kib, start_kib) = timed(sync::run_once(store, &options.sync)).await;
         let synced = synced.expect("sync runs");
         assert!(synced.skipped.is_empty(), "{:?}", synced.skipped);
         let sync_time = StageTime {
             elapsed,
             rows: u64::try_from(synced.accounts_scanned).expect("fits"),
             peak_kib,
+            start_kib,
         };
 
         let received_before = bookkeeper.received();
-        let (delivered, elapsed, peak_kib) = timed(bookkeeper_sync::run_once(
+        let (delivered, elapsed, peak_kib, start_kib) = timed(bookkeeper_sync::run_once(
             store,
             &context.bookkeepers,
             &options.bookkeeper_sync,
@@ -512,6 +528,7 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
             elapsed,
             rows: u64::try_from(delivered.deliveries).expect("fits"),
             peak_kib,
+            start_kib,
         };
 
         println!("  {scenario}:");
@@ -529,7 +546,7 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
             reconcile_time.elapsed.as_secs_f64(),
             reconcile_time.rate(),
             reconcile_time.elapsed.as_secs_f64() / floor.total.as_secs_f64().max(1e-9),
-            memory(reconcile_time.peak_kib),
+            stage_memory(&reconcile_time),
             reconciled.accounts_scanned,
             reconciled.accounts_changed,
             reconciled.items_changed
@@ -539,7 +556,7 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
             "    sync             {:>8.2} s   {:>10.0} accounts/s   peak {}   ({} scanned, {} changed, {} invoices changed, {} plan sets)",
             sync_time.elapsed.as_secs_f64(),
             sync_time.rate(),
-            memory(sync_time.peak_kib),
+            stage_memory(&sync_time),
             synced.accounts_scanned,
             synced.accounts_changed,
             synced.invoices_changed,
@@ -549,7 +566,7 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
             "    bookkeeper-sync  {:>8.2} s   {:>10.0} deliveries/s   peak {}   ({} deliveries, {} acknowledged, {} received by the loopback bookkeeper, {} awaiting configuration, {} pending)",
             deliveries_time.elapsed.as_secs_f64(),
             deliveries_time.rate(),
-            memory(deliveries_time.peak_kib),
+            stage_memory(&deliveries_time),
             delivered.deliveries,
             delivered.acknowledged,
             bookkeeper.received() - received_before,
@@ -620,9 +637,18 @@ async fn load_demo(store: &Store, accounts: u64, now: GregorianSeconds) -> u64 {
     let settings = Settings::default();
     let classifiers = settings.ingest.classifiers().expect("the default classifiers compile");
     let started = Instant::now();
-    let report = load(store, classifiers, DemoSpec { accounts, seed: 1 }, now, DEMO_BATCH_SIZE)
-        .await
-        .expect("the demo loads");
+    let report = load(
+        store,
+        classifiers,
+        DemoSpec {
+            accounts,
+            seed: DEMO_SEED,
+        },
+        now,
+        DEMO_BATCH_SIZE,
+    )
+    .await
+    .expect("the demo loads");
     assert_eq!(report.ingest.rejected, 0, "the demo's documents are all accepted");
     println!(
         "  demo: {} accounts, {} resellers, {} objects ({} documents) loaded in {:.1} s",
@@ -633,6 +659,31 @@ async fn load_demo(store: &Store, accounts: u64, now: GregorianSeconds) -> u64 {
         started.elapsed().as_secs_f64()
     );
     report.objects
+}
+
+/// The demo's seed (the saved demos are keyed by it).
+const DEMO_SEED: u64 = 1;
+
+/// Saves the freshly loaded demo with its object count for the next run
+/// (`TALLY_BENCH_REUSE=1`), closing the store for the copy; returns it reopened.
+async fn save_demo(store: Store, fresh: &BenchDatabase, saved: &SavedDemo, objects: u64) -> Store {
+    let started = Instant::now();
+    store
+        .execute_script(&format!(
+            "CREATE TABLE bench_demo (objects BIGINT NOT NULL); INSERT INTO bench_demo (objects) VALUES ({objects})"
+        ))
+        .await
+        .expect("notes the object count");
+    if store.backend() == Backend::Sqlite {
+        store
+            .execute_script("PRAGMA wal_checkpoint(TRUNCATE)")
+            .await
+            .expect("checkpoints the WAL");
+    }
+    store.close().await;
+    saved.save_from(fresh).await;
+    println!("  demo saved in {:.1} s", started.elapsed().as_secs_f64());
+    Store::open(&fresh.url).await.expect("reopens")
 }
 
 fn main() {
@@ -664,16 +715,54 @@ fn main() {
     runtime.block_on(async {
         for &accounts in &sizes {
             for backend in &backends {
-                let Some(fresh) = BenchDatabase::create(backend, &format!("nightly_{accounts}")).await else {
-                    continue;
+                let label = format!("nightly_{accounts}");
+                let saved = if reuse_requested() {
+                    SavedDemo::locate(backend, accounts, DEMO_SEED)
+                } else {
+                    None
+                };
+                let reusable = match &saved {
+                    Some(saved) => saved.exists().await,
+                    None => false,
                 };
                 println!("{backend}, {accounts} accounts:");
-                let store = Store::open(&fresh.url).await.expect("opens");
                 let start = GregorianSeconds::from_utc(chrono::Utc::now());
-                let objects = load_demo(&store, accounts, GregorianSeconds(start.0 - DAY)).await;
+                let (fresh, store, objects) = match (&saved, reusable) {
+                    (Some(saved), true) => {
+                        let copied = Instant::now();
+                        let fresh = saved.copy(&label).await;
+                        let store = Store::open(&fresh.url).await.expect("opens");
+                        let objects = u64::try_from(
+                            store
+                                .query_count("SELECT objects FROM bench_demo")
+                                .await
+                                .expect("the saved demo's object count"),
+                        )
+                        .expect("a count");
+                        println!(
+                            "  demo: the saved demo ({objects} objects) copied in {:.1} s",
+                            copied.elapsed().as_secs_f64()
+                        );
+                        (fresh, store, objects)
+                    }
+                    _ => {
+                        let Some(fresh) = BenchDatabase::create(backend, &label).await else {
+                            continue;
+                        };
+                        let mut store = Store::open(&fresh.url).await.expect("opens");
+                        let objects = load_demo(&store, accounts, GregorianSeconds(start.0 - DAY)).await;
+                        if let Some(saved) = &saved {
+                            store = save_demo(store, &fresh, saved, objects).await;
+                        }
+                        (fresh, store, objects)
+                    }
+                };
                 let rows = scenarios(&store, &fresh.url, objects, start).await;
                 store.close().await;
                 fresh.remove().await;
+                if let Some(saved) = &saved {
+                    println!("{}", saved_demo_note(saved));
+                }
                 table.push((backend.clone(), accounts, objects, rows));
             }
         }

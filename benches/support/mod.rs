@@ -5,6 +5,8 @@
 //! what it needs, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod saved_demo;
+
 use sqlx::Connection;
 use tally::config::DatabaseUrl;
 
@@ -37,26 +39,10 @@ impl BenchDatabase {
     /// PostgreSQL name unique within the run. `None` for an unknown backend.
     pub async fn create(backend: &str, label: &str) -> Option<BenchDatabase> {
         match backend {
-            "postgres" => {
-                let name = format!("tally_bench_{label}_{}", std::process::id());
-                let admin_url = admin_url();
-                let mut admin = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .expect("PostgreSQL reachable");
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut admin)
-                    .await
-                    .expect("create the bench database");
-                let _ = admin.close().await;
-                let (base, _) = admin_url.rsplit_once('/').expect("the URL names a database");
-                Some(BenchDatabase {
-                    url: DatabaseUrl::new(format!("{base}/{name}")),
-                    postgres_name: Some(name),
-                    _directory: None,
-                })
-            }
+            "postgres" => Some(BenchDatabase::create_postgres(label, None).await),
             "sqlite" => {
                 let directory = tempfile::tempdir().expect("a temporary directory");
+                // The file's name is also `sqlite_path`'s.
                 let url = DatabaseUrl::new(format!("sqlite://{}", directory.path().join("bench.db").display()));
                 Some(BenchDatabase {
                     url,
@@ -69,6 +55,43 @@ impl BenchDatabase {
                 None
             }
         }
+    }
+
+    /// A new PostgreSQL database, empty or a copy of `template` (a database nobody is
+    /// connected to).
+    pub async fn create_postgres(label: &str, template: Option<&str>) -> BenchDatabase {
+        let name = format!("tally_bench_{label}_{}", std::process::id());
+        let admin_url = admin_url();
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("PostgreSQL reachable");
+        let statement = match template {
+            Some(template) => format!("CREATE DATABASE {name} TEMPLATE {template}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        sqlx::query(&statement)
+            .execute(&mut admin)
+            .await
+            .expect("create the bench database");
+        let _ = admin.close().await;
+        let (base, _) = admin_url.rsplit_once('/').expect("the URL names a database");
+        BenchDatabase {
+            url: DatabaseUrl::new(format!("{base}/{name}")),
+            postgres_name: Some(name),
+            _directory: None,
+        }
+    }
+
+    /// The PostgreSQL database's name.
+    pub fn postgres_name(&self) -> Option<&str> {
+        self.postgres_name.as_deref()
+    }
+
+    /// The SQLite database's file.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self._directory
+            .as_ref()
+            .map(|directory| directory.path().join("bench.db"))
     }
 
     /// Drops the database (its SQLite directory goes with `self`).
@@ -93,10 +116,19 @@ impl BenchDatabase {
 
 /// This process's peak resident size (VmHWM) in KiB; `None` where /proc has none.
 pub fn peak_memory_kib() -> Option<u64> {
+    status_kib("VmHWM:")
+}
+
+/// This process's resident size now (VmRSS) in KiB.
+pub fn resident_memory_kib() -> Option<u64> {
+    status_kib("VmRSS:")
+}
+
+fn status_kib(field: &str) -> Option<u64> {
     std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
         status
             .lines()
-            .find(|line| line.starts_with("VmHWM:"))
+            .find(|line| line.starts_with(field))
             .and_then(|line| line.split_whitespace().nth(1))
             .and_then(|value| value.parse().ok())
     })

@@ -69,9 +69,15 @@ const TEMP_TABLES: &[&str] = &[
     "reconcile_changed",
     "reconcile_batched",
     "reconcile_marked",
+    "reconcile_day_sums",
 ];
 
 const BUCKET_RANK: &str = "CASE bucket WHEN 'account' THEN 0 WHEN 'manual' THEN 1 ELSE 2 END";
+/// Memory for the reconcile session's sorts and hashes on PostgreSQL (the floor's).
+const RECONCILE_WORK_MEM: &str = "SET work_mem = '256MB'";
+
+/// [`BUCKET_RANK`] of the table aliased `c`.
+const BUCKET_RANK_C: &str = "CASE c.bucket WHEN 'account' THEN 0 WHEN 'manual' THEN 1 ELSE 2 END";
 
 impl ReconcileSession {
     pub(super) fn new(conn: Conn, backend: Backend) -> Self {
@@ -82,6 +88,17 @@ impl ReconcileSession {
         match self.backend {
             Backend::Sqlite => sqlite::hex10(expression),
             Backend::Postgres => postgres::hex10(expression),
+        }
+    }
+
+    /// The collation clause that sorts text by its bytes (Kazoo's order of binaries,
+    /// SQLite's default), for the run's physical orderings and entry positions: the
+    /// same order on both backends whatever the server's locale, and no locale
+    /// library call per comparison.
+    fn byte_order(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " COLLATE \"C\"",
         }
     }
 
@@ -144,6 +161,13 @@ impl ReconcileSession {
     /// Step 1: walks the tree from its roots; returns `(account, parent)` of every
     /// account the walk could not reach (dangling parents, cycles and what hangs below).
     pub async fn walk_tree(&mut self) -> Result<Vec<(AccountId, Option<AccountId>)>, StoreError> {
+        if self.backend == Backend::Postgres {
+            // The counts, the cascade and the batch numbering sort and hash a row per
+            // inventory object: with the 4 MB default they spill to disk. Reset by
+            // `finish`; a session that fails before it leaves the setting on a pooled
+            // connection, where it only lets other statements use more memory.
+            self.run("configuring the session", &[RECONCILE_WORK_MEM]).await?;
+        }
         for table in TEMP_TABLES {
             let statement = format!("DROP TABLE IF EXISTS {table}");
             self.run("dropping old temporary tables", &[&statement]).await?;
@@ -427,13 +451,19 @@ impl ReconcileSession {
                 .await
                 .map_err(step("numbering changed accounts"))?;
         });
-        self.run(
-            "grouping changes into batches",
-            &["CREATE TEMP TABLE reconcile_batched AS \
-               SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, a.batch, a.ordinal \
-               FROM reconcile_changes c JOIN reconcile_changed a ON a.account_id = c.account_id"],
-        )
-        .await?;
+        // Each entry's position in its record (§4.2.4), numbered once here; the rows
+        // stored in batch and key order, so a batch's rows are adjacent (each batch
+        // reads its own pages, not every page) and are written in index order.
+        let bytes = self.byte_order();
+        let batched_statement = format!(
+            "CREATE TEMP TABLE reconcile_batched AS \
+             SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, a.batch, a.ordinal, \
+                    ROW_NUMBER() OVER (PARTITION BY a.batch, c.account_id{bytes} \
+                                       ORDER BY {BUCKET_RANK_C}, c.category{bytes}, c.item{bytes}) AS position \
+             FROM reconcile_changes c JOIN reconcile_changed a ON a.account_id = c.account_id \
+             ORDER BY a.batch, c.account_id{bytes}, {BUCKET_RANK_C}, c.category{bytes}, c.item{bytes}"
+        );
+        self.run("grouping changes into batches", &[&batched_statement]).await?;
         self.run(
             "indexing batches",
             &[
@@ -523,46 +553,66 @@ impl ReconcileSession {
                 .map_err(step("listing batches"))?
         });
 
-        let upsert_quantities = "INSERT INTO service_quantities (account_id, bucket, category, item, quantity) \
+        // Per (account, source) of a run, the additions and removals add up and the
+        // last entry in record order gives the quantity (§5.2): computed once for every
+        // batch, in batch and key order; each batch's upsert folds its rows into the
+        // day's rows with the same rule (§5.6).
+        let bytes = self.byte_order();
+        let day_sums = format!(
+            "CREATE TEMP TABLE reconcile_day_sums AS \
+             SELECT batch, account_id, source, SUM(addition) AS addition, SUM(removal) AS removal, \
+                    MAX(CASE WHEN last_rank = 1 THEN billable END) AS quantity \
+             FROM (SELECT batch, account_id, item AS source, \
+                          CASE WHEN new_quantity > old_quantity THEN new_quantity - old_quantity ELSE 0 END AS addition, \
+                          CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END AS removal, \
+                          new_quantity AS billable, \
+                          ROW_NUMBER() OVER (PARTITION BY batch, account_id{bytes}, item{bytes} \
+                                             ORDER BY position DESC) AS last_rank \
+                   FROM reconcile_batched) e \
+             GROUP BY batch, account_id, source \
+             ORDER BY batch, account_id{bytes}, source{bytes}"
+        );
+        self.run(
+            "summing the day's changes",
+            &[
+                &day_sums,
+                "CREATE INDEX reconcile_day_sums_by_batch ON reconcile_day_sums (batch)",
+            ],
+        )
+        .await?;
+        self.analyze("reconcile_day_sums").await?;
+
+        // Rows go in in primary-key order: each index insert lands next to the last.
+        let upsert_quantities = format!(
+            "INSERT INTO service_quantities (account_id, bucket, category, item, quantity) \
              SELECT account_id, bucket, category, item, new_quantity FROM reconcile_batched \
              WHERE batch = $1 AND new_quantity <> 0 \
-             ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity";
+             ORDER BY account_id{bytes}, bucket{bytes}, category{bytes}, item{bytes} \
+             ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity"
+        );
         let delete_quantities = "DELETE FROM service_quantities WHERE (account_id, bucket, category, item) IN \
              (SELECT account_id, bucket, category, item FROM reconcile_batched WHERE batch = $1 AND new_quantity = 0)";
         let insert_records = format!(
             "INSERT INTO quantity_change_records (id, account_id, run_id, created_at) \
-             SELECT $2 || {ordinal_hex} || $5, account_id, $3, $4 FROM reconcile_changed WHERE batch = $1"
+             SELECT $2 || {ordinal_hex} || $5, account_id, $3, $4 FROM reconcile_changed WHERE batch = $1 \
+             ORDER BY ordinal"
         );
         let insert_entries = format!(
             "INSERT INTO quantity_change_entries (record_id, position, bucket, category, source, quantity, billable) \
-             SELECT $2 || {ordinal_hex} || $3, ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY {BUCKET_RANK}, category, item), \
-                    bucket, category, item, new_quantity - old_quantity, new_quantity \
-             FROM reconcile_batched WHERE batch = $1"
+             SELECT $2 || {ordinal_hex} || $3, position, bucket, category, item, new_quantity - old_quantity, new_quantity \
+             FROM reconcile_batched WHERE batch = $1 ORDER BY ordinal, position"
         );
-        // All entries of one run share its time, so per (account, source) the sums add
-        // up and the last entry in record order gives the quantity (§5.2); the upsert
-        // then folds that into the day's row with the same rule (§5.6).
-        let upsert_summaries = format!(
-            "INSERT INTO quantity_day_summaries \
+        let upsert_summaries = "INSERT INTO quantity_day_summaries \
                  (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
-             SELECT account_id, $2, source, SUM(addition), SUM(removal), \
-                    MAX(CASE WHEN last_rank = 1 THEN billable END), $3, FALSE \
-             FROM (SELECT account_id, item AS source, \
-                          CASE WHEN new_quantity > old_quantity THEN new_quantity - old_quantity ELSE 0 END AS addition, \
-                          CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END AS removal, \
-                          new_quantity AS billable, \
-                          ROW_NUMBER() OVER (PARTITION BY account_id, item ORDER BY {BUCKET_RANK} DESC, category DESC) AS last_rank \
-                   FROM reconcile_batched WHERE batch = $1) e \
-             WHERE TRUE \
-             GROUP BY account_id, source \
+             SELECT account_id, $2, source, addition, removal, quantity, $3, FALSE \
+             FROM reconcile_day_sums WHERE batch = $1 \
              ON CONFLICT (account_id, day, source) DO UPDATE SET \
                  addition = quantity_day_summaries.addition + excluded.addition, \
                  removal = quantity_day_summaries.removal + excluded.removal, \
                  quantity = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
                                  THEN excluded.quantity ELSE quantity_day_summaries.quantity END, \
                  last_timestamp = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
-                                 THEN excluded.last_timestamp ELSE quantity_day_summaries.last_timestamp END"
-        );
+                                 THEN excluded.last_timestamp ELSE quantity_day_summaries.last_timestamp END";
         let mark_dirty = "INSERT INTO services (account_id, dirty, dirty_since) \
              SELECT account_id, TRUE, $2 FROM reconcile_changed WHERE batch = $1 \
              ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since";
@@ -576,7 +626,7 @@ impl ReconcileSession {
                     .await
                     .map_err(step("starting a batch"))?;
                 let part = std::time::Instant::now();
-                sqlx::query(upsert_quantities)
+                sqlx::query(&upsert_quantities)
                     .bind(batch)
                     .execute(&mut *tx)
                     .await
@@ -610,7 +660,7 @@ impl ReconcileSession {
                     .map_err(step("writing change entries"))?;
                 spent[3] += part.elapsed();
                 let part = std::time::Instant::now();
-                sqlx::query(&upsert_summaries)
+                sqlx::query(upsert_summaries)
                     .bind(batch)
                     .bind(day.as_str())
                     .bind(now.0)
@@ -651,6 +701,9 @@ impl ReconcileSession {
 
     /// Drops the temporary tables and gives the connection back.
     pub async fn finish(mut self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            self.run("configuring the session", &["RESET work_mem"]).await?;
+        }
         for table in TEMP_TABLES {
             let statement = format!("DROP TABLE IF EXISTS {table}");
             self.run("dropping temporary tables", &[&statement]).await?;
