@@ -48,12 +48,21 @@ impl ApiError {
         }
     }
 
+    /// One of Kazoo's system errors: `message` is the error's code, `data.message` its
+    /// text (`cb_context:build_system_error`).
+    fn system(status: StatusCode, code: &str, text: &str) -> ApiError {
+        ApiError {
+            data: serde_json::json!({ "message": text }),
+            ..ApiError::new(status, code)
+        }
+    }
+
     pub(super) fn invalid_credentials() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "invalid credentials")
+        ApiError::system(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid credentials")
     }
 
     pub(super) fn not_found() -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not found")
+        ApiError::system(StatusCode::NOT_FOUND, "not_found", "not found")
     }
 
     pub(super) fn body_too_large() -> ApiError {
@@ -112,6 +121,7 @@ impl Meta {
         }
     }
 
+    /// The members of every answer.
     fn common(&self, body: &mut Map<String, Value>) {
         body.insert("timestamp".to_owned(), Value::String(timestamp()));
         body.insert(
@@ -120,7 +130,6 @@ impl Meta {
         );
         body.insert("node".to_owned(), Value::String(self.node.to_string()));
         body.insert("request_id".to_owned(), Value::String(self.request_id.clone()));
-        body.insert("auth_token".to_owned(), Value::String(self.auth_token.clone()));
     }
 
     pub(super) fn success(&self, reply: Reply) -> Response {
@@ -144,6 +153,10 @@ impl Meta {
         }
         body.insert("revision".to_owned(), Value::String("undefined".to_owned()));
         body.insert("status".to_owned(), Value::String("success".to_owned()));
+        // The caller's token is echoed only on a success, where it was accepted; an
+        // error never repeats what the client sent, which may be someone else's token
+        // or a secret pasted by mistake.
+        body.insert("auth_token".to_owned(), Value::String(self.auth_token.clone()));
         self.common(&mut body);
         self.respond(StatusCode::OK, body, None)
     }

@@ -128,7 +128,8 @@ impl Clock for FixedClock {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     pub rows: Vec<serde_json::Value>,
-    /// `None` when paging is off.
+    /// The number of rows in this page, as Kazoo answers `page_size` (not the size
+    /// asked for); `None` when paging is off.
     pub page_size: Option<usize>,
     pub start_key: Option<String>,
     pub next_start_key: Option<String>,
