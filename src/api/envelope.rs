@@ -99,16 +99,9 @@ pub(super) struct Meta {
 }
 
 impl Meta {
-    /// The request id given in `X-Request-ID` (if it is a sane token), else a new one.
+    /// The request id (`X-Request-ID` as the middleware settled it) and the token.
     pub(super) fn of(node: &Arc<str>, headers: &HeaderMap) -> Meta {
-        let given = headers
-            .get(REQUEST_ID_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|byte| byte.is_ascii_graphic()));
-        let request_id = match given {
-            Some(id) => id.to_owned(),
-            None => random_hex(16),
-        };
+        let request_id = super::observe::request_id(headers);
         let auth_token = headers
             .get(AUTH_TOKEN_HEADER)
             .and_then(|value| value.to_str().ok())

@@ -7,9 +7,11 @@
 //! operation's, so the command line and the API cannot disagree.
 
 mod envelope;
+mod observe;
 mod request;
 pub mod routes;
 
+pub use observe::RequestMetrics;
 pub use routes::{routes, Op, Route, Verb};
 
 use crate::domain::AccountId;
@@ -40,10 +42,23 @@ struct AppState {
 }
 
 /// The API's router, built from [`routes()`]; any other method on a served path is a
-/// 405 and any other path a 404, both in Kazoo's error envelope. Serve it with
+/// 405 and any other path a 404, both in Kazoo's error envelope. Outside Kazoo's tree
+/// and without a token: `GET /healthz` and `GET /metrics`. Every request goes through
+/// the request-id, metrics and access-log middleware. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so audit logs get the
 /// client's address.
 pub fn router(ops: Operations) -> Router {
+    let observer = observe::Observer {
+        metrics: RequestMetrics::default(),
+    };
+    let operational = Router::new()
+        .route("/healthz", axum::routing::get(observe::healthz))
+        .with_state(ops.store().clone())
+        .merge(
+            Router::new()
+                .route("/metrics", axum::routing::get(observe::metrics))
+                .with_state(observer.clone()),
+        );
     let state = AppState {
         ops,
         node: node_name().into(),
@@ -75,6 +90,8 @@ pub fn router(ops: Operations) -> Router {
             meta.failure(ApiError::not_found())
         })
         .with_state(state)
+        .merge(operational)
+        .layer(axum::middleware::from_fn_with_state(observer, observe::observe))
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets the requests
@@ -109,13 +126,19 @@ async fn handle(
     request: Request,
 ) -> Response {
     let meta = Meta::of(&state.node, request.headers());
-    match run(&state.ops, &meta, verb, op, params, request).await {
+    let mut caller_account = None;
+    let mut response = match run(&state.ops, &meta, verb, op, params, request, &mut caller_account).await {
         Ok(reply) => meta.success(reply),
         Err(error) => meta.failure(error),
+    };
+    if let Some(account) = caller_account {
+        response.extensions_mut().insert(observe::CallerAccount(account));
     }
+    response
 }
 
 /// Kazoo's order: a malformed body is refused before the credentials are checked.
+/// `caller_account` is set once the caller is known, for the access log.
 async fn run(
     ops: &Operations,
     meta: &Meta,
@@ -123,17 +146,20 @@ async fn run(
     op: Op,
     params: Result<Path<HashMap<String, String>>, PathRejection>,
     request: Request,
+    caller_account: &mut Option<AccountId>,
 ) -> Result<Reply, ApiError> {
     let (parts, body) = request.into_parts();
     if op == Op::Inventory {
         // Documents, not a `{"data": …}` envelope; large, so credentials come first.
         let caller = authenticate(ops, meta, &parts).await?;
+        *caller_account = caller.account().cloned();
         let body = request::read_documents_body(body).await?;
         let database = request::query_value(&parts.uri, "database");
         return Ok(ops.ingest_documents(&caller, &body, database.as_deref()).await?.into());
     }
     let input = Input::read(body).await?;
     let caller = authenticate(ops, meta, &parts).await?;
+    *caller_account = caller.account().cloned();
     let Path(params) = params.map_err(|rejection| OpsError::BadIdentifier {
         cause: rejection.body_text(),
     })?;

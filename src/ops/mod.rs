@@ -63,6 +63,14 @@ impl Caller {
         }
     }
 
+    /// The account a token acts as; `None` for an operator.
+    pub fn account(&self) -> Option<&AccountId> {
+        match &self.rights {
+            Rights::Operator => None,
+            Rights::Token { account, .. } => Some(account),
+        }
+    }
+
     fn is_super_admin(&self) -> bool {
         match &self.rights {
             Rights::Operator => true,
