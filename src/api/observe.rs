@@ -71,9 +71,7 @@ impl RequestMetrics {
     pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         let mut series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = series
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
+        let entry = series.entry((method.to_owned(), route.to_owned(), status)).or_default();
         entry.count += 1;
         entry.nanos += elapsed.as_nanos();
         if let Some(index) = BUCKETS_SECONDS.iter().position(|bound| seconds <= *bound) {
@@ -89,7 +87,9 @@ impl RequestMetrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
         let mut text = String::new();
-        text.push_str("# HELP tally_http_requests_total HTTP requests answered, by method, route template and status.\n");
+        text.push_str(
+            "# HELP tally_http_requests_total HTTP requests answered, by method, route template and status.\n",
+        );
         text.push_str("# TYPE tally_http_requests_total counter\n");
         for ((method, route, status), figures) in &series {
             let labels = labels(method, route, *status);
@@ -116,7 +116,11 @@ impl RequestMetrics {
             );
             let seconds = Duration::from_nanos(u64::try_from(figures.nanos).unwrap_or(u64::MAX)).as_secs_f64();
             let _ = writeln!(text, "tally_http_request_duration_seconds_sum{{{labels}}} {seconds}");
-            let _ = writeln!(text, "tally_http_request_duration_seconds_count{{{labels}}} {}", figures.count);
+            let _ = writeln!(
+                text,
+                "tally_http_request_duration_seconds_count{{{labels}}} {}",
+                figures.count
+            );
         }
         text
     }
@@ -203,7 +207,10 @@ pub(super) async fn healthz(State(store): State<Store>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
         Err(_) => {
-            tracing::warn!(timeout_ms = HEALTH_TIMEOUT.as_millis() as u64, "health check: the database timed out");
+            tracing::warn!(
+                timeout_ms = HEALTH_TIMEOUT.as_millis() as u64,
+                "health check: the database timed out"
+            );
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
     };

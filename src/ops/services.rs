@@ -307,7 +307,9 @@ impl Operations {
                     unassign(&mut record, plan)?;
                 }
                 let new_overrides = match overrides {
-                    Some(Value::Object(new)) if !new.is_empty() => Some(combine_global_overrides(&record.overrides, new, mode)),
+                    Some(Value::Object(new)) if !new.is_empty() => {
+                        Some(combine_global_overrides(&record.overrides, new, mode))
+                    }
                     _ => None,
                 };
                 let change = ServicesChange {

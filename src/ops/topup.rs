@@ -66,9 +66,7 @@ impl Operations {
 /// beyond the largest amount tally stores is `maximum`, since no ledger could hold it.
 fn amount_units(data: &Value) -> Result<i64, OpsError> {
     let text = match data.get("amount") {
-        None | Some(Value::Null) => {
-            return Err(OpsError::field("amount", "required", "Field is required but missing"))
-        }
+        None | Some(Value::Null) => return Err(OpsError::field("amount", "required", "Field is required but missing")),
         Some(Value::Number(number)) => number.to_string(),
         Some(Value::String(text)) => text.trim().to_owned(),
         Some(_) => return Err(not_a_number()),
@@ -100,7 +98,11 @@ fn amount_units(data: &Value) -> Result<i64, OpsError> {
 }
 
 fn not_a_number() -> OpsError {
-    OpsError::field("amount", "type", "must be an amount in dollars (a number or a numeric string)")
+    OpsError::field(
+        "amount",
+        "type",
+        "must be an amount in dollars (a number or a numeric string)",
+    )
 }
 
 fn too_large() -> OpsError {

@@ -84,7 +84,10 @@ async fn unknown_accounts_are_404(store: &Store) {
     let answer = get(&format!("{base}/v2/accounts/nobody/services"), Some(&admin)).await;
     assert_eq!(answer.status, 404, "{:?}", answer.body);
     assert_error_envelope(&answer.body, 404, "bad_identifier");
-    assert_eq!(answer.body["data"], json!({"cause": "nobody", "message": "bad identifier"}));
+    assert_eq!(
+        answer.body["data"],
+        json!({"cause": "nobody", "message": "bad identifier"})
+    );
     // An unknown path is a 404 in the same envelope.
     let answer = get(&format!("{base}/v2/accounts/a/nothing_here"), Some(&admin)).await;
     assert_eq!(answer.status, 404);

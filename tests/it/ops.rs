@@ -663,7 +663,11 @@ async fn audit_logs_page_and_refuse_bad_ranges(store: &Store) {
     query.start_key = first.next_start_key.clone();
     let second = ops.audit_logs(&alice(), &a(), &query).await.expect("page 2");
     assert_eq!(second.rows.len(), 1);
-    assert_eq!(second.page_size, Some(1), "page_size counts the rows returned, as Kazoo's");
+    assert_eq!(
+        second.page_size,
+        Some(1),
+        "page_size counts the rows returned, as Kazoo's"
+    );
     assert_eq!(second.next_start_key, None);
     let mut paged: Vec<Value> = first.rows;
     paged.extend(second.rows);
