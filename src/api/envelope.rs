@@ -125,7 +125,8 @@ impl Meta {
         body.insert("request_id".to_owned(), Value::String(self.request_id.clone()));
     }
 
-    pub(super) fn success(&self, reply: Reply) -> Response {
+    /// A success; `revision` is the answered document's (`"undefined"` without one).
+    pub(super) fn success(&self, reply: Reply, revision: Option<i64>) -> Response {
         let mut body = Map::new();
         match reply {
             Reply::Value(data) => {
@@ -144,7 +145,8 @@ impl Meta {
                 }
             }
         }
-        body.insert("revision".to_owned(), Value::String("undefined".to_owned()));
+        let revision = revision.map_or_else(|| "undefined".to_owned(), |revision| revision.to_string());
+        body.insert("revision".to_owned(), Value::String(revision));
         body.insert("status".to_owned(), Value::String("success".to_owned()));
         // The caller's token is echoed only on a success, where it was accepted; an
         // error never repeats what the client sent, which may be someone else's token

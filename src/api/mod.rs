@@ -128,7 +128,7 @@ async fn handle(
     let meta = Meta::of(&state.node, request.headers());
     let mut caller_account = None;
     let mut response = match run(&state.ops, &meta, verb, op, params, request, &mut caller_account).await {
-        Ok(reply) => meta.success(reply),
+        Ok((reply, revision)) => meta.success(reply, revision),
         Err(error) => meta.failure(error),
     };
     if let Some(account) = caller_account {
@@ -138,7 +138,8 @@ async fn handle(
 }
 
 /// Kazoo's order: a malformed body is refused before the credentials are checked.
-/// `caller_account` is set once the caller is known, for the access log.
+/// `caller_account` is set once the caller is known, for the access log. The answer
+/// comes with the services record's revision where it is one.
 async fn run(
     ops: &Operations,
     meta: &Meta,
@@ -147,7 +148,7 @@ async fn run(
     params: Result<Path<HashMap<String, String>>, PathRejection>,
     request: Request,
     caller_account: &mut Option<AccountId>,
-) -> Result<Reply, ApiError> {
+) -> Result<(Reply, Option<i64>), ApiError> {
     let (parts, body) = request.into_parts();
     if op == Op::Inventory {
         // Documents, not a `{"data": …}` envelope; large, so credentials come first.
@@ -155,7 +156,8 @@ async fn run(
         *caller_account = caller.account().cloned();
         let body = request::read_documents_body(body).await?;
         let database = request::query_value(&parts.uri, "database");
-        return Ok(ops.ingest_documents(&caller, &body, database.as_deref()).await?.into());
+        let reply = ops.ingest_documents(&caller, &body, database.as_deref()).await?.into();
+        return Ok((reply, None));
     }
     let input = Input::read(body).await?;
     let caller = authenticate(ops, meta, &parts).await?;
@@ -246,7 +248,16 @@ async fn run(
             .await?
             .into(),
     };
-    Ok(reply)
+    // Read after the operation, so a write answers the revision it (and its commit) made.
+    let revision = match op.answers_services_record() {
+        true => ops
+            .store()
+            .services_revision(&target.account()?)
+            .await
+            .map_err(OpsError::from)?,
+        false => None,
+    };
+    Ok((reply, revision))
 }
 
 /// The path's captures.

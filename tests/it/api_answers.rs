@@ -764,7 +764,51 @@ async fn override_writes_merge_by_the_rules_of_plans_md(store: &Store) {
     );
 }
 
+/// `revision` is the services record's revision where the answer is that record, and
+/// `undefined` where there is no document (Kazoo's `_rev`).
+async fn revision_is_the_services_records_own(store: &Store) {
+    seed(store).await;
+    let (base, _server) = start_server(store).await;
+    let reseller = token(store, "r", false).await;
+    let account = format!("{base}/v2/accounts/a/services");
+    let before = get(&account, Some(&reseller)).await;
+    assert_eq!(before.body["revision"], "undefined", "no services record yet");
+    let assigned = post(&format!("{account}/devices"), Some(&reseller), "{}").await;
+    let stored = || async {
+        store
+            .query_count("SELECT revision FROM services WHERE account_id = 'a'")
+            .await
+            .expect("revision read")
+            .to_string()
+    };
+    assert_eq!(assigned.body["revision"], stored().await.as_str(), "{}", assigned.body);
+    let read = get(&account, Some(&reseller)).await;
+    let again = get(&format!("{account}/overrides"), Some(&reseller)).await;
+    assert_eq!(read.body["revision"], assigned.body["revision"], "reads change nothing");
+    assert_eq!(again.body["revision"], assigned.body["revision"]);
+    let written = post(
+        &format!("{account}/overrides"),
+        Some(&reseller),
+        r#"{"data": {"plan": {"devices": {"sip_device": {"rate": 2}}}}}"#,
+    )
+    .await;
+    let number = |answer: &Value| {
+        answer["revision"]
+            .as_str()
+            .and_then(|text| text.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("a numeric revision: {answer}"))
+    };
+    assert!(
+        number(&written.body) > number(&assigned.body),
+        "a write makes a new revision"
+    );
+    assert_eq!(written.body["revision"], stored().await.as_str());
+    let listing = get(&format!("{base}/v2/accounts/r/service_plans"), Some(&reseller)).await;
+    assert_eq!(listing.body["revision"], "undefined", "a listing is no document");
+}
+
 on_both_backends!(
+    revision_is_the_services_records_own,
     every_documented_refusal_has_kazoos_status_and_message,
     error_bodies_never_repeat_a_token_they_were_sent,
     healthz_checks_the_database_and_metrics_count_by_route_template,

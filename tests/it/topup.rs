@@ -312,7 +312,11 @@ async fn bad_amounts_and_callers_are_refused(store: &Store) {
             .await
             .expect_err("invalid amount");
         assert_eq!(error.http_status(), 400, "{data}");
-        assert!(error.data()["amount"][rule]["message"].is_string(), "{data}: {}", error.data());
+        assert!(
+            error.data()["amount"][rule]["message"].is_string(),
+            "{data}: {}",
+            error.data()
+        );
     }
     let error = operations
         .topup(&token("b"), &id("a"), &json!({ "amount": 5 }))
