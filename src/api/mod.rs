@@ -29,6 +29,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// The liveness and readiness check (outside Kazoo's tree, no token).
+pub const HEALTH_PATH: &str = "/healthz";
+/// The Prometheus metrics (outside Kazoo's tree, no token).
+pub const METRICS_PATH: &str = "/metrics";
+/// The routes outside Kazoo's tree, all GET (`observe.rs`).
+pub const OPERATIONAL_ROUTES: [&str; 2] = [HEALTH_PATH, METRICS_PATH];
+
 /// The token header (Kazoo's).
 pub const AUTH_TOKEN_HEADER: &str = "x-auth-token";
 /// The request id header, taken from the request when given and always answered.
@@ -52,11 +59,11 @@ pub fn router(ops: Operations) -> Router {
         metrics: RequestMetrics::default(),
     };
     let operational = Router::new()
-        .route("/healthz", axum::routing::get(observe::healthz))
+        .route(HEALTH_PATH, axum::routing::get(observe::healthz))
         .with_state(ops.store().clone())
         .merge(
             Router::new()
-                .route("/metrics", axum::routing::get(observe::metrics))
+                .route(METRICS_PATH, axum::routing::get(observe::metrics))
                 .with_state(observer.clone()),
         );
     let state = AppState {
