@@ -51,8 +51,17 @@ impl ApiError {
         }
     }
 
+    /// One of Kazoo's system errors: `message` is the error's code, `data.message` its
+    /// text (`cb_context:build_system_error`).
+    fn system(status: StatusCode, code: &str, text: &str) -> ApiError {
+        ApiError {
+            data: serde_json::json!({ "message": text }),
+            ..ApiError::new(status, code)
+        }
+    }
+
     pub(super) fn invalid_credentials() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "invalid credentials")
+        ApiError::system(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid credentials")
     }
 
     /// Too many failed logins from one address (`api::login`).
@@ -64,7 +73,7 @@ impl ApiError {
     }
 
     pub(super) fn not_found() -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not found")
+        ApiError::system(StatusCode::NOT_FOUND, "not_found", "not found")
     }
 
     pub(super) fn body_too_large() -> ApiError {
@@ -102,16 +111,9 @@ pub(super) struct Meta {
 }
 
 impl Meta {
-    /// The request id given in `X-Request-ID` (if it is a sane token), else a new one.
+    /// The request id (`X-Request-ID` as the middleware settled it) and the token.
     pub(super) fn of(node: &Arc<str>, headers: &HeaderMap) -> Meta {
-        let given = headers
-            .get(REQUEST_ID_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|byte| byte.is_ascii_graphic()));
-        let request_id = match given {
-            Some(id) => id.to_owned(),
-            None => random_hex(16),
-        };
+        let request_id = super::observe::request_id(headers);
         let auth_token = headers
             .get(AUTH_TOKEN_HEADER)
             .and_then(|value| value.to_str().ok())
@@ -137,7 +139,8 @@ impl Meta {
         body.insert("auth_token".to_owned(), Value::String(auth_token.to_owned()));
     }
 
-    pub(super) fn success(&self, reply: Reply) -> Response {
+    /// A success; `revision` is the answered document's (`"undefined"` without one).
+    pub(super) fn success(&self, reply: Reply, revision: Option<i64>) -> Response {
         let mut body = Map::new();
         match reply {
             Reply::Value(data) => {
@@ -156,7 +159,8 @@ impl Meta {
                 }
             }
         }
-        body.insert("revision".to_owned(), Value::String("undefined".to_owned()));
+        let revision = revision.map_or_else(|| "undefined".to_owned(), |revision| revision.to_string());
+        body.insert("revision".to_owned(), Value::String(revision));
         body.insert("status".to_owned(), Value::String("success".to_owned()));
         self.common(&mut body, &self.auth_token);
         self.respond(StatusCode::OK, body, None)

@@ -8,10 +8,12 @@
 
 mod envelope;
 mod login;
+mod observe;
 mod request;
 pub mod routes;
 
 pub use login::LoginSettings;
+pub use observe::RequestMetrics;
 pub use routes::{routes, Op, Route, Verb};
 
 use crate::domain::token::TokenVerdict;
@@ -30,6 +32,13 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+/// The liveness and readiness check (outside Kazoo's tree, no token).
+pub const HEALTH_PATH: &str = "/healthz";
+/// The Prometheus metrics (outside Kazoo's tree, no token).
+pub const METRICS_PATH: &str = "/metrics";
+/// The routes outside Kazoo's tree, all GET (`observe.rs`).
+pub const OPERATIONAL_ROUTES: [&str; 2] = [HEALTH_PATH, METRICS_PATH];
+
 /// The token header (Kazoo's).
 pub const AUTH_TOKEN_HEADER: &str = "x-auth-token";
 /// The request id header, taken from the request when given and always answered.
@@ -45,7 +54,9 @@ struct AppState {
 }
 
 /// The API's router, built from [`routes()`]; any other method on a served path is a
-/// 405 and any other path a 404, both in Kazoo's error envelope. Serve it with
+/// 405 and any other path a 404, both in Kazoo's error envelope. Outside Kazoo's tree
+/// and without a token: `GET /healthz` and `GET /metrics`. Every request goes through
+/// the request-id, metrics and access-log middleware. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so audit logs get the
 /// client's address.
 pub fn router(ops: Operations) -> Router {
@@ -54,6 +65,17 @@ pub fn router(ops: Operations) -> Router {
 
 /// [`router`] with the login settings of the configuration.
 pub fn router_with_login(ops: Operations, login: LoginSettings) -> Router {
+    let observer = observe::Observer {
+        metrics: RequestMetrics::default(),
+    };
+    let operational = Router::new()
+        .route(HEALTH_PATH, axum::routing::get(observe::healthz))
+        .with_state(ops.store().clone())
+        .merge(
+            Router::new()
+                .route(METRICS_PATH, axum::routing::get(observe::metrics))
+                .with_state(observer.clone()),
+        );
     let state = AppState {
         ops,
         node: node_name().into(),
@@ -87,6 +109,8 @@ pub fn router_with_login(ops: Operations, login: LoginSettings) -> Router {
             meta.failure(ApiError::not_found())
         })
         .with_state(state)
+        .merge(operational)
+        .layer(axum::middleware::from_fn_with_state(observer, observe::observe))
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets the requests
@@ -137,10 +161,15 @@ async fn handle(
             Err(error) => meta.failure(error),
         };
     }
-    match run(&state.ops, &meta, verb, op, params, request).await {
-        Ok(reply) => meta.success(reply),
+    let mut caller_account = None;
+    let mut response = match run(&state.ops, &meta, verb, op, params, request, &mut caller_account).await {
+        Ok((reply, revision)) => meta.success(reply, revision),
         Err(error) => meta.failure(error),
+    };
+    if let Some(account) = caller_account {
+        response.extensions_mut().insert(observe::CallerAccount(account));
     }
+    response
 }
 
 fn login_kind(op: Op) -> Option<login::LoginKind> {
@@ -176,6 +205,8 @@ fn client_address(parts: &Parts) -> Option<IpAddr> {
 
 /// The credentials come first: a request without a valid token is 401 whatever its
 /// body, so nothing about the body is revealed to an anonymous caller.
+/// `caller_account` is set once the caller is known, for the access log. The answer
+/// comes with the services record's revision where it is one.
 async fn run(
     ops: &Operations,
     meta: &Meta,
@@ -183,16 +214,20 @@ async fn run(
     op: Op,
     params: Result<Path<HashMap<String, String>>, PathRejection>,
     request: Request,
-) -> Result<Reply, ApiError> {
+    caller_account: &mut Option<AccountId>,
+) -> Result<(Reply, Option<i64>), ApiError> {
     let (parts, body) = request.into_parts();
     if op == Op::Inventory {
         // Documents, not a `{"data": …}` envelope; large, so credentials come first.
         let caller = authenticate(ops, meta, &parts).await?;
+        *caller_account = caller.account().cloned();
         let body = request::read_documents_body(body).await?;
         let database = request::query_value(&parts.uri, "database");
-        return Ok(ops.ingest_documents(&caller, &body, database.as_deref()).await?.into());
+        let reply = ops.ingest_documents(&caller, &body, database.as_deref()).await?.into();
+        return Ok((reply, None));
     }
     let caller = authenticate(ops, meta, &parts).await?;
+    *caller_account = caller.account().cloned();
     let input = Input::read(body).await?;
     let Path(params) = params.map_err(|rejection| OpsError::BadIdentifier {
         cause: rejection.body_text(),
@@ -281,7 +316,16 @@ async fn run(
             .await?
             .into(),
     };
-    Ok(reply)
+    // Read after the operation, so a write answers the revision it (and its commit) made.
+    let revision = match op.answers_services_record() {
+        true => ops
+            .store()
+            .services_revision(&target.account()?)
+            .await
+            .map_err(OpsError::from)?,
+        false => None,
+    };
+    Ok((reply, revision))
 }
 
 /// The path's captures.

@@ -104,6 +104,51 @@ impl Op {
     }
 }
 
+impl Op {
+    /// Whether the answer is (a part of) the account's services record, whose
+    /// revision the envelope's `revision` then carries, as Kazoo's carries the
+    /// services document's `_rev`. Listings, audit logs, plan documents, quotes and
+    /// operations without a stored document answer `undefined`.
+    pub fn answers_services_record(self) -> bool {
+        match self {
+            Op::ServicesPlans
+            | Op::UpdateServices
+            | Op::ServicesStatus
+            | Op::SetServicesStatus
+            | Op::AssignPlan
+            | Op::UnassignPlan
+            | Op::ManualQuantities
+            | Op::SetManualQuantities
+            | Op::Overrides
+            | Op::SetOverrides
+            | Op::Summary
+            | Op::UpdateServicePlans
+            | Op::AddServicePlan
+            | Op::RemoveServicePlan
+            | Op::OverrideServicePlans
+            | Op::CurrentServices => true,
+            Op::ApiAuth
+            | Op::UserAuth
+            | Op::AuditLogs
+            | Op::AuditLog
+            | Op::AuditSummary
+            | Op::AuditSummaryOfSource
+            | Op::Quote
+            | Op::QuoteWithoutAccount
+            | Op::Reconcile
+            | Op::Synchronize
+            | Op::Topup
+            | Op::AvailablePlans
+            | Op::Editable
+            | Op::EditableWithoutAccount
+            | Op::VendorPlans
+            | Op::VendorPlan
+            | Op::AvailablePlan
+            | Op::Inventory => false,
+        }
+    }
+}
+
 /// One served (method, path). Paths use axum's `{name}` captures, which are also
 /// OpenAPI's path templates.
 #[derive(Debug, Clone, Copy)]

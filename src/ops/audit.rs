@@ -138,9 +138,10 @@ impl Operations {
                 },
             )
             .await?;
+        let rows: Vec<Value> = page.rows.iter().map(listed).collect();
         Ok(Page {
-            rows: page.rows.iter().map(listed).collect(),
-            page_size,
+            page_size: page_size.map(|_| rows.len()),
+            rows,
             start_key: query.start_key.clone().filter(|_| query.paginate),
             next_start_key: page.next.map(|next| format!("{}:{}", next.created_at, next.id)),
         })

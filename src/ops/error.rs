@@ -89,19 +89,22 @@ impl OpsError {
         }
     }
 
-    /// Kazoo's short `message` member.
+    /// Kazoo's `message` member. For Kazoo's system errors it is the error's code
+    /// (`bad_identifier`, `unspecified_fault`: `cb_context:build_system_error` answers
+    /// the atom), and the readable text goes into `data.message` ([`OpsError::data`]);
+    /// a validation error is `validation error`.
     pub fn message(&self) -> String {
         match self {
             OpsError::Forbidden => "forbidden".to_owned(),
-            OpsError::BadIdentifier { .. } => "bad identifier".to_owned(),
+            OpsError::BadIdentifier { .. } => "bad_identifier".to_owned(),
             OpsError::Validation(_) => "validation error".to_owned(),
             OpsError::PlanNotAssigned { .. } => "plan_is_not_assigned".to_owned(),
             OpsError::InvalidBillingId { .. } => "invalid_billing_id".to_owned(),
             OpsError::NoPaymentToken => "no payment method available".to_owned(),
             OpsError::SaleNotCompleted { reason, .. } => {
-                reason.clone().unwrap_or_else(|| "unspecified fault".to_owned())
+                reason.clone().unwrap_or_else(|| "unspecified_fault".to_owned())
             }
-            OpsError::Fault(_) | OpsError::Store(_) => "unspecified fault".to_owned(),
+            OpsError::Fault(_) | OpsError::Store(_) => "unspecified_fault".to_owned(),
         }
     }
 
@@ -109,7 +112,7 @@ impl OpsError {
     pub fn data(&self) -> serde_json::Value {
         use serde_json::{json, Map, Value};
         match self {
-            OpsError::BadIdentifier { cause } => json!({ "cause": cause }),
+            OpsError::BadIdentifier { cause } => json!({ "cause": cause, "message": "bad identifier" }),
             OpsError::Validation(fields) => {
                 let mut data = Map::new();
                 for field in fields {
@@ -130,7 +133,9 @@ impl OpsError {
             OpsError::PlanNotAssigned { plan } => json!({ "cause": plan }),
             OpsError::InvalidBillingId { reason } => json!({ "billing_id": { "invalid": reason } }),
             OpsError::SaleNotCompleted { transaction, .. } => transaction.clone(),
-            OpsError::Forbidden | OpsError::NoPaymentToken | OpsError::Fault(_) | OpsError::Store(_) => json!({}),
+            OpsError::Forbidden => json!({ "message": "forbidden" }),
+            OpsError::Fault(_) | OpsError::Store(_) => json!({ "message": "unspecified fault" }),
+            OpsError::NoPaymentToken => json!({}),
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::domain::item_plan::Severity;
 use crate::domain::plan::validate_plan_document;
 use crate::domain::pricing::LARGEST_QUANTITY;
 use crate::domain::Money;
-use crate::wire::document::{map_from_json, Amount};
+use crate::wire::document::{map_from_json, Amount, Document};
 use serde_json::{Map, Value};
 
 /// `data` (or one of its members) must be an object; a missing body reads as `{}`.
@@ -32,27 +32,28 @@ pub(super) fn optional_object(value: Option<&Value>, field: &str) -> Result<Opti
     }
 }
 
-/// The deep merge of `plans.md` §6 on JSON: objects merge key by key, `null` deletes,
-/// anything else replaces.
-pub(super) fn merge_json(left: &mut Map<String, Value>, right: Map<String, Value>) {
-    for (key, value) in right {
-        match value {
-            Value::Null => {
-                left.remove(&key);
-            }
-            Value::Object(right_child) => match left.get_mut(&key) {
-                Some(Value::Object(left_child)) => merge_json(left_child, right_child),
-                _ => {
-                    let mut fresh = Map::new();
-                    merge_json(&mut fresh, right_child);
-                    left.insert(key, Value::Object(fresh));
-                }
-            },
-            other => {
-                left.insert(key, other);
-            }
-        }
+/// Which of the two merges of `plans.md` §6 combines a write with what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OverrideMerge {
+    /// Per-plan overrides (`merge: true`): Kazoo's `merge_recursive`, where an empty
+    /// object changes nothing ([`document::deep_merge`]).
+    PerPlan,
+    /// Global overrides (PATCH or `merge: true`): Kazoo's plain merge, where an empty
+    /// object replaces ([`document::merge_replacing_empty`]).
+    Global,
+}
+
+/// `new` merged onto `stored` by the rule of `merge`; in both, `null` deletes. The
+/// merges are the domain's, so the API, the command line and pricing share one
+/// definition of each.
+pub(super) fn merge_overrides(stored: &Map<String, Value>, new: &Map<String, Value>, merge: OverrideMerge) -> Value {
+    let mut merged = map_from_json(stored);
+    let right = map_from_json(new);
+    match merge {
+        OverrideMerge::PerPlan => document::deep_merge_owned(&mut merged, right),
+        OverrideMerge::Global => document::merge_replacing_empty(&mut merged, &right),
     }
+    serde_json::to_value(Document::Map(&merged)).unwrap_or_else(|_| Value::Object(Map::new()))
 }
 
 /// A manual quantity (`api.md` §2.11): a whole number from 0 to [`LARGEST_QUANTITY`].

@@ -63,6 +63,14 @@ impl Caller {
         }
     }
 
+    /// The account a token acts as; `None` for an operator.
+    pub fn account(&self) -> Option<&AccountId> {
+        match &self.rights {
+            Rights::Operator => None,
+            Rights::Token { account, .. } => Some(account),
+        }
+    }
+
     fn is_super_admin(&self) -> bool {
         match &self.rights {
             Rights::Operator => true,
@@ -128,7 +136,8 @@ impl Clock for FixedClock {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     pub rows: Vec<serde_json::Value>,
-    /// `None` when paging is off.
+    /// The number of rows in this page, as Kazoo answers `page_size` (not the size
+    /// asked for); `None` when paging is off.
     pub page_size: Option<usize>,
     pub start_key: Option<String>,
     pub next_start_key: Option<String>,

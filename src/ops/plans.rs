@@ -68,6 +68,21 @@ fn catalog_plan(vendor: &AccountId, document: &Value, path: &str) -> Result<Cata
     })
 }
 
+/// The members that make a legacy override value a partial plan document (`api.md`
+/// §3); without any of them the value is a category map.
+const PLAN_DOCUMENT_MEMBERS: [&str; 4] = ["plan", "bookkeepers", "merge", "name"];
+
+/// One plan's value in `POST /service_plans/override`, as per-plan overrides: a partial
+/// plan document as it is, a category map (Kazoo 4.x, the legacy documentation's
+/// example `{"whitelabel": {"_all": {"activation_charge": 700}}}`) as `{"plan": map}`.
+fn legacy_plan_overrides(value: &Map<String, Value>) -> Value {
+    let is_document = value.is_empty() || PLAN_DOCUMENT_MEMBERS.iter().any(|member| value.contains_key(*member));
+    match is_document {
+        true => Value::Object(value.clone()),
+        false => json!({ "plan": value }),
+    }
+}
+
 impl Operations {
     /// The public fields of all the account's plans merged as one group (`api.md` §3:
     /// legacy accounts had one bookkeeper); `{}` without plans.
@@ -188,9 +203,11 @@ impl Operations {
         self.merged_plan(account).await
     }
 
-    /// `POST /service_plans/override` (super admin): `{overrides: {plan: partial plan}}`
+    /// `POST /service_plans/override` (super admin): `{overrides: {plan: value}}`
     /// replaces the overrides of every assigned plan; plans not named lose theirs and
-    /// ids not assigned are ignored (Q-API-8). Returns the `plans` map.
+    /// ids not assigned are ignored (Q-API-8). A value is a partial plan document, or a
+    /// category map as Kazoo 4.x stored it (`api.md` §3), which is read as its `plan`.
+    /// Returns the merged plan's categories, as the legacy API did.
     pub async fn override_service_plans(
         &self,
         caller: &Caller,
@@ -201,23 +218,27 @@ impl Operations {
         caller.check_access(&node)?;
         caller.check_super_admin()?;
         let data = input::object(data, "data")?;
-        let overrides = match data.get("overrides") {
+        let given = match data.get("overrides") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(overrides)) => overrides.clone(),
             Some(_) => return Err(OpsError::field("overrides", "type", "must be an object of plan ids")),
         };
-        for (plan, partial) in &overrides {
-            input::check_overrides(partial, &format!("overrides.{plan}"))?;
+        let mut overrides = Map::new();
+        for (plan, value) in given {
+            let field = format!("overrides.{plan}");
+            let partial = legacy_plan_overrides(input::object(&value, &field)?);
+            input::check_overrides(&partial, &field)?;
+            overrides.insert(plan, partial);
         }
-        let record = self
-            .modify_assignments(caller, account, |record| {
-                for assignment in &mut record.assignments {
-                    assignment.overrides = overrides.get(&assignment.plan_id).cloned().unwrap_or_else(|| json!({}));
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(plans_map(&record))
+        self.modify_assignments(caller, account, |record| {
+            for assignment in &mut record.assignments {
+                assignment.overrides = overrides.get(&assignment.plan_id).cloned().unwrap_or_else(|| json!({}));
+            }
+            Ok(())
+        })
+        .await?;
+        let merged = self.merged_plan(account).await?;
+        Ok(merged.get("plan").cloned().unwrap_or_else(|| json!({})))
     }
 
     /// `GET /service_plans/current`: the legacy "current services" view.
@@ -304,5 +325,32 @@ impl Operations {
         tracing::info!(vendor = %vendor, created = report.created.len(), updated = report.updated.len(),
             audit = %caller.audit, "plans imported");
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(value: Value) -> Value {
+        match value {
+            Value::Object(map) => legacy_plan_overrides(&map),
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn legacy_override_values_are_category_maps_or_partial_plans() {
+        let category_map = json!({"whitelabel": {"_all": {"activation_charge": 700}}});
+        assert_eq!(read(category_map.clone()), json!({ "plan": category_map }));
+        for document in [
+            json!({"plan": {"devices": {"sip_device": {"rate": 2}}}}),
+            json!({"merge": {"strategy": "cumulative"}}),
+            json!({"name": "renamed", "plan": {}}),
+            json!({"bookkeepers": {"local": {}}}),
+            json!({}),
+        ] {
+            assert_eq!(read(document.clone()), document);
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! billing id; and the reconciliation and synchronisation of one account
 //! (`api.md` §2.2-§2.15).
 
+use super::input::OverrideMerge;
 use super::{input, Caller, Operations, OpsError, WriteMode};
 use crate::domain::changes::FirstCommit;
 use crate::domain::quantities::Quantities;
@@ -128,9 +129,8 @@ fn assign(record: &mut ServicesRecord, request: PlanRequest, reseller: &str, mod
         .find(|assignment| assignment.plan_id == request.id);
     let old_overrides = existing.as_ref().map(|assignment| assignment.overrides.clone());
     let overrides = match (request.overrides, old_overrides) {
-        (Some(Value::Object(new)), Some(Value::Object(mut old))) if mode == WriteMode::Merge => {
-            input::merge_json(&mut old, new);
-            Value::Object(old)
+        (Some(Value::Object(new)), Some(Value::Object(old))) if mode == WriteMode::Merge => {
+            input::merge_overrides(&old, &new, OverrideMerge::PerPlan)
         }
         (Some(new), _) => new,
         (None, Some(old)) => old,
@@ -307,7 +307,9 @@ impl Operations {
                     unassign(&mut record, plan)?;
                 }
                 let new_overrides = match overrides {
-                    Some(Value::Object(new)) if !new.is_empty() => Some(combine(&record.overrides, new, mode)),
+                    Some(Value::Object(new)) if !new.is_empty() => {
+                        Some(combine_global_overrides(&record.overrides, new, mode))
+                    }
                     _ => None,
                 };
                 let change = ServicesChange {
@@ -578,7 +580,7 @@ impl Operations {
         let overrides = self
             .store()
             .modify_services(account, self.now(), |record| {
-                let overrides = combine(&record.overrides, new, mode);
+                let overrides = combine_global_overrides(&record.overrides, new, mode);
                 let change = ServicesChange {
                     overrides: Some(overrides.clone()),
                     ..ServicesChange::default()
@@ -686,15 +688,13 @@ fn check_billing_id(node: &AccountNode, billing_id: &str) -> Result<(), OpsError
     }
 }
 
-/// Replaces or deep-merges an object.
-fn combine(stored: &Value, new: Map<String, Value>, mode: WriteMode) -> Value {
+/// Global overrides after a write: replaced, or merged by the global-overrides rule
+/// of `plans.md` §6 (an empty object replaces, `null` deletes).
+pub(super) fn combine_global_overrides(stored: &Value, new: Map<String, Value>, mode: WriteMode) -> Value {
     match (mode, stored) {
-        (WriteMode::Merge, Value::Object(old)) => {
-            let mut merged = old.clone();
-            input::merge_json(&mut merged, new);
-            Value::Object(merged)
-        }
-        _ => Value::Object(new),
+        (WriteMode::Merge, Value::Object(old)) => input::merge_overrides(old, &new, OverrideMerge::Global),
+        (WriteMode::Merge, _) => input::merge_overrides(&Map::new(), &new, OverrideMerge::Global),
+        (WriteMode::Replace, _) => Value::Object(new),
     }
 }
 

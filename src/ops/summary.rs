@@ -1,8 +1,8 @@
 //! Read-only views of billing: the summary, quotes, plans on offer, editable fields
 //! (`api.md` §2.13, §2.17-§2.19; `plans.md` §9, §10).
 
-use super::services::{plans_map, quantities_json, reseller_of};
-use super::{input, Caller, ListQuery, Operations, OpsError, Page};
+use super::services::{combine_global_overrides, plans_map, quantities_json, reseller_of};
+use super::{input, Caller, ListQuery, Operations, OpsError, Page, WriteMode};
 use crate::domain::document::Map as DocumentMap;
 use crate::domain::invoice::{annotate, removed_invoice, Invoice};
 use crate::domain::pricing::{merge_account_plans, price_invoice};
@@ -468,19 +468,18 @@ impl Operations {
         }
         if let Some(overrides) = input::optional_object(data.get("overrides"), "overrides")? {
             input::check_overrides(&overrides, "overrides")?;
-            if let Value::Object(map) = &overrides {
-                let merge = data.get("merge").and_then(Value::as_bool).unwrap_or(false);
-                let mut combined = if merge {
-                    match serde_json::from_str::<Value>(&stored.overrides_text) {
-                        Ok(Value::Object(old)) => old,
-                        _ => Map::new(),
-                    }
-                } else {
-                    Map::new()
+            if let Value::Object(map) = overrides {
+                let mode = match data.get("merge").and_then(Value::as_bool) {
+                    Some(true) => WriteMode::Merge,
+                    _ => WriteMode::Replace,
                 };
-                input::merge_json(&mut combined, map.clone());
-                stored.overrides_text = Value::Object(combined.clone()).to_string();
-                stored.overrides = map_from_json(&combined);
+                let old = serde_json::from_str::<Value>(&stored.overrides_text).unwrap_or_else(|_| json!({}));
+                let combined = combine_global_overrides(&old, map, mode);
+                stored.overrides_text = combined.to_string();
+                stored.overrides = match &combined {
+                    Value::Object(combined) => map_from_json(combined),
+                    _ => DocumentMap::new(),
+                };
             }
         }
         stored.assignments = assignments;
@@ -533,9 +532,10 @@ impl Operations {
             Some(size) if plans.len() > size => plans.pop().map(|plan| plan.plan_id),
             _ => None,
         };
+        let rows: Vec<Value> = plans.iter().map(|plan| listing(plan, query.details)).collect();
         Ok(Page {
-            rows: plans.iter().map(|plan| listing(plan, query.details)).collect(),
-            page_size,
+            page_size: page_size.map(|_| rows.len()),
+            rows,
             start_key: start.map(str::to_owned),
             next_start_key: next,
         })

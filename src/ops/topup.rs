@@ -3,10 +3,10 @@
 //! Who asked is kept on the ledger and transaction rows (`audit`, the caller's audit
 //! object): the invoice-shaped audit logs do not fit a sale.
 
-use super::{Caller, Operations, OpsError};
+use super::{Caller, FieldError, Operations, OpsError};
 use crate::bookkeepers::sale::NO_PAYMENT_TOKEN;
 use crate::domain::topup::{dollars_to_units, parse_dollars, units_to_dollars, Trigger};
-use crate::domain::AccountId;
+use crate::domain::{AccountId, Money};
 use crate::jobs::topup::{bookkeeper_type, top_up, TopupRequest, TopupResult};
 use crate::store::{LedgerRow, TransactionRow};
 use crate::wire::document::Amount;
@@ -60,20 +60,58 @@ impl Operations {
     }
 }
 
-/// `data.amount` in units; missing, unreadable or not above zero is the one
-/// validation error of `api.md` §2.16.
+/// `data.amount` in units, refused at the door naming `amount` (`api.md` §2.16):
+/// missing is Kazoo's `required`; text that is no number is `type`; an amount that
+/// credits nothing (zero, negative, or below one unit once rounded) is `minimum`; one
+/// beyond the largest amount tally stores is `maximum`, since no ledger could hold it.
 fn amount_units(data: &Value) -> Result<i64, OpsError> {
-    let missing = || OpsError::field("amount", "required", "Field is required but missing");
     let text = match data.get("amount") {
+        None | Some(Value::Null) => return Err(OpsError::field("amount", "required", "Field is required but missing")),
         Some(Value::Number(number)) => number.to_string(),
-        Some(Value::String(text)) => text.clone(),
-        _ => return Err(missing()),
+        Some(Value::String(text)) => text.trim().to_owned(),
+        Some(_) => return Err(not_a_number()),
     };
-    let dollars = parse_dollars(&text).map_err(|_| missing())?;
+    let dollars = match parse_dollars(&text) {
+        Ok(dollars) => dollars,
+        // A JSON number too large (or too precise) for a decimal is out of range.
+        Err(_) if crate::domain::document::Number::parse(&text).is_some() => return Err(too_large()),
+        Err(_) => return Err(not_a_number()),
+    };
+    if !dollars.is_sign_positive() || dollars.is_zero() {
+        return Err(OpsError::Validation(vec![FieldError::new(
+            "amount",
+            "minimum",
+            "must be more than 0 dollars",
+        )
+        .with_cause(json!(0))]));
+    }
     match dollars_to_units(dollars) {
         Some(units) if units > 0 => Ok(units),
-        _ => Err(missing()),
+        Some(_) => Err(OpsError::Validation(vec![FieldError::new(
+            "amount",
+            "minimum",
+            "must be at least one unit (0.0001 dollars)",
+        )
+        .with_cause(json!(Amount(Money::from_units(1))))])),
+        None => Err(too_large()),
     }
+}
+
+fn not_a_number() -> OpsError {
+    OpsError::field(
+        "amount",
+        "type",
+        "must be an amount in dollars (a number or a numeric string)",
+    )
+}
+
+fn too_large() -> OpsError {
+    OpsError::Validation(vec![FieldError::new(
+        "amount",
+        "maximum",
+        format!("must be at most {} dollars", Money::LARGEST_STORED),
+    )
+    .with_cause(json!(Amount(Money::LARGEST_STORED)))])
 }
 
 /// A ledger row as the API shows it: amounts in dollars (exact) and in units.
@@ -136,25 +174,32 @@ mod tests {
     }
 
     #[test]
-    fn amounts_are_numbers_or_numeric_strings_above_zero() {
+    fn amounts_are_numbers_or_numeric_strings_above_zero_and_within_range() {
         let number: Value = serde_json::from_str(r#"{"amount": 10.00005}"#).expect("json");
         assert_eq!(amount_units(&number).ok(), Some(100_001));
         assert_eq!(amount_units(&json!({"amount": "2.5"})).ok(), Some(25_000));
-        for bad in [
-            json!({}),
-            json!({"amount": "0"}),
-            json!({"amount": "-1"}),
-            json!({"amount": "abc"}),
-            json!({"amount": null}),
-            json!({"amount": true}),
-            json!({"amount": "0.00004"}),
-        ] {
-            let (field, rule, message) = rule(amount_units(&bad).expect_err("refused"));
-            assert_eq!(
-                (field.as_str(), rule.as_str(), message.as_str()),
-                ("amount", "required", "Field is required but missing"),
-                "{bad}"
-            );
+        assert_eq!(
+            amount_units(&json!({"amount": "922337203685477.5807"})).ok(),
+            Some(i64::MAX)
+        );
+        let huge: Value = serde_json::from_str(r#"{"amount": 1e40}"#).expect("json");
+        let table = [
+            (json!({}), "required"),
+            (json!({"amount": null}), "required"),
+            (json!({"amount": "abc"}), "type"),
+            (json!({"amount": true}), "type"),
+            (json!({"amount": "0"}), "minimum"),
+            (json!({"amount": 0}), "minimum"),
+            (json!({"amount": "-1"}), "minimum"),
+            (json!({"amount": -0.5}), "minimum"),
+            (json!({"amount": "0.00004"}), "minimum"),
+            (json!({"amount": "922337203685477.5808"}), "maximum"),
+            (json!({"amount": "1e20"}), "maximum"),
+            (huge, "maximum"),
+        ];
+        for (bad, expected) in table {
+            let (field, rule, _) = rule(amount_units(&bad).expect_err("refused"));
+            assert_eq!((field.as_str(), rule.as_str()), ("amount", expected), "{bad}");
         }
     }
 }

@@ -320,6 +320,19 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database answers: one trivial query on a pooled connection (the
+    /// API's `/healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.acquire().await?;
+        on_conn!(&mut conn, |c| {
+            sqlx::query("SELECT 1")
+                .execute(&mut **c)
+                .await
+                .map_err(step("checking the database"))?;
+        });
+        Ok(())
+    }
+
     /// Runs one query returning a single integer (tests and benchmarks use it for
     /// independent counts).
     pub async fn query_count(&self, sql: &str) -> Result<i64, StoreError> {

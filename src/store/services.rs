@@ -510,6 +510,21 @@ impl Store {
         stored.parse(account)
     }
 
+    /// The revision of the account's services record (bumped by every write and every
+    /// repricing, `store/locked.rs`), or `None` when it has none yet: the API's
+    /// `revision`, as Kazoo answers the document's `_rev`.
+    pub async fn services_revision(&self, account: &AccountId) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.acquire().await?;
+        let revision: Option<i64> = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar("SELECT revision FROM services WHERE account_id = $1")
+                .bind(account.as_str())
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(step("reading the services revision"))?
+        });
+        Ok(revision)
+    }
+
     /// Saves a change of the services record and marks the account for repricing, in
     /// one transaction.
     pub async fn save_services_change(

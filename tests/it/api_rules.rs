@@ -143,8 +143,8 @@ async fn every_write_refuses_data_of_the_wrong_shape_with_400(store: &Store) {
     .await;
     assert_eq!(topup.status, 400);
     assert_eq!(
-        topup.body["data"]["amount"]["required"]["message"],
-        "Field is required but missing"
+        topup.body["data"]["amount"]["minimum"]["message"],
+        "must be more than 0 dollars"
     );
     let manual = call(
         Method::POST,

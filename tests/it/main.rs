@@ -2,6 +2,7 @@
 //! against SQLite and PostgreSQL.
 
 mod api;
+mod api_answers;
 mod api_auth;
 mod api_cli;
 mod api_concurrency;

@@ -297,23 +297,25 @@ async fn an_unreachable_sale_endpoint_leaves_an_incomplete_transaction(store: &S
 
 async fn bad_amounts_and_callers_are_refused(store: &Store) {
     let operations = operations(store, None, T0).await;
-    for data in [
-        json!({}),
-        json!({ "amount": "0" }),
-        json!({ "amount": "-1" }),
-        json!({ "amount": -1 }),
-        json!({ "amount": "abc" }),
-        json!({ "amount": null }),
+    // Refused at the door, naming `amount` and the rule it breaks (issue 12, item 9).
+    for (data, rule) in [
+        (json!({}), "required"),
+        (json!({ "amount": null }), "required"),
+        (json!({ "amount": "abc" }), "type"),
+        (json!({ "amount": "0" }), "minimum"),
+        (json!({ "amount": "-1" }), "minimum"),
+        (json!({ "amount": -1 }), "minimum"),
+        (json!({ "amount": "1e20" }), "maximum"),
     ] {
         let error = operations
             .topup(&operator(), &id("a"), &data)
             .await
             .expect_err("invalid amount");
         assert_eq!(error.http_status(), 400, "{data}");
-        assert_eq!(
-            error.data(),
-            json!({ "amount": { "required": { "message": "Field is required but missing" } } }),
-            "{data}"
+        assert!(
+            error.data()["amount"][rule]["message"].is_string(),
+            "{data}: {}",
+            error.data()
         );
     }
     let error = operations
