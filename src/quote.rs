@@ -14,6 +14,7 @@ use crate::domain::{AccountId, Category, ItemName, PlanId, Quantities, QuantityB
 use crate::wire;
 use crate::wire::invoice::InvoiceJson;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// A request that cannot be priced.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -261,7 +262,7 @@ fn parse_plans(value: Option<Value>, path: &Path, findings: &mut Vec<Issue>) -> 
                 .map(AccountId::parse)
                 .transpose()
                 .map_err(|error| invalid(entry_path.key("vendor_id"), error.to_string()))?,
-            document,
+            document: Arc::new(document),
             overrides,
         });
     }

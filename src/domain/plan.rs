@@ -10,6 +10,7 @@ use super::document::{deep_merge, strip_empty, Map, Path, Value};
 use super::ids::{AccountId, PlanId};
 use super::item_plan::{Issue, ItemPlan};
 use std::fmt;
+use std::sync::Arc;
 
 /// Who bills an invoice: the `(id, type, vendor_id)` triple that Kazoo hashes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,8 +90,9 @@ pub struct AssignedPlan {
     pub id: PlanId,
     /// The assignment's `vendor_id`; without one the account's default vendor is used.
     pub vendor_id: Option<AccountId>,
-    /// The service plan document as stored by its vendor.
-    pub document: Map,
+    /// The service plan document as stored by its vendor, shared by every account
+    /// assigned the plan (never copied per account).
+    pub document: Arc<Map>,
     /// Per-plan overrides of the assignment.
     pub overrides: Option<Map>,
 }
@@ -357,7 +359,7 @@ mod tests {
         AssignedPlan {
             id: PlanId::parse(id).expect("test id"),
             vendor_id: None,
-            document: map(document),
+            document: Arc::new(map(document)),
             overrides: None,
         }
     }

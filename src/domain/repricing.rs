@@ -121,7 +121,7 @@ mod tests {
             plans: vec![AssignedPlan {
                 id: PlanId::parse("p").expect("id"),
                 vendor_id: None,
-                document,
+                document: Arc::new(document),
                 overrides: None,
             }],
             quantities: QuantityBuckets {

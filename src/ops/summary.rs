@@ -463,7 +463,7 @@ impl Operations {
                 vendor_id,
                 overrides_text: Value::Object(overrides.clone()).to_string(),
                 overrides: map_from_json(&overrides),
-                document: Some(document),
+                document: Some(std::sync::Arc::new(document)),
             });
         }
         if let Some(overrides) = input::optional_object(data.get("overrides"), "overrides")? {

@@ -16,8 +16,10 @@ use crate::domain::quantities::{Bucket, QuantityBuckets};
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::{AccountId, Category, ItemName, Money, PlanId};
 use crate::wire::document::map_from_json;
-use crate::wire::invoice::{invoice as invoice_json, parse_invoice};
-use std::collections::{BTreeMap, HashSet};
+use crate::wire::invoice::{invoice_text, parse_invoice, plan_text};
+use serde_json::value::RawValue;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// Which accounts a sync run reprices.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +41,8 @@ pub struct StoredAssignment {
     /// The overrides as stored: part of the plan-set key.
     pub overrides_text: String,
     /// `None` when the vendor has no such plan (skipped and reported, Q-PLN-10).
-    pub document: Option<Map>,
+    /// Read and parsed once per batch, shared by every account assigned the plan.
+    pub document: Option<Arc<Map>>,
 }
 
 /// Everything repricing reads about one account.
@@ -165,8 +168,18 @@ struct AssignmentRow {
     plan_id: String,
     vendor_id: String,
     overrides: String,
-    document: Option<String>,
 }
+
+#[derive(sqlx::FromRow)]
+struct PlanDocumentRow {
+    vendor_id: String,
+    plan_id: String,
+    document: String,
+}
+
+/// A batch's plan documents by (vendor, plan id), each parsed once; `Err` holds why
+/// one does not parse, for every account assigned it.
+type PlanDocuments = HashMap<(String, String), Result<Arc<Map>, String>>;
 
 #[derive(sqlx::FromRow)]
 struct BatchQuantityRow {
@@ -236,10 +249,14 @@ impl Store {
              FROM accounts a LEFT JOIN services s ON s.account_id = a.id WHERE a.id IN ({list}) ORDER BY a.id"
         );
         let assignment_sql = format!(
-            "SELECT x.account_id, x.plan_id, x.vendor_id, x.overrides, p.document \
-             FROM service_plan_assignments x \
-             LEFT JOIN service_plans p ON p.vendor_id = x.vendor_id AND p.plan_id = x.plan_id \
+            "SELECT x.account_id, x.plan_id, x.vendor_id, x.overrides FROM service_plan_assignments x \
              WHERE x.account_id IN ({list}) ORDER BY x.account_id, x.position, x.plan_id"
+        );
+        // Each plan once, however many of the batch's accounts it is assigned to.
+        let plan_sql = format!(
+            "SELECT p.vendor_id, p.plan_id, p.document FROM service_plans p WHERE EXISTS (SELECT 1 \
+             FROM service_plan_assignments x WHERE x.vendor_id = p.vendor_id AND x.plan_id = p.plan_id \
+             AND x.account_id IN ({list}))"
         );
         let quantity_sql = format!(
             "SELECT account_id, bucket, category, item, quantity FROM service_quantities \
@@ -265,6 +282,7 @@ impl Store {
         }
         let account_rows = fetch!(&account_sql, AccountRow, "reading accounts to reprice");
         let assignment_rows = fetch!(&assignment_sql, AssignmentRow, "reading plan assignments");
+        let plan_rows = fetch!(&plan_sql, PlanDocumentRow, "reading assigned plans");
         let quantity_rows = fetch!(&quantity_sql, BatchQuantityRow, "reading quantities");
         let snapshot_rows = fetch!(&snapshot_sql, SnapshotRow, "reading invoice snapshots");
 
@@ -272,6 +290,10 @@ impl Store {
         // this one stalls once every connection is held the same way.
         let resellers = super::services::resellers_on(&mut conn, accounts).await?;
         drop(conn);
+        let plans: PlanDocuments = plan_rows
+            .into_iter()
+            .map(|row| ((row.vendor_id, row.plan_id), parse_object(&row.document).map(Arc::new)))
+            .collect();
         let mut assignments: BTreeMap<String, Vec<AssignmentRow>> = BTreeMap::new();
         for row in assignment_rows {
             assignments.entry(row.account_id.clone()).or_default().push(row);
@@ -293,6 +315,7 @@ impl Store {
                 row,
                 resellers.reseller_of(&id).zip(resellers.billed_by_master(&id)),
                 assignments.remove(&id).unwrap_or_default(),
+                &plans,
                 quantities.remove(&id).unwrap_or_default(),
                 snapshots.remove(&id).unwrap_or_default(),
             );
@@ -317,15 +340,21 @@ impl Store {
         let mut snapshot_rows: Vec<SnapshotInsert> = Vec::new();
         let mut acknowledged_rows: Vec<SnapshotInsert> = Vec::new();
         let mut audit_rows: Vec<AuditInsert> = Vec::new();
+        let mut plans = PlanTexts::default();
         for repriced in accounts {
             for invoice in &repriced.snapshot {
-                snapshot_rows.push(SnapshotInsert::new(&repriced.account, "computed", invoice)?);
+                snapshot_rows.push(SnapshotInsert::new(&repriced.account, "computed", invoice, &mut plans)?);
             }
             for invoice in &repriced.acknowledged {
-                acknowledged_rows.push(SnapshotInsert::new(&repriced.account, "acknowledged", invoice)?);
+                acknowledged_rows.push(SnapshotInsert::new(
+                    &repriced.account,
+                    "acknowledged",
+                    invoice,
+                    &mut plans,
+                )?);
             }
             for row in &repriced.audit_rows {
-                audit_rows.push(AuditInsert::new(&repriced.account, row)?);
+                audit_rows.push(AuditInsert::new(&repriced.account, row, &mut plans)?);
             }
         }
 
@@ -570,6 +599,7 @@ fn read_account(
     row: AccountRow,
     reseller: Option<(AccountId, bool)>,
     assignment_rows: Vec<AssignmentRow>,
+    plans: &PlanDocuments,
     quantity_rows: Vec<BatchQuantityRow>,
     snapshot_texts: Vec<String>,
 ) -> Result<StoredAccount, UnreadableAccount> {
@@ -597,11 +627,15 @@ fn read_account(
             .map_err(|error| invalid(&account, "plan vendor id", error))?;
         let overrides = parse_object(&assignment.overrides)
             .map_err(|problem| invalid(&account, &format!("plans.{plan_id}.overrides"), problem))?;
-        let document = match &assignment.document {
-            Some(text) => Some(
-                parse_object(text)
-                    .map_err(|problem| invalid(&account, &format!("plan {vendor_id}/{plan_id} document"), problem))?,
-            ),
+        let document = match plans.get(&(assignment.vendor_id, assignment.plan_id)) {
+            Some(Ok(document)) => Some(Arc::clone(document)),
+            Some(Err(problem)) => {
+                return Err(invalid(
+                    &account,
+                    &format!("plan {vendor_id}/{plan_id} document"),
+                    problem,
+                ))
+            }
             None => None,
         };
         assignments.push(StoredAssignment {
@@ -662,6 +696,26 @@ fn read_account(
     })
 }
 
+/// The rendered text of each merged plan of a batch: the invoices of every account
+/// sharing a plan set share one `Arc`, rendered once here. Keyed by the `Arc`'s
+/// address, which the held `Arc` keeps from being reused.
+#[derive(Default)]
+struct PlanTexts {
+    rendered: HashMap<usize, (Arc<Map>, Box<RawValue>)>,
+}
+
+impl PlanTexts {
+    /// The stored text of an invoice (`wire::invoice`), its plan rendered once per batch.
+    fn invoice_text(&mut self, invoice: &Invoice) -> String {
+        let key = Arc::as_ptr(&invoice.plan) as usize;
+        let (_, plan) = self
+            .rendered
+            .entry(key)
+            .or_insert_with(|| (Arc::clone(&invoice.plan), plan_text(&invoice.plan)));
+        invoice_text(invoice, plan)
+    }
+}
+
 struct SnapshotInsert {
     account_id: String,
     kind: &'static str,
@@ -671,12 +725,17 @@ struct SnapshotInsert {
 }
 
 impl SnapshotInsert {
-    fn new(account: &AccountId, kind: &'static str, invoice: &Invoice) -> Result<SnapshotInsert, StoreError> {
+    fn new(
+        account: &AccountId,
+        kind: &'static str,
+        invoice: &Invoice,
+        plans: &mut PlanTexts,
+    ) -> Result<SnapshotInsert, StoreError> {
         Ok(SnapshotInsert {
             account_id: account.to_string(),
             kind,
             bookkeeper: invoice.bookkeeper.clone(),
-            invoice: invoice_json(invoice).to_string(),
+            invoice: plans.invoice_text(invoice),
             recurring_units: units(invoice.recurring)?,
         })
     }
@@ -695,13 +754,13 @@ struct AuditInsert {
 }
 
 impl AuditInsert {
-    fn new(account: &AccountId, row: &NewAuditRow) -> Result<AuditInsert, StoreError> {
+    fn new(account: &AccountId, row: &NewAuditRow, plans: &mut PlanTexts) -> Result<AuditInsert, StoreError> {
         Ok(AuditInsert {
             id: row.id.clone(),
             account_id: account.to_string(),
             status: if row.completed { "completed" } else { "pending" },
             bookkeeper: row.invoice.bookkeeper.clone(),
-            invoice: invoice_json(&row.invoice).to_string(),
+            invoice: plans.invoice_text(&row.invoice),
             audit: row.audit.to_string(),
             today_units: units(row.invoice.today)?,
             recurring_units: units(row.invoice.recurring)?,

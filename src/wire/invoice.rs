@@ -11,6 +11,7 @@ use crate::domain::invoice::{ActivationCharge, Difference, Discounts, Invoice, I
 use crate::domain::plan::BookkeeperRef;
 use crate::domain::{Category, ItemName, Money};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -263,6 +264,37 @@ pub fn invoice(invoice: &Invoice) -> Value {
     serde_json::to_value(InvoiceJson::from(invoice)).expect("invoice JSON has string keys and finite numbers")
 }
 
+/// [`InvoiceJson`] with its plan already rendered ([`plan_text`]).
+#[derive(Debug, Serialize)]
+struct RenderedPlanInvoiceJson<'a> {
+    bookkeeper: BookkeeperJson<'a>,
+    plan: &'a RawValue,
+    items: Vec<ItemJson<'a>>,
+    activation_charges: Vec<ActivationChargeJson<'a>>,
+    taxes: [(); 0],
+    summary: SummaryJson,
+}
+
+/// The text of an invoice's merged plan, as [`invoice`] renders it.
+pub fn plan_text(plan: &DocumentMap) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&Document::Map(plan)).expect("plan JSON has string keys and finite numbers")
+}
+
+/// The text of [`invoice`], given the text of its plan: the accounts that share a
+/// merged plan (most of a sync batch) have it rendered once, not once per invoice.
+pub fn invoice_text(invoice: &Invoice, plan: &RawValue) -> String {
+    let json = InvoiceJson::from(invoice);
+    serde_json::to_string(&RenderedPlanInvoiceJson {
+        bookkeeper: json.bookkeeper,
+        plan,
+        items: json.items,
+        activation_charges: json.activation_charges,
+        taxes: [],
+        summary: json.summary,
+    })
+    .expect("invoice JSON has string keys and finite numbers")
+}
+
 /// Why a stored invoice could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {problem}")]
@@ -440,6 +472,20 @@ mod tests {
             }
             let read_back = parse_invoice(&invoice(original)).expect("reads back");
             assert_eq!(read_back, without_changes);
+        }
+    }
+
+    #[test]
+    fn an_invoice_with_its_plan_rendered_apart_is_the_same_text() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quote.json")).expect("example");
+        let request = parse_request(&text).expect("valid example");
+        let quote = price(&request, &StrategyPriorities::default()).expect("prices");
+        assert!(!quote.invoices.is_empty());
+        for original in &quote.invoices {
+            assert!(!original.plan.is_empty(), "the example's invoices carry their plan");
+            let plan = plan_text(&original.plan);
+            assert_eq!(invoice_text(original, &plan), invoice(original).to_string());
         }
     }
 }
