@@ -170,19 +170,27 @@ mod tests {
     fn the_fingerprint_follows_names_and_text() {
         let directory = tempfile::tempdir().expect("temp dir");
         std::fs::write(directory.path().join("a.sql"), "SELECT 1").expect("write");
-        let first = CountingQueries::from_dir(directory.path()).expect("loads").fingerprint();
+        let first = CountingQueries::from_dir(directory.path())
+            .expect("loads")
+            .fingerprint();
         std::fs::write(directory.path().join("a.sql"), "-- a comment only\nSELECT 1;").expect("write");
         assert_eq!(
-            CountingQueries::from_dir(directory.path()).expect("loads").fingerprint(),
+            CountingQueries::from_dir(directory.path())
+                .expect("loads")
+                .fingerprint(),
             first,
             "comments are not counted"
         );
         std::fs::write(directory.path().join("a.sql"), "SELECT 2").expect("write");
-        let changed = CountingQueries::from_dir(directory.path()).expect("loads").fingerprint();
+        let changed = CountingQueries::from_dir(directory.path())
+            .expect("loads")
+            .fingerprint();
         assert_ne!(changed, first);
         std::fs::rename(directory.path().join("a.sql"), directory.path().join("b.sql")).expect("rename");
         assert_ne!(
-            CountingQueries::from_dir(directory.path()).expect("loads").fingerprint(),
+            CountingQueries::from_dir(directory.path())
+                .expect("loads")
+                .fingerprint(),
             changed
         );
         assert_ne!(CountingQueries::builtin().fingerprint(), first);

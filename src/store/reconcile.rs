@@ -466,7 +466,7 @@ impl ReconcileSession {
                 .to_string()
         } else {
             format!(
-            "INSERT INTO reconcile_cascade (account_id, category, item, quantity) \
+                "INSERT INTO reconcile_cascade (account_id, category, item, quantity) \
              SELECT c.ancestor_id, n.category, n.item, SUM(n.quantity) \
              FROM ({descendants_counts}) n \
              JOIN reconcile_closure c ON c.account_id = n.account_id \
