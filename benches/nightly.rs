@@ -8,7 +8,8 @@
 //!   `enabled` flipped by SQL, then the run.
 //!
 //! The stages are those `tally run billing` runs, with the options `JobContext`
-//! builds from default settings (`billing_options`): reconcile (every account),
+//! builds from default settings (`billing_options`): reconcile (the nightly's
+//! incremental scope: everything on the first run, only the marked accounts after),
 //! sync (the marked accounts), bookkeeper-sync against the loopback HTTP bookkeeper of
 //! `--demo` (127.0.0.1, port 0, answers 200 at once). Each stage prints its time,
 //! rows/s (reconcile: inventory objects; sync: accounts scanned; bookkeeper-sync:
@@ -28,6 +29,8 @@
 //! reconcile the bench asserts that both tables hold the same account and cascade
 //! rows and that the floor's diff had as many rows as reconcile's `items_changed`.
 //! The floor writes no change records, day summaries or dirty flags (tally does).
+//! On the nights after the first, tally recounts only the accounts marked since, so
+//! the floor does the same work over those accounts only (`incremental_floor_steps`).
 //!
 //! Run: `cargo bench --bench nightly` (10 000 accounts, ~1 M objects, both backends);
 //! `TALLY_BENCH_ACCOUNTS=10000,100000` for several sizes; `TALLY_BENCH_BACKENDS=postgres`
@@ -54,7 +57,7 @@ use tally::domain::summary::GregorianSeconds;
 use tally::jobs::context::{JobContext, RunScope};
 use tally::jobs::demo::{load, DEMO_BATCH_SIZE};
 use tally::jobs::{bookkeeper_sync, reconcile, sync};
-use tally::store::{Backend, Store};
+use tally::store::{Backend, CountingQueries, Store};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -265,6 +268,134 @@ fn floor_steps(backend: Backend) -> Vec<(&'static str, String)> {
     }
 }
 
+/// The floor of a night after the first (`no change`, `1 % churn`), where tally's
+/// nightly recounts only the marked accounts (`ReconcileScope::Incremental`): the same
+/// work as plain SQL over those accounts only. Their ancestors (walked up from the
+/// marks, not the whole tree), their counts (the counting queries, which join a scope
+/// table), the stored cascades of those ancestors plus the accounts' differences, a
+/// diff of only those rows, then the writes.
+fn incremental_floor_steps(backend: Backend, counting: &CountingQueries) -> Vec<(&'static str, String)> {
+    let union: Vec<String> = counting
+        .iter()
+        .map(|query| format!("SELECT account_id, category, item, quantity FROM ({}) q", query.sql))
+        .collect();
+    let counts = format!(
+        "CREATE TEMP TABLE floor_counts AS SELECT account_id, category, item, CAST(SUM(quantity) AS BIGINT) AS quantity \
+         FROM ({}) counted GROUP BY account_id, category, item HAVING SUM(quantity) <> 0",
+        union.join(" UNION ALL ")
+    );
+    let new_rows = "SELECT account_id, 'account', category, item, quantity FROM floor_counts \
+         UNION ALL \
+         SELECT account_id, 'cascade', category, item, CAST(SUM(quantity) AS BIGINT) FROM ( \
+             SELECT q.account_id, q.category, q.item, q.quantity FROM floor_quantities q \
+             JOIN floor_cascade_scope cs ON cs.account_id = q.account_id WHERE q.bucket = 'cascade' \
+             UNION ALL \
+             SELECT c.ancestor_id, n.category, n.item, n.quantity FROM floor_counts n \
+             JOIN floor_closure c ON c.account_id = n.account_id JOIN accounts d ON d.id = n.account_id \
+             WHERE n.quantity >= 1 AND NOT d.deleted \
+             UNION ALL \
+             SELECT c.ancestor_id, q.category, q.item, -q.quantity FROM floor_quantities q \
+             JOIN reconcile_scope s ON s.account_id = q.account_id \
+             JOIN floor_closure c ON c.account_id = q.account_id JOIN accounts d ON d.id = q.account_id \
+             WHERE q.bucket = 'account' AND q.quantity >= 1 AND NOT d.deleted) delta \
+         GROUP BY account_id, category, item HAVING SUM(quantity) <> 0";
+    let diff = "CREATE TEMP TABLE floor_diff AS \
+         SELECT n.account_id, n.bucket, n.category, n.item, n.quantity FROM floor_new n \
+         LEFT JOIN floor_quantities q ON q.account_id = n.account_id AND q.bucket = n.bucket \
+           AND q.category = n.category AND q.item = n.item \
+         WHERE q.quantity IS NULL OR q.quantity <> n.quantity \
+         UNION ALL \
+         SELECT q.account_id, q.bucket, q.category, q.item, 0 FROM floor_quantities q \
+         JOIN reconcile_scope s ON s.account_id = q.account_id \
+         WHERE q.bucket = 'account' AND q.quantity <> 0 AND NOT EXISTS (SELECT 1 FROM floor_new n \
+           WHERE n.account_id = q.account_id AND n.bucket = q.bucket AND n.category = q.category AND n.item = q.item) \
+         UNION ALL \
+         SELECT q.account_id, q.bucket, q.category, q.item, 0 FROM floor_quantities q \
+         JOIN floor_cascade_scope s ON s.account_id = q.account_id \
+         WHERE q.bucket = 'cascade' AND q.quantity <> 0 AND NOT EXISTS (SELECT 1 FROM floor_new n \
+           WHERE n.account_id = q.account_id AND n.bucket = q.bucket AND n.category = q.category AND n.item = q.item)"
+        .to_owned();
+    let (upsert, delete) = floor_writes();
+    let mut steps = vec![
+        (
+            "scope",
+            "CREATE TEMP TABLE reconcile_scope (account_id TEXT PRIMARY KEY)".to_owned(),
+        ),
+        (
+            "scope",
+            "INSERT INTO reconcile_scope (account_id) SELECT account_id FROM reconcile_marks".to_owned(),
+        ),
+        (
+            "closure",
+            "CREATE TEMP TABLE floor_closure AS WITH RECURSIVE up(account_id, ancestor_id) AS ( \
+             SELECT a.id, a.parent_id FROM accounts a JOIN reconcile_scope s ON s.account_id = a.id \
+             WHERE a.parent_id IS NOT NULL \
+             UNION ALL SELECT up.account_id, p.parent_id FROM up JOIN accounts p ON p.id = up.ancestor_id \
+             WHERE p.parent_id IS NOT NULL) SELECT account_id, ancestor_id FROM up"
+                .to_owned(),
+        ),
+        (
+            "closure",
+            "CREATE TEMP TABLE floor_cascade_scope (account_id TEXT PRIMARY KEY)".to_owned(),
+        ),
+        (
+            "closure",
+            "INSERT INTO floor_cascade_scope (account_id) SELECT account_id FROM reconcile_scope \
+             UNION SELECT ancestor_id FROM floor_closure"
+                .to_owned(),
+        ),
+    ];
+    if backend == Backend::Postgres {
+        steps.push((
+            "analyze",
+            "ANALYZE reconcile_scope, floor_closure, floor_cascade_scope".to_owned(),
+        ));
+    }
+    steps.push(("counts", counts));
+    match backend {
+        Backend::Postgres => {
+            steps.push(("analyze", "ANALYZE floor_counts".to_owned()));
+            steps.push((
+                "cascade (new rows)",
+                format!("CREATE TEMP TABLE floor_new (account_id, bucket, category, item, quantity) AS {new_rows}"),
+            ));
+            steps.push(("analyze", "ANALYZE floor_new".to_owned()));
+        }
+        Backend::Sqlite => {
+            steps.push((
+                "cascade (new rows)",
+                "CREATE TEMP TABLE floor_new (account_id TEXT NOT NULL, bucket TEXT NOT NULL, \
+                 category TEXT NOT NULL, item TEXT NOT NULL, quantity BIGINT NOT NULL, \
+                 PRIMARY KEY (account_id, bucket, category, item)) WITHOUT ROWID"
+                    .to_owned(),
+            ));
+            steps.push((
+                "cascade (new rows)",
+                format!("INSERT INTO floor_new (account_id, bucket, category, item, quantity) {new_rows}"),
+            ));
+        }
+    }
+    steps.push(("diff", diff));
+    steps.push(("write changed rows", upsert));
+    steps.push(("delete removed rows", delete));
+    steps
+}
+
+/// The floor's writes: an upsert of the changed rows in key order, a delete of the
+/// removed ones.
+fn floor_writes() -> (String, String) {
+    (
+        "INSERT INTO floor_quantities (account_id, bucket, category, item, quantity) \
+         SELECT account_id, bucket, category, item, quantity FROM floor_diff WHERE quantity <> 0 \
+         ORDER BY account_id, bucket, category, item \
+         ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity"
+            .to_owned(),
+        "DELETE FROM floor_quantities WHERE (account_id, bucket, category, item) IN \
+         (SELECT account_id, bucket, category, item FROM floor_diff WHERE quantity = 0)"
+            .to_owned(),
+    )
+}
+
 enum FloorConnection {
     Postgres(sqlx::PgConnection),
     Sqlite(sqlx::SqliteConnection),
@@ -337,11 +468,16 @@ struct FloorRun {
 
 /// Copies the stored quantities for the floor (untimed), then runs the floor's steps in
 /// one transaction, each timed.
-async fn run_floor(connection: &mut FloorConnection, backend: Backend) -> FloorRun {
+async fn run_floor(
+    connection: &mut FloorConnection,
+    backend: Backend,
+    floor_steps: Vec<(&'static str, String)>,
+) -> FloorRun {
     connection
         .execute(
             "DROP TABLE IF EXISTS floor_closure; DROP TABLE IF EXISTS floor_counts; \
              DROP TABLE IF EXISTS floor_new; DROP TABLE IF EXISTS floor_diff; \
+             DROP TABLE IF EXISTS reconcile_scope; DROP TABLE IF EXISTS floor_cascade_scope; \
              DELETE FROM floor_quantities; \
              INSERT INTO floor_quantities SELECT account_id, bucket, category, item, quantity FROM service_quantities",
         )
@@ -352,7 +488,7 @@ async fn run_floor(connection: &mut FloorConnection, backend: Backend) -> FloorR
     let started = Instant::now();
     let mut steps: Vec<(&'static str, Duration)> = Vec::new();
     connection.execute("BEGIN").await;
-    for (label, sql) in floor_steps(backend) {
+    for (label, sql) in floor_steps {
         let step = Instant::now();
         connection.execute(&sql).await;
         match steps.iter_mut().find(|(name, _)| *name == label) {
@@ -480,12 +616,24 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
         let now = GregorianSeconds(start.0 + i64::try_from(index).expect("small") * DAY);
         let options = context.billing_options(&RunScope::default(), now, CancellationToken::new());
 
-        let floor = run_floor(&mut floor_connection, backend).await;
+        // The first run recounts everything (the demo's accounts are new); the later
+        // nights only the marked accounts, and so does their floor.
+        let steps = match index {
+            0 => floor_steps(backend),
+            _ => incremental_floor_steps(backend, &context.counting),
+        };
+        let floor = run_floor(&mut floor_connection, backend, steps).await;
 
         take_statements();
         let (reconciled, elapsed, peak_kib, start_kib) =
             timed(reconcile::run_once(store, &context.counting, &options.reconcile)).await;
         let reconciled = reconciled.expect("reconcile runs");
+        assert_eq!(
+            reconciled.full_recount.is_some(),
+            index == 0,
+            "{scenario}: full recount {:?}",
+            reconciled.full_recount
+        );
         let statements = take_statements();
         assert!(reconciled.skipped.is_empty(), "{:?}", reconciled.skipped);
         let reconcile_time = StageTime {

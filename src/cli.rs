@@ -645,6 +645,10 @@ pub struct BillingArgs {
     /// HTTP invoices to a loopback demo bookkeeper when none is configured.
     #[arg(long)]
     pub demo: bool,
+    /// Recount every account (default: only the accounts whose inventory changed
+    /// since their last recount, unless a full recount is due).
+    #[arg(long)]
+    pub full: bool,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -653,6 +653,7 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
         },
         batch_size: None,
         changed_only: false,
+        full_recount: args.full,
     };
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
     // A spinner on a terminal; indicatif draws nothing when standard error is not one.
@@ -699,6 +700,7 @@ pub(crate) async fn run_topup(settings: &Settings, args: &TopupArgs) -> Result<E
         },
         batch_size: None,
         changed_only: false,
+        full_recount: false,
     };
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
     let retry = FaultRetry::for_runs(&settings.database);

@@ -205,6 +205,8 @@ impl BillingReport {
             "accounts_scanned": self.reconcile.accounts_scanned,
             "accounts_changed": self.reconcile.accounts_changed,
             "items_changed": self.reconcile.items_changed,
+            // Why reconcile recounted every account; null when it recounted only what changed.
+            "full_recount": self.reconcile.full_recount.as_ref().map(ToString::to_string),
             "accounts_skipped": self.reconcile.skipped.len() + sync.map_or(0, |sync| sync.skipped.len()),
             "skipped": self
                 .skipped()

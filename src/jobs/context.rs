@@ -50,6 +50,9 @@ pub struct RunScope {
     /// Reconcile only the accounts whose inventory changed since their last recount
     /// (`ReconcileScope::Marked`); ignored when `accounts` is given and by other jobs.
     pub changed_only: bool,
+    /// Billing: recount every account rather than only what changed
+    /// (`ReconcileScope::All` instead of `ReconcileScope::Incremental`).
+    pub full_recount: bool,
 }
 
 impl JobContext {
@@ -204,8 +207,14 @@ impl JobContext {
             changed_only: false,
             ..scope.clone()
         };
+        let mut reconcile = self.reconcile_options(&reconcile_scope, false, now);
+        // The nightly recounts what changed (marks set by triggers on every inventory
+        // write), falling back to every account when a full recount is due.
+        if scope.accounts.is_none() && !scope.full_recount {
+            reconcile.scope = ReconcileScope::Incremental;
+        }
         BillingOptions {
-            reconcile: self.reconcile_options(&reconcile_scope, false, now),
+            reconcile,
             sync: self.sync_options(sync_scope, scope.batch_size, FirstCommit::Baseline, now, stop.clone()),
             bookkeeper_sync: self.bookkeeper_sync_options(scope.batch_size, now, stop.clone()),
             stop,
@@ -239,6 +248,7 @@ impl JobContext {
                 .batch_size
                 .map(|size| usize::try_from(size.get()).unwrap_or(usize::MAX)),
             changed_only: false,
+            full_recount: false,
         };
         // A database fault restarts the job (billing: its stage) for a bounded time.
         let retry = FaultRetry::for_runs(&self.settings.database);

@@ -11,7 +11,7 @@ use crate::domain::classify::NumberClassifiers;
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::tree::{find_broken, Breakage};
 use crate::domain::AccountId;
-use crate::store::{CountingQueries, ReconcileScope, StagedChange, Store, StoreError};
+use crate::store::{CountingQueries, FullRecount, ReconcileScope, StagedChange, Store, StoreError};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -67,6 +67,9 @@ pub struct ReconcileReport {
     /// The staged changes, filled by dry runs only (a real run may change millions).
     pub changes: Vec<StagedChange>,
     pub dry_run: bool,
+    /// Set when every reachable account was recounted, with why (an incremental run
+    /// that found nothing forcing it leaves it `None`).
+    pub full_recount: Option<FullRecount>,
 }
 
 impl ReconcileReport {
@@ -100,22 +103,31 @@ pub async fn run_once(
     options: &ReconcileOptions,
 ) -> Result<ReconcileReport, ReconcileError> {
     let started = Instant::now();
+    let mut scope = options.scope.clone();
     // Before staging, so the recount reads current classifications; a dry run writes
     // nothing, so it counts what is stored.
     if let (Some(classifiers), false) = (&options.classifiers, options.dry_run) {
         if let Some(changed) = store.reclassify_numbers(classifiers, options.now).await? {
             tracing::info!(numbers = changed, "numbers reclassified with a new classifier list");
+            // The triggers marked their accounts, but a new list may touch most numbers:
+            // a full recount is the safe and, then, cheaper way.
+            if scope == ReconcileScope::Incremental {
+                scope = ReconcileScope::All;
+            }
         }
     }
     let mut session = store.reconcile_session().await?;
     let unreachable = session.walk_tree().await?;
     let broken = find_broken(&unreachable);
-    let stage = session.stage(&options.scope, counting, options.batch_size).await?;
+    let stage = session.stage(&scope, counting, options.batch_size).await?;
+    if let Some(reason) = &stage.full_recount {
+        tracing::info!(reason = %reason, "reconcile recounts every account");
+    }
 
     // A marked run reports broken accounts as a full run does: they are skipped by
     // every run until the tree is repaired.
     let requested: Option<BTreeSet<&AccountId>> = match &options.scope {
-        ReconcileScope::All | ReconcileScope::Marked => None,
+        ReconcileScope::All | ReconcileScope::Marked | ReconcileScope::Incremental => None,
         ReconcileScope::Accounts(accounts) => Some(accounts.iter().collect()),
     };
     let mut skipped: Vec<SkippedAccount> = broken
@@ -141,9 +153,11 @@ pub async fn run_once(
     let changes = if options.dry_run {
         session.changes().await?
     } else {
+        session.begin_writing(options.now).await?;
         session
             .apply(options.now, &crate::runs::job_run_label("reconcile", options.now))
             .await?;
+        session.settle(counting).await?;
         Vec::new()
     };
     session.finish().await?;
@@ -156,5 +170,6 @@ pub async fn run_once(
         skipped,
         changes,
         dry_run: options.dry_run,
+        full_recount: stage.full_recount,
     })
 }

@@ -646,6 +646,7 @@ impl Operations {
             accounts: Some(vec![account.clone()]),
             batch_size: None,
             changed_only: false,
+            full_recount: false,
         };
         self.context()
             .reconcile(&scope, self.now())

@@ -113,6 +113,20 @@ impl CountingQueries {
     pub fn iter(&self) -> impl Iterator<Item = &CountingQuery> {
         self.queries.iter()
     }
+
+    /// A digest of every file's name and text, in order: stored quantities counted
+    /// with another set must be recounted in full (an incremental run compares it).
+    pub fn fingerprint(&self) -> String {
+        use md5::Digest;
+        let mut digest = md5::Md5::new();
+        for query in &self.queries {
+            for part in [query.name.as_str(), query.sql.as_str()] {
+                digest.update(part.len().to_le_bytes());
+                digest.update(part.as_bytes());
+            }
+        }
+        hex::encode(digest.finalize())
+    }
 }
 
 /// Drops `--` comment lines and a trailing semicolon, so the text can be embedded.
@@ -150,6 +164,36 @@ mod tests {
         let queries = CountingQueries::from_dir(directory.path()).expect("loads");
         let names: Vec<(&str, &str)> = queries.iter().map(|q| (q.name.as_str(), q.sql.as_str())).collect();
         assert_eq!(names, vec![("a.sql", "SELECT 1"), ("b.sql", "SELECT 2")]);
+    }
+
+    #[test]
+    fn the_fingerprint_follows_names_and_text() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        std::fs::write(directory.path().join("a.sql"), "SELECT 1").expect("write");
+        let first = CountingQueries::from_dir(directory.path())
+            .expect("loads")
+            .fingerprint();
+        std::fs::write(directory.path().join("a.sql"), "-- a comment only\nSELECT 1;").expect("write");
+        assert_eq!(
+            CountingQueries::from_dir(directory.path())
+                .expect("loads")
+                .fingerprint(),
+            first,
+            "comments are not counted"
+        );
+        std::fs::write(directory.path().join("a.sql"), "SELECT 2").expect("write");
+        let changed = CountingQueries::from_dir(directory.path())
+            .expect("loads")
+            .fingerprint();
+        assert_ne!(changed, first);
+        std::fs::rename(directory.path().join("a.sql"), directory.path().join("b.sql")).expect("rename");
+        assert_ne!(
+            CountingQueries::from_dir(directory.path())
+                .expect("loads")
+                .fingerprint(),
+            changed
+        );
+        assert_ne!(CountingQueries::builtin().fingerprint(), first);
     }
 
     #[test]

@@ -941,7 +941,7 @@ fn account_cells(account: &AccountRecord) -> Vec<Cell> {
 }
 
 /// A fresh random token for this batch's marks (32 hex characters).
-fn mark_token() -> Result<String, StoreError> {
+pub(super) fn mark_token() -> Result<String, StoreError> {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes)
         .map_err(|error| StoreError::Refused(format!("no random bytes for a reconcile mark: {error}")))?;

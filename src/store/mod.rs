@@ -33,7 +33,7 @@ pub use deliveries::{
 };
 pub use demo::DemoCatalogReport;
 pub use inventory::{InventoryWrite, InventoryWritten, KnownAccounts, RejectedDocument};
-pub use reconcile::{ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
+pub use reconcile::{FullRecount, ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
 pub use services::{
     AccountNode, AuditCursor, AuditLogPage, AuditLogQuery, AuditLogRow, CatalogPlan, PlanAssignment, PlanWrite,
     ServicesChange, ServicesRecord,

@@ -28,7 +28,46 @@ pub enum ReconcileScope {
     /// last recount), as [`ReconcileScope::Accounts`]; marked accounts the walk did
     /// not reach are left out, and keep their marks.
     Marked,
+    /// The nightly scope: the marked accounts, their differences rolled up the
+    /// closure onto the stored cascades (no descendant outside the marks is read);
+    /// or, when that could miss a change, every account as [`ReconcileScope::All`]
+    /// (see [`ReconcileSession::full_recount_due`]).
+    Incremental,
 }
+
+/// Why a run recounted every account rather than the marked ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FullRecount {
+    /// The scope asked for it (`ReconcileScope::All`).
+    Requested,
+    /// An incremental run found a reason in `reconcile_full_requests` (the account
+    /// tree changed, an inventory table was truncated, a run stopped midway, ...).
+    Pending(String),
+    /// The counting queries differ from those of the last full recount.
+    CountingQueriesChanged,
+    /// Stored ancestor paths differ from the tree walked now.
+    TreeChanged,
+}
+
+impl std::fmt::Display for FullRecount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FullRecount::Requested => f.write_str("requested"),
+            FullRecount::Pending(reason) => write!(f, "pending request: {reason}"),
+            FullRecount::CountingQueriesChanged => f.write_str("counting queries changed"),
+            FullRecount::TreeChanged => f.write_str("account tree changed"),
+        }
+    }
+}
+
+/// `ingest_state` key of the fingerprint of the counting queries the stored
+/// quantities were last fully recounted with.
+const COUNTING_FINGERPRINT_KEY: &str = "reconcile_counting_queries";
+
+/// `reconcile_full_requests` reason held while a run writes its batches: a run that
+/// dies between two batches leaves cascades that no longer add up, which only a full
+/// recount repairs.
+const INTERRUPTED_RUN: &str = "run stopped while writing";
 
 /// One change the run found: an account and one of its `(bucket, category, item)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +84,8 @@ pub struct StageOutcome {
     pub items_changed: u64,
     /// Requested accounts that do not exist.
     pub unknown_accounts: Vec<AccountId>,
+    /// Set when every reachable account was recounted, with why.
+    pub full_recount: Option<FullRecount>,
 }
 
 fn elapsed_ms(started: std::time::Instant) -> u64 {
@@ -55,6 +96,11 @@ fn elapsed_ms(started: std::time::Instant) -> u64 {
 pub struct ReconcileSession {
     conn: Conn,
     backend: Backend,
+    /// What `stage` decided: a full recount settles pending requests and records the
+    /// counting fingerprint once written.
+    full_recount: Option<FullRecount>,
+    /// The `INTERRUPTED_RUN` token this session wrote, deleted once it has written.
+    writing_token: Option<String>,
 }
 
 const TEMP_TABLES: &[&str] = &[
@@ -70,6 +116,7 @@ const TEMP_TABLES: &[&str] = &[
     "reconcile_batched",
     "reconcile_marked",
     "reconcile_day_sums",
+    "reconcile_requests_seen",
 ];
 
 const BUCKET_RANK: &str = "CASE bucket WHEN 'account' THEN 0 WHEN 'manual' THEN 1 ELSE 2 END";
@@ -81,7 +128,12 @@ const BUCKET_RANK_C: &str = "CASE c.bucket WHEN 'account' THEN 0 WHEN 'manual' T
 
 impl ReconcileSession {
     pub(super) fn new(conn: Conn, backend: Backend) -> Self {
-        ReconcileSession { conn, backend }
+        ReconcileSession {
+            conn,
+            backend,
+            full_recount: None,
+            writing_token: None,
+        }
     }
 
     fn hex10(&self, expression: &str) -> String {
@@ -265,13 +317,21 @@ impl ReconcileSession {
                 "CREATE TEMP TABLE reconcile_changed (account_id TEXT PRIMARY KEY, batch BIGINT NOT NULL, \
                  ordinal BIGINT NOT NULL)",
                 "CREATE TEMP TABLE reconcile_marked (account_id TEXT PRIMARY KEY, token TEXT NOT NULL)",
+                "CREATE TEMP TABLE reconcile_requests_seen (reason TEXT PRIMARY KEY, token TEXT NOT NULL)",
             ],
         )
         .await?;
 
         let mut unknown_accounts = Vec::new();
+        let full_recount = match scope {
+            ReconcileScope::All => Some(FullRecount::Requested),
+            ReconcileScope::Incremental => self.full_recount_due(counting).await?,
+            ReconcileScope::Accounts(_) | ReconcileScope::Marked => None,
+        };
+        // Only an incremental run that is not a full one rolls differences up.
+        let roll_up_deltas = full_recount.is_none() && *scope == ReconcileScope::Incremental;
         let whole_tree = match scope {
-            ReconcileScope::All => {
+            _ if full_recount.is_some() => {
                 self.run(
                     "choosing the accounts",
                     &[
@@ -313,7 +373,7 @@ impl ReconcileSession {
                 self.scope_requested().await?;
                 false
             }
-            ReconcileScope::Marked => {
+            ReconcileScope::Marked | ReconcileScope::Incremental => {
                 self.run(
                     "choosing the marked accounts",
                     &["INSERT INTO reconcile_requested (account_id) SELECT account_id FROM reconcile_marks"],
@@ -322,7 +382,17 @@ impl ReconcileSession {
                 self.scope_requested().await?;
                 false
             }
+            ReconcileScope::All => unreachable!("a full scope always recounts everything"),
         };
+        if whole_tree {
+            // The requests this run answers, settled as marks are: by (reason, token).
+            self.run(
+                "noting the full-recount requests",
+                &["INSERT INTO reconcile_requests_seen (reason, token) SELECT reason, token FROM reconcile_full_requests"],
+            )
+            .await?;
+        }
+        self.full_recount = full_recount.clone();
         // The marks this run settles, with the token each had when its account was
         // put in scope: counting reads the inventory after this copy, so it sees at
         // least the write that set each token; a mark set again later keeps its new
@@ -394,8 +464,33 @@ impl ReconcileSession {
                AND NOT EXISTS (SELECT 1 FROM reconcile_scope s WHERE s.account_id = q.account_id)"
                 .to_string()
         };
-        let cascade_statement = format!(
+        let cascade_statement = if roll_up_deltas {
+            // Incremental: stored cascade + Σ (new − old) contributions of the recounted
+            // accounts over their ancestors. Exact because the tree and the deleted flags
+            // are those of the stored cascades (a change of either requests a full
+            // recount), and sums that reach 0 are dropped as the full roll-up never
+            // produces them.
             "INSERT INTO reconcile_cascade (account_id, category, item, quantity) \
+             SELECT account_id, category, item, SUM(quantity) FROM ( \
+                 SELECT q.account_id, q.category, q.item, q.quantity FROM service_quantities q \
+                 JOIN reconcile_cascade_scope cs ON cs.account_id = q.account_id \
+                 WHERE q.bucket = 'cascade' \
+                 UNION ALL \
+                 SELECT c.ancestor_id, n.category, n.item, n.quantity FROM reconcile_counts n \
+                 JOIN reconcile_closure c ON c.account_id = n.account_id \
+                 JOIN accounts d ON d.id = n.account_id \
+                 WHERE n.quantity >= 1 AND NOT d.deleted \
+                 UNION ALL \
+                 SELECT c.ancestor_id, q.category, q.item, -q.quantity FROM service_quantities q \
+                 JOIN reconcile_scope s ON s.account_id = q.account_id \
+                 JOIN reconcile_closure c ON c.account_id = q.account_id \
+                 JOIN accounts d ON d.id = q.account_id \
+                 WHERE q.bucket = 'account' AND q.quantity >= 1 AND NOT d.deleted) delta \
+             GROUP BY account_id, category, item HAVING SUM(quantity) <> 0"
+                .to_string()
+        } else {
+            format!(
+                "INSERT INTO reconcile_cascade (account_id, category, item, quantity) \
              SELECT c.ancestor_id, n.category, n.item, SUM(n.quantity) \
              FROM ({descendants_counts}) n \
              JOIN reconcile_closure c ON c.account_id = n.account_id \
@@ -403,7 +498,8 @@ impl ReconcileSession {
              JOIN accounts d ON d.id = n.account_id \
              WHERE n.quantity >= 1 AND NOT d.deleted \
              GROUP BY c.ancestor_id, n.category, n.item"
-        );
+            )
+        };
         self.run("rolling up cascade quantities", &[&cascade_statement]).await?;
         self.index("reconcile_cascade", "account_id, category, item").await?;
         self.analyze("reconcile_cascade").await?;
@@ -486,7 +582,109 @@ impl ReconcileSession {
                 .count("counting changed items", "SELECT COUNT(*) FROM reconcile_changes")
                 .await?,
             unknown_accounts,
+            full_recount,
         })
+    }
+
+    /// Why an incremental run must recount everything, or `None` when the marks
+    /// cover every change: a pending `reconcile_full_requests` row (written by the
+    /// triggers of migration 0011, or by a run that stopped while writing), counting
+    /// queries other than those of the last full recount, or stored tree paths that
+    /// differ from the walk (`walk_tree` must have run).
+    pub async fn full_recount_due(&mut self, counting: &CountingQueries) -> Result<Option<FullRecount>, StoreError> {
+        let pending: Option<String> = on_conn!(&mut self.conn, |c| {
+            sqlx::query_scalar("SELECT reason FROM reconcile_full_requests ORDER BY requested_at, reason LIMIT 1")
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(step("reading full-recount requests"))?
+        });
+        if let Some(reason) = pending {
+            return Ok(Some(FullRecount::Pending(reason)));
+        }
+        let stored: Option<String> = on_conn!(&mut self.conn, |c| {
+            sqlx::query_scalar("SELECT value FROM ingest_state WHERE key = $1")
+                .bind(COUNTING_FINGERPRINT_KEY)
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(step("reading the counting fingerprint"))?
+        });
+        if stored.as_deref() != Some(counting.fingerprint().as_str()) {
+            return Ok(Some(FullRecount::CountingQueriesChanged));
+        }
+        let moved = self
+            .count(
+                "comparing stored tree paths",
+                "SELECT COUNT(*) FROM (SELECT 1 FROM reconcile_tree t JOIN accounts a ON a.id = t.account_id \
+                 WHERE a.tree <> t.tree LIMIT 1) moved",
+            )
+            .await?;
+        Ok((moved > 0).then_some(FullRecount::TreeChanged))
+    }
+
+    /// Before `apply`: notes that this run is writing, so that a run stopped between
+    /// its batches makes the next incremental run a full one. Nothing to note when
+    /// nothing is staged.
+    pub async fn begin_writing(&mut self, now: GregorianSeconds) -> Result<(), StoreError> {
+        let staged = self
+            .count("counting staged accounts", "SELECT COUNT(*) FROM reconcile_changed")
+            .await?;
+        if staged == 0 {
+            return Ok(());
+        }
+        let token = crate::store::inventory::mark_token()?;
+        let inserted = on_conn!(&mut self.conn, |c| {
+            sqlx::query(
+                "INSERT INTO reconcile_full_requests (reason, requested_at, token) VALUES ($1, $2, $3) \
+                 ON CONFLICT (reason) DO NOTHING",
+            )
+            .bind(INTERRUPTED_RUN)
+            .bind(now.0)
+            .bind(token.as_str())
+            .execute(&mut **c)
+            .await
+            .map_err(step("noting the run is writing"))?
+            .rows_affected()
+        });
+        // An older stop's row stays until a full recount settles it.
+        self.writing_token = (inserted > 0).then_some(token);
+        Ok(())
+    }
+
+    /// After `apply` succeeded: removes this run's writing note; a full recount also
+    /// settles the requests it saw and records the counting queries it used.
+    pub async fn settle(&mut self, counting: &CountingQueries) -> Result<(), StoreError> {
+        if let Some(token) = self.writing_token.take() {
+            on_conn!(&mut self.conn, |c| {
+                sqlx::query("DELETE FROM reconcile_full_requests WHERE reason = $1 AND token = $2")
+                    .bind(INTERRUPTED_RUN)
+                    .bind(token.as_str())
+                    .execute(&mut **c)
+                    .await
+                    .map_err(step("clearing the writing note"))?;
+            });
+        }
+        if self.full_recount.is_none() {
+            return Ok(());
+        }
+        self.run(
+            "settling full-recount requests",
+            &["DELETE FROM reconcile_full_requests WHERE (reason, token) IN \
+               (SELECT reason, token FROM reconcile_requests_seen)"],
+        )
+        .await?;
+        let fingerprint = counting.fingerprint();
+        on_conn!(&mut self.conn, |c| {
+            sqlx::query(
+                "INSERT INTO ingest_state (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(COUNTING_FINGERPRINT_KEY)
+            .bind(fingerprint.as_str())
+            .execute(&mut **c)
+            .await
+            .map_err(step("recording the counting fingerprint"))?;
+        });
+        Ok(())
     }
 
     /// Every staged change, by account then in record order (§4.2.4).

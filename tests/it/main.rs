@@ -35,6 +35,7 @@ mod quote_examples;
 mod quote_labels;
 mod quote_vectors;
 mod reconcile;
+mod reconcile_incremental;
 mod reseller;
 mod runs;
 mod support;

@@ -444,6 +444,7 @@ async fn the_job_tops_up_low_balances_once_a_day(store: &Store) {
                 accounts: Some(vec![id("r"), id("c")]),
                 batch_size: None,
                 changed_only: false,
+                full_recount: false,
             },
             at(T0 + 26 * HOUR),
         )
