@@ -126,7 +126,7 @@ async fn api_auth_answers_a_token_that_expires_after_the_configured_lifetime(sto
     server.clock.advance(1);
     let expired = get(&services, Some(&issued)).await;
     assert_eq!(expired.status, 401, "{}", expired.body);
-    assert_eq!(expired.body["message"], "invalid credentials");
+    assert_eq!(expired.body["message"], "invalid_credentials");
     assert_no_token_in(&expired.body, &issued);
 }
 
