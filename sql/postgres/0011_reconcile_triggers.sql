@@ -283,14 +283,25 @@ DECLARE
     v_stamp BIGINT := tally_now_gregorian();
     v_token TEXT := tally_new_token();
 BEGIN
-    IF EXISTS (SELECT 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
-               WHERE o.id IS NULL OR o.parent_id IS DISTINCT FROM n.parent_id OR o.deleted IS DISTINCT FROM n.deleted) THEN
+    -- Old and new rows are grouped by id, never joined: transition tables have no
+    -- statistics or indexes, and a join planned as a nested loop is quadratic (28 s for
+    -- reconcile's update of 10,000 accounts' `tree`).
+    IF EXISTS (SELECT 1
+               FROM (SELECT id, jsonb_build_array(parent_id, deleted) AS shape FROM old_rows
+                     UNION ALL
+                     SELECT id, jsonb_build_array(parent_id, deleted) FROM new_rows) AS r
+               GROUP BY id
+               HAVING COUNT(*) <> 2 OR COUNT(DISTINCT shape) > 1) THEN
         PERFORM tally_request_full_recount('account tree');
     END IF;
     INSERT INTO reconcile_marks (account_id, marked_at, token)
-    SELECT n.id, v_stamp, v_token FROM new_rows n JOIN old_rows o ON o.id = n.id
-    WHERE to_jsonb(o) - 'tree' IS DISTINCT FROM to_jsonb(n) - 'tree'
-    ORDER BY n.id
+    SELECT id, v_stamp, v_token
+    FROM (SELECT o.id, to_jsonb(o) - 'tree' AS doc FROM old_rows o
+          UNION ALL
+          SELECT n.id, to_jsonb(n) - 'tree' FROM new_rows n) AS r
+    GROUP BY id
+    HAVING COUNT(*) = 2 AND COUNT(DISTINCT doc) = 2
+    ORDER BY id
     ON CONFLICT (account_id) DO UPDATE SET marked_at = excluded.marked_at, token = excluded.token;
     RETURN NULL;
 END $$;
