@@ -848,15 +848,7 @@ fn main() {
         )
         .with(StatementTimes.with_filter(statement_events))
         .init();
-    let sizes: Vec<u64> = std::env::var("TALLY_BENCH_ACCOUNTS")
-        .unwrap_or_else(|_| "10000".to_owned())
-        .split(',')
-        .map(|size| {
-            size.trim()
-                .parse()
-                .expect("TALLY_BENCH_ACCOUNTS: numbers separated by commas")
-        })
-        .collect();
+    let sizes = support::sizes("10000");
     let backends = support::backends("postgres,sqlite");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut table: Vec<(String, u64, u64, Vec<ScenarioRow>)> = Vec::new();

@@ -509,15 +509,7 @@ fn main() {
         )
         .with(StageTimes.with_filter(stage_events))
         .init();
-    let sizes: Vec<u64> = std::env::var("TALLY_BENCH_ACCOUNTS")
-        .unwrap_or_else(|_| "10000".to_owned())
-        .split(',')
-        .map(|size| {
-            size.trim()
-                .parse()
-                .expect("TALLY_BENCH_ACCOUNTS: numbers separated by commas")
-        })
-        .collect();
+    let sizes = support::sizes("10000");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut table = Vec::new();
     runtime.block_on(async {

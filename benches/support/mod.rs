@@ -21,6 +21,20 @@ pub fn backends(default: &str) -> Vec<String> {
         .collect()
 }
 
+/// The platform sizes to run: `TALLY_BENCH_ACCOUNTS` (comma-separated numbers of
+/// accounts), else `default`.
+pub fn sizes(default: &str) -> Vec<u64> {
+    std::env::var("TALLY_BENCH_ACCOUNTS")
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .map(|size| {
+            size.trim()
+                .parse()
+                .expect("TALLY_BENCH_ACCOUNTS: numbers separated by commas")
+        })
+        .collect()
+}
+
 /// The PostgreSQL server's maintenance database, where bench databases are created.
 pub fn admin_url() -> String {
     std::env::var("TALLY_BENCH_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
