@@ -368,6 +368,9 @@ pub enum ServicesOperation {
     Topup(ServicesTopupArgs),
     /// The full billing summary: plans, invoices, quantities, standing.
     Summary(AccountArg),
+    /// How every invoice line was reached: the plans and override layers behind each
+    /// field, the quantity's buckets, the bound, rate, discounts and rounding applied.
+    Explain(ExplainArgs),
     /// The plans the account's reseller offers.
     Available(DetailsArgs),
     /// The override fields a reseller may edit (the master account's without ACCOUNT).
@@ -400,6 +403,14 @@ pub enum PlansOperation {
 pub struct AccountArg {
     /// The account.
     pub account: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The account.
+    pub account: String,
+    /// Only this line: CATEGORY.ITEM (the plan's item key or its `as` name).
+    pub item: Option<String>,
 }
 
 #[derive(Debug, Args)]

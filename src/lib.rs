@@ -29,6 +29,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod exit;
+pub mod explain_text;
 pub mod ingest;
 pub mod jobs;
 pub mod metrics;

@@ -84,6 +84,8 @@ pub struct Output {
     pub table: Value,
     pub key_columns: &'static [&'static str],
     pub note: Option<String>,
+    /// A rendering written for this command, shown instead of the generic table.
+    pub text: Option<String>,
 }
 
 impl Output {
@@ -93,6 +95,7 @@ impl Output {
             table: data,
             key_columns: &[],
             note: None,
+            text: None,
         }
     }
 
@@ -122,7 +125,10 @@ impl Output {
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Json => serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| self.json.to_string()),
-            Format::Table => crate::table::render(&self.table, self.key_columns),
+            Format::Table => match &self.text {
+                Some(text) => text.clone(),
+                None => crate::table::render(&self.table, self.key_columns),
+            },
         }
     }
 }
@@ -133,13 +139,14 @@ pub enum Format {
     Table,
 }
 
-/// `--json` and `--table` decide; otherwise a table on a terminal when the data is a
-/// list or map of rows and fits `columns` (when known), JSON for scripts.
+/// `--json` and `--table` decide; a command with its own text prints it unless `--json`;
+/// otherwise a table on a terminal when the data is a list or map of rows and fits
+/// `columns` (when known), JSON for scripts.
 pub fn choose_format(args: &OpsOutputArgs, output: &Output, terminal: bool, columns: Option<usize>) -> Format {
     if args.json {
         return Format::Json;
     }
-    if args.table {
+    if args.table || output.text.is_some() {
         return Format::Table;
     }
     if terminal && crate::table::is_tabular(&output.table) {
@@ -241,6 +248,15 @@ pub async fn services(
             Output::data(ops.topup(caller, &account, &topup_data(&args.amount)).await?)
         }
         S::Summary(args) => Output::data(ops.services_summary(caller, &account(&args.account)?).await?),
+        S::Explain(args) => {
+            let data = ops
+                .explain(caller, &account(&args.account)?, args.item.as_deref())
+                .await?;
+            Output {
+                text: Some(crate::explain_text::render(&data)),
+                ..Output::data(data)
+            }
+        }
         S::Available(args) => {
             let account = account(&args.account)?;
             Output::rows(ops.available_plans(caller, &account, &unpaged(args.details)).await?)

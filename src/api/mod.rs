@@ -284,6 +284,10 @@ async fn run(
         Op::Synchronize => ops.synchronize_account(&caller, &target.account()?).await?.into(),
         Op::Topup => ops.topup(&caller, &target.account()?, data).await?.into(),
         Op::Summary => ops.services_summary(&caller, &target.account()?).await?.into(),
+        Op::Explain => {
+            let item = request::query_value(&parts.uri, "item");
+            ops.explain(&caller, &target.account()?, item.as_deref()).await?.into()
+        }
         Op::AvailablePlans => ops.available_plans(&caller, &target.account()?, &query).await?.into(),
         Op::Editable => ops.editable(&caller, Some(&target.account()?)).await?.into(),
         Op::EditableWithoutAccount => ops.editable(&caller, None).await?.into(),

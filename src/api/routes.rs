@@ -70,6 +70,8 @@ pub enum Op {
     Synchronize,
     Topup,
     Summary,
+    /// `GET …/services/explain`: how every invoice line was reached (issue 15).
+    Explain,
     AvailablePlans,
     Editable,
     EditableWithoutAccount,
@@ -138,6 +140,7 @@ impl Op {
             | Op::Reconcile
             | Op::Synchronize
             | Op::Topup
+            | Op::Explain
             | Op::AvailablePlans
             | Op::Editable
             | Op::EditableWithoutAccount
@@ -200,6 +203,7 @@ static ROUTES: &[Route] = &[
     route(Post, "/v2/accounts/{account_id}/services/synchronization", Synchronize),
     route(Post, "/v2/accounts/{account_id}/services/topup", Topup),
     route(Get, "/v2/accounts/{account_id}/services/summary", Summary),
+    route(Get, "/v2/accounts/{account_id}/services/explain", Explain),
     route(Get, "/v2/accounts/{account_id}/services/available", AvailablePlans),
     route(Get, "/v2/accounts/{account_id}/services/editable", Editable),
     route(Get, "/v2/services/editable", EditableWithoutAccount),

@@ -62,8 +62,14 @@ pub struct Tiers(BTreeMap<u64, Option<Money>>);
 impl Tiers {
     /// `tier(T, n)` of `pricing.md` §4: the value of the smallest threshold ≥ n.
     pub fn lookup(&self, units: i64) -> Option<Money> {
+        self.lookup_tier(units).map(|(_, price)| price)
+    }
+
+    /// [`Tiers::lookup`] with the threshold that was chosen, for explanations.
+    pub fn lookup_tier(&self, units: i64) -> Option<(u64, Money)> {
         let units = u64::try_from(units).unwrap_or(0);
-        self.0.range(units..).next().and_then(|(_, price)| *price)
+        let (threshold, price) = self.0.range(units..).next()?;
+        price.map(|price| (*threshold, price))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -42,8 +42,30 @@ impl StrategyPriorities {
 
 /// Merges one bookkeeper group into one plan document (`_id` = `single`).
 pub fn merge_plans(plans: Vec<PreparedPlan>, priorities: &StrategyPriorities) -> Map {
+    merge(plans.into_iter().map(|plan| (plan, None)).collect(), priorities).0
+}
+
+/// [`merge_plans`], also merging each plan's origin document (`plan::resolve_plans_explained`)
+/// alongside it: the second map has the merged plan's shape, each leaf saying which
+/// plans and layers wrote it. Simple and recursive merges are structural (objects
+/// descend, nulls delete, anything else replaces), so merging origin documents the same
+/// way picks the same winners; the cumulative rules name every plan they read.
+pub fn merge_plans_explained(
+    plans: Vec<PreparedPlan>,
+    origins: Vec<Map>,
+    priorities: &StrategyPriorities,
+) -> (Map, Map) {
+    let paired = plans.into_iter().zip(origins.into_iter().map(Some)).collect();
+    let (merged, origins) = merge(paired, priorities);
+    (merged, origins.unwrap_or_default())
+}
+
+/// A prepared plan with, when explaining, its origin document.
+type Traced = (PreparedPlan, Option<Map>);
+
+fn merge(plans: Vec<Traced>, priorities: &StrategyPriorities) -> (Map, Option<Map>) {
     let mut strategies: Vec<Strategy> = Vec::new();
-    for plan in &plans {
+    for (plan, _) in &plans {
         if !strategies.contains(&plan.strategy) {
             strategies.push(plan.strategy);
         }
@@ -51,55 +73,75 @@ pub fn merge_plans(plans: Vec<PreparedPlan>, priorities: &StrategyPriorities) ->
     // Equal strategy priorities keep the fixed order simple, recursive, cumulative.
     strategies.sort_by_key(|strategy| (priorities.of(*strategy), *strategy));
 
-    let mut plans: Vec<(usize, PreparedPlan)> = plans.into_iter().enumerate().collect();
+    let mut plans: Vec<(usize, Traced)> = plans.into_iter().enumerate().collect();
     let mut merged = Map::new();
+    let mut merged_origins: Option<Map> = None;
     for strategy in strategies {
-        let (group, rest): (Vec<_>, Vec<_>) = plans.into_iter().partition(|(_, plan)| plan.strategy == strategy);
+        let (group, rest): (Vec<_>, Vec<_>) = plans.into_iter().partition(|(_, (plan, _))| plan.strategy == strategy);
         plans = rest;
         let group = ordered_group(group);
-        let group_result = match strategy {
+        let (group_result, group_origins) = match strategy {
             Strategy::Simple | Strategy::Recursive => merge_documents(group),
             Strategy::Cumulative => merge_cumulative(group),
         };
         deep_merge_owned(&mut merged, group_result);
+        if let Some(group_origins) = group_origins {
+            deep_merge_owned(merged_origins.get_or_insert_with(Map::new), group_origins);
+        }
     }
     merged.insert("_id".to_owned(), Value::String("single".to_owned()));
-    merged
+    (merged, merged_origins)
 }
 
 /// The plans of one strategy, lowest precedence first (§7.3): a missing priority ranks
 /// above every number, and on equal priorities the plan listed earlier comes later.
-fn ordered_group(mut group: Vec<(usize, PreparedPlan)>) -> Vec<PreparedPlan> {
-    group.sort_by_key(|(position, plan)| (plan.priority.is_none(), plan.priority, Reverse(*position)));
-    group.into_iter().map(|(_, plan)| plan).collect()
+fn ordered_group(mut group: Vec<(usize, Traced)>) -> Vec<Traced> {
+    group.sort_by_key(|(position, (plan, _))| (plan.priority.is_none(), plan.priority, Reverse(*position)));
+    group.into_iter().map(|(_, traced)| traced).collect()
 }
 
-fn merge_documents(group: Vec<PreparedPlan>) -> Map {
+fn merge_documents(group: Vec<Traced>) -> (Map, Option<Map>) {
     let mut merged = Map::new();
-    for plan in group {
+    let mut merged_origins: Option<Map> = None;
+    for (plan, origins) in group {
         deep_merge_owned(&mut merged, plan.document);
+        if let Some(origins) = origins {
+            deep_merge_owned(merged_origins.get_or_insert_with(Map::new), origins);
+        }
     }
-    merged
+    (merged, merged_origins)
 }
 
 /// §7.6: the non-`plan` fields deep-merged as usual, `plan` rebuilt field by field.
-fn merge_cumulative(group: Vec<PreparedPlan>) -> Map {
-    let plan = cumulative_plan(&group);
-    let mut merged = merge_documents(group);
+fn merge_cumulative(group: Vec<Traced>) -> (Map, Option<Map>) {
+    let (plan, plan_origins) = cumulative_plan(&group);
+    let (mut merged, mut merged_origins) = merge_documents(group);
     merged.insert("plan".to_owned(), Value::Object(plan));
-    merged
+    if let (Some(merged_origins), Some(plan_origins)) = (&mut merged_origins, plan_origins) {
+        merged_origins.insert("plan".to_owned(), Value::Object(plan_origins));
+    }
+    (merged, merged_origins)
 }
 
-fn cumulative_plan(group: &[PreparedPlan]) -> Map {
-    // Highest precedence first.
-    let documents: Vec<&Map> = group
+fn item_of<'a>(document: &'a Map, category: &str, item: &str) -> Option<&'a Map> {
+    document.get(category)?.as_object()?.get(item)?.as_object()
+}
+
+fn plan_member(document: &Map) -> Option<&Map> {
+    document.get("plan").and_then(Value::as_object)
+}
+
+fn cumulative_plan(group: &[Traced]) -> (Map, Option<Map>) {
+    // Highest precedence first, each plan's `plan` member with its origins.
+    let documents: Vec<(&Map, Option<&Map>)> = group
         .iter()
         .rev()
-        .filter_map(|plan| plan.document.get("plan").and_then(Value::as_object))
+        .filter_map(|(plan, origins)| Some((plan_member(&plan.document)?, origins.as_ref().and_then(plan_member))))
         .collect();
+    let explained = group.iter().all(|(_, origins)| origins.is_some());
 
     let mut keys: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for document in &documents {
+    for (document, _) in &documents {
         for (category, items) in document.iter() {
             let Some(items) = items.as_object() else { continue };
             let entry = keys.entry(category.as_str()).or_default();
@@ -113,50 +155,169 @@ fn cumulative_plan(group: &[PreparedPlan]) -> Map {
     }
 
     let mut plan = Map::new();
+    let mut plan_origins = Map::new();
     for (category, items) in keys {
         let mut category_plans = Map::new();
+        let mut category_origins = Map::new();
         for item in items {
-            let item_plans: Vec<&Map> = documents
+            let (item_plans, item_origins): (Vec<&Map>, Vec<Option<&Map>>) = documents
                 .iter()
-                .filter_map(|document| document.get(category)?.as_object()?.get(item)?.as_object())
-                .collect();
-            let rebuilt = cumulative_item(&item_plans);
+                .filter_map(|(document, origins)| {
+                    let plan = item_of(document, category, item)?;
+                    Some((plan, origins.and_then(|origins| item_of(origins, category, item))))
+                })
+                .unzip();
+            let item_origins: Option<Vec<&Map>> = item_origins.into_iter().collect();
+            let (rebuilt, rebuilt_origins) = cumulative_item(&item_plans, item_origins.as_deref());
             if !rebuilt.is_empty() {
                 category_plans.insert(item.to_owned(), Value::Object(rebuilt));
+                category_origins.insert(item.to_owned(), Value::Object(rebuilt_origins));
             }
         }
         if !category_plans.is_empty() {
             plan.insert(category.to_owned(), Value::Object(category_plans));
+            plan_origins.insert(category.to_owned(), Value::Object(category_origins));
         }
     }
-    plan
+    (plan, explained.then_some(plan_origins))
 }
 
-/// The field rules of §7.6 over one item's plans, highest precedence first.
-fn cumulative_item(plans: &[&Map]) -> Map {
+/// How the cumulative strategy combines one field of the item plans (§7.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldRule {
+    /// The highest-precedence plan that defines it.
+    FirstDefined,
+    /// The sum of every value that reads as an integer.
+    IntegerSum,
+    /// The union of threshold tables, the higher precedence winning a threshold.
+    TableUnion,
+    /// The union of `exceptions` lists, sorted, without duplicates (quirk Q-PLN-6).
+    ExceptionsUnion,
+    /// True when any defined value is true-like.
+    AnyTrue,
+}
+
+impl FieldRule {
+    /// The name an explanation gives a field combined from several plans.
+    fn name(self) -> &'static str {
+        match self {
+            FieldRule::FirstDefined => "first defined",
+            FieldRule::IntegerSum => "sum",
+            FieldRule::TableUnion => "union",
+            FieldRule::ExceptionsUnion => "union",
+            FieldRule::AnyTrue => "any true",
+        }
+    }
+}
+
+/// The only fields a cumulative merge keeps, and how each is combined.
+const CUMULATIVE_FIELDS: [(&[&str], FieldRule); 18] = [
+    (&["activation_charge"], FieldRule::FirstDefined),
+    (&["step"], FieldRule::FirstDefined),
+    (&["flat_rate"], FieldRule::FirstDefined),
+    (&["rate"], FieldRule::FirstDefined),
+    (&["as"], FieldRule::FirstDefined),
+    (&["name"], FieldRule::FirstDefined),
+    (&["discounts", "single", "rate"], FieldRule::FirstDefined),
+    (&["discounts", "cumulative", "rate"], FieldRule::FirstDefined),
+    (&["minimum"], FieldRule::IntegerSum),
+    (&["discounts", "cumulative", "maximum"], FieldRule::IntegerSum),
+    (&["flat_rates"], FieldRule::TableUnion),
+    (&["rates"], FieldRule::TableUnion),
+    (&["discounts", "single", "rates"], FieldRule::TableUnion),
+    (&["discounts", "cumulative", "rates"], FieldRule::TableUnion),
+    (&["exceptions"], FieldRule::ExceptionsUnion),
+    (&["cascade"], FieldRule::AnyTrue),
+    (&["prorate", "additions"], FieldRule::AnyTrue),
+    (&["prorate", "removals"], FieldRule::AnyTrue),
+];
+
+/// The field rules of §7.6 over one item's plans, highest precedence first; with
+/// their origin documents, also the origins of every field written.
+fn cumulative_item(plans: &[&Map], origins: Option<&[&Map]>) -> (Map, Map) {
     let mut item = Map::new();
-    for key in ["activation_charge", "step", "flat_rate", "rate", "as", "name"] {
-        set_path(&mut item, &[key], first_defined(plans, &[key]));
+    let mut item_origins = Map::new();
+    for (path, rule) in CUMULATIVE_FIELDS {
+        let read = contributors(rule, plans, path);
+        let Some(value) = combine(rule, plans, path, &read) else {
+            continue;
+        };
+        set_path(&mut item, path, Some(value));
+        if let Some(origins) = origins {
+            let written = match rule {
+                FieldRule::FirstDefined => read.first().and_then(|first| lookup(origins[*first], path)).cloned(),
+                FieldRule::TableUnion => combine(rule, origins, path, &read),
+                FieldRule::IntegerSum | FieldRule::ExceptionsUnion | FieldRule::AnyTrue => {
+                    let mut combined = vec![Value::String(rule.name().to_owned())];
+                    combined.extend(read.iter().filter_map(|index| lookup(origins[*index], path)).cloned());
+                    Some(Value::Array(combined))
+                }
+            };
+            set_path(&mut item_origins, path, written);
+        }
     }
-    for path in [["discounts", "single", "rate"], ["discounts", "cumulative", "rate"]] {
-        set_path(&mut item, &path, first_defined(plans, &path));
+    (item, item_origins)
+}
+
+/// The positions (in `plans`) of the plans a rule takes values from.
+fn contributors(rule: FieldRule, plans: &[&Map], path: &[&str]) -> Vec<usize> {
+    let defined = |index: &usize| lookup(plans[*index], path);
+    let indices = 0..plans.len();
+    match rule {
+        FieldRule::FirstDefined => indices.filter(|index| defined(index).is_some()).take(1).collect(),
+        FieldRule::IntegerSum => indices
+            .filter(|index| defined(index).is_some_and(|value| value.to_integer().is_ok()))
+            .collect(),
+        FieldRule::TableUnion => indices
+            .filter(|index| defined(index).and_then(Value::as_object).is_some())
+            .collect(),
+        FieldRule::ExceptionsUnion => indices
+            .filter(|index| matches!(defined(index), Some(Value::Array(_))))
+            .collect(),
+        FieldRule::AnyTrue => indices.filter(|index| defined(index).is_some()).collect(),
     }
-    set_path(&mut item, &["minimum"], integer_sum(plans, &["minimum"]));
-    let maximum = ["discounts", "cumulative", "maximum"];
-    set_path(&mut item, &maximum, integer_sum(plans, &maximum));
-    for path in [
-        &["flat_rates"][..],
-        &["rates"],
-        &["discounts", "single", "rates"],
-        &["discounts", "cumulative", "rates"],
-    ] {
-        set_path(&mut item, path, table_union(plans, path));
+}
+
+/// The combined value of the contributing plans (`read`), or none when none contributes.
+fn combine(rule: FieldRule, plans: &[&Map], path: &[&str], read: &[usize]) -> Option<Value> {
+    if read.is_empty() {
+        return None;
     }
-    set_path(&mut item, &["exceptions"], exceptions_union(plans));
-    for path in [&["cascade"][..], &["prorate", "additions"], &["prorate", "removals"]] {
-        set_path(&mut item, path, any_true(plans, path));
+    let mut values = read.iter().filter_map(|index| lookup(plans[*index], path));
+    match rule {
+        FieldRule::FirstDefined => values.next().cloned(),
+        FieldRule::IntegerSum => {
+            let sum = values
+                .filter_map(|value| value.to_integer().ok())
+                .fold(0i64, i64::saturating_add);
+            Some(Value::Number(Number::from_integer(sum)))
+        }
+        FieldRule::TableUnion => {
+            let tables: Vec<&Map> = values.filter_map(Value::as_object).collect();
+            let mut union = Map::new();
+            for table in tables.iter().rev() {
+                union.extend(
+                    table
+                        .iter()
+                        .map(|(threshold, value)| (threshold.clone(), value.clone())),
+                );
+            }
+            Some(Value::Object(union))
+        }
+        FieldRule::ExceptionsUnion => {
+            let names: BTreeSet<&str> = values
+                .filter_map(|value| match value {
+                    Value::Array(items) => Some(items),
+                    _ => None,
+                })
+                .flat_map(|items| items.iter().filter_map(Value::as_str))
+                .collect();
+            Some(Value::Array(
+                names.into_iter().map(|name| Value::String(name.to_owned())).collect(),
+            ))
+        }
+        FieldRule::AnyTrue => Some(Value::Bool(values.any(|value| value.to_bool() == Ok(true)))),
     }
-    item
 }
 
 fn lookup<'a>(plan: &'a Map, path: &[&str]) -> Option<&'a Value> {
@@ -184,72 +345,6 @@ fn set_path(item: &mut Map, path: &[&str], value: Option<Value>) {
         map = child;
     }
     map.insert((*last).to_owned(), value);
-}
-
-fn first_defined(plans: &[&Map], path: &[&str]) -> Option<Value> {
-    plans.iter().find_map(|plan| lookup(plan, path)).cloned()
-}
-
-/// Sum of every value that reads as an integer; absent when none does.
-fn integer_sum(plans: &[&Map], path: &[&str]) -> Option<Value> {
-    let values: Vec<i64> = plans
-        .iter()
-        .filter_map(|plan| lookup(plan, path)?.to_integer().ok())
-        .collect();
-    if values.is_empty() {
-        return None;
-    }
-    let sum = values.into_iter().fold(0i64, i64::saturating_add);
-    Some(Value::Number(Number::from_integer(sum)))
-}
-
-/// Union of threshold tables; the higher-precedence plan wins a shared threshold.
-fn table_union(plans: &[&Map], path: &[&str]) -> Option<Value> {
-    let tables: Vec<&Map> = plans
-        .iter()
-        .filter_map(|plan| lookup(plan, path)?.as_object())
-        .collect();
-    if tables.is_empty() {
-        return None;
-    }
-    let mut union = Map::new();
-    for table in tables.iter().rev() {
-        union.extend(
-            table
-                .iter()
-                .map(|(threshold, value)| (threshold.clone(), value.clone())),
-        );
-    }
-    Some(Value::Object(union))
-}
-
-/// Union of `exceptions` lists, sorted and without duplicates (quirk Q-PLN-6).
-fn exceptions_union(plans: &[&Map]) -> Option<Value> {
-    let lists: Vec<&Vec<Value>> = plans
-        .iter()
-        .filter_map(|plan| match lookup(plan, &["exceptions"])? {
-            Value::Array(items) => Some(items),
-            _ => None,
-        })
-        .collect();
-    if lists.is_empty() {
-        return None;
-    }
-    let names: BTreeSet<&str> = lists
-        .iter()
-        .flat_map(|items| items.iter().filter_map(Value::as_str))
-        .collect();
-    Some(Value::Array(
-        names.into_iter().map(|name| Value::String(name.to_owned())).collect(),
-    ))
-}
-
-fn any_true(plans: &[&Map], path: &[&str]) -> Option<Value> {
-    let values: Vec<&Value> = plans.iter().filter_map(|plan| lookup(plan, path)).collect();
-    if values.is_empty() {
-        return None;
-    }
-    Some(Value::Bool(values.iter().any(|value| value.to_bool() == Ok(true))))
 }
 
 #[cfg(test)]

@@ -9,10 +9,12 @@
 //! bookkeeper, [`merge::merge_plans`] merges each group, [`pricing::price_invoice`]
 //! prices the merged plan against [`quantities::QuantityBuckets`], and
 //! [`invoice::annotate`] compares two invoices and derives activation charges.
+//! [`explain::explain_account`] runs the same three steps with their traces on.
 
 pub mod changes;
 pub mod classify;
 pub mod document;
+pub mod explain;
 pub mod ids;
 pub mod inventory;
 pub mod invoice;

@@ -6,7 +6,7 @@
 //! bookkeeper, one group per invoice. Validation of plan documents (§2-§3, strict,
 //! for input we are asked to accept) lives here too, over the same readers pricing uses.
 
-use super::document::{deep_merge, strip_empty, Map, Path, Value};
+use super::document::{deep_merge, strip_empty, Map, Number, Path, Value};
 use super::ids::{AccountId, PlanId};
 use super::item_plan::{Issue, ItemPlan};
 use std::fmt;
@@ -132,47 +132,204 @@ pub fn resolve_plans(
     assigned: &[AssignedPlan],
     object_plans: &[AssignedPlan],
 ) -> Vec<BookkeeperGroup> {
-    let assigned = assigned
-        .iter()
-        .map(|plan| prepare_plan(context, plan, &assigned_overrides(context, plan)));
-    let objects = object_plans
-        .iter()
-        .map(|plan| prepare_plan(context, plan, plan.overrides.as_ref().unwrap_or(&Map::new())));
+    resolve(context, assigned, object_plans, false)
+        .into_iter()
+        .map(|(group, _)| group)
+        .collect()
+}
 
-    let mut groups: Vec<BookkeeperGroup> = Vec::new();
-    for prepared in assigned.chain(objects) {
-        match groups.iter_mut().find(|group| group.bookkeeper == prepared.bookkeeper) {
-            Some(group) => group.plans.push(prepared),
-            None => groups.push(BookkeeperGroup {
-                bookkeeper: prepared.bookkeeper.clone(),
-                plans: vec![prepared],
-            }),
-        }
+/// [`resolve_plans`], with every prepared plan's origin document: the prepared
+/// document's shape, each leaf an [`Origin`] code saying which plan (its position in
+/// `assigned` then `object_plans`) and which layer wrote it. It is built by preparing
+/// the plan's and the overrides' origin documents exactly as the values are prepared;
+/// the deep merge and the stripping depend only on the documents' shape, so each leaf
+/// of the result names the layer whose value won. `merge::merge_plans_explained`
+/// carries the codes through the merge.
+pub fn resolve_plans_explained(
+    context: &PlanContext,
+    assigned: &[AssignedPlan],
+    object_plans: &[AssignedPlan],
+) -> Vec<(BookkeeperGroup, Vec<Map>)> {
+    resolve(context, assigned, object_plans, true)
+}
+
+fn resolve(
+    context: &PlanContext,
+    assigned: &[AssignedPlan],
+    object_plans: &[AssignedPlan],
+    explained: bool,
+) -> Vec<(BookkeeperGroup, Vec<Map>)> {
+    let no_overrides = Map::new();
+    let assigned = assigned.iter().enumerate().map(|(position, plan)| {
+        let overrides = layered_overrides(&context.global_overrides, plan.overrides.as_ref());
+        let origins = explained.then(|| {
+            let code = |layer| Value::Number(Number::from_integer(Origin { position, layer }.code()));
+            let global = origin_document(&context.global_overrides, &code(Layer::AccountOverride));
+            let own = plan
+                .overrides
+                .as_ref()
+                .map(|own| origin_document(own, &code(Layer::PlanOverride)));
+            prepare_origins(
+                context,
+                plan,
+                &code(Layer::Plan),
+                &layered_overrides(&global, own.as_ref()),
+            )
+        });
+        (prepare_plan(context, plan, &overrides), origins)
+    });
+    let first_object = assigned.len();
+    let objects = object_plans.iter().enumerate().map(|(index, plan)| {
+        let position = first_object + index;
+        let overrides = plan.overrides.as_ref().unwrap_or(&no_overrides);
+        let origins = explained.then(|| {
+            let code = |layer| Value::Number(Number::from_integer(Origin { position, layer }.code()));
+            let own = origin_document(overrides, &code(Layer::PlanOverride));
+            prepare_origins(context, plan, &code(Layer::Plan), &own)
+        });
+        (prepare_plan(context, plan, overrides), origins)
+    });
+
+    let mut groups: Vec<(BookkeeperGroup, Vec<Map>)> = Vec::new();
+    for (prepared, origins) in assigned.chain(objects) {
+        let index = match groups
+            .iter()
+            .position(|(group, _)| group.bookkeeper == prepared.bookkeeper)
+        {
+            Some(index) => index,
+            None => {
+                let group = BookkeeperGroup {
+                    bookkeeper: prepared.bookkeeper.clone(),
+                    plans: Vec::new(),
+                };
+                groups.push((group, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        let (group, group_origins) = &mut groups[index];
+        group.plans.push(prepared);
+        group_origins.extend(origins);
     }
     groups
+}
+
+/// Which layer of `plans.md` §5.3 wrote a value of a prepared plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Layer {
+    /// The plan document as its vendor stored it.
+    Plan,
+    /// The account-wide overrides of the services record (assigned plans only).
+    AccountOverride,
+    /// The overrides of this plan's assignment (or of the object referencing it).
+    PlanOverride,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Plan => "plan",
+            Layer::AccountOverride => "account_override",
+            Layer::PlanOverride => "plan_override",
+        }
+    }
+}
+
+/// A plan (by position: assigned plans first, then object plans) and a layer of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    pub position: usize,
+    pub layer: Layer,
+}
+
+impl Origin {
+    const LAYERS: i64 = 3;
+
+    /// The number that stands for this origin in an origin document.
+    fn code(self) -> i64 {
+        let layer = match self.layer {
+            Layer::Plan => 0,
+            Layer::AccountOverride => 1,
+            Layer::PlanOverride => 2,
+        };
+        i64::try_from(self.position).map_or(i64::MAX, |position| position * Origin::LAYERS + layer)
+    }
+
+    /// The origin an origin document's number stands for.
+    pub fn from_code(code: i64) -> Option<Origin> {
+        let layer = match code.rem_euclid(Origin::LAYERS) {
+            0 => Layer::Plan,
+            1 => Layer::AccountOverride,
+            _ => Layer::PlanOverride,
+        };
+        let position = usize::try_from(code.div_euclid(Origin::LAYERS)).ok()?;
+        Some(Origin { position, layer })
+    }
+}
+
+/// `document`'s shape with every leaf (anything but an object or a null) replaced by
+/// `code`: nulls still delete and empty objects still vanish when it is prepared.
+fn origin_document(document: &Map, code: &Value) -> Map {
+    document
+        .iter()
+        .map(|(key, value)| {
+            let origin = match value {
+                Value::Object(child) => Value::Object(origin_document(child, code)),
+                Value::Null => Value::Null,
+                _ => code.clone(),
+            };
+            (key.clone(), origin)
+        })
+        .collect()
 }
 
 /// Step 1.1, Kazoo's `get_services_plan_overrides`: the per-plan overrides deep-merged
 /// onto the account-wide ones. A per-plan `null` is consumed here (it removes the
 /// account-wide value and never reaches the plan); an account-wide `null` the plan's
 /// overrides leave alone stays and deletes from the plan in step 5.
-fn assigned_overrides(context: &PlanContext, plan: &AssignedPlan) -> Map {
-    let mut overrides = context.global_overrides.clone();
-    if let Some(own) = &plan.overrides {
+fn layered_overrides(account_wide: &Map, own: Option<&Map>) -> Map {
+    let mut overrides = account_wide.clone();
+    if let Some(own) = own {
         deep_merge(&mut overrides, own);
     }
     overrides
 }
 
-fn prepare_plan(context: &PlanContext, plan: &AssignedPlan, overrides: &Map) -> PreparedPlan {
-    let vendor = plan
-        .vendor_id
+fn plan_vendor(context: &PlanContext, plan: &AssignedPlan) -> String {
+    plan.vendor_id
         .as_ref()
         .map(|vendor| vendor.as_str().to_owned())
-        .unwrap_or_else(|| context.default_bookkeeper.vendor_id.clone());
+        .unwrap_or_else(|| context.default_bookkeeper.vendor_id.clone())
+}
 
-    let mut document: Map = plan
-        .document
+fn prepare_plan(context: &PlanContext, plan: &AssignedPlan, overrides: &Map) -> PreparedPlan {
+    let document = prepare_document(context, &plan.document, plan_vendor(context, plan), overrides);
+    let bookkeeper = BookkeeperRef::from_map(
+        document.get("bookkeeper").and_then(Value::as_object),
+        &context.default_bookkeeper,
+    );
+    let (strategy, priority) = read_merge(&document);
+    PreparedPlan {
+        id: plan.id.clone(),
+        document,
+        bookkeeper,
+        strategy,
+        priority,
+    }
+}
+
+/// The origin document of [`prepare_plan`]'s document, prepared by the same steps.
+fn prepare_origins(context: &PlanContext, plan: &AssignedPlan, code: &Value, overrides: &Map) -> Map {
+    prepare_document(
+        context,
+        &origin_document(&plan.document, code),
+        plan_vendor(context, plan),
+        overrides,
+    )
+}
+
+/// Steps 4-7 of §5.3 on one plan document.
+fn prepare_document(context: &PlanContext, plan_document: &Map, vendor: String, overrides: &Map) -> Map {
+    let mut document: Map = plan_document
         .iter()
         .filter(|(key, _)| !is_private(key))
         .map(|(key, value)| (key.clone(), value.clone()))
@@ -194,19 +351,7 @@ fn prepare_plan(context: &PlanContext, plan: &AssignedPlan, overrides: &Map) -> 
     document.insert("bookkeeper".to_owned(), Value::Object(bookkeeper));
     // Step 7.
     strip_empty(&mut document);
-
-    let bookkeeper = BookkeeperRef::from_map(
-        document.get("bookkeeper").and_then(Value::as_object),
-        &context.default_bookkeeper,
-    );
-    let (strategy, priority) = read_merge(&document);
-    PreparedPlan {
-        id: plan.id.clone(),
-        document,
-        bookkeeper,
-        strategy,
-        priority,
-    }
+    document
 }
 
 /// Private fields (`_id`, `_rev`, `pvt_*`) never take part in a merge.

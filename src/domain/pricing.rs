@@ -12,7 +12,7 @@ use super::item_plan::ItemPlan;
 use super::merge::{merge_plans, StrategyPriorities};
 use super::money::{Money, MoneyOverflow};
 use super::plan::{resolve_plans, AssignedPlan, BookkeeperRef, PlanContext};
-use super::quantities::QuantityBuckets;
+use super::quantities::{CountTrace, NoCountTrace, QuantityBuckets};
 use std::sync::Arc;
 
 /// Why an invoice could not be computed.
@@ -155,14 +155,37 @@ pub fn merge_account_plans(
 
 /// Prices every item of a merged plan (`pricing.md` §1, §8); no activation charges.
 pub fn price_invoice(merged: &MergedPlan, quantities: &QuantityBuckets) -> Result<Invoice, PricingError> {
+    price_invoice_traced(merged, quantities, &mut NoCountTrace)
+}
+
+/// Receives how every line of an invoice was priced, from the pricing itself: first
+/// the count of the line's quantity ([`CountTrace`]), then its [`LineDerivation`].
+/// Explanations record them; [`price_invoice`] passes the no-op [`NoCountTrace`], so
+/// plain pricing does no extra work.
+pub trait PricingTrace: CountTrace {
+    fn line(&mut self, entry: &PlanItem, derivation: &LineDerivation);
+}
+
+impl PricingTrace for NoCountTrace {
+    fn line(&mut self, _entry: &PlanItem, _derivation: &LineDerivation) {}
+}
+
+/// [`price_invoice`], telling `trace` how each line was reached.
+pub fn price_invoice_traced(
+    merged: &MergedPlan,
+    quantities: &QuantityBuckets,
+    trace: &mut impl PricingTrace,
+) -> Result<Invoice, PricingError> {
     let items = merged
         .items
         .iter()
         .map(|entry| {
-            let quantity = item_quantity(quantities, &entry.category, &entry.plan_item, &entry.plan);
-            price_item(&entry.category, &entry.plan_item, &entry.plan, quantity)
+            let quantity = count_item_quantity(quantities, &entry.category, &entry.plan_item, &entry.plan, trace);
+            let derivation = derive_line(&entry.category, &entry.plan_item, &entry.plan, quantity)?;
+            trace.line(entry, &derivation);
+            Ok(priced_item(&entry.category, &entry.plan_item, &entry.plan, &derivation))
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, PricingError>>()?;
     Invoice::new(merged.bookkeeper.clone(), merged.plan.clone(), items, Vec::new()).map_err(|MoneyOverflow| {
         PricingError::InvoiceOutOfRange {
             bookkeeper: merged.bookkeeper.to_string(),
@@ -178,12 +201,111 @@ pub fn item_quantity(
     plan_item: &ItemName,
     item_plan: &ItemPlan,
 ) -> i64 {
-    match (plan_item.is_all(), item_plan.cascade) {
-        (true, false) => quantities.category(category, &item_plan.exceptions),
-        (true, true) => quantities.cascade_category(category, &item_plan.exceptions),
-        (false, false) => quantities.item(category, plan_item),
-        (false, true) => quantities.cascade_item(category, plan_item),
+    count_item_quantity(quantities, category, plan_item, item_plan, &mut NoCountTrace)
+}
+
+fn count_item_quantity(
+    quantities: &QuantityBuckets,
+    category: &Category,
+    plan_item: &ItemName,
+    item_plan: &ItemPlan,
+    trace: &mut impl CountTrace,
+) -> i64 {
+    if plan_item.is_all() {
+        quantities.count_category(category, &item_plan.exceptions, item_plan.cascade, trace)
+    } else {
+        quantities.count_item(category, plan_item, item_plan.cascade, trace)
     }
+}
+
+/// Which bound set the billable quantity (`pricing.md` §3 step 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillableBound {
+    /// The step-rounded quantity lies between the minimum and the maximum.
+    Quantity,
+    /// Below the (step-rounded) minimum: the minimum is billed.
+    Minimum,
+    /// Above the (step-rounded) maximum: the maximum is billed.
+    Maximum,
+}
+
+/// Which rule of `pricing.md` §4 chose the rate; the thresholds are the tiers chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateRule {
+    /// `flat_rates` tier: billed once at that price.
+    FlatTier { threshold: u64 },
+    /// `flat_rate` > 0: billed once at that price.
+    FlatRate,
+    /// `rates` tier: every billable unit at that price.
+    Tier { threshold: u64 },
+    /// The plain `rate` (0 when absent).
+    PlainRate,
+}
+
+/// Why a discount took or did not take effect (`pricing.md` §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscountOutcome {
+    /// The merged item plan has no such discount.
+    NotConfigured,
+    /// Discounts need a plain `rate` above 0 (their default amount).
+    NoPlainRate,
+    /// The billable quantity is below the discount's `minimum`.
+    BelowMinimum {
+        minimum: i64,
+    },
+    Applied {
+        rate_source: DiscountRateSource,
+    },
+}
+
+/// Where an applied discount's rate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscountRateSource {
+    /// The discount's own `rate`.
+    Own,
+    /// A tier of `discounts.cumulative.rates`, chosen by the discounted quantity.
+    Tier { threshold: u64 },
+    /// The item's plain `rate`, the default amount.
+    PlainRate,
+}
+
+/// Every intermediate figure of one line's price (`pricing.md` §3-§6, §12): the
+/// invoice line is built from it, and so is its explanation, so the two cannot
+/// disagree. Small and `Copy`: computing it allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineDerivation {
+    pub quantity: i64,
+    /// The step (≥ 1) every bound and the quantity were rounded up to.
+    pub step: i64,
+    /// The quantity rounded up to the step.
+    pub stepped: i128,
+    /// The minimum rounded up to the step (0 without one).
+    pub minimum: i128,
+    /// The maximum rounded up to the step (the quantity without one).
+    pub maximum: i128,
+    pub bound: BillableBound,
+    /// The billable quantity after step, minimum and maximum.
+    pub bounded: i64,
+    pub rate_rule: RateRule,
+    /// The billable quantity after the rate rule (1 under a flat rate).
+    pub billable: i64,
+    pub rate: Money,
+    /// `billable × rate`, exact.
+    pub charge: Money,
+    /// The plain `rate`, which decides whether discounts apply and is their default.
+    pub plain_rate: Money,
+    pub single: DiscountOutcome,
+    pub cumulative: DiscountOutcome,
+    /// `discounts.cumulative.maximum`: how many units may get the cumulative discount.
+    pub cumulative_cap: i64,
+    /// The line's discount figures; `total` is the exact discount rounded.
+    pub discounts: Discounts,
+    /// `single + cumulative quantity × cumulative rate`, exact.
+    pub discount: Money,
+    /// `charge − discount`, exact.
+    pub exact_total: Money,
+    /// `exact_total` rounded by [`Money::round_line_total`].
+    pub total: Money,
 }
 
 /// Prices one item plan for a quantity (`pricing.md` §3-§7).
@@ -193,6 +315,17 @@ pub fn price_item(
     item_plan: &ItemPlan,
     quantity: i64,
 ) -> Result<PricedItem, PricingError> {
+    let derivation = derive_line(category, plan_item, item_plan, quantity)?;
+    Ok(priced_item(category, plan_item, item_plan, &derivation))
+}
+
+/// The figures of one line (`pricing.md` §3-§6), rounded once (§12).
+pub fn derive_line(
+    category: &Category,
+    plan_item: &ItemName,
+    item_plan: &ItemPlan,
+    quantity: i64,
+) -> Result<LineDerivation, PricingError> {
     let out_of_range = |what: &'static str| PricingError::ItemOutOfRange {
         category: category.to_string(),
         item: plan_item.to_string(),
@@ -200,8 +333,9 @@ pub fn price_item(
     };
 
     // §3: step, minimum, maximum.
-    let step = i128::from(item_plan.step.max(1));
+    let step = item_plan.step.max(1);
     let round_up = |units: i128| -> i128 {
+        let step = i128::from(step);
         let remainder = units.rem_euclid(step);
         if remainder == 0 {
             units
@@ -212,87 +346,131 @@ pub fn price_item(
     let minimum = round_up(i128::from(item_plan.minimum.unwrap_or(0)));
     let maximum = round_up(i128::from(item_plan.maximum.unwrap_or(quantity)));
     let stepped = round_up(i128::from(quantity));
-    let billable = if stepped < minimum {
-        minimum
+    let (bound, bounded) = if stepped < minimum {
+        (BillableBound::Minimum, minimum)
     } else if stepped > maximum {
-        maximum
+        (BillableBound::Maximum, maximum)
     } else {
-        stepped
+        (BillableBound::Quantity, stepped)
     };
-    let mut billable = i64::try_from(billable).map_err(|_| out_of_range("billable quantity"))?;
+    let bounded = i64::try_from(bounded).map_err(|_| out_of_range("billable quantity"))?;
 
     // §4: the first rule that succeeds sets the rate.
-    let rate = if let Some(flat) = item_plan.flat_rates.lookup(billable) {
-        billable = 1;
-        flat
+    let (rate_rule, rate, billable) = if let Some((threshold, flat)) = item_plan.flat_rates.lookup_tier(bounded) {
+        (RateRule::FlatTier { threshold }, flat, 1)
     } else if let Some(flat) = item_plan.flat_rate.filter(|flat| flat.is_positive()) {
-        billable = 1;
-        flat
-    } else if let Some(tiered) = item_plan.rates.lookup(billable) {
-        tiered
+        (RateRule::FlatRate, flat, 1)
+    } else if let Some((threshold, tiered)) = item_plan.rates.lookup_tier(bounded) {
+        (RateRule::Tier { threshold }, tiered, bounded)
     } else {
-        item_plan.rate.unwrap_or(Money::ZERO)
+        (RateRule::PlainRate, item_plan.rate.unwrap_or(Money::ZERO), bounded)
     };
 
     // §5: discounts only exist on items with a plain positive rate, their default amount.
-    let base = item_plan.rate.unwrap_or(Money::ZERO);
+    let plain_rate = item_plan.rate.unwrap_or(Money::ZERO);
     let mut discounts = Discounts::default();
-    if base.is_positive() {
-        if let Some(single) = item_plan
-            .single_discount
-            .as_ref()
-            .filter(|single| billable >= single.minimum)
-        {
-            discounts.single = single.rate.unwrap_or(base);
+    let single = match &item_plan.single_discount {
+        None => DiscountOutcome::NotConfigured,
+        Some(_) if !plain_rate.is_positive() => DiscountOutcome::NoPlainRate,
+        Some(single) if billable < single.minimum => DiscountOutcome::BelowMinimum {
+            minimum: single.minimum,
+        },
+        Some(single) => {
+            discounts.single = single.rate.unwrap_or(plain_rate);
+            let rate_source = match single.rate {
+                Some(_) => DiscountRateSource::Own,
+                None => DiscountRateSource::PlainRate,
+            };
+            DiscountOutcome::Applied { rate_source }
         }
-        if let Some(cumulative) = item_plan
-            .cumulative_discount
-            .as_ref()
-            .filter(|cumulative| billable >= cumulative.minimum)
-        {
+    };
+    let cumulative = match &item_plan.cumulative_discount {
+        None => DiscountOutcome::NotConfigured,
+        Some(_) if !plain_rate.is_positive() => DiscountOutcome::NoPlainRate,
+        Some(cumulative) if billable < cumulative.minimum => DiscountOutcome::BelowMinimum {
+            minimum: cumulative.minimum,
+        },
+        Some(cumulative) => {
             discounts.cumulative_quantity = cumulative.maximum.min(billable);
-            discounts.cumulative_rate = cumulative
-                .rates
-                .lookup(discounts.cumulative_quantity)
-                .or(cumulative.rate)
-                .unwrap_or(base);
+            let (rate_source, rate) = match (
+                cumulative.rates.lookup_tier(discounts.cumulative_quantity),
+                cumulative.rate,
+            ) {
+                (Some((threshold, tiered)), _) => (DiscountRateSource::Tier { threshold }, tiered),
+                (None, Some(own)) => (DiscountRateSource::Own, own),
+                (None, None) => (DiscountRateSource::PlainRate, plain_rate),
+            };
+            discounts.cumulative_rate = rate;
+            DiscountOutcome::Applied { rate_source }
         }
-    }
-    let discount_total = discounts
+    };
+    let cumulative_cap = item_plan
+        .cumulative_discount
+        .as_ref()
+        .map_or(0, |cumulative| cumulative.maximum);
+    let discount = discounts
         .cumulative_rate
         .times(discounts.cumulative_quantity)
         .and_then(|cumulative| cumulative.checked_add(discounts.single))
         .map_err(|MoneyOverflow| out_of_range("discount"))?;
-    discounts.total = discount_total.round_line_total();
+    discounts.total = discount.round_line_total();
 
     // §6, rounded once (§12).
-    let total = rate
-        .times(billable)
-        .and_then(|charge| charge.checked_sub(discount_total))
-        .map_err(|MoneyOverflow| out_of_range("total"))?
-        .round_line_total();
+    let charge = rate.times(billable).map_err(|MoneyOverflow| out_of_range("total"))?;
+    let exact_total = charge
+        .checked_sub(discount)
+        .map_err(|MoneyOverflow| out_of_range("total"))?;
+    Ok(LineDerivation {
+        quantity,
+        step,
+        stepped,
+        minimum,
+        maximum,
+        bound,
+        bounded,
+        rate_rule,
+        billable,
+        rate,
+        charge,
+        plain_rate,
+        single,
+        cumulative,
+        cumulative_cap,
+        discounts,
+        discount,
+        exact_total,
+        total: exact_total.round_line_total(),
+    })
+}
 
+/// The invoice line (`pricing.md` §7) of a derivation.
+fn priced_item(
+    category: &Category,
+    plan_item: &ItemName,
+    item_plan: &ItemPlan,
+    derivation: &LineDerivation,
+) -> PricedItem {
     let item = item_plan.masquerade.clone().unwrap_or_else(|| plan_item.to_string());
     let name = match (&item_plan.name, plan_item.is_all()) {
         (Some(name), _) => name.clone(),
         (None, true) => category.to_string(),
         (None, false) => format!("{category}/{item}"),
     };
-    Ok(PricedItem {
+    PricedItem {
         category: category.clone(),
         plan_item: plan_item.clone(),
         masqueraded: item != plan_item.as_str(),
         item,
         name,
-        quantity,
-        billable,
-        rate,
-        discounts,
+        quantity: derivation.quantity,
+        billable: derivation.billable,
+        rate: derivation.rate,
+        discounts: derivation.discounts,
         minimum: item_plan.minimum.unwrap_or(0),
-        maximum: item_plan.maximum.unwrap_or(quantity),
+        maximum: item_plan.maximum.unwrap_or(derivation.quantity),
         prorate: item_plan.prorate.clone(),
-        total,
+        total: derivation.total,
         activation_charge: item_plan.activation_charge,
         changes: None,
-    })
+    }
 }

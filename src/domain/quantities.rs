@@ -81,59 +81,125 @@ pub struct QuantityBuckets {
     pub deleted: bool,
 }
 
+/// What one item of a count read from each bucket (`quantities.md` §6): the manual
+/// count replaces the account count, the cascade count (read only for cascading items)
+/// is added to whichever of the two applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountParts {
+    pub account: Option<i64>,
+    pub manual: Option<i64>,
+    pub cascade: Option<i64>,
+}
+
+impl CountParts {
+    /// The account's own count: the manual one when set, else the counted one.
+    pub fn own(&self) -> Option<i64> {
+        self.manual.or(self.account)
+    }
+}
+
+/// Receives what a count read, item by item, so an explanation is told by the same
+/// walk that counts. Pricing passes [`NoCountTrace`], which the compiler removes.
+pub trait CountTrace {
+    /// An item that took part in the count, with what each bucket held for it.
+    fn counted(&mut self, item: &ItemName, parts: CountParts);
+    /// An item of the category left out because the plan's `exceptions` list it.
+    fn excepted(&mut self, item: &ItemName);
+}
+
+/// The trace of plain pricing: records nothing, allocates nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCountTrace;
+
+impl CountTrace for NoCountTrace {
+    fn counted(&mut self, _item: &ItemName, _parts: CountParts) {}
+    fn excepted(&mut self, _item: &ItemName) {}
+}
+
 impl QuantityBuckets {
     /// `item(c, i)` of `quantities.md` §6.
     pub fn item(&self, category: &Category, item: &ItemName) -> i64 {
-        if self.deleted {
-            return 0;
-        }
-        self.manual
-            .get(category, item)
-            .or_else(|| self.account.get(category, item))
-            .unwrap_or(0)
+        self.count_item(category, item, false, &mut NoCountTrace)
     }
 
     /// `cascade_item(c, i)`: descendants plus the account's own (manual-aware) count.
     pub fn cascade_item(&self, category: &Category, item: &ItemName) -> i64 {
-        if self.deleted {
-            return 0;
-        }
-        self.cascade
-            .get(category, item)
-            .unwrap_or(0)
-            .saturating_add(self.item(category, item))
+        self.count_item(category, item, true, &mut NoCountTrace)
     }
 
     /// `category(c, exceptions)`: the account bucket overlaid by manual, summed.
     pub fn category(&self, category: &Category, exceptions: &BTreeSet<ItemName>) -> i64 {
-        if self.deleted {
-            return 0;
-        }
-        let mut overlaid: BTreeMap<&ItemName, i64> = BTreeMap::new();
-        for bucket in [&self.account, &self.manual] {
-            if let Some(items) = bucket.category(category) {
-                overlaid.extend(items.iter().map(|(item, count)| (item, *count)));
-            }
-        }
-        overlaid
-            .into_iter()
-            .filter(|(item, _)| !exceptions.contains(*item))
-            .fold(0i64, |sum, (_, count)| sum.saturating_add(count))
+        self.count_category(category, exceptions, false, &mut NoCountTrace)
     }
 
     /// `cascade_category(c, exceptions)`: descendants' sum plus `category(c, exceptions)`.
     pub fn cascade_category(&self, category: &Category, exceptions: &BTreeSet<ItemName>) -> i64 {
+        self.count_category(category, exceptions, true, &mut NoCountTrace)
+    }
+
+    /// `item(c, i)`, or `cascade_item(c, i)` when `cascade`, telling `trace` what it read.
+    pub fn count_item(&self, category: &Category, item: &ItemName, cascade: bool, trace: &mut impl CountTrace) -> i64 {
         if self.deleted {
             return 0;
         }
-        let descendants = self
-            .cascade
-            .category(category)
-            .into_iter()
-            .flatten()
-            .filter(|(item, _)| !exceptions.contains(*item))
-            .fold(0i64, |sum, (_, count)| sum.saturating_add(*count));
-        descendants.saturating_add(self.category(category, exceptions))
+        let parts = CountParts {
+            account: self.account.get(category, item),
+            manual: self.manual.get(category, item),
+            cascade: if cascade {
+                self.cascade.get(category, item)
+            } else {
+                None
+            },
+        };
+        trace.counted(item, parts);
+        parts.cascade.unwrap_or(0).saturating_add(parts.own().unwrap_or(0))
+    }
+
+    /// `category(c, exceptions)`, or `cascade_category` when `cascade`, telling `trace`
+    /// every item it read or left out. The descendants' counts and the account's own
+    /// are summed apart, in item order, then added: the order of `quantities.md` §6.
+    pub fn count_category(
+        &self,
+        category: &Category,
+        exceptions: &BTreeSet<ItemName>,
+        cascade: bool,
+        trace: &mut impl CountTrace,
+    ) -> i64 {
+        if self.deleted {
+            return 0;
+        }
+        let empty = BTreeMap::new();
+        let account = self.account.category(category).unwrap_or(&empty);
+        let manual = self.manual.category(category).unwrap_or(&empty);
+        let descendants = if cascade {
+            self.cascade.category(category).unwrap_or(&empty)
+        } else {
+            &empty
+        };
+        let mut items: BTreeSet<&ItemName> = account.keys().collect();
+        items.extend(manual.keys());
+        items.extend(descendants.keys());
+
+        let (mut own_sum, mut descendants_sum) = (0i64, 0i64);
+        for item in items {
+            if exceptions.contains(item) {
+                trace.excepted(item);
+                continue;
+            }
+            let parts = CountParts {
+                account: account.get(item).copied(),
+                manual: manual.get(item).copied(),
+                cascade: descendants.get(item).copied(),
+            };
+            trace.counted(item, parts);
+            if let Some(own) = parts.own() {
+                own_sum = own_sum.saturating_add(own);
+            }
+            if let Some(count) = parts.cascade {
+                descendants_sum = descendants_sum.saturating_add(count);
+            }
+        }
+        descendants_sum.saturating_add(own_sum)
     }
 }
 

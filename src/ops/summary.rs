@@ -4,6 +4,7 @@
 use super::services::{combine_global_overrides, plans_map, quantities_json, reseller_of};
 use super::{input, Caller, ListQuery, Operations, OpsError, Page, WriteMode};
 use crate::domain::document::Map as DocumentMap;
+use crate::domain::explain::explain_account;
 use crate::domain::invoice::{annotate, removed_invoice, Invoice};
 use crate::domain::pricing::{merge_account_plans, price_invoice};
 use crate::domain::quantities::QuantityBuckets;
@@ -12,9 +13,24 @@ use crate::domain::{AccountId, PlanId};
 use crate::jobs::sync::account_pricing;
 use crate::store::{AccountNode, CatalogPlan, StoredAccount, StoredAssignment, SyncScope};
 use crate::wire::document::{map_from_json, Document};
+use crate::wire::explain::explanation as explanation_json;
 use crate::wire::invoice::invoice as invoice_json;
 use chrono::{Datelike, NaiveDate};
 use serde_json::{json, Map, Value};
+
+/// `category.item` of an explain request.
+fn parse_item_filter(text: &str) -> Result<(String, String), OpsError> {
+    match text.split_once('.') {
+        Some((category, item)) if !category.is_empty() && !item.is_empty() => {
+            Ok((category.to_owned(), item.to_owned()))
+        }
+        _ => Err(OpsError::field(
+            "item",
+            "type",
+            "must be CATEGORY.ITEM, e.g. devices.sip_device",
+        )),
+    }
+}
 
 /// The default quantifier list (`quantities.md` §1), for the editable fields.
 const EDITABLE_CATEGORIES: &[(&str, &[&str])] = &[
@@ -503,6 +519,45 @@ impl Operations {
             record.overrides,
         )
         .await
+    }
+
+    /// `GET /services/explain` and `tally services explain`: every line of the
+    /// account's invoices with how it was reached (issue 15), from one account's reads
+    /// and the pricing code sync runs. `item` (`category.item`, the plan key or its
+    /// `as` name) keeps only that line.
+    pub async fn explain(&self, caller: &Caller, account: &AccountId, item: Option<&str>) -> Result<Value, OpsError> {
+        let node = self.account(caller, account).await?;
+        caller.check_access(&node)?;
+        let wanted = item.map(parse_item_filter).transpose()?;
+        let stored = self.stored_account(account).await?;
+        let options = self.pricing_options(SyncScope::Accounts(Vec::new()));
+        let pricing = account_pricing(&stored, &options, &mut Vec::new());
+        let mut invoices = explain_account(
+            &pricing.context,
+            &pricing.plans,
+            &pricing.quantities,
+            &options.priorities,
+        )
+        .map_err(|error| OpsError::Fault(format!("account {account}: {error}")))?;
+        if let Some((category, name)) = &wanted {
+            for invoice in &mut invoices {
+                invoice.lines.retain(|line| {
+                    line.item.category.as_str() == category
+                        && (line.item.plan_item.as_str() == name || line.item.item == *name)
+                });
+            }
+            if invoices.iter().all(|invoice| invoice.lines.is_empty()) {
+                return Err(OpsError::field(
+                    "item",
+                    "not_found",
+                    format!("no invoice line of the account is {category}.{name}"),
+                ));
+            }
+        }
+        Ok(json!({
+            "account_id": account.as_str(),
+            "invoices": explanation_json(&invoices),
+        }))
     }
 
     /// `GET /services/available` and `/service_plans/available`: the plans the

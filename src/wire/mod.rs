@@ -7,5 +7,6 @@
 
 pub mod bookkeeper;
 pub mod document;
+pub mod explain;
 pub mod invoice;
 pub mod kazoo;
