@@ -139,6 +139,7 @@ fn sweep_request(route: &Route, audit_id: &str) -> (String, Option<Value>) {
         | Op::ManualQuantities
         | Op::Overrides
         | Op::Summary
+        | Op::Explain
         | Op::AvailablePlans
         | Op::Editable
         | Op::EditableWithoutAccount

@@ -17,6 +17,7 @@ mod couchdb;
 mod couchdb_server;
 mod deliveries;
 mod demo;
+mod explain;
 mod fake_bookkeeper;
 mod faults;
 mod helpers;

@@ -290,3 +290,175 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+mod explanations {
+    //! Issue 15: the explanation of every line re-adds to the priced totals exactly,
+    //! and every field of a merged item plan names a plan and layer that wrote it.
+
+    use super::{bucket, plan_body};
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use tally::domain::document::{Map, Path, Value as DocumentValue};
+    use tally::domain::explain::explain_account;
+    use tally::domain::merge::StrategyPriorities;
+    use tally::domain::plan::{AssignedPlan, BookkeeperRef, Layer, PlanContext};
+    use tally::domain::pricing::{merge_account_plans, price_invoice};
+    use tally::domain::{Category, ItemName, PlanId, Quantities, QuantityBuckets};
+    use tally::wire::document::map_from_json;
+
+    fn object(value: &Value) -> Map {
+        match value {
+            Value::Object(map) => map_from_json(map),
+            _ => Map::new(),
+        }
+    }
+
+    fn quantities(bucket: &Value) -> Quantities {
+        let mut quantities = Quantities::new();
+        for (category, items) in bucket.as_object().into_iter().flatten() {
+            for (item, count) in items.as_object().into_iter().flatten() {
+                quantities.set(
+                    Category::parse(category).expect("category"),
+                    ItemName::parse(item).expect("item"),
+                    count.as_i64().expect("count"),
+                );
+            }
+        }
+        quantities
+    }
+
+    /// Every leaf of an item plan by the path an explanation names it with.
+    fn leaves(map: &Map, path: &Path, out: &mut BTreeMap<String, DocumentValue>) {
+        for (key, value) in map {
+            match value {
+                DocumentValue::Object(child) => leaves(child, &path.key(key), out),
+                leaf => {
+                    out.insert(path.key(key).to_string(), leaf.clone());
+                }
+            }
+        }
+    }
+
+    fn item_plan_leaves(document: &Map, category: &str, item: &str) -> BTreeMap<String, DocumentValue> {
+        let mut out = BTreeMap::new();
+        let item_plan = document
+            .get("plan")
+            .and_then(DocumentValue::as_object)
+            .and_then(|plan| plan.get(category))
+            .and_then(DocumentValue::as_object)
+            .and_then(|items| items.get(item))
+            .and_then(DocumentValue::as_object);
+        if let Some(item_plan) = item_plan {
+            leaves(item_plan, &Path::root(), &mut out);
+        }
+        out
+    }
+
+    fn assigned_plan() -> impl Strategy<Value = (Value, Option<Value>)> {
+        (
+            plan_body(),
+            prop::sample::select(&["simple", "recursive", "cumulative"][..]),
+            prop::option::of(0i64..3),
+            prop::option::of(plan_body()),
+        )
+            .prop_map(|(plan, strategy, priority, overrides)| {
+                let mut merge = json!({ "strategy": strategy });
+                if let Some(priority) = priority {
+                    merge["priority"] = json!(priority);
+                }
+                let overrides = overrides.map(|plan| json!({ "plan": plan }));
+                (json!({ "plan": plan, "merge": merge }), overrides)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn explained_parts_readd_to_the_priced_totals_and_name_who_wrote_each_field(
+            plans in prop::collection::vec(assigned_plan(), 1..4),
+            global in prop::option::of(plan_body()),
+            account in bucket(), cascade in bucket(), manual in bucket(),
+        ) {
+            let assigned: Vec<AssignedPlan> = plans
+                .iter()
+                .enumerate()
+                .map(|(index, (document, overrides))| AssignedPlan {
+                    id: PlanId::parse(&format!("p{index}")).expect("id"),
+                    vendor_id: None,
+                    document: Arc::new(object(document)),
+                    overrides: overrides.as_ref().map(object),
+                })
+                .collect();
+            let global = global.map(|plan| object(&json!({ "plan": plan }))).unwrap_or_default();
+            let context = PlanContext {
+                default_bookkeeper: BookkeeperRef {
+                    kind: "default".into(),
+                    vendor_id: "res".into(),
+                    id: BookkeeperRef::DEFAULT_ID.into(),
+                },
+                global_overrides: global.clone(),
+            };
+            let buckets = QuantityBuckets {
+                account: quantities(&account),
+                cascade: quantities(&cascade),
+                manual: quantities(&manual),
+                deleted: false,
+            };
+            let priorities = StrategyPriorities::default();
+
+            let explained = explain_account(&context, &assigned, &buckets, &priorities).expect("explains");
+            let priced: Vec<_> = merge_account_plans(&context, &assigned, &[], &priorities)
+                .iter()
+                .map(|merged| price_invoice(merged, &buckets).expect("prices"))
+                .collect();
+            prop_assert_eq!(explained.len(), priced.len());
+            for (explanation, invoice) in explained.iter().zip(&priced) {
+                prop_assert_eq!(&explanation.invoice, invoice, "the invoice pricing produced");
+                prop_assert_eq!(explanation.lines.len(), invoice.items.len());
+                let mut recurring = tally::domain::Money::ZERO;
+                for (line, item) in explanation.lines.iter().zip(&invoice.items) {
+                    prop_assert_eq!(&line.item, item);
+                    let d = &line.derivation;
+                    // Quantity: the buckets the count read.
+                    let counted: i64 = line.quantity.counted.iter()
+                        .map(|(_, parts)| parts.own().unwrap_or(0) + parts.cascade.unwrap_or(0))
+                        .sum();
+                    prop_assert_eq!(counted, item.quantity);
+                    // Charge, discounts, total and its rounding.
+                    prop_assert_eq!(d.rate.times(d.billable).expect("small"), d.charge);
+                    let discount = d.discounts.cumulative_rate.times(d.discounts.cumulative_quantity).expect("small")
+                        .checked_add(d.discounts.single).expect("small");
+                    prop_assert_eq!(discount, d.discount);
+                    prop_assert_eq!(d.discount.round_line_total(), item.discounts.total);
+                    prop_assert_eq!(d.charge.checked_sub(d.discount).expect("small"), d.exact_total);
+                    prop_assert_eq!(d.exact_total.round_line_total(), item.total);
+                    prop_assert_eq!((d.rate, d.billable), (item.rate, item.billable));
+                    recurring = recurring.checked_add(item.total).expect("small");
+
+                    // Provenance: every leaf has a writer, and a single writer's value is the merged value.
+                    let (category, plan_item) = (item.category.as_str(), item.plan_item.as_str());
+                    for field in &line.fields {
+                        prop_assert!(!field.written_by.is_empty(), "{} has no writer", field.path);
+                        if field.combined_by.is_some() {
+                            continue;
+                        }
+                        prop_assert_eq!(field.written_by.len(), 1);
+                        let writer = &field.written_by[0];
+                        let plan = assigned.iter().find(|plan| plan.id == writer.plan).expect("a plan");
+                        let layer_document = match writer.layer {
+                            Layer::Plan => (*plan.document).clone(),
+                            Layer::AccountOverride => global.clone(),
+                            Layer::PlanOverride => plan.overrides.clone().expect("the plan has overrides"),
+                        };
+                        let written = item_plan_leaves(&layer_document, category, plan_item);
+                        prop_assert_eq!(written.get(&field.path.to_string()), Some(&field.value), "{}", field.path);
+                    }
+                }
+                prop_assert_eq!(recurring, invoice.recurring);
+            }
+        }
+    }
+}
