@@ -255,3 +255,181 @@ fn origin_codes(value: &Value) -> Vec<Origin> {
         Value::Null | Value::Bool(_) | Value::String(_) => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::plan::BookkeeperRef;
+    use crate::domain::pricing::{BillableBound, RateRule};
+    use crate::domain::testing::{map, money, num, obj};
+    use crate::domain::Quantities;
+    use std::sync::Arc;
+
+    fn sip_device_plan(fields: Value, merge: Option<Value>) -> Map {
+        let mut entries = vec![("plan", obj(vec![("devices", obj(vec![("sip_device", fields)]))]))];
+        if let Some(merge) = merge {
+            entries.push(("merge", merge));
+        }
+        map(entries)
+    }
+
+    fn sip_devices(count: i64) -> QuantityBuckets {
+        let mut account = Quantities::new();
+        account.set(
+            Category::parse("devices").expect("name"),
+            ItemName::parse("sip_device").expect("name"),
+            count,
+        );
+        QuantityBuckets {
+            account,
+            ..QuantityBuckets::default()
+        }
+    }
+
+    fn context(global_overrides: Map) -> PlanContext {
+        PlanContext {
+            default_bookkeeper: BookkeeperRef {
+                kind: "default".into(),
+                vendor_id: "res".into(),
+                id: BookkeeperRef::DEFAULT_ID.into(),
+            },
+            global_overrides,
+        }
+    }
+
+    fn assigned(id: &str, document: Map, overrides: Option<Map>) -> AssignedPlan {
+        AssignedPlan {
+            id: PlanId::parse(id).expect("id"),
+            vendor_id: None,
+            document: Arc::new(document),
+            overrides,
+        }
+    }
+
+    /// (path, value, combined_by, [(plan, layer)]) of every field of the only line.
+    fn fields(explained: &[InvoiceExplanation]) -> Vec<(String, Value, Option<String>, Vec<(String, Layer)>)> {
+        explained[0].lines[0]
+            .fields
+            .iter()
+            .map(|field| {
+                let writers = field
+                    .written_by
+                    .iter()
+                    .map(|writer| (writer.plan.to_string(), writer.layer))
+                    .collect();
+                (
+                    field.path.to_string(),
+                    field.value.clone(),
+                    field.combined_by.clone(),
+                    writers,
+                )
+            })
+            .collect()
+    }
+
+    fn minimum_override(value: Value) -> Map {
+        sip_device_plan(obj(vec![("minimum", value)]), None)
+    }
+
+    #[test]
+    fn a_per_plan_null_leaves_the_plans_minimum_and_an_account_wide_null_removes_it() {
+        // plans.md §6: plan {rate 5, minimum 10}, 3 devices.
+        let plan = || sip_device_plan(obj(vec![("rate", num("5")), ("minimum", num("10"))]), None);
+        let priorities = StrategyPriorities::default();
+
+        let per_plan = [assigned("a", plan(), Some(minimum_override(Value::Null)))];
+        let explained =
+            explain_account(&context(Map::new()), &per_plan, &sip_devices(3), &priorities).expect("explains");
+        assert_eq!(
+            fields(&explained),
+            vec![
+                (
+                    "minimum".to_owned(),
+                    num("10"),
+                    None,
+                    vec![("a".to_owned(), Layer::Plan)]
+                ),
+                ("rate".to_owned(), num("5"), None, vec![("a".to_owned(), Layer::Plan)]),
+            ]
+        );
+        let line = &explained[0].lines[0];
+        assert_eq!(
+            (line.derivation.bound, line.derivation.bounded),
+            (BillableBound::Minimum, 10)
+        );
+        assert_eq!(line.item.total, money("50"));
+
+        let account_wide = [assigned("a", plan(), None)];
+        let explained = explain_account(
+            &context(minimum_override(Value::Null)),
+            &account_wide,
+            &sip_devices(3),
+            &priorities,
+        )
+        .expect("explains");
+        assert_eq!(
+            fields(&explained),
+            vec![("rate".to_owned(), num("5"), None, vec![("a".to_owned(), Layer::Plan)])]
+        );
+        assert_eq!(explained[0].lines[0].item.total, money("15"));
+    }
+
+    #[test]
+    fn a_cumulative_merge_names_every_plan_it_summed_and_the_one_that_won() {
+        // plans.md §7.6: minimums are summed, the higher priority's rate wins.
+        let cumulative = |priority: &str| {
+            Some(obj(vec![
+                ("strategy", Value::String("cumulative".into())),
+                ("priority", num(priority)),
+            ]))
+        };
+        let plans = [
+            assigned(
+                "low",
+                sip_device_plan(obj(vec![("rate", num("10")), ("minimum", num("2"))]), cumulative("10")),
+                None,
+            ),
+            assigned(
+                "high",
+                sip_device_plan(obj(vec![("rate", num("12")), ("minimum", num("3"))]), cumulative("20")),
+                Some(sip_device_plan(
+                    obj(vec![("rates", obj(vec![("5", num("8.5"))]))]),
+                    None,
+                )),
+            ),
+        ];
+        let explained = explain_account(
+            &context(Map::new()),
+            &plans,
+            &sip_devices(4),
+            &StrategyPriorities::default(),
+        )
+        .expect("explains");
+        assert_eq!(
+            fields(&explained),
+            vec![
+                (
+                    "minimum".to_owned(),
+                    num("5"),
+                    Some("sum".to_owned()),
+                    vec![("high".to_owned(), Layer::Plan), ("low".to_owned(), Layer::Plan)]
+                ),
+                (
+                    "rate".to_owned(),
+                    num("12"),
+                    None,
+                    vec![("high".to_owned(), Layer::Plan)]
+                ),
+                (
+                    "rates.\"5\"".to_owned(),
+                    num("8.5"),
+                    None,
+                    vec![("high".to_owned(), Layer::PlanOverride)]
+                ),
+            ]
+        );
+        let line = &explained[0].lines[0];
+        assert_eq!(line.derivation.rate_rule, RateRule::Tier { threshold: 5 });
+        assert_eq!(line.item.total, money("42.5"), "5 (the summed minimum) × 8.5");
+    }
+}
