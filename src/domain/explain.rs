@@ -306,8 +306,11 @@ mod tests {
         }
     }
 
-    /// (path, value, combined_by, [(plan, layer)]) of every field of the only line.
-    fn fields(explained: &[InvoiceExplanation]) -> Vec<(String, Value, Option<String>, Vec<(String, Layer)>)> {
+    /// A field as (path, value, combined_by, [(plan, layer)]).
+    type Field = (String, Value, Option<String>, Vec<(String, Layer)>);
+
+    /// Every field of the only line.
+    fn fields(explained: &[InvoiceExplanation]) -> Vec<Field> {
         explained[0].lines[0]
             .fields
             .iter()

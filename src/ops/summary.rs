@@ -546,7 +546,8 @@ impl Operations {
                         && (line.item.plan_item.as_str() == name || line.item.item == *name)
                 });
             }
-            if invoices.iter().all(|invoice| invoice.lines.is_empty()) {
+            invoices.retain(|invoice| !invoice.lines.is_empty());
+            if invoices.is_empty() {
                 return Err(OpsError::field(
                     "item",
                     "not_found",

@@ -386,7 +386,7 @@ mod explanations {
                 .iter()
                 .enumerate()
                 .map(|(index, (document, overrides))| AssignedPlan {
-                    id: PlanId::parse(&format!("p{index}")).expect("id"),
+                    id: PlanId::parse(format!("p{index}")).expect("id"),
                     vendor_id: None,
                     document: Arc::new(object(document)),
                     overrides: overrides.as_ref().map(object),
