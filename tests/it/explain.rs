@@ -9,7 +9,7 @@
 
 use crate::api_support::{get, start_server_with, token};
 use crate::demo::load_demo;
-use crate::helpers::{at, id, reconcile_all, TestStore};
+use crate::helpers::{at, id, on_both_backends, reconcile_all, TestStore};
 use crate::support::decimal;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
@@ -240,6 +240,14 @@ async fn the_api_explains_the_known_account_with_the_services_rights(test_store:
     server.abort();
 }
 
+/// The demo at 40 accounts, loaded and reconciled, and operations over it.
+async fn reconciled_demo(store: &Store) -> (tally::demo::DemoData, Operations) {
+    let spec = DemoSpec { accounts: 40, seed: 1 };
+    load_demo(store, spec).await;
+    reconcile_all(store, at(T0)).await;
+    (tally::demo::generate(spec), ops(store))
+}
+
 /// Every figure of one explained line re-adds to the next, exactly.
 fn check_line_readds(line: &Value) -> Decimal {
     let number = |value: &Value| -> Decimal {
@@ -285,12 +293,7 @@ fn check_line_readds(line: &Value) -> Decimal {
 }
 
 async fn every_line_of_every_demo_account_readds_to_its_priced_total(test_store: &TestStore) {
-    let store = &test_store.store;
-    let spec = DemoSpec { accounts: 40, seed: 1 };
-    let data = tally::demo::generate(spec);
-    load_demo(store, spec).await;
-    reconcile_all(store, at(T0)).await;
-    let ops = ops(store);
+    let (data, ops) = reconciled_demo(&test_store.store).await;
     let operator = Caller::operator("alice");
     let mut lines = 0;
     for account in &data.accounts {
@@ -325,12 +328,7 @@ async fn every_line_of_every_demo_account_readds_to_its_priced_total(test_store:
 
 /// One account's explanation reads the store a fixed number of times: fast at any size.
 async fn explaining_one_demo_account_takes_under_50_ms(test_store: &TestStore) {
-    let store = &test_store.store;
-    let spec = DemoSpec { accounts: 40, seed: 1 };
-    let data = tally::demo::generate(spec);
-    load_demo(store, spec).await;
-    reconcile_all(store, at(T0)).await;
-    let ops = ops(store);
+    let (data, ops) = reconciled_demo(&test_store.store).await;
     let operator = Caller::operator("alice");
     let customer = data
         .accounts
@@ -350,29 +348,7 @@ async fn explaining_one_demo_account_takes_under_50_ms(test_store: &TestStore) {
     assert!(each < std::time::Duration::from_millis(50), "{each:?}");
 }
 
-macro_rules! on_both_backends_with_url {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn sqlite() {
-                    let database = crate::helpers::sqlite_store().await;
-                    super::$name(&database).await;
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    let Some(database) = crate::helpers::postgres_store().await else {
-                        return;
-                    };
-                    super::$name(&database).await;
-                }
-            }
-        )*
-    };
-}
-
-on_both_backends_with_url!(
+on_both_backends!(@with database => &database;
     the_cli_explains_the_known_account_field_by_field,
     the_api_explains_the_known_account_with_the_services_rights,
     every_line_of_every_demo_account_readds_to_its_priced_total,

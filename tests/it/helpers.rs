@@ -108,23 +108,28 @@ pub fn drop_postgres_database(name: String) {
     let _ = dropped.join();
 }
 
-/// Runs an async test body against SQLite and against PostgreSQL.
+/// Runs an async test body against SQLite and against PostgreSQL. The body takes the
+/// `&Store`; with `@with database => EXPRESSION;` it takes that expression of the
+/// [`TestStore`] instead (e.g. `&database`, for a test that also spawns `tally`).
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
+        crate::helpers::on_both_backends!(@with database => &database.store; $($name),*);
+    };
+    (@with $database:ident => $argument:expr; $($name:ident),* $(,)?) => {
         $(
             mod $name {
                 #[tokio::test]
                 async fn sqlite() {
-                    let database = crate::helpers::sqlite_store().await;
-                    super::$name(&database.store).await;
+                    let $database = crate::helpers::sqlite_store().await;
+                    super::$name($argument).await;
                 }
 
                 #[tokio::test]
                 async fn postgres() {
-                    let Some(database) = crate::helpers::postgres_store().await else {
+                    let Some($database) = crate::helpers::postgres_store().await else {
                         return;
                     };
-                    super::$name(&database.store).await;
+                    super::$name($argument).await;
                 }
             }
         )*
