@@ -16,6 +16,7 @@ pub mod classify;
 pub mod document;
 pub mod explain;
 pub mod ids;
+pub mod impact;
 pub mod inventory;
 pub mod invoice;
 pub mod item_plan;

@@ -121,12 +121,17 @@ fn billable(derivation: &LineDerivation) -> Value {
     };
     json!({
         "step": derivation.step,
-        "stepped_quantity": derivation.stepped.to_string().parse::<Value>().unwrap_or(Value::Null),
-        "minimum": derivation.minimum.to_string().parse::<Value>().unwrap_or(Value::Null),
-        "maximum": derivation.maximum.to_string().parse::<Value>().unwrap_or(Value::Null),
+        "stepped_quantity": wide(derivation.stepped),
+        "minimum": wide(derivation.minimum),
+        "maximum": wide(derivation.maximum),
         "bound": bound,
         "value": derivation.bounded,
     })
+}
+
+/// A step-rounded count: rounding up may leave the 64-bit range, never the JSON one.
+fn wide(count: i128) -> Value {
+    serde_json::Number::from_i128(count).map_or(Value::Null, Value::Number)
 }
 
 fn rate(derivation: &LineDerivation) -> Value {
