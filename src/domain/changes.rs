@@ -139,17 +139,9 @@ mod tests {
     use crate::domain::invoice::{ChangeKind, PricedItem};
     use crate::domain::item_plan::ItemPlan;
     use crate::domain::pricing::price_item;
-    use crate::domain::testing::money;
+    use crate::domain::testing::{bookkeeper, money};
     use crate::domain::{Category, ItemName};
     use std::sync::Arc;
-
-    fn bookkeeper(kind: &str) -> BookkeeperRef {
-        BookkeeperRef {
-            kind: kind.into(),
-            vendor_id: "res".into(),
-            id: "default_bookkeeper".into(),
-        }
-    }
 
     fn item(name: &str, rate: &str, quantity: i64) -> PricedItem {
         let plan = ItemPlan {

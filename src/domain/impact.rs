@@ -152,16 +152,8 @@ mod tests {
     use super::*;
     use crate::domain::item_plan::ItemPlan;
     use crate::domain::pricing::price_item;
-    use crate::domain::testing::{map, money, num};
+    use crate::domain::testing::{bookkeeper, map, money, num};
     use std::sync::Arc;
-
-    fn bookkeeper(kind: &str) -> BookkeeperRef {
-        BookkeeperRef {
-            kind: kind.into(),
-            vendor_id: "res".into(),
-            id: BookkeeperRef::DEFAULT_ID.into(),
-        }
-    }
 
     /// An invoice of `(item, rate, quantity)` lines of category `devices`.
     fn invoice(kind: &str, lines: &[(&str, &str, i64)]) -> Invoice {

@@ -2,6 +2,7 @@
 
 use super::document::{Map, Number, Value};
 use super::money::Money;
+use super::plan::BookkeeperRef;
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
@@ -26,4 +27,13 @@ pub fn obj(entries: Vec<(&str, Value)>) -> Value {
 
 pub fn money(text: &str) -> Money {
     Money::new(Decimal::from_str(text).expect("test literal"))
+}
+
+/// The bookkeeper `kind` of vendor `res`, with the default id.
+pub fn bookkeeper(kind: &str) -> BookkeeperRef {
+    BookkeeperRef {
+        kind: kind.into(),
+        vendor_id: "res".into(),
+        id: BookkeeperRef::DEFAULT_ID.into(),
+    }
 }
