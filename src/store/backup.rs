@@ -80,6 +80,8 @@ pub async fn sqlite_integrity(path: &Path) -> Result<Vec<String>, StoreError> {
     let mut connection = SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)
+        // A large copy takes seconds to check; that is expected, not a slow statement.
+        .disable_statement_logging()
         .connect()
         .await
         .map_err(|source| StoreError::Connect { url, source })?;
