@@ -146,3 +146,38 @@ async fn a_backup_never_replaces_a_file_without_force_nor_the_live_database() {
     let refused = backup(store, &live, true).await.expect_err("refused");
     assert!(matches!(refused, BackupError::LiveDatabase(_)), "{refused}");
 }
+
+/// `tally backup` on PostgreSQL prints the command, copies nothing and exits 0.
+#[tokio::test]
+async fn tally_backup_on_postgres_prints_the_pg_dump_command_and_copies_nothing() {
+    let Some(database) = crate::helpers::postgres_store().await else {
+        return;
+    };
+    let url = database.postgres_url().expect("a PostgreSQL URL");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tally.dump");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["backup", path.to_str().expect("utf-8")])
+        .current_dir(dir.path())
+        .env_remove("TALLY_CONFIG")
+        .env("TALLY_DATABASE_URL", &url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("tally runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("nothing was copied"), "{stdout}");
+    let name = url.rsplit('/').next().expect("a database name");
+    assert!(
+        stdout.lines().any(|line| line.starts_with("pg_dump ")
+            && line.contains(&format!("--dbname={name}"))
+            && line.ends_with(&format!("--file={}", path.display()))),
+        "{stdout}"
+    );
+    assert!(!path.exists());
+}

@@ -255,9 +255,29 @@ async fn nothing_is_pruned_without_retention_settings_and_audit_logs_only_when_c
     );
 }
 
+async fn a_stopped_prune_deletes_nothing_more_and_is_interrupted(store: &Store) {
+    use tally::runs::{JobReport, RunEnd};
+    store.execute_script(&fixture()).await.expect("fixture");
+    let before = table_counts(store).await;
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let options = PruneOptions {
+        retention: thirty_days_of_everything(),
+        now: GregorianSeconds(NOW),
+        batch_size: 1,
+        dry_run: false,
+        stop,
+    };
+    let report = run_once(store, &options).await.expect("prune runs");
+    assert!(report.interrupted);
+    assert_eq!(report.outcome().end, RunEnd::Interrupted, "the next run does the rest");
+    assert_eq!(table_counts(store).await, before);
+}
+
 on_both_backends!(
     pruning_deletes_old_finished_records_and_keeps_what_is_still_needed,
     nothing_is_pruned_without_retention_settings_and_audit_logs_only_when_configured,
+    a_stopped_prune_deletes_nothing_more_and_is_interrupted,
 );
 
 /// The shipped job file is disabled, and `tally run prune` reads `[retention]`.
