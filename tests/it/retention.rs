@@ -164,62 +164,44 @@ async fn pruning_deletes_old_finished_records_and_keeps_what_is_still_needed(sto
     }
     assert!(!report.interrupted);
 
-    let kept_runs = store
-        .query_count(
-            "SELECT COUNT(*) FROM runs WHERE (job = 'sync' AND scheduled_for = 63899913600) \
-             OR job = 'topup' OR (job = 'billing' AND status = 'running')",
-        )
-        .await
-        .expect("counts");
+    let count = |sql: &'static str| async move { store.query_count(sql).await.expect("counts") };
+    let kept_runs = "SELECT COUNT(*) FROM runs WHERE (job = 'sync' AND scheduled_for = 63899913600) \
+                     OR job = 'topup' OR (job = 'billing' AND status = 'running')";
+    assert_eq!(
+        (count("SELECT COUNT(*) FROM runs").await, count(kept_runs).await),
+        (3, 3)
+    );
+    let kept_deliveries = "SELECT COUNT(*) FROM deliveries WHERE id IN ('acked-new', 'refused-old', 'waiting-old')";
     assert_eq!(
         (
-            store.query_count("SELECT COUNT(*) FROM runs").await.expect("counts"),
-            kept_runs
+            count("SELECT COUNT(*) FROM deliveries").await,
+            count(kept_deliveries).await
         ),
         (3, 3)
     );
-    let kept = |table: &'static str, ids: &'static str| async move {
-        store
-            .query_count(&format!("SELECT COUNT(*) FROM {table} WHERE id IN ({ids})"))
-            .await
-            .expect("counts")
-    };
-    assert_eq!(kept("deliveries", "'acked-new', 'refused-old', 'waiting-old'").await, 3);
+    let kept_audit_logs = "SELECT COUNT(*) FROM audit_logs \
+                           WHERE id IN ('audit-pending-old', 'audit-carried-old', 'audit-completed-new')";
     assert_eq!(
-        store
-            .query_count("SELECT COUNT(*) FROM deliveries")
-            .await
-            .expect("counts"),
-        3
+        (
+            count("SELECT COUNT(*) FROM audit_logs").await,
+            count(kept_audit_logs).await
+        ),
+        (3, 3)
+    );
+    let kept_records = "SELECT COUNT(*) FROM quantity_change_records WHERE id = 'record-new'";
+    assert_eq!(
+        (
+            count("SELECT COUNT(*) FROM quantity_change_records").await,
+            count(kept_records).await
+        ),
+        (1, 1)
     );
     assert_eq!(
-        kept(
-            "audit_logs",
-            "'audit-pending-old', 'audit-carried-old', 'audit-completed-new'"
-        )
-        .await,
-        3
-    );
-    assert_eq!(
-        store
-            .query_count("SELECT COUNT(*) FROM audit_logs")
-            .await
-            .expect("counts"),
-        3
-    );
-    assert_eq!(kept("quantity_change_records", "'record-new'").await, 1);
-    assert_eq!(
-        store
-            .query_count("SELECT COUNT(*) FROM quantity_change_entries WHERE record_id = 'record-old'")
-            .await
-            .expect("counts"),
+        count("SELECT COUNT(*) FROM quantity_change_entries WHERE record_id = 'record-old'").await,
         0
     );
     assert_eq!(
-        store
-            .query_count("SELECT COUNT(*) FROM invoice_snapshots")
-            .await
-            .expect("counts"),
+        count("SELECT COUNT(*) FROM invoice_snapshots").await,
         1,
         "snapshots are never pruned"
     );
@@ -280,19 +262,13 @@ on_both_backends!(
     a_stopped_prune_deletes_nothing_more_and_is_interrupted,
 );
 
-/// The shipped job file is disabled, and `tally run prune` reads `[retention]`.
+/// `tally run prune` reads `[retention]`, reports per table and is a recorded run.
 #[test]
 fn tally_run_prune_reports_counts_per_table_and_is_recorded() {
     let dir = tempfile::tempdir().expect("temp dir");
     let tally = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_tally"))
+        crate::helpers::on_sqlite_in(&mut Command::new(env!("CARGO_BIN_EXE_tally")), dir.path())
             .args(args)
-            .current_dir(dir.path())
-            .env_remove("TALLY_CONFIG")
-            .env(
-                "TALLY_DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("tally.db").display()),
-            )
             .env("TALLY_RETENTION__RUNS_DAYS", "1")
             .env("RUST_LOG", "warn")
             .output()

@@ -277,15 +277,10 @@ fn the_metrics_file_is_readable_by_others_under_a_private_umask() {
     let dir = tempfile::tempdir().expect("temp dir");
     let metrics = dir.path().join("tally_reconcile.prom");
     let under_umask = |args: &[&str]| {
-        Command::new("sh")
-            .args(["-c", "umask 0077 && exec \"$@\"", "sh", env!("CARGO_BIN_EXE_tally")])
+        let mut shell = Command::new("sh");
+        shell.args(["-c", "umask 0077 && exec \"$@\"", "sh", env!("CARGO_BIN_EXE_tally")]);
+        crate::helpers::on_sqlite_in(&mut shell, dir.path())
             .args(args)
-            .current_dir(dir.path())
-            .env_remove("TALLY_CONFIG")
-            .env(
-                "TALLY_DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("tally.db").display()),
-            )
             .output()
             .expect("tally runs")
     };
