@@ -181,3 +181,41 @@ async fn tally_backup_on_postgres_prints_the_pg_dump_command_and_copies_nothing(
     );
     assert!(!path.exists());
 }
+
+/// `tally backup` over an existing file: exit 2 (usage) and one line saying `--force`;
+/// with `--force` the file is replaced by a copy that opens.
+#[test]
+fn tally_backup_refuses_an_existing_file_with_exit_2_unless_forced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tally = |args: &[&str]| {
+        crate::helpers::on_sqlite_in(&mut std::process::Command::new(env!("CARGO_BIN_EXE_tally")), dir.path())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("tally runs")
+    };
+    assert!(tally(&["migrate"]).status.success());
+    std::fs::write(dir.path().join("copy.db"), b"keep me").expect("write");
+
+    let refused = tally(&["backup", "copy.db"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --force"));
+    assert_eq!(std::fs::read(dir.path().join("copy.db")).expect("kept"), b"keep me");
+
+    let forced = tally(&["backup", "--force", "--json", "copy.db"]);
+    assert_eq!(
+        forced.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&forced.stdout).expect("one JSON object");
+    assert_eq!(
+        (report["backend"].as_str(), report["integrity_check"].as_str()),
+        (Some("sqlite"), Some("ok"))
+    );
+    assert_eq!(
+        report["bytes"].as_u64(),
+        std::fs::metadata(dir.path().join("copy.db")).ok().map(|m| m.len())
+    );
+}
