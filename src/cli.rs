@@ -83,6 +83,25 @@ pub enum Command {
         #[command(subcommand)]
         operation: PlansOperation,
     },
+    /// Copy the database to PATH while tally may be running: SQLite, an online,
+    /// consistent copy checked with `PRAGMA integrity_check`; PostgreSQL, nothing is
+    /// copied: prints the `pg_dump` command and checks its version against the
+    /// server's. Exit codes: 0 copied (or the command printed), 2 PATH exists without
+    /// `--force`, 78 pg_dump missing or older than the server, 75 database unreachable.
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where the copy goes (SQLite), or the file the printed `pg_dump` writes.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// Replace PATH if it exists (never the live database).
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -632,6 +651,22 @@ pub enum Job {
     Billing(BillingArgs),
     /// Top up accounts whose balance fell under their threshold (needs `[topup] enable`).
     Topup(TopupArgs),
+    /// Delete finished records older than the `[retention]` settings (runs,
+    /// acknowledged deliveries, change records, answered audit logs if configured).
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Count what would be deleted and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the run's figures in the Prometheus text format to this file (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 pub(crate) mod deliveries;
 pub(crate) mod inventory;
+pub(crate) mod maintenance;
 
 use crate::{Failure, EXIT_DATA_ERROR, EXIT_USAGE};
 use std::io::{IsTerminal, Read, Write};
@@ -52,7 +53,7 @@ pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
 /// A store error before any run: a bad URL is configuration; otherwise it ends the
 /// command as it would end a run: an unreachable or faulty database is a temporary
 /// failure (exit 75, one line).
-fn store_failure(error: StoreError) -> Failure {
+pub(crate) fn store_failure(error: StoreError) -> Failure {
     match error {
         error @ StoreError::UnsupportedUrl { .. } => Failure::Config(error.to_string()),
         error => Failure::Run(RunOutcome::failed(&error)),

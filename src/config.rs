@@ -32,6 +32,48 @@ pub struct Settings {
     pub topup: TopupSettings,
     pub ingest: IngestSettings,
     pub api: ApiSettings,
+    pub retention: RetentionSettings,
+}
+
+/// `[retention]`: how many days `tally run prune` keeps finished records; 0 (the
+/// default) keeps them forever. Audit logs are kept unless `audit_logs_days` is set.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Finished runs (`tally runs`); the newest run of each job is always kept.
+    pub runs_days: u32,
+    /// Deliveries their bookkeeper acknowledged; waiting and failed ones are kept.
+    pub deliveries_days: u32,
+    /// Quantity-change records and their entries (day summaries are kept).
+    pub change_records_days: u32,
+    /// Answered audit logs; pending ones, and those a waiting delivery carries, are kept.
+    pub audit_logs_days: u32,
+    /// Rows deleted per transaction, so that other writers wait at most one batch.
+    pub batch_size: usize,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            runs_days: 0,
+            deliveries_days: 0,
+            change_records_days: 0,
+            audit_logs_days: 0,
+            batch_size: 1_000,
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// The policy the domain computes cutoffs from.
+    pub fn retention(&self) -> crate::domain::retention::Retention {
+        crate::domain::retention::Retention {
+            runs_days: self.runs_days,
+            deliveries_days: self.deliveries_days,
+            change_records_days: self.change_records_days,
+            audit_logs_days: self.audit_logs_days,
+        }
+    }
 }
 
 /// `tally serve`: Kazoo's logins (`PUT /v2/api_auth`, `PUT /v2/user_auth`).
@@ -460,6 +502,9 @@ impl Settings {
             return Err(ConfigError::Setting(
                 "sync.batch_size and bookkeeper_sync.batch_size must be at least 1".into(),
             ));
+        }
+        if settings.retention.batch_size == 0 {
+            return Err(ConfigError::Setting("retention.batch_size must be at least 1".into()));
         }
         settings.bookkeeper_sync.retry_policy()?;
         if settings.ingest.batch_size == 0 || settings.ingest.couchdb.page_size == 0 {

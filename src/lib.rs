@@ -21,8 +21,10 @@
 //! - [`ops`]: every services and service-plans operation; [`ops_cli`]: `tally services`
 //!   and `tally plans` over it; [`table`]: readable tables of JSON responses.
 //! - [`telemetry`], [`metrics`], [`exit`]: logs, Prometheus textfile, exit codes.
+//! - [`backup`]: `tally backup` (an online SQLite copy; `pg_dump` for PostgreSQL).
 
 pub mod api;
+pub mod backup;
 pub mod bookkeepers;
 pub mod cli;
 pub mod config;

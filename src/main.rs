@@ -84,6 +84,8 @@ fn main() -> ExitCode {
                 job: Job::Billing(args),
             } => run_billing(&settings, &args).await,
             Command::Run { job: Job::Topup(args) } => run_topup(&settings, &args).await,
+            Command::Run { job: Job::Prune(args) } => commands::maintenance::run_prune(&settings, &args).await,
+            Command::Backup(args) => commands::maintenance::run_backup(&settings, &args).await,
             Command::Schedule(args) => run_schedule(&settings, &args).await,
             Command::Config => Ok(run_config(&settings)),
             Command::Runs(args) => run_runs(&settings, &args).await,

@@ -4,13 +4,15 @@
 //! [`format_metrics`] is pure; [`write_metrics_file`] writes atomically: to a temporary
 //! file in the same directory (whose name does not end in `.prom`, so the collector
 //! never reads it), flushed to disk, then renamed over the target, so a scrape never
-//! reads half a file. The time of the last success survives a failed run: it is read
+//! reads half a file. The file is made mode 0644 whatever the process umask: the units
+//! run with `UMask=0077`, and the node exporter reads the file as another user. The time of the last success survives a failed run: it is read
 //! back from the previous file and written again.
 //!
 //! This module knows nothing about jobs beyond a name and five figures.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,6 +31,10 @@ pub struct RunMetrics {
     pub succeeded: bool,
     pub finished_at: DateTime<Utc>,
 }
+
+/// The file's mode: readable by the node exporter, which runs as another user. Set
+/// explicitly, since a umask (systemd's `UMask=0077`) would otherwise make it 0600.
+pub const METRICS_FILE_MODE: u32 = 0o644;
 
 /// The metric that carries the last success over from one file to the next.
 const LAST_SUCCESS: &str = "tally_run_last_success_timestamp_seconds";
@@ -147,6 +153,8 @@ fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
             .create(true)
             .truncate(true)
             .open(&temporary)?;
+        // fchmod is not subject to the umask, unlike the mode given at creation.
+        file.set_permissions(std::fs::Permissions::from_mode(METRICS_FILE_MODE))?;
         file.write_all(contents)?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)?;

@@ -27,6 +27,7 @@ pub mod pricing;
 pub mod quantities;
 pub mod repricing;
 pub mod reseller;
+pub mod retention;
 #[cfg(test)]
 mod testing;
 

@@ -1,12 +1,13 @@
 //! What every job run needs, built once from the settings, and the [`JobRunner`] of
 //! the run path: one place that turns settings and a job's spec into the options of
-//! `reconcile`, `sync`, `bookkeeper-sync`, `billing` and `topup`, for the one-shot
+//! `reconcile`, `sync`, `bookkeeper-sync`, `billing`, `topup` and `prune`, for the one-shot
 //! command line and the daemon alike; and each job's report or error as a run
 //! outcome ([`JobReport`], [`JobError`]), so `runs` decides status and exit code once.
 
 use super::billing::{self, BillingOptions, BillingReport};
 use super::bookkeeper_sync::{self, BookkeeperSyncOptions, BookkeeperSyncReport};
 use super::ingest::{IngestCycle, IngestJobError};
+use super::prune::{self, PruneOptions, PruneReport};
 use super::reconcile::{self, ReconcileError, ReconcileOptions, ReconcileReport};
 use super::retry::{retry_faults, FaultRetry};
 use super::sync::{self, SyncOptions, SyncReport};
@@ -197,6 +198,22 @@ impl JobContext {
         topup::run_once(&self.store, &self.bookkeepers, &self.topup_options(scope, now)).await
     }
 
+    pub fn prune_options(&self, dry_run: bool, now: GregorianSeconds, stop: CancellationToken) -> PruneOptions {
+        let settings = &self.settings.retention;
+        PruneOptions {
+            retention: settings.retention(),
+            now,
+            batch_size: u64::try_from(settings.batch_size).unwrap_or(u64::MAX),
+            dry_run,
+            stop,
+        }
+    }
+
+    /// Deletes finished records older than `[retention]`; keeps everything by default.
+    pub async fn prune(&self, now: GregorianSeconds, stop: CancellationToken) -> Result<PruneReport, StoreError> {
+        prune::run_once(&self.store, &self.prune_options(false, now, stop)).await
+    }
+
     /// The options of billing's three stages over `scope`.
     pub fn billing_options(&self, scope: &RunScope, now: GregorianSeconds, stop: CancellationToken) -> BillingOptions {
         let sync_scope = match &scope.accounts {
@@ -286,6 +303,9 @@ impl JobContext {
                 RunOutcome::of(&cycle)
             }
             JobKind::Topup => RunOutcome::of(&retry_faults(retry, "topup", &stop, || self.topup(&scope, now)).await),
+            JobKind::Prune => {
+                RunOutcome::of(&retry_faults(retry, "prune", &stop, || self.prune(now, stop.clone())).await)
+            }
         }
     }
 }

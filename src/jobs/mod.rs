@@ -8,6 +8,7 @@ pub mod bookkeeper_sync;
 pub mod context;
 pub mod demo;
 pub mod ingest;
+pub mod prune;
 pub mod reconcile;
 pub mod retry;
 pub mod sync;

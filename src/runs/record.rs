@@ -71,16 +71,19 @@ pub enum JobKind {
     Topup,
     /// Read the platform's CouchDB feeds into the inventory (one follow cycle).
     Ingest,
+    /// Delete finished records older than the `[retention]` settings.
+    Prune,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::Reconcile,
         JobKind::Sync,
         JobKind::BookkeeperSync,
         JobKind::Billing,
         JobKind::Topup,
         JobKind::Ingest,
+        JobKind::Prune,
     ];
 
     /// The spelling used in job files and on the command line (`tally run JOB`).
@@ -92,6 +95,7 @@ impl JobKind {
             JobKind::Billing => "billing",
             JobKind::Topup => "topup",
             JobKind::Ingest => "ingest",
+            JobKind::Prune => "prune",
         }
     }
 

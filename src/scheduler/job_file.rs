@@ -144,6 +144,12 @@ pub fn parse_job_file(path: &Path, text: &str) -> Result<JobDefinition, JobFileE
     };
     let accounts = match &raw.accounts {
         None => None,
+        Some(list) if kind == JobKind::Prune => {
+            return Err(at(
+                list.span(),
+                "accounts: a `prune` job covers the whole database".to_owned(),
+            ))
+        }
         Some(list) => Some(parse_accounts(list, &at)?),
     };
     let batch_size = match &raw.batch_size {
@@ -654,6 +660,16 @@ enabled = false
     }
 
     #[test]
+    fn a_prune_job_refuses_an_account_list() {
+        let text = "name = \"prune\"\njob = \"prune\"\nschedule = \"0 4 * * *\"\naccounts = [\"0123456789abcdef0123456789abcdef\"]\n";
+        let error = parse_job_file(Path::new("jobs/prune.toml"), text).expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "jobs/prune.toml:4:12: accounts: a `prune` job covers the whole database"
+        );
+    }
+
+    #[test]
     fn the_shipped_jobs_directory_parses() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
         let jobs = load_jobs_dir(&dir).unwrap_or_else(|error| panic!("{error}"));
@@ -665,12 +681,16 @@ enabled = false
                 ("billing", JobKind::Billing),
                 ("bookkeeper-sync", JobKind::BookkeeperSync),
                 ("ingest", JobKind::Ingest),
+                ("prune", JobKind::Prune),
                 ("sync", JobKind::Sync),
                 ("topup", JobKind::Topup),
             ]
         );
         assert!(jobs.iter().all(|job| job.timezone == Tz::UTC));
-        // Ingestion waits for a CouchDB to be configured; the rest runs as shipped.
-        assert!(jobs.iter().all(|job| job.enabled == (job.spec.kind != JobKind::Ingest)));
+        // Ingestion waits for a CouchDB to be configured and pruning for retention
+        // settings; the rest runs as shipped.
+        assert!(jobs
+            .iter()
+            .all(|job| job.enabled == !matches!(job.spec.kind, JobKind::Ingest | JobKind::Prune)));
     }
 }

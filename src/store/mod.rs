@@ -9,6 +9,7 @@
 //!
 //! Must not: price, decide, or read the clock. Jobs pass `now` in.
 
+mod backup;
 mod billing;
 mod counting;
 mod deliveries;
@@ -17,12 +18,14 @@ mod inventory;
 mod locked;
 mod postgres;
 mod reconcile;
+mod retention;
 mod runs;
 mod services;
 mod sqlite;
 mod tokens;
 mod topup;
 
+pub use backup::{sqlite_integrity, PostgresTarget};
 pub use billing::{
     NewAuditRow, RepricedAccount, Standing, StoredAccount, StoredAssignment, SyncScope, UnreadableAccount, VendorTotal,
 };
@@ -34,6 +37,7 @@ pub use deliveries::{
 pub use demo::DemoCatalogReport;
 pub use inventory::{InventoryWrite, InventoryWritten, KnownAccounts, RejectedDocument};
 pub use reconcile::{FullRecount, ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
+pub use retention::PrunedRows;
 pub use services::{
     AccountNode, AuditCursor, AuditLogPage, AuditLogQuery, AuditLogRow, CatalogPlan, PlanAssignment, PlanWrite,
     ServicesChange, ServicesRecord,

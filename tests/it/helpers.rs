@@ -137,6 +137,18 @@ macro_rules! on_both_backends {
 }
 pub(crate) use on_both_backends;
 
+/// Sets up a spawned `tally` (or a shell that runs it) as an operator's one-off command:
+/// in `dir`, on the SQLite file `dir/tally.db`, with no configuration file.
+pub fn on_sqlite_in<'a>(
+    command: &'a mut std::process::Command,
+    dir: &std::path::Path,
+) -> &'a mut std::process::Command {
+    command.current_dir(dir).env_remove("TALLY_CONFIG").env(
+        "TALLY_DATABASE_URL",
+        format!("sqlite://{}", dir.join("tally.db").display()),
+    )
+}
+
 pub fn id(text: &str) -> AccountId {
     AccountId::parse(text).expect("test account id")
 }
