@@ -1,0 +1,47 @@
+//! `tally completions SHELL` and `tally man`: generated from the clap definitions of
+//! `tally::cli`, so they cannot drift from the commands.
+
+use clap::CommandFactory;
+use std::io::Write;
+use std::process::ExitCode;
+use tally::cli::{Cli, ManArgs};
+
+/// The completion script of `shell` on standard output.
+pub(crate) fn print_completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "tally", &mut std::io::stdout().lock());
+    ExitCode::SUCCESS
+}
+
+/// Every page, `tally(1)` first, then one per command and subcommand
+/// (`tally-run-billing(1)`): printed one after another, or written to `--dir`.
+pub(crate) fn print_man(args: &ManArgs) -> ExitCode {
+    let written = match &args.dir {
+        Some(directory) => std::fs::create_dir_all(directory)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), directory))
+            .map_err(|error| format!("cannot write the manual pages to {}: {error}", directory.display())),
+        None => render_all_pages(&mut std::io::stdout().lock())
+            .map_err(|error| format!("cannot print the manual pages: {error}")),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tell!(ERROR, "{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Renders the page of `tally` and of every command below it, depth first.
+fn render_all_pages(out: &mut dyn Write) -> std::io::Result<()> {
+    let mut command = Cli::command().disable_help_subcommand(true);
+    command.build();
+    let mut pending = vec![command];
+    while let Some(command) = pending.pop() {
+        let mut below: Vec<clap::Command> = command.get_subcommands().filter(|sub| !sub.is_hide_set()).cloned().collect();
+        below.reverse();
+        clap_mangen::Man::new(command).render(out)?;
+        pending.extend(below);
+    }
+    Ok(())
+}
