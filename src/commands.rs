@@ -503,7 +503,9 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
         tell!(
             WARN,
             "account {}: plan {} not found at vendor {}; ignored",
-            plan.account, plan.plan, plan.vendor
+            plan.account,
+            plan.plan,
+            plan.vendor
         );
     }
     for (account, invoice) in &report.changes {
@@ -586,7 +588,10 @@ pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSy
         );
     }
     if args.json {
-        println!("{}", report_json(&recorded.outcome, report.to_json(), &recorded.warnings));
+        println!(
+            "{}",
+            report_json(&recorded.outcome, report.to_json(), &recorded.warnings)
+        );
     } else {
         print!("{}", report.to_text());
         print_warnings(&recorded.warnings);
@@ -713,7 +718,10 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
     let recorded = recorded?;
     let report = recorded.report()?;
     if args.json {
-        println!("{}", report_json(&recorded.outcome, report.to_json(), &recorded.warnings));
+        println!(
+            "{}",
+            report_json(&recorded.outcome, report.to_json(), &recorded.warnings)
+        );
     } else {
         print!("{}", report.to_text());
         print_warnings(&recorded.warnings);
@@ -755,11 +763,16 @@ pub(crate) async fn run_topup(settings: &Settings, args: &TopupArgs) -> Result<E
         tell!(
             WARN,
             "account {} not topped up: {}: {}",
-            failure.account, failure.reason, failure.message
+            failure.account,
+            failure.reason,
+            failure.message
         );
     }
     if args.json {
-        println!("{}", report_json(&recorded.outcome, report.to_json(), &recorded.warnings));
+        println!(
+            "{}",
+            report_json(&recorded.outcome, report.to_json(), &recorded.warnings)
+        );
     } else {
         print!("{}", report.to_text());
         print_warnings(&recorded.warnings);

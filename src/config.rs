@@ -439,7 +439,8 @@ impl Settings {
     /// The effective settings as TOML that [`Settings::load_from`] reads back, every
     /// secret replaced by [`REDACTED`] (`tally config`).
     pub fn to_redacted_toml(&self) -> Result<String, ConfigError> {
-        toml::to_string(self).map_err(|error| ConfigError::Setting(format!("cannot print the settings as TOML: {error}")))
+        toml::to_string(self)
+            .map_err(|error| ConfigError::Setting(format!("cannot print the settings as TOML: {error}")))
     }
 
     /// Loads the layers from the process environment.
@@ -638,7 +639,10 @@ mod tests {
         for secret in ["db-pw", "http-pw", "sale-pw", "api-token", "couch-url-pw", "couch-pw"] {
             assert!(!printed.contains(secret), "{secret} shown:\n{printed}");
         }
-        assert!(printed.contains("https://u:<redacted>@books.example/invoices"), "{printed}");
+        assert!(
+            printed.contains("https://u:<redacted>@books.example/invoices"),
+            "{printed}"
+        );
         assert!(printed.contains("authorization_header = \"<redacted>\""), "{printed}");
         let mut reread = tempfile::NamedTempFile::new().expect("temp file");
         reread.write_all(printed.as_bytes()).expect("write");

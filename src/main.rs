@@ -174,8 +174,8 @@ pub(crate) fn tell_error(message: &str) {
 
 /// `tally runs | head -1` closes standard output early. `println!` then panics with
 /// "failed printing to stdout: Broken pipe"; a reader that has all it wanted is no
-/// failure, so a command that only reads ends quietly with 0. Any other command ends
-/// quietly too, with 1: its work is done but its report was not read.
+/// failure, so a command that only reads ends quietly with 0. Any other command says
+/// its output was cut and exits 1: its work may be done, but nobody read its report.
 fn exit_quietly_when_stdout_closes(reads_only: bool) {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -186,7 +186,11 @@ fn exit_quietly_when_stdout_closes(reads_only: bool) {
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or_default();
         if is_closed_stdout(payload) {
-            std::process::exit(if reads_only { 0 } else { 1 });
+            if reads_only {
+                std::process::exit(0);
+            }
+            tell_error("standard output was closed before the output was written (`tally runs` shows a run's outcome)");
+            std::process::exit(1);
         }
         default_hook(info);
     }));

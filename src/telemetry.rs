@@ -144,6 +144,11 @@ impl Visit for JsonFieldVisitor<'_> {
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.0.insert(field.name().to_owned(), Value::from(value));
     }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // A log figure (a duration), never money; NaN and infinities have no JSON number.
+        let number = serde_json::Number::from_f64(value).map_or_else(|| Value::from(value.to_string()), Value::Number);
+        self.0.insert(field.name().to_owned(), number);
+    }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.insert(field.name().to_owned(), Value::from(value));
     }
@@ -151,7 +156,8 @@ impl Visit for JsonFieldVisitor<'_> {
         self.0.insert(field.name().to_owned(), Value::from(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+        self.0
+            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
     }
 }
 
@@ -275,7 +281,11 @@ mod tests {
         assert_eq!(line["message"], "priced");
         assert_eq!(line["changes"].to_string(), "2");
         assert_eq!(line["level"], "INFO");
-        assert_eq!(line["run_id"].to_string(), "7", "the run span's field is top-level: {text}");
+        assert_eq!(
+            line["run_id"].to_string(),
+            "7",
+            "the run span's field is top-level: {text}"
+        );
         assert_eq!(line["account_id"], "4a6f2b", "{text}");
         assert_eq!(line["span"], "account");
         assert!(line["timestamp"].is_string(), "{text}");
@@ -290,7 +300,7 @@ mod tests {
             let _job = job.enter();
             let run = tracing::info_span!("run", run_id = 2);
             let _run = run.enter();
-            tracing::warn!(account_id = "abc", "skipped");
+            tracing::warn!(account_id = "abc", duration_ms = 1.5, "skipped");
         });
         let text = captured.text();
         let line: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
@@ -299,6 +309,7 @@ mod tests {
         assert_eq!(line["run_id"].to_string(), "2", "the inner span wins: {text}");
         assert_eq!(line["account_id"], "abc", "{text}");
         assert_eq!(line["level"], "WARN", "{text}");
+        assert!(line["duration_ms"].is_number(), "a float stays a number: {text}");
     }
 
     #[test]

@@ -44,7 +44,10 @@ fn print_report(report: &IngestReport, reconcile: Option<&ReconcileReport>, outc
     }
     let unnamed = report.rejected.saturating_sub(report.rejections.len() as u64);
     if unnamed > 0 {
-        tell!(WARN, "… and {unnamed} more rejected (tally inventory rejected lists them all)");
+        tell!(
+            WARN,
+            "… and {unnamed} more rejected (tally inventory rejected lists them all)"
+        );
     }
 }
 

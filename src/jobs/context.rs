@@ -337,7 +337,12 @@ impl JobReport for IngestCycle {
             problems.push(format!("{} document(s) rejected", self.ingest.rejected));
         }
         if let Some(reconcile) = self.reconcile.as_ref() {
-            problems.extend(reconcile.problems().into_iter().map(|problem| format!("reconcile: {problem}")));
+            problems.extend(
+                reconcile
+                    .problems()
+                    .into_iter()
+                    .map(|problem| format!("reconcile: {problem}")),
+            );
         }
         match self.ingest.is_partial() || skipped {
             true => RunOutcome::reported(RunEnd::DataErrors, figures, joined(problems, ", ")),

@@ -48,11 +48,15 @@ struct AccountPlanRow {
     plan_id: Option<String>,
 }
 
-/// Folds the rows (ordered by account, then plan position) into listings.
+/// Folds the rows (ordered by account, then plan position) into listings. In a tree
+/// the same id may come again at another depth (bad data: a parent cycle).
 fn fold(rows: Vec<AccountPlanRow>) -> Vec<AccountListing> {
     let mut listings: Vec<AccountListing> = Vec::new();
     for row in rows {
-        let same_account = listings.last().is_some_and(|last| last.id == row.id);
+        let depth = u32::try_from(row.depth).unwrap_or(u32::MAX);
+        let same_account = listings
+            .last()
+            .is_some_and(|last| last.id == row.id && last.depth == depth);
         if !same_account {
             listings.push(AccountListing {
                 id: row.id,
@@ -64,7 +68,7 @@ fn fold(rows: Vec<AccountPlanRow>) -> Vec<AccountListing> {
                 deleted: row.deleted,
                 standing: row.standing,
                 standing_reason: row.standing_reason,
-                depth: u32::try_from(row.depth).unwrap_or(u32::MAX),
+                depth,
                 plans: Vec::new(),
             });
         }
@@ -180,7 +184,10 @@ impl Store {
                  WHERE under.depth < {DEEPEST_TREE} \
              )"
         );
-        let sql = listing_sql(&with, "SELECT id, depth, sort_key FROM under ORDER BY sort_key LIMIT $2");
+        let sql = listing_sql(
+            &with,
+            "SELECT id, depth, sort_key FROM under ORDER BY sort_key LIMIT $2",
+        );
         let mut conn = self.acquire().await?;
         let rows: Vec<AccountPlanRow> = on_conn!(&mut conn, |c| {
             sqlx::query_as(&sql)

@@ -47,12 +47,11 @@ async fn reach(url: &DatabaseUrl, options: &PgConnectOptions, timeout: Duration)
                 let _ = connection.close().await;
                 return Ok(());
             }
-            Ok(Err(source)) if is_missing_database(&source) => {
-                return Err(StoreError::Missing {
-                    url: url.redacted(),
-                    hint: "create it (`createdb`, or CREATE DATABASE as a superuser), then `tally migrate` creates the tables",
-                })
-            }
+            Ok(Err(source)) if is_missing_database(&source) => return Err(StoreError::Missing {
+                url: url.redacted(),
+                hint:
+                    "create it (`createdb`, or CREATE DATABASE as a superuser), then `tally migrate` creates the tables",
+            }),
             Ok(Err(source)) if !is_temporary(&source) => {
                 return Err(StoreError::Connect {
                     url: url.redacted(),
