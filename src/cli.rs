@@ -28,7 +28,9 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         input: PathBuf,
     },
-    /// Create the database if needed and apply pending schema migrations.
+    /// Create the database if needed (SQLite) and apply pending schema migrations. The
+    /// other commands refuse a SQLite file that does not exist (exit 78) instead of
+    /// creating an empty one.
     Migrate,
     /// Run one job once.
     Run {
@@ -39,7 +41,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Fire the jobs of the jobs directory at their times until stopped (SIGTERM, Ctrl-C).
     Schedule(ScheduleArgs),
-    /// Print the effective configuration, secrets hidden.
+    /// Print the effective configuration as TOML that `--config` reads back, every
+    /// secret (passwords, tokens, keys, credentials in URLs) replaced by `<redacted>`.
     Config,
     /// List the most recent runs, scheduled and one-shot, newest first.
     Runs(RunsArgs),
@@ -59,7 +62,7 @@ pub enum Command {
         #[command(subcommand)]
         operation: TokensOperation,
     },
-    /// Accounts: their credentials for Kazoo's logins.
+    /// Accounts: list, show, find them and their hierarchy; their api keys.
     Accounts {
         #[command(subcommand)]
         operation: AccountsOperation,
@@ -89,6 +92,52 @@ pub enum Command {
     /// server's. Exit codes: 0 copied (or the command printed), 2 PATH exists without
     /// `--force`, 78 pg_dump missing or older than the server, 75 database unreachable.
     Backup(BackupArgs),
+    /// Print a shell completion script (e.g. `tally completions bash >
+    /// /etc/bash_completion.d/tally`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command to a directory.
+    Man(ManArgs),
+}
+
+impl Command {
+    /// The command only reads and prints: a reader that closes standard output early
+    /// (`tally runs | head -1`) got what it wanted, so the command ends with 0.
+    pub fn reads_only(&self) -> bool {
+        match self {
+            Command::Quote { .. }
+            | Command::Config
+            | Command::Runs(_)
+            | Command::Completions { .. }
+            | Command::Man(_) => true,
+            Command::Accounts { operation } => match operation {
+                AccountsOperation::List(_)
+                | AccountsOperation::Get(_)
+                | AccountsOperation::Tree(_)
+                | AccountsOperation::Find(_) => true,
+                AccountsOperation::ApiKey(_) => false,
+            },
+            Command::Tokens { operation } => match operation {
+                TokensOperation::List(_) => true,
+                TokensOperation::Create(_) | TokensOperation::Revoke(_) => false,
+            },
+            Command::Deliveries(args) => args.operation.is_none(),
+            Command::Inventory { operation } => match operation {
+                InventoryOperation::Rejected(_) => true,
+                InventoryOperation::Import(_) | InventoryOperation::Follow(_) => false,
+            },
+            Command::Migrate
+            | Command::Backup(_)
+            | Command::Run { .. }
+            | Command::Demo(_)
+            | Command::Schedule(_)
+            | Command::Services { .. }
+            | Command::Serve(_)
+            | Command::Plans { .. } => false,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +151,14 @@ pub struct BackupArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `tally.1` and one `tally-COMMAND.1` page per command here instead of
+    /// printing every page to standard output.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -240,10 +297,67 @@ pub struct TokenRevokeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AccountsOperation {
+    /// List accounts by id: id, name, reseller, parent, standing and plans.
+    List(AccountsListArgs),
+    /// One account: id, name, realm, reseller, parent, standing and plans.
+    Get(AccountsGetArgs),
+    /// The hierarchy under an account (default: every root), indented.
+    Tree(AccountsTreeArgs),
+    /// Accounts whose id starts with TEXT, or whose name or realm contains it (any case).
+    Find(AccountsFindArgs),
     /// Set an account's api key (for `PUT /v2/api_auth`): `--generate` makes a new
     /// random key, stores it and prints it once. Ingesting the account's document
     /// later sets the key the document carries.
     ApiKey(ApiKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AccountsListArgs {
+    /// How many accounts to list.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u64,
+    /// List accounts whose id sorts after this one (the last id of the previous page).
+    #[arg(long, value_name = "ID")]
+    pub after: Option<String>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountsGetArgs {
+    /// The account.
+    #[arg(value_name = "ACCOUNT")]
+    pub account: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountsTreeArgs {
+    /// The account at the top (default: every account without a parent).
+    #[arg(value_name = "ACCOUNT")]
+    pub account: Option<String>,
+    /// How many accounts to show at most.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u64,
+    /// Print JSON lines (with each account's depth) instead of an indented tree.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountsFindArgs {
+    /// An id prefix, or part of a name or realm.
+    #[arg(value_name = "TEXT")]
+    pub text: String,
+    /// How many accounts to list.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u64,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,9 @@
 //! The commands of the `tally` binary: each runs one command and returns its exit
 //! code; output for people goes to standard output, problems to standard error.
 
+pub(crate) mod accounts;
 pub(crate) mod deliveries;
+pub(crate) mod docs;
 pub(crate) mod inventory;
 pub(crate) mod maintenance;
 
@@ -41,27 +43,33 @@ use tally::scheduler::job_file::load_jobs_dir;
 use tally::scheduler::sd_notify::{watchdog_interval, Notifier};
 use tally::scheduler::service::serve;
 use tally::store::Backend;
-use tally::store::{CountingQueries, ReconcileScope, Store, StoreError, SyncScope};
+use tally::store::{ConnectOptions, CountingQueries, ReconcileScope, Store, StoreError, SyncScope};
 use tokio_util::sync::CancellationToken;
 
+/// Opens the configured database, which must exist (exit 78 otherwise), and brings
+/// its schema up to date.
 pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
-    Store::open_with(&settings.database.url, &settings.database.connect_options())
+    open_store_with(settings, &settings.database.connect_options()).await
+}
+
+async fn open_store_with(settings: &Settings, options: &ConnectOptions) -> Result<Store, Failure> {
+    Store::open_with(&settings.database.url, options)
         .await
         .map_err(store_failure)
 }
 
-/// A store error before any run: a bad URL is configuration; otherwise it ends the
-/// command as it would end a run: an unreachable or faulty database is a temporary
-/// failure (exit 75, one line).
+/// A store error before any run: a bad URL or a database that does not exist is
+/// configuration (exit 78); otherwise it ends the command as it would end a run: an
+/// unreachable or faulty database is a temporary failure (exit 75, one line).
 pub(crate) fn store_failure(error: StoreError) -> Failure {
     match error {
-        error @ StoreError::UnsupportedUrl { .. } => Failure::Config(error.to_string()),
+        error @ (StoreError::UnsupportedUrl { .. } | StoreError::Missing { .. }) => Failure::Config(error.to_string()),
         error => Failure::Run(RunOutcome::failed(&error)),
     }
 }
 
 pub(crate) async fn run_migrate(settings: &Settings) -> Result<ExitCode, Failure> {
-    let store = Store::connect_with(&settings.database.url, &settings.database.connect_options())
+    let store = Store::connect_with(&settings.database.url, &settings.database.creating_options())
         .await
         .map_err(store_failure)?;
     let applied = store.migrate().await.map_err(store_failure)?;
@@ -105,7 +113,7 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
         let report = run_once(&store, &counting, &options).await;
         store.close().await;
         let report = report.map_err(anyhow::Error::from)?;
-        print_reconcile(&report, args.json, &[]);
+        print_reconcile(&report, &report.outcome(), args.json, &[]);
         return Ok(report.outcome().exit_code().into());
     }
     let retry = FaultRetry::for_runs(&settings.database);
@@ -124,13 +132,13 @@ pub(crate) async fn run_reconcile(settings: &Settings, args: &ReconcileArgs) -> 
     .await;
     store.close().await;
     let recorded = recorded?;
-    print_reconcile(recorded.report()?, args.json, &recorded.warnings);
+    print_reconcile(recorded.report()?, &recorded.outcome, args.json, &recorded.warnings);
     Ok(recorded.exit_code())
 }
 
-pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool, warnings: &[String]) {
+pub(crate) fn print_reconcile(report: &ReconcileReport, outcome: &RunOutcome, json: bool, warnings: &[String]) {
     for skip in &report.skipped {
-        eprintln!("tally: account {} skipped: {}", skip.account, skip.reason);
+        tell!(WARN, "account {} skipped: {}", skip.account, skip.reason);
     }
     if !json {
         for staged in &report.changes {
@@ -177,7 +185,7 @@ pub(crate) fn print_reconcile(report: &ReconcileReport, json: bool, warnings: &[
                 .collect();
             summary["changes"] = serde_json::Value::Array(changes);
         }
-        println!("{}", with_warnings(summary, warnings));
+        println!("{}", report_json(outcome, summary, warnings));
     } else {
         println!(
             "reconcile{}: {} accounts scanned, {} accounts changed, {} items changed, {} skipped, {} ms",
@@ -204,7 +212,7 @@ pub(crate) async fn run_demo(settings: &Settings, args: &DemoArgs) -> Result<Exi
     if let Some(path) = &args.documents {
         return write_demo_documents(spec, path);
     }
-    let context = job_context(settings).await?;
+    let context = job_context_with(settings, &settings.database.creating_options()).await?;
     let report = load_demo(&context, spec).await?;
     context.store.close().await;
     println!(
@@ -235,7 +243,7 @@ async fn load_demo(context: &JobContext, spec: DemoSpec) -> Result<DemoReport, F
     .map_err(anyhow::Error::from)?;
     if report.ingest.is_partial() {
         for rejection in &report.ingest.rejections {
-            eprintln!("tally: {rejection}");
+            tell!(WARN, "{rejection}");
         }
         return Err(Failure::Other(anyhow::anyhow!(
             "the demo's documents were not all accepted: {}",
@@ -262,7 +270,8 @@ fn write_demo_documents(spec: DemoSpec, path: &Path) -> Result<ExitCode, Failure
     }
     .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
     let seconds = started.elapsed().as_secs_f64();
-    eprintln!(
+    tell!(
+        INFO,
         "demo: {written} documents of {} accounts written to {} in {seconds:.1} s",
         data.accounts.len(),
         path.display()
@@ -395,12 +404,23 @@ where
     })
 }
 
-/// A JSON report with its warnings, when there are any.
-pub(crate) fn with_warnings(mut report: serde_json::Value, warnings: &[String]) -> serde_json::Value {
-    if !warnings.is_empty() {
-        report["warnings"] = serde_json::json!(warnings);
+/// A job's JSON report as printed: the run's status first (the run ledger's word:
+/// `succeeded`, `data-errors`, `temporary-failure`, `failed`, `interrupted`), then the
+/// report's fields, then its warnings when there are any.
+pub(crate) fn report_json(outcome: &RunOutcome, report: serde_json::Value, warnings: &[String]) -> serde_json::Value {
+    let mut printed = serde_json::Map::new();
+    printed.insert("status".to_owned(), serde_json::json!(outcome.end.as_str()));
+    if let serde_json::Value::Object(fields) = report {
+        for (key, value) in fields {
+            if key != "status" {
+                printed.insert(key, value);
+            }
+        }
     }
-    report
+    if !warnings.is_empty() {
+        printed.insert("warnings".to_owned(), serde_json::json!(warnings));
+    }
+    serde_json::Value::Object(printed)
 }
 
 /// A text report's warnings, one line each after the report.
@@ -410,9 +430,13 @@ pub(crate) fn print_warnings(warnings: &[String]) {
     }
 }
 
-/// The store and everything a job needs, from the settings.
+/// The store and everything a job needs, from the settings; the database must exist.
 pub(crate) async fn job_context(settings: &Settings) -> Result<JobContext, Failure> {
-    let store = open_store(settings).await?;
+    job_context_with(settings, &settings.database.connect_options()).await
+}
+
+async fn job_context_with(settings: &Settings, options: &ConnectOptions) -> Result<JobContext, Failure> {
+    let store = open_store_with(settings, options).await?;
     JobContext::new(store, settings.clone()).map_err(|error| Failure::Config(error.to_string()))
 }
 
@@ -474,12 +498,15 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
     let recorded = recorded?;
     let report = recorded.report()?;
     for skip in &report.skipped {
-        eprintln!("tally: account {} skipped: {}", skip.account, skip.reason);
+        tell!(WARN, "account {} skipped: {}", skip.account, skip.reason);
     }
     for plan in &report.unresolved_plans {
-        eprintln!(
-            "tally: account {}: plan {} not found at vendor {}; ignored",
-            plan.account, plan.plan, plan.vendor
+        tell!(
+            WARN,
+            "account {}: plan {} not found at vendor {}; ignored",
+            plan.account,
+            plan.plan,
+            plan.vendor
         );
     }
     for (account, invoice) in &report.changes {
@@ -499,7 +526,7 @@ pub(crate) async fn run_sync(settings: &Settings, args: &SyncArgs) -> Result<Exi
             "dry_run": report.dry_run,
             "duration_ms": duration_ms,
         });
-        println!("{}", with_warnings(summary, &recorded.warnings));
+        println!("{}", report_json(&recorded.outcome, summary, &recorded.warnings));
     } else {
         println!(
             "sync{}: {} accounts scanned, {} accounts changed, {} invoices changed, {} skipped, {} ms",
@@ -547,8 +574,9 @@ pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSy
     let recorded = recorded?;
     let report = recorded.report()?;
     for failure in &report.failed {
-        eprintln!(
-            "tally: account {} bookkeeper {}: not delivered after {} attempt(s){}: {}",
+        tell!(
+            WARN,
+            "account {} bookkeeper {}: not delivered after {} attempt(s){}: {}",
             failure.account,
             failure.bookkeeper,
             failure.attempts,
@@ -561,7 +589,10 @@ pub(crate) async fn run_bookkeeper_sync(settings: &Settings, args: &BookkeeperSy
         );
     }
     if args.json {
-        println!("{}", with_warnings(report.to_json(), &recorded.warnings));
+        println!(
+            "{}",
+            report_json(&recorded.outcome, report.to_json(), &recorded.warnings)
+        );
     } else {
         print!("{}", report.to_text());
         print_warnings(&recorded.warnings);
@@ -596,7 +627,7 @@ pub(crate) async fn run_ops(
             let columns = std::env::var("COLUMNS").ok().and_then(|text| text.parse().ok());
             let format = choose_format(output, &shown, terminal, columns);
             if let Some(note) = &shown.note {
-                eprintln!("tally: {note}");
+                tell!(INFO, "{note}");
             }
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", shown.render(format))
@@ -604,7 +635,7 @@ pub(crate) async fn run_ops(
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
-            eprintln!("tally: {error}");
+            tell!(ERROR, "{error}");
             Ok(error.exit_code().into())
         }
     }
@@ -620,10 +651,14 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
     if args.demo && settings.bookkeepers.http.http_url.is_empty() {
         let bookkeeper = DemoBookkeeper::start().await.map_err(anyhow::Error::from)?;
         settings.bookkeepers.http.http_url = bookkeeper.url();
-        eprintln!("tally: HTTP invoices go to the demo bookkeeper at {}", bookkeeper.url());
+        tell!(INFO, "HTTP invoices go to the demo bookkeeper at {}", bookkeeper.url());
         demo_bookkeeper = Some(bookkeeper);
     }
-    let context = job_context(&settings).await?;
+    // `--demo` may start from nothing: it creates the database it fills.
+    let context = match args.demo {
+        true => job_context_with(&settings, &settings.database.creating_options()).await?,
+        false => job_context(&settings).await?,
+    };
     if args.demo {
         let accounts = context
             .store
@@ -636,8 +671,9 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
                 seed: 1,
             };
             let report = load_demo(&context, spec).await?;
-            eprintln!(
-                "tally: the database was empty: loaded the demo ({} accounts, {} plans, {} objects; {} documents at {:.0} documents/s)",
+            tell!(
+                INFO,
+                "the database was empty: loaded the demo ({} accounts, {} plans, {} objects; {} documents at {:.0} documents/s)",
                 report.accounts,
                 report.plans,
                 report.objects,
@@ -683,7 +719,10 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
     let recorded = recorded?;
     let report = recorded.report()?;
     if args.json {
-        println!("{}", with_warnings(report.to_json(), &recorded.warnings));
+        println!(
+            "{}",
+            report_json(&recorded.outcome, report.to_json(), &recorded.warnings)
+        );
     } else {
         print!("{}", report.to_text());
         print_warnings(&recorded.warnings);
@@ -722,13 +761,19 @@ pub(crate) async fn run_topup(settings: &Settings, args: &TopupArgs) -> Result<E
     let recorded = recorded?;
     let report = recorded.report()?;
     for failure in &report.failed {
-        eprintln!(
-            "tally: account {} not topped up: {}: {}",
-            failure.account, failure.reason, failure.message
+        tell!(
+            WARN,
+            "account {} not topped up: {}: {}",
+            failure.account,
+            failure.reason,
+            failure.message
         );
     }
     if args.json {
-        println!("{}", with_warnings(report.to_json(), &recorded.warnings));
+        println!(
+            "{}",
+            report_json(&recorded.outcome, report.to_json(), &recorded.warnings)
+        );
     } else {
         print!("{}", report.to_text());
         print_warnings(&recorded.warnings);
@@ -789,15 +834,25 @@ pub(crate) async fn run_schedule(settings: &Settings, args: &ScheduleArgs) -> Re
     }
 }
 
-pub(crate) fn run_config(settings: &Settings) -> ExitCode {
-    println!("{settings:#?}");
-    ExitCode::SUCCESS
+/// `tally config`: the effective settings as TOML, secrets redacted.
+pub(crate) fn run_config(settings: &Settings) -> Result<ExitCode, Failure> {
+    let text = settings
+        .to_redacted_toml()
+        .map_err(|error| Failure::Other(error.into()))?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn run_runs(settings: &Settings, args: &RunsArgs) -> Result<ExitCode, Failure> {
     let store = open_store(settings).await?;
     let runs = store.recent_runs(args.limit).await.map_err(anyhow::Error::from)?;
     store.close().await;
+    if !args.json && !runs.is_empty() {
+        println!(
+            "{:>6}  {:<16} {:<19}  {:<18} {:>8} {:>8} {:>8}  {:<12} MESSAGE",
+            "ID", "JOB", "STARTED", "STATUS", "ACCOUNTS", "CHANGES", "FAILURES", "HOST"
+        );
+    }
     for run in &runs {
         let status = run.status.as_str();
         if args.json {
@@ -817,19 +872,16 @@ pub(crate) async fn run_runs(settings: &Settings, args: &RunsArgs) -> Result<Exi
             println!("{line}");
         } else {
             println!(
-                "{:>6}  {:<16} {}  {:<18} accounts {:>7}  changes {:>7}  failures {:>5}  {}{}",
+                "{:>6}  {:<16} {:<19}  {:<18} {:>8} {:>8} {:>8}  {:<12} {}",
                 run.id.0,
                 run.job.to_string(),
-                run.started_at.format("%Y-%m-%d %H:%M:%S"),
+                run.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                 status,
                 run.figures.accounts,
                 run.figures.changes,
                 run.figures.failures,
                 run.host,
-                run.message
-                    .as_deref()
-                    .map(|message| format!("  ({message})"))
-                    .unwrap_or_default()
+                run.message.as_deref().unwrap_or("-")
             );
         }
     }
@@ -844,7 +896,7 @@ pub(crate) async fn run_serve(settings: &Settings, args: &tally::cli::ServeArgs)
         .map_err(|error| Failure::Config(format!("cannot listen on {}: {error}", args.listen)))?;
     let address = listener.local_addr().map_err(anyhow::Error::from)?;
     // Tests and scripts read the port of `--listen 127.0.0.1:0` from this line.
-    eprintln!("listening on http://{address}");
+    tell!(INFO, "listening on http://{address}");
     tracing::info!(%address, "serving the HTTP API");
     let shutdown = stop_on_signals();
     let store = ops.store().clone();
@@ -898,7 +950,7 @@ fn print_secret_or_refusal(created: Result<String, StoreError>) -> Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         Err(StoreError::Refused(reason)) => {
-            eprintln!("tally: {reason}");
+            tell!(ERROR, "{reason}");
             Ok(ExitCode::from(EXIT_DATA_ERROR))
         }
         Err(error) => Err(Failure::Other(error.into())),
@@ -988,7 +1040,7 @@ pub(crate) async fn run_token_revoke(
     store.close().await;
     match revoked.map_err(|error| Failure::Other(error.into()))? {
         0 => {
-            eprintln!("tally: no such token");
+            tell!(ERROR, "no such token");
             Ok(ExitCode::from(EXIT_DATA_ERROR))
         }
         count => {

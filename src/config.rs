@@ -10,7 +10,7 @@
 use crate::bookkeepers::{HttpBookkeeperSettings, RetryPolicy, SecretString};
 use crate::domain::classify::{ClassifierError, NumberClassifiers, DEFAULT_CLASSIFIERS};
 use crate::domain::merge::StrategyPriorities;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use std::time::Duration;
 /// The database used when nothing is configured: a file next to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tally.db";
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub database: DatabaseSettings,
@@ -77,7 +77,7 @@ impl RetentionSettings {
 }
 
 /// `tally serve`: Kazoo's logins (`PUT /v2/api_auth`, `PUT /v2/user_auth`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSettings {
     /// How long a login's token lives (Kazoo's default: 3600).
@@ -99,7 +99,7 @@ impl Default for ApiSettings {
 }
 
 /// Automatic top-ups (`sync-and-bookkeepers.md` §10, Kazoo's `topup.enable`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TopupSettings {
     /// The `topup` job tops up low balances only when true; manual top-ups always work.
@@ -107,7 +107,7 @@ pub struct TopupSettings {
 }
 
 /// Ingestion of the platform's documents (`tally inventory`, the `ingest` job).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestSettings {
     /// Documents written per transaction.
@@ -149,7 +149,7 @@ impl IngestSettings {
 }
 
 /// One phone-number classifier.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifierSetting {
     pub name: String,
@@ -157,7 +157,7 @@ pub struct ClassifierSetting {
 }
 
 /// Where the platform's CouchDB is, and how to log in.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CouchDbSettings {
     /// e.g. `http://127.0.0.1:5984`; empty = not configured. Credentials written in
@@ -188,7 +188,7 @@ impl Default for CouchDbSettings {
 }
 
 /// The daemon (`tally schedule`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerSettings {
     /// The directory of job files (`--jobs-dir` wins).
@@ -214,7 +214,7 @@ impl Default for SchedulerSettings {
 }
 
 /// Kazoo's `system_config/services` keys that shape billing (spec README).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServicesSettings {
     /// Bookkeeper type of accounts billed by the master account that name none
@@ -237,7 +237,7 @@ impl Default for ServicesSettings {
 }
 
 /// `merge_strategy_priority`: Kazoo's code defaults (not the schema's, quirk Q-PLN-4).
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MergeStrategyPriority {
     pub simple: i64,
@@ -266,7 +266,7 @@ impl MergeStrategyPriority {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyncSettings {
     /// Accounts repriced per transaction.
@@ -279,7 +279,7 @@ impl Default for SyncSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BookkeeperSyncSettings {
     /// Deliveries taken per round.
@@ -320,17 +320,18 @@ impl BookkeeperSyncSettings {
 }
 
 /// Bookkeeper adapters' settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BookkeeperSettings {
     /// The HTTP bookkeeper (`sync-and-bookkeepers.md` §7).
     pub http: HttpBookkeeperSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `sqlite://PATH` (the default, created on first use) or `postgres://…`.
+    /// `sqlite://PATH` (the default; created by `tally migrate` or `tally demo`, never
+    /// by the other commands) or `postgres://…`.
     pub url: DatabaseUrl,
     /// Connections in the pool: the API's concurrency on the database.
     pub pool_size: u32,
@@ -354,11 +355,22 @@ impl Default for DatabaseSettings {
 }
 
 impl DatabaseSettings {
-    /// How the store opens its pool.
+    /// How the store opens its pool: a SQLite file that does not exist is refused, so
+    /// a command run in the wrong directory fails instead of billing an empty database.
     pub fn connect_options(&self) -> crate::store::ConnectOptions {
         crate::store::ConnectOptions {
             pool_size: self.pool_size,
             connect_timeout: Duration::from_secs(self.connect_timeout_seconds),
+            missing: crate::store::MissingDatabase::Refuse,
+        }
+    }
+
+    /// The options of the commands that create the database (`tally migrate`,
+    /// `tally demo`, `tally run billing --demo`).
+    pub fn creating_options(&self) -> crate::store::ConnectOptions {
+        crate::store::ConnectOptions {
+            missing: crate::store::MissingDatabase::Create,
+            ..self.connect_options()
         }
     }
 
@@ -368,7 +380,7 @@ impl DatabaseSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReconcileSettings {
     /// A directory of counting queries replacing the built-in `sql/counting/` ones.
@@ -386,10 +398,43 @@ impl Default for ReconcileSettings {
     }
 }
 
+/// What a secret prints as (`tally config`, logs, error messages).
+pub const REDACTED: &str = "<redacted>";
+
+/// `url` with the password of its credentials (`scheme://user:password@host`)
+/// replaced by [`REDACTED`]; a URL without a password is returned as it is. The
+/// credentials end at the last `@` before the path, so a password may contain `@`.
+pub fn redact_url_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((credentials, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:{REDACTED}@{host}{path}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Serializes a URL setting held as plain text with its password redacted.
+pub(crate) fn serialize_redacted_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_url_credentials(url))
+}
+
 /// A database URL whose password is masked when printed.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct DatabaseUrl(String);
+
+/// Printed as [`DatabaseUrl::redacted`]: `tally config` never shows the password.
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}
 
 impl DatabaseUrl {
     pub fn new(url: impl Into<String>) -> Self {
@@ -401,18 +446,9 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with any password replaced by `***`.
+    /// The URL with any password replaced by [`REDACTED`].
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return self.0.clone();
-        };
-        let Some((credentials, host)) = rest.rsplit_once('@') else {
-            return self.0.clone();
-        };
-        match credentials.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-            None => self.0.clone(),
-        }
+        redact_url_credentials(&self.0)
     }
 }
 
@@ -442,6 +478,13 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// The effective settings as TOML that [`Settings::load_from`] reads back, every
+    /// secret replaced by [`REDACTED`] (`tally config`).
+    pub fn to_redacted_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self)
+            .map_err(|error| ConfigError::Setting(format!("cannot print the settings as TOML: {error}")))
+    }
+
     /// Loads the layers from the process environment.
     pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
         let environment: HashMap<String, String> = std::env::vars().collect();
@@ -582,7 +625,7 @@ mod tests {
     #[test]
     fn passwords_never_print() {
         let url = DatabaseUrl::new("postgres://tally:s3cret@db.example:5432/tally");
-        assert_eq!(url.to_string(), "postgres://tally:***@db.example:5432/tally");
+        assert_eq!(url.to_string(), "postgres://tally:<redacted>@db.example:5432/tally");
         let settings = Settings {
             database: DatabaseSettings {
                 url,
@@ -606,6 +649,51 @@ mod tests {
         let printed = format!("{settings:?}");
         assert!(!printed.contains("in-url") && !printed.contains("s3cret"), "{printed}");
         assert_eq!(settings.ingest.couchdb.password.expose(), "s3cret");
+    }
+
+    #[test]
+    fn url_credentials_are_redacted_up_to_the_path() {
+        let table = [
+            ("https://u:pw@host/", "https://u:<redacted>@host/"),
+            ("https://u:p@ss@host:8443/x?y=1", "https://u:<redacted>@host:8443/x?y=1"),
+            ("https://host/a@b", "https://host/a@b"),
+            ("https://user@host/", "https://user@host/"),
+            ("sqlite://./tally.db", "sqlite://./tally.db"),
+            ("", ""),
+        ];
+        for (url, expected) in table {
+            assert_eq!(redact_url_credentials(url), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_printed_toml_hides_every_secret_and_reads_back_the_same() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(
+            file,
+            "[database]\nurl = \"postgres://tally:db-pw@db.internal/tally\"\n\
+             [bookkeepers.http]\nhttp_url = \"https://u:http-pw@books.example/invoices\"\n\
+             sale_url = \"https://u:sale-pw@books.example/sales\"\n\
+             authorization_header = \"Bearer api-token\"\n\
+             [ingest.couchdb]\nurl = \"http://admin:couch-url-pw@couch:5984\"\npassword = \"couch-pw\"\n\
+             [reconcile]\nbatch_size = 7"
+        )
+        .expect("write");
+        let settings = Settings::load_from(Some(file.path()), &env(&[])).expect("loads");
+        let printed = settings.to_redacted_toml().expect("prints");
+        for secret in ["db-pw", "http-pw", "sale-pw", "api-token", "couch-url-pw", "couch-pw"] {
+            assert!(!printed.contains(secret), "{secret} shown:\n{printed}");
+        }
+        assert!(
+            printed.contains("https://u:<redacted>@books.example/invoices"),
+            "{printed}"
+        );
+        assert!(printed.contains("authorization_header = \"<redacted>\""), "{printed}");
+        let mut reread = tempfile::NamedTempFile::new().expect("temp file");
+        reread.write_all(printed.as_bytes()).expect("write");
+        let reloaded = Settings::load_from(Some(reread.path()), &env(&[])).expect("the printed TOML loads");
+        assert_eq!(reloaded.to_redacted_toml().expect("prints"), printed);
+        assert_eq!(reloaded.reconcile.batch_size, 7);
     }
 
     #[test]

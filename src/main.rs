@@ -4,6 +4,15 @@
 //! 78 bad configuration, 2 usage, 1 anything else (`tally::exit`). A `tally run`'s code
 //! is its run's status, decided by `tally::runs`.
 
+/// Tells the operator something on standard error, at a tracing level
+/// (`tell!(WARN, "account {id} skipped")`): `tally: …` on a terminal, a JSON line
+/// otherwise (`tally::telemetry::operator_message`).
+macro_rules! tell {
+    ($level:ident, $($message:tt)+) => {
+        tally::telemetry::operator_message(tracing::Level::$level, &format!($($message)+))
+    };
+}
+
 mod commands;
 
 use clap::Parser;
@@ -36,32 +45,39 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    exit_quietly_when_stdout_closes(cli.command.reads_only());
     // Quoting needs neither settings nor a database.
     if let Command::Quote { input } = &cli.command {
         return run_quote(input);
     }
+    // An operation's output is its data and at most one error line: logs only for errors
+    // unless RUST_LOG asks for more. Printing is ours alone: no logs either.
+    let default_filter = match cli.command {
+        Command::Services { .. } | Command::Plans { .. } => "error",
+        Command::Completions { .. } | Command::Man(_) | Command::Config => "off",
+        _ => "info",
+    };
+    if let Err(error) = tally::telemetry::install_for_stderr(default_filter) {
+        tell_error(&error.to_string());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    // Generated from the clap definitions alone: no settings needed.
+    match &cli.command {
+        Command::Completions { shell } => return commands::docs::print_completions(*shell),
+        Command::Man(args) => return commands::docs::print_man(args),
+        _ => {}
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("tally: {error}");
+            tell_error(&error.to_string());
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    // An operation's output is its data and at most one error line: logs only for errors
-    // unless RUST_LOG asks for more.
-    let logs = if matches!(cli.command, Command::Services { .. } | Command::Plans { .. }) {
-        install_logs("error")
-    } else {
-        tally::telemetry::install_for_stderr()
-    };
-    if let Err(error) = logs {
-        eprintln!("tally: {error}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("tally: cannot start the async runtime: {error}");
+            tell_error(&format!("cannot start the async runtime: {error}"));
             return ExitCode::FAILURE;
         }
     };
@@ -87,7 +103,7 @@ fn main() -> ExitCode {
             Command::Run { job: Job::Prune(args) } => commands::maintenance::run_prune(&settings, &args).await,
             Command::Backup(args) => commands::maintenance::run_backup(&settings, &args).await,
             Command::Schedule(args) => run_schedule(&settings, &args).await,
-            Command::Config => Ok(run_config(&settings)),
+            Command::Config => run_config(&settings),
             Command::Runs(args) => run_runs(&settings, &args).await,
             Command::Serve(args) => run_serve(&settings, &args).await,
             Command::Tokens { operation } => match operation {
@@ -104,31 +120,85 @@ fn main() -> ExitCode {
                 InventoryOperation::Rejected(args) => commands::inventory::run_rejected(&settings, &args).await,
             },
             Command::Deliveries(args) => commands::deliveries::run(&settings, &args).await,
-            Command::Quote { .. } => unreachable!("quote runs before settings are loaded"),
+            Command::Accounts {
+                operation: AccountsOperation::List(args),
+            } => commands::accounts::run_list(&settings, &args).await,
+            Command::Accounts {
+                operation: AccountsOperation::Get(args),
+            } => commands::accounts::run_get(&settings, &args).await,
+            Command::Accounts {
+                operation: AccountsOperation::Tree(args),
+            } => commands::accounts::run_tree(&settings, &args).await,
+            Command::Accounts {
+                operation: AccountsOperation::Find(args),
+            } => commands::accounts::run_find(&settings, &args).await,
+            Command::Quote { .. } | Command::Completions { .. } | Command::Man(_) => {
+                unreachable!("quote, completions and man run before settings are loaded")
+            }
         }
     });
     match outcome {
         Ok(code) => code,
         Err(Failure::Config(message)) => {
-            eprintln!("tally: {message}");
+            tell_error(&message);
             ExitCode::from(EXIT_CONFIG)
         }
         Err(Failure::Run(outcome)) => {
-            eprintln!("tally: {}", outcome.message.as_deref().unwrap_or(outcome.end.as_str()));
+            tell_error(outcome.message.as_deref().unwrap_or(outcome.end.as_str()));
             outcome.exit_code().into()
         }
         Err(Failure::Other(error)) => {
-            eprintln!("tally: {error:#}");
+            tell_error(&error_text(&error));
             ExitCode::FAILURE
         }
     }
 }
 
-fn install_logs(default: &str) -> Result<(), tally::telemetry::TelemetryError> {
-    use tally::telemetry::{filter_from_env, install, subscriber, LogFormat};
-    install(subscriber(
-        filter_from_env(default)?,
-        LogFormat::for_stderr(),
-        std::io::stderr,
-    ))
+/// The error and its causes on one line, each cause once: most of our errors already
+/// spell their source in their own message (`counting query x.sql failed: {source}`),
+/// so anyhow's `{:#}` would repeat it.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// The error that ends the command: `tally: …` on a terminal, a JSON line otherwise.
+pub(crate) fn tell_error(message: &str) {
+    tally::telemetry::operator_message(tracing::Level::ERROR, message);
+}
+
+/// `tally runs | head -1` closes standard output early. `println!` then panics with
+/// "failed printing to stdout: Broken pipe"; a reader that has all it wanted is no
+/// failure, so a command that only reads ends quietly with 0. Any other command says
+/// its output was cut and exits 1: its work may be done, but nobody read its report.
+fn exit_quietly_when_stdout_closes(reads_only: bool) {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if is_closed_stdout(payload) {
+            if reads_only {
+                std::process::exit(0);
+            }
+            tell_error("standard output was closed before the output was written (`tally runs` shows a run's outcome)");
+            std::process::exit(1);
+        }
+        default_hook(info);
+    }));
+}
+
+/// The standard library's panic message for a write to a closed pipe on stdout.
+fn is_closed_stdout(panic_message: &str) -> bool {
+    panic_message.starts_with("failed printing to stdout") && panic_message.contains("Broken pipe")
 }

@@ -1,7 +1,10 @@
 //! Logs: the only place that builds and installs a tracing subscriber.
 //!
-//! On a terminal the logs are readable lines; anywhere else (journald, a file, a pipe)
-//! they are JSON lines, one event per line, which journald and log shippers keep whole.
+//! On a terminal the logs are readable lines (colored unless `NO_COLOR` is set to a
+//! non-empty value, <https://no-color.org>); anywhere else (journald, a file, a pipe)
+//! every line on standard error is one JSON object, which journald, `jq` and log
+//! shippers keep whole: the log events, and the operator's messages of
+//! [`operator_message`] (errors, the final "tally: …" line) alike.
 //! Filtering follows `RUST_LOG` (`EnvFilter` syntax, e.g. `info,tally::scheduler=debug`),
 //! `info` by default. The subscriber takes its writer as an argument so tests capture
 //! or discard the output instead of printing it.
@@ -15,16 +18,23 @@
 //! - `account` span: field `account_id`; opened by the jobs around the work on one
 //!   account, inside the `run` span.
 //!
-//! In JSON, `spans` lists the open spans outermost first with their fields (so
-//! `spans[*].run_id` and `spans[*].account_id`), `span` is the innermost one, and the
-//! event's own fields are at the top level. Log fields, not sentences: write
+//! In JSON the fields of every open span are top-level fields of the line (`run_id`,
+//! `job`, `account_id`: `jq 'select(.run_id == 7)'` works), an inner span's field
+//! winning over an outer one's and the event's own fields over both; `span` names the
+//! innermost span. Log fields, not sentences: write
 //! `tracing::warn!(%error, account_id = %id, "bookkeeper refused")`.
 
-use std::io::IsTerminal;
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
 
-use tracing::Subscriber;
-use tracing_subscriber::fmt::MakeWriter;
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -37,13 +47,117 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
-    /// Readable and colored when stderr is a terminal, JSON otherwise.
+    /// Readable when stderr is a terminal (colored unless `NO_COLOR`), JSON otherwise.
     pub fn for_stderr() -> Self {
-        if std::io::stderr().is_terminal() {
-            LogFormat::Readable { ansi: true }
-        } else {
-            LogFormat::Json
+        LogFormat::choose(
+            std::io::stderr().is_terminal(),
+            std::env::var("NO_COLOR").ok().as_deref(),
+        )
+    }
+
+    /// The format for a terminal or not, and the value of `NO_COLOR`: any non-empty
+    /// value turns colors off (an empty one does not, as no-color.org says).
+    pub fn choose(terminal: bool, no_color: Option<&str>) -> Self {
+        match terminal {
+            true => LogFormat::Readable {
+                ansi: no_color.is_none_or(str::is_empty),
+            },
+            false => LogFormat::Json,
         }
+    }
+}
+
+/// The format chosen by [`install`], which [`operator_message`] follows.
+static INSTALLED_FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Tells the operator something on standard error, outside the log filter (an error
+/// that ends the command must show even when `RUST_LOG=off`): `tally: MESSAGE` on a
+/// terminal, one JSON object with `level`, `target` and `message` otherwise, so a
+/// pipe of standard error stays JSON lines.
+pub fn operator_message(level: Level, message: &str) {
+    let format = *INSTALLED_FORMAT.get_or_init(LogFormat::for_stderr);
+    let line = operator_line(format, level, message);
+    // Standard error gone: there is nobody left to tell.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// The line [`operator_message`] writes, newline included.
+pub fn operator_line(format: LogFormat, level: Level, message: &str) -> String {
+    match format {
+        LogFormat::Readable { .. } => format!("tally: {message}\n"),
+        LogFormat::Json => {
+            let mut line = line_start(&level, "tally");
+            line.insert("message".to_owned(), Value::from(message));
+            format!("{}\n", Value::Object(line))
+        }
+    }
+}
+
+/// The fields every JSON line starts with.
+fn line_start(level: &Level, target: &str) -> Map<String, Value> {
+    let mut line = Map::new();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    line.insert("timestamp".to_owned(), Value::from(now));
+    line.insert("level".to_owned(), Value::from(level.as_str()));
+    line.insert("target".to_owned(), Value::from(target));
+    line
+}
+
+/// Formats an event as one flat JSON object: the open spans' fields (stored as JSON
+/// by [`JsonFields`]) and the event's fields, all at the top level.
+struct FlatJson;
+
+impl<S, N> FormatEvent<S, N> for FlatJson
+where
+    S: Subscriber + for<'lookup> LookupSpan<'lookup>,
+    N: for<'writer> FormatFields<'writer> + 'static,
+{
+    fn format_event(&self, context: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let metadata = event.metadata();
+        let mut line = line_start(metadata.level(), metadata.target());
+        if let Some(scope) = context.event_scope() {
+            let mut innermost = None;
+            for span in scope.from_root() {
+                if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
+                    if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&fields.fields) {
+                        line.extend(fields);
+                    }
+                }
+                innermost = Some(span.name());
+            }
+            if let Some(name) = innermost {
+                line.insert("span".to_owned(), Value::from(name));
+            }
+        }
+        event.record(&mut JsonFieldVisitor(&mut line));
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+/// Records an event's fields into a JSON object, numbers and booleans as such.
+struct JsonFieldVisitor<'line>(&'line mut Map<String, Value>);
+
+impl Visit for JsonFieldVisitor<'_> {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // A log figure (a duration), never money; NaN and infinities have no JSON number.
+        let number = serde_json::Number::from_f64(value).map_or_else(|| Value::from(value.to_string()), Value::Number);
+        self.0.insert(field.name().to_owned(), number);
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
     }
 }
 
@@ -93,25 +207,21 @@ where
         LogFormat::Json => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(writer)
-                    .with_current_span(true)
-                    .with_span_list(true)
-                    .flatten_event(true),
+                    .fmt_fields(JsonFields::new())
+                    .event_format(FlatJson)
+                    .with_writer(writer),
             ),
         ),
     }
 }
 
-/// Installs `subscriber` as the process-wide default; call once, from `main`.
-pub fn install(subscriber: Box<dyn Subscriber + Send + Sync>) -> Result<(), TelemetryError> {
-    tracing::subscriber::set_global_default(subscriber).map_err(|_| TelemetryError::AlreadyInstalled)
-}
-
-/// The usual set-up of `main`: `RUST_LOG` (default `info`), stderr, format by terminal.
-pub fn install_for_stderr() -> Result<(), TelemetryError> {
-    let filter = filter_from_env("info")?;
-    install(subscriber(filter, LogFormat::for_stderr(), std::io::stderr))
+/// Installs the process-wide subscriber of `main`: `RUST_LOG` (default: `default`),
+/// standard error, the format by terminal; [`operator_message`] follows that format.
+pub fn install_for_stderr(default: &str) -> Result<(), TelemetryError> {
+    let filter = filter_from_env(default)?;
+    let format = *INSTALLED_FORMAT.get_or_init(LogFormat::for_stderr);
+    tracing::subscriber::set_global_default(subscriber(filter, format, std::io::stderr))
+        .map_err(|_| TelemetryError::AlreadyInstalled)
 }
 
 #[cfg(test)]
@@ -171,9 +281,55 @@ mod tests {
         assert_eq!(line["message"], "priced");
         assert_eq!(line["changes"].to_string(), "2");
         assert_eq!(line["level"], "INFO");
-        assert_eq!(line["spans"][0]["run_id"].to_string(), "7");
-        assert_eq!(line["spans"][1]["account_id"], "4a6f2b");
-        assert_eq!(line["span"]["name"], "account");
+        assert_eq!(
+            line["run_id"].to_string(),
+            "7",
+            "the run span's field is top-level: {text}"
+        );
+        assert_eq!(line["account_id"], "4a6f2b", "{text}");
+        assert_eq!(line["span"], "account");
+        assert!(line["timestamp"].is_string(), "{text}");
+    }
+
+    #[test]
+    fn json_lines_flatten_the_job_span_and_an_inner_field_wins() {
+        let captured = Captured::default();
+        let filter = filter_from(Some("info"), "info").expect("valid filter");
+        tracing::subscriber::with_default(subscriber(filter, LogFormat::Json, captured.clone()), || {
+            let job = tracing::info_span!("job", job = "nightly", kind = "billing", run_id = 1);
+            let _job = job.enter();
+            let run = tracing::info_span!("run", run_id = 2);
+            let _run = run.enter();
+            tracing::warn!(account_id = "abc", duration_ms = 1.5, "skipped");
+        });
+        let text = captured.text();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
+        assert_eq!(line["job"], "nightly", "{text}");
+        assert_eq!(line["kind"], "billing", "{text}");
+        assert_eq!(line["run_id"].to_string(), "2", "the inner span wins: {text}");
+        assert_eq!(line["account_id"], "abc", "{text}");
+        assert_eq!(line["level"], "WARN", "{text}");
+        assert!(line["duration_ms"].is_number(), "a float stays a number: {text}");
+    }
+
+    #[test]
+    fn operator_messages_are_json_off_a_terminal_and_plain_on_one() {
+        let line = operator_line(LogFormat::Json, Level::ERROR, "the database \"x\" is gone");
+        let value: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+        assert_eq!(value["message"], "the database \"x\" is gone");
+        assert_eq!(value["level"], "ERROR");
+        assert_eq!(line.matches('\n').count(), 1, "one line: {line:?}");
+        let plain = operator_line(LogFormat::Readable { ansi: false }, Level::ERROR, "gone");
+        assert_eq!(plain, "tally: gone\n");
+    }
+
+    #[test]
+    fn no_color_turns_colors_off_on_a_terminal_only_when_not_empty() {
+        assert_eq!(LogFormat::choose(true, None), LogFormat::Readable { ansi: true });
+        assert_eq!(LogFormat::choose(true, Some("")), LogFormat::Readable { ansi: true });
+        assert_eq!(LogFormat::choose(true, Some("1")), LogFormat::Readable { ansi: false });
+        assert_eq!(LogFormat::choose(false, Some("1")), LogFormat::Json);
+        assert_eq!(LogFormat::choose(false, None), LogFormat::Json);
     }
 
     #[test]

@@ -52,6 +52,18 @@ impl SecretString {
     }
 }
 
+/// A set secret serializes as [`crate::config::REDACTED`] (an unset one as `""`, so
+/// it reads back as unset): the only serialization is `tally config`'s, which must
+/// show that a secret is set, never what it is.
+impl serde::Serialize for SecretString {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.is_empty() {
+            true => serializer.serialize_str(""),
+            false => serializer.serialize_str(crate::config::REDACTED),
+        }
+    }
+}
+
 impl fmt::Debug for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.is_empty() {
@@ -62,11 +74,13 @@ impl fmt::Debug for SecretString {
 }
 
 /// `system_config/services.http_sync` (§7), plus our request timeout.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpBookkeeperSettings {
     /// Where invoices are posted. Empty (the default, as in Kazoo) means "not
     /// configured": deliveries wait, without spending attempts, until it is set.
+    /// Credentials in it (`https://user:password@host/`) print redacted.
+    #[serde(serialize_with = "crate::config::serialize_redacted_url")]
     pub http_url: String,
     /// Sent verbatim as `Authorization`; omitted when empty.
     pub authorization_header: SecretString,
@@ -76,6 +90,7 @@ pub struct HttpBookkeeperSettings {
     pub request_timeout_ms: u64,
     /// Where top-up sales are posted (`super::sale`). Empty (the default) means the
     /// HTTP bookkeeper cannot sell: top-ups credit the ledger directly, as for `default`.
+    #[serde(serialize_with = "crate::config::serialize_redacted_url")]
     pub sale_url: String,
 }
 

@@ -1,6 +1,6 @@
 //! `tally inventory import|follow|rejected`: the command-line faces of ingestion.
 
-use super::{job_context, recorded_run, stop_on_signals};
+use super::{job_context, recorded_run, report_json, stop_on_signals};
 use crate::{Failure, EXIT_DATA_ERROR};
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,16 +11,17 @@ use tally::domain::summary::GregorianSeconds;
 use tally::ingest::sources::{read_path, read_stdin};
 use tally::ingest::{IngestReport, SourceApplyError};
 use tally::jobs::reconcile::ReconcileReport;
-use tally::runs::JobKind;
+use tally::runs::{JobKind, JobReport, RunEnd, RunFigures, RunOutcome};
 
 fn now() -> GregorianSeconds {
     GregorianSeconds::from_utc(chrono::Utc::now())
 }
 
-/// Prints a report: JSON, or a summary line and each rejection on standard error.
-fn print_report(report: &IngestReport, reconcile: Option<&ReconcileReport>, json: bool) {
+/// Prints a report: JSON (with the run's status), or a summary line and each
+/// rejection on standard error.
+fn print_report(report: &IngestReport, reconcile: Option<&ReconcileReport>, outcome: &RunOutcome, json: bool) {
     if json {
-        let mut value = report.to_json();
+        let mut value = report_json(outcome, report.to_json(), &[]);
         if let Some(reconcile) = reconcile {
             value["reconcile"] = serde_json::json!({
                 "accounts_scanned": reconcile.accounts_scanned,
@@ -39,11 +40,14 @@ fn print_report(report: &IngestReport, reconcile: Option<&ReconcileReport>, json
         }
     }
     for rejection in &report.rejections {
-        eprintln!("tally: rejected {rejection}");
+        tell!(WARN, "rejected {rejection}");
     }
     let unnamed = report.rejected.saturating_sub(report.rejections.len() as u64);
     if unnamed > 0 {
-        eprintln!("tally: … and {unnamed} more rejected (tally inventory rejected lists them all)");
+        tell!(
+            WARN,
+            "… and {unnamed} more rejected (tally inventory rejected lists them all)"
+        );
     }
 }
 
@@ -73,7 +77,15 @@ pub(crate) async fn run_import(settings: &Settings, args: &InventoryImportArgs) 
         true => Some(context.reconcile_changed(now).await.map_err(anyhow::Error::from)?),
         false => None,
     };
-    print_report(&report, reconcile.as_ref(), args.json);
+    // An import is not a recorded run, but its status reads as one: rejected documents
+    // or skipped accounts are data errors.
+    let data_errors = report.is_partial() || reconcile.as_ref().is_some_and(ReconcileReport::is_partial);
+    let end = match data_errors {
+        true => RunEnd::DataErrors,
+        false => RunEnd::Succeeded,
+    };
+    let outcome = RunOutcome::reported(end, RunFigures::default(), None);
+    print_report(&report, reconcile.as_ref(), &outcome, args.json);
     Ok(exit_of(&report))
 }
 
@@ -98,7 +110,8 @@ pub(crate) async fn run_follow(settings: &Settings, args: &InventoryFollowArgs) 
         match result {
             Ok(cycle) => {
                 if args.once || cycle.ingest.documents > 0 || args.json {
-                    print_report(&cycle.ingest, cycle.reconcile.as_ref(), args.json);
+                    let outcome = cycle.outcome();
+                    print_report(&cycle.ingest, cycle.reconcile.as_ref(), &outcome, args.json);
                 }
                 if args.once {
                     return Ok(exit);
@@ -106,7 +119,7 @@ pub(crate) async fn run_follow(settings: &Settings, args: &InventoryFollowArgs) 
             }
             Err(error) if error.is_temporary() => {
                 if args.once {
-                    eprintln!("tally: {error}; the checkpoints are kept, run again later");
+                    tell!(ERROR, "{error}; the checkpoints are kept, run again later");
                     return Ok(exit);
                 }
                 tracing::warn!(%error, "CouchDB unreachable; retrying at the next poll");

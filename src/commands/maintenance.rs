@@ -1,6 +1,6 @@
 //! `tally backup PATH` and `tally run prune`: keeping the database safe and small.
 
-use super::{job_context, open_store, print_warnings, recorded_run, stop_on_signals, store_failure, with_warnings};
+use super::{job_context, open_store, print_warnings, recorded_run, report_json, stop_on_signals, store_failure};
 use crate::{Failure, EXIT_CONFIG, EXIT_USAGE};
 use std::process::ExitCode;
 use tally::backup::{backup, BackupError, BackupReport};
@@ -9,7 +9,7 @@ use tally::config::Settings;
 use tally::domain::summary::GregorianSeconds;
 use tally::jobs::prune::{self, PruneReport};
 use tally::jobs::retry::{retry_faults, FaultRetry};
-use tally::runs::{JobKind, JobReport, RunEnd};
+use tally::runs::{JobKind, JobReport, RunOutcome};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) async fn run_prune(settings: &Settings, args: &PruneArgs) -> Result<ExitCode, Failure> {
@@ -22,7 +22,7 @@ pub(crate) async fn run_prune(settings: &Settings, args: &PruneArgs) -> Result<E
         context.store.close().await;
         let report = report.map_err(anyhow::Error::from)?;
         let outcome = report.outcome();
-        print_prune(&report, outcome.end, args.json, &[]);
+        print_prune(&report, &outcome, args.json, &[]);
         return Ok(outcome.exit_code().into());
     }
     let retry = FaultRetry::for_runs(&settings.database);
@@ -44,15 +44,13 @@ pub(crate) async fn run_prune(settings: &Settings, args: &PruneArgs) -> Result<E
     context.store.close().await;
     let recorded = recorded?;
     let report = recorded.report()?;
-    print_prune(report, recorded.outcome.end, args.json, &recorded.warnings);
+    print_prune(report, &recorded.outcome, args.json, &recorded.warnings);
     Ok(recorded.exit_code())
 }
 
-fn print_prune(report: &PruneReport, end: RunEnd, json: bool, warnings: &[String]) {
+fn print_prune(report: &PruneReport, outcome: &RunOutcome, json: bool, warnings: &[String]) {
     if json {
-        let mut summary = report.to_json();
-        summary["status"] = serde_json::json!(end.as_str());
-        println!("{}", with_warnings(summary, warnings));
+        println!("{}", report_json(outcome, report.to_json(), warnings));
     } else {
         print!("{}", report.to_text());
         print_warnings(warnings);
@@ -100,7 +98,7 @@ pub(crate) async fn run_backup(settings: &Settings, args: &BackupArgs) -> Result
         BackupReport::PgDump(advice) => {
             let warnings: Vec<String> = advice.problem().into_iter().collect();
             if args.json {
-                let report = serde_json::json!({
+                let mut report = serde_json::json!({
                     "status": if warnings.is_empty() { "succeeded" } else { "failed" },
                     "backend": "postgres",
                     "copied": false,
@@ -108,7 +106,10 @@ pub(crate) async fn run_backup(settings: &Settings, args: &BackupArgs) -> Result
                     "server_major_version": advice.server_major,
                     "pg_dump_major_version": advice.pg_dump_major,
                 });
-                println!("{}", with_warnings(report, &warnings));
+                if !warnings.is_empty() {
+                    report["warnings"] = serde_json::json!(warnings);
+                }
+                println!("{report}");
             } else {
                 println!(
                     "backup: tally does not copy a PostgreSQL database; nothing was copied. \

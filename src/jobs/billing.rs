@@ -141,6 +141,14 @@ pub async fn run_once(
     })
 }
 
+/// The parts joined by `separator`, or `None` when there are none.
+pub(crate) fn joined(parts: Vec<String>, separator: &str) -> Option<String> {
+    match parts.is_empty() {
+        true => None,
+        false => Some(parts.join(separator)),
+    }
+}
+
 fn count(value: usize) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
 }
@@ -182,7 +190,28 @@ impl BillingReport {
     }
 
     pub fn outcome(&self) -> RunOutcome {
-        RunOutcome::reported(self.end(), self.figures(), None)
+        RunOutcome::reported(self.end(), self.figures(), self.problems())
+    }
+
+    /// What kept the run from doing all its work, stage by stage: the run record's
+    /// message (`tally runs`), `None` when nothing did.
+    pub fn problems(&self) -> Option<String> {
+        let mut problems: Vec<String> = Vec::new();
+        let mut stage = |name: &str, found: Vec<String>| {
+            if !found.is_empty() {
+                problems.push(format!("{name}: {}", found.join(", ")));
+            }
+        };
+        stage("reconcile", self.reconcile.problems());
+        match &self.sync {
+            Some(sync) => stage("sync", sync.problems()),
+            None => stage("sync", vec!["not reached".to_owned()]),
+        }
+        match &self.bookkeeper_sync {
+            Some(deliveries) => stage("bookkeeper-sync", deliveries.problems()),
+            None => stage("bookkeeper-sync", vec!["not reached".to_owned()]),
+        }
+        joined(problems, "; ")
     }
 
     /// The report as one JSON object (`--json`).

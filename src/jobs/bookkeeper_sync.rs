@@ -91,6 +91,29 @@ impl BookkeeperSyncReport {
         !self.failed.is_empty() || !self.unreadable.is_empty() || self.pending.total() > 0
     }
 
+    /// What kept the run from delivering everything, for the run record's message.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.failed.is_empty() {
+            problems.push(format!("{} delivery(ies) failed", self.failed.len()));
+        }
+        if !self.unreadable.is_empty() {
+            problems.push(format!("{} delivery(ies) unreadable", self.unreadable.len()));
+        }
+        let waiting = self.pending.total();
+        if waiting > 0 {
+            let configuration = match self.pending.awaiting_configuration {
+                0 => String::new(),
+                count => format!(", {count} for the bookkeeper's configuration"),
+            };
+            problems.push(format!("{waiting} delivery(ies) waiting{configuration}"));
+        }
+        if self.interrupted {
+            problems.push("interrupted before the last delivery".to_owned());
+        }
+        problems
+    }
+
     /// The report as one JSON object (`--json`).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({

@@ -4,7 +4,7 @@
 //! command line and the daemon alike; and each job's report or error as a run
 //! outcome ([`JobReport`], [`JobError`]), so `runs` decides status and exit code once.
 
-use super::billing::{self, BillingOptions, BillingReport};
+use super::billing::{self, joined, BillingOptions, BillingReport};
 use super::bookkeeper_sync::{self, BookkeeperSyncOptions, BookkeeperSyncReport};
 use super::ingest::{IngestCycle, IngestJobError};
 use super::prune::{self, PruneOptions, PruneReport};
@@ -318,11 +318,7 @@ impl JobReport for ReconcileReport {
             failures: count(self.skipped.len()),
         };
         match self.is_partial() {
-            true => RunOutcome::reported(
-                RunEnd::DataErrors,
-                figures,
-                Some("some accounts were skipped".to_owned()),
-            ),
+            true => RunOutcome::reported(RunEnd::DataErrors, figures, joined(self.problems(), ", ")),
             false => RunOutcome::succeeded(figures),
         }
     }
@@ -342,7 +338,7 @@ impl JobReport for SyncReport {
         } else {
             RunEnd::Succeeded
         };
-        RunOutcome::reported(end, figures, None)
+        RunOutcome::reported(end, figures, joined(self.problems(), ", "))
     }
 }
 
@@ -356,8 +352,20 @@ impl JobReport for IngestCycle {
             failures: self.ingest.rejected,
         };
         let skipped = self.reconcile.as_ref().is_some_and(ReconcileReport::is_partial);
+        let mut problems = Vec::new();
+        if self.ingest.is_partial() {
+            problems.push(format!("{} document(s) rejected", self.ingest.rejected));
+        }
+        if let Some(reconcile) = self.reconcile.as_ref() {
+            problems.extend(
+                reconcile
+                    .problems()
+                    .into_iter()
+                    .map(|problem| format!("reconcile: {problem}")),
+            );
+        }
         match self.ingest.is_partial() || skipped {
-            true => RunOutcome::reported(RunEnd::DataErrors, figures, None),
+            true => RunOutcome::reported(RunEnd::DataErrors, figures, joined(problems, ", ")),
             false => RunOutcome::succeeded(figures),
         }
     }
@@ -377,7 +385,7 @@ impl JobReport for BookkeeperSyncReport {
         } else {
             RunEnd::Succeeded
         };
-        RunOutcome::reported(end, figures, None)
+        RunOutcome::reported(end, figures, joined(self.problems(), ", "))
     }
 }
 

@@ -78,6 +78,14 @@ impl ReconcileReport {
         !self.skipped.is_empty()
     }
 
+    /// What kept the run from doing all its work, for the run record's message.
+    pub fn problems(&self) -> Vec<String> {
+        match self.skipped.len() {
+            0 => Vec::new(),
+            skipped => vec![format!("{skipped} account(s) skipped")],
+        }
+    }
+
     /// The skipped accounts for JSON reports: `[{"account_id", "reason"}]`, as the
     /// sync report lists its own.
     pub fn skipped_json(&self) -> serde_json::Value {

@@ -91,6 +91,18 @@ impl SyncReport {
         !self.skipped.is_empty()
     }
 
+    /// What kept the run from doing all its work, for the run record's message.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.skipped.is_empty() {
+            problems.push(format!("{} account(s) skipped", self.skipped.len()));
+        }
+        if self.interrupted {
+            problems.push("interrupted before the last account".to_owned());
+        }
+        problems
+    }
+
     /// The skipped accounts for JSON reports: `[{"account_id", "reason"}]`, in run order.
     pub fn skipped_json(&self) -> serde_json::Value {
         self.skipped

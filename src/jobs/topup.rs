@@ -300,7 +300,7 @@ impl TopupReport {
         match (self.end(), self.enabled) {
             (RunEnd::Succeeded, true) => RunOutcome::succeeded(figures),
             (RunEnd::Succeeded, false) => RunOutcome::ended(RunEnd::Succeeded, figures, DISABLED),
-            (end, _) => RunOutcome::ended(end, figures, end.as_str()),
+            (end, _) => RunOutcome::ended(end, figures, format!("{} account(s) not topped up", self.failed.len())),
         }
     }
 

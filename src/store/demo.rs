@@ -52,7 +52,7 @@ impl Store {
         let existing = self.query_count("SELECT COUNT(*) FROM accounts").await?;
         if existing > 0 {
             return Err(StoreError::Refused(format!(
-                "the database already holds {existing} accounts; tally demo only fills an empty database"
+                "the database already holds {existing} accounts; tally demo only fills an empty database: give it a new one (e.g. TALLY_DATABASE_URL=sqlite://demo.db tally demo), or use this one as it is"
             )));
         }
         Ok(())
@@ -65,7 +65,7 @@ impl Store {
         let existing = self.query_count("SELECT COUNT(*) FROM service_plans").await?;
         if existing > 0 {
             return Err(StoreError::Refused(format!(
-                "the database already holds {existing} service plans; tally demo only fills an empty database"
+                "the database already holds {existing} service plans; tally demo only fills an empty database: give it a new one (e.g. TALLY_DATABASE_URL=sqlite://demo.db tally demo), or use this one as it is"
             )));
         }
         let mut conn = self.acquire().await?;

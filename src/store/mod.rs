@@ -9,6 +9,7 @@
 //!
 //! Must not: price, decide, or read the clock. Jobs pass `now` in.
 
+mod accounts;
 mod backup;
 mod billing;
 mod counting;
@@ -25,6 +26,7 @@ mod sqlite;
 mod tokens;
 mod topup;
 
+pub use accounts::AccountListing;
 pub use backup::{sqlite_integrity, PostgresTarget};
 pub use billing::{
     NewAuditRow, RepricedAccount, Standing, StoredAccount, StoredAssignment, SyncScope, UnreadableAccount, VendorTotal,
@@ -77,6 +79,11 @@ pub enum StoreError {
     UnsupportedUrl { url: String },
     #[error("cannot open the database {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
+    /// The database does not exist and the command may not create it: a mistyped
+    /// path or the wrong directory must not become an empty database that bills
+    /// nobody. `hint` says how to create it.
+    #[error("the database {url} does not exist: {hint}")]
+    Missing { url: String, hint: &'static str },
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("counting query {file} failed: {source}")]
@@ -106,6 +113,7 @@ impl StoreError {
             StoreError::Migrate(sqlx::migrate::MigrateError::Execute(source)) => is_temporary(source),
             StoreError::Migrate(_)
             | StoreError::UnsupportedUrl { .. }
+            | StoreError::Missing { .. }
             | StoreError::InvalidRow(_)
             | StoreError::Refused(_) => false,
         }
@@ -126,6 +134,7 @@ impl StoreError {
             },
             StoreError::UnsupportedUrl { .. }
             | StoreError::Connect { .. }
+            | StoreError::Missing { .. }
             | StoreError::Migrate(_)
             | StoreError::Counting { .. }
             | StoreError::Refused(_)
@@ -172,6 +181,19 @@ pub struct ConnectOptions {
     pub pool_size: u32,
     /// How long to try reaching the server at start, and to wait for a pooled connection.
     pub connect_timeout: std::time::Duration,
+    /// Whether a SQLite file that does not exist is created.
+    pub missing: MissingDatabase,
+}
+
+/// What opening does when the SQLite file does not exist (PostgreSQL databases are
+/// never created: a missing one is always [`StoreError::Missing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingDatabase {
+    /// Create it (`tally migrate`, `tally demo`, tests on a fresh file).
+    Create,
+    /// Refuse with [`StoreError::Missing`], creating nothing on disk (every other
+    /// command).
+    Refuse,
 }
 
 impl Default for ConnectOptions {
@@ -179,6 +201,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             pool_size: 4,
             connect_timeout: std::time::Duration::from_secs(10),
+            missing: MissingDatabase::Create,
         }
     }
 }

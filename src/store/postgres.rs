@@ -25,6 +25,15 @@ pub(super) async fn connect(url: &DatabaseUrl, options: &ConnectOptions) -> Resu
         .connect_lazy_with(connect_options))
 }
 
+/// PostgreSQL's `invalid_catalog_name` (3D000): the database named in the URL does not
+/// exist on the server.
+fn is_missing_database(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(error) => error.code().as_deref() == Some("3D000"),
+        _ => false,
+    }
+}
+
 /// Connects once, retrying temporary failures (refused, reset, starting up) every
 /// 0.1 s doubling to 1 s until `timeout`; credentials or a missing database fail at once.
 async fn reach(url: &DatabaseUrl, options: &PgConnectOptions, timeout: Duration) -> Result<(), StoreError> {
@@ -38,6 +47,11 @@ async fn reach(url: &DatabaseUrl, options: &PgConnectOptions, timeout: Duration)
                 let _ = connection.close().await;
                 return Ok(());
             }
+            Ok(Err(source)) if is_missing_database(&source) => return Err(StoreError::Missing {
+                url: url.redacted(),
+                hint:
+                    "create it (`createdb`, or CREATE DATABASE as a superuser), then `tally migrate` creates the tables",
+            }),
             Ok(Err(source)) if !is_temporary(&source) => {
                 return Err(StoreError::Connect {
                     url: url.redacted(),

@@ -1,7 +1,8 @@
-//! SQLite, the embedded default: opening the file (created on first use), its
+//! SQLite, the embedded default: opening the file (created only when the caller
+//! asks, [`MissingDatabase`]), its
 //! migrations (`sql/sqlite/`), and the SQL fragments that differ from PostgreSQL.
 
-use super::{step, ConnectOptions, StoreError};
+use super::{step, ConnectOptions, MissingDatabase, StoreError};
 use crate::config::DatabaseUrl;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -15,9 +16,16 @@ pub(super) async fn connect(url: &DatabaseUrl, pool: &ConnectOptions) -> Result<
         url: url.redacted(),
         source,
     };
-    let options = SqliteConnectOptions::from_str(url.expose())
-        .map_err(connect_error)?
-        .create_if_missing(true)
+    let options = SqliteConnectOptions::from_str(url.expose()).map_err(connect_error)?;
+    let in_memory = options.get_filename() == std::path::Path::new(":memory:") || url.expose().contains("mode=memory");
+    if pool.missing == MissingDatabase::Refuse && !in_memory && !options.get_filename().exists() {
+        return Err(StoreError::Missing {
+            url: url.redacted(),
+            hint: "`tally migrate` (or `tally demo`) creates it; check --config, TALLY_DATABASE_URL and the working directory",
+        });
+    }
+    let options = options
+        .create_if_missing(pool.missing == MissingDatabase::Create)
         // WAL lets readers (the API) run beside a reconcile; NORMAL is durable at
         // every checkpoint, which is what WAL mode is designed for.
         .journal_mode(SqliteJournalMode::Wal)

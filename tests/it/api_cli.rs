@@ -64,7 +64,12 @@ async fn tokens_are_created_once_and_serve_answers_until_sigterm() {
     let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
     let base = loop {
         let line = lines.next().expect("serve prints its address").expect("stderr line");
-        if let Some(address) = line.strip_prefix("listening on ") {
+        // Standard error is not a terminal: each line is a JSON object.
+        let message = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|line| line["message"].as_str().map(str::to_owned))
+            .unwrap_or(line);
+        if let Some(address) = message.strip_prefix("listening on ") {
             break address.trim().to_owned();
         }
     };

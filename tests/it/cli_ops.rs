@@ -48,15 +48,17 @@ fn ok_json(output: &Output) -> Value {
     })
 }
 
-/// The one error line of a failed command, after checking its exit code.
+/// The one error line of a failed command, after checking its exit code, as a
+/// terminal shows it (`tally: MESSAGE`); off a terminal it is one JSON object.
 fn failed(output: &Output, code: i32) -> String {
     let text = stderr(output);
     assert_eq!(output.status.code(), Some(code), "stderr: {text}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "one line on stderr: {text}");
-    assert!(lines[0].starts_with("tally: "), "{text}");
+    let line: Value = serde_json::from_str(lines[0]).unwrap_or_else(|_| panic!("one JSON object: {text}"));
+    assert_eq!(line["level"], "ERROR", "{text}");
     assert!(output.stdout.is_empty(), "nothing on stdout");
-    lines[0].to_owned()
+    format!("tally: {}", line["message"].as_str().expect("a message"))
 }
 
 /// A migrated database with a master `m`, a reseller `r` below it and its customer `a`

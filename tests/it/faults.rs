@@ -247,6 +247,13 @@ async fn run(mut command: Command) -> Output {
         .expect("tally's output is read")
 }
 
+/// A standard-error line (a JSON object off a terminal) as a terminal shows an
+/// error: `tally: MESSAGE`.
+fn error_message(line: &str) -> String {
+    let line: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("one JSON object: {line}"));
+    format!("tally: {}", line["message"].as_str().unwrap_or_default())
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -393,7 +400,7 @@ async fn an_unreachable_postgresql_exits_75_within_the_connect_timeout_with_one_
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(75), "{text}");
     assert!(elapsed < Duration::from_millis(3_500), "gave up after {elapsed:?}");
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<String> = text.lines().map(error_message).collect();
     assert_eq!(lines.len(), 1, "one line: {text}");
     assert!(
         lines[0].starts_with(&format!(
@@ -492,7 +499,7 @@ async fn connections_terminated_mid_run_are_ridden_out_or_exit_75_and_the_next_r
     match output.status.code() {
         Some(75) => {
             // The run's one line: the failed step and the server's word for it.
-            let last = text.lines().last().unwrap_or_default();
+            let last = text.lines().last().map(error_message).unwrap_or_default();
             assert!(
                 last.starts_with("tally: ") && last.contains("database error while"),
                 "{text}"

@@ -190,6 +190,10 @@ fn stdout_json(output: &Output) -> Value {
 #[test]
 fn tally_inventory_import_reports_rejects_by_name_and_exits_65_for_bad_documents() {
     let directory = tempfile::tempdir().expect("temp dir");
+    assert!(
+        tally(directory.path(), &["migrate"]).status.success(),
+        "the database is created"
+    );
     let platform = fixture_path("platform.ndjson");
     let bad = fixture_path("bad.ndjson");
 
@@ -244,6 +248,10 @@ fn tally_inventory_import_reports_rejects_by_name_and_exits_65_for_bad_documents
 #[test]
 fn following_without_a_couchdb_is_a_configuration_error_and_an_unreachable_one_is_temporary() {
     let directory = tempfile::tempdir().expect("temp dir");
+    assert!(
+        tally(directory.path(), &["migrate"]).status.success(),
+        "the database is created"
+    );
     let unconfigured = tally(directory.path(), &["inventory", "follow", "--once"]);
     assert_eq!(unconfigured.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&unconfigured.stderr).contains("[ingest.couchdb] url"));

@@ -94,7 +94,12 @@ fn serve(database_url: &str, directory: &std::path::Path) -> Served {
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let base = loop {
         let line = lines.next().expect("serve prints its address").expect("stderr line");
-        if let Some(address) = line.strip_prefix("listening on ") {
+        // Standard error is not a terminal: each line is a JSON object.
+        let message = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|line| line["message"].as_str().map(str::to_owned))
+            .unwrap_or(line);
+        if let Some(address) = message.strip_prefix("listening on ") {
             break address.trim().to_owned();
         }
     };

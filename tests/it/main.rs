@@ -1,6 +1,7 @@
 //! tally's integration tests: one test binary, one module per area. Store tests run
 //! against SQLite and PostgreSQL.
 
+mod accounts_store;
 mod api;
 mod api_answers;
 mod api_auth;
@@ -28,6 +29,7 @@ mod ingest_platform;
 mod inventory_store;
 mod isolation;
 mod kazoo_sdk;
+mod operator_cli;
 mod ops;
 mod overrides;
 mod parity;
