@@ -24,7 +24,8 @@ mod tokens;
 mod topup;
 
 pub use billing::{
-    NewAuditRow, RepricedAccount, Standing, StoredAccount, StoredAssignment, SyncScope, UnreadableAccount, VendorTotal,
+    NewAuditRow, PendingChange, RepricedAccount, Standing, StoredAccount, StoredAssignment, SyncScope,
+    UnreadableAccount, VendorTotal,
 };
 pub use counting::{CountingError, CountingQueries, CountingQuery};
 pub use deliveries::{
