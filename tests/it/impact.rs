@@ -324,6 +324,26 @@ async fn the_api_dry_run_answers_the_impact_and_changes_nothing(store: &Store) {
         raised.body
     );
 
+    // A plan not assigned yet: its document is read for the dry run alone.
+    let assigned = post(
+        &format!("{account_url}/services/did_minimum?dry_run=true"),
+        Some(&master),
+        r#"{"data": {}}"#,
+    )
+    .await;
+    assert_eq!(assigned.status, 200, "{}", assigned.body);
+    let items = assigned.body["data"]["accounts"][0]["items"]
+        .as_array()
+        .expect("items")
+        .clone();
+    assert!(
+        items.iter().any(|item| item["bookkeeper"]["type"] == "default"
+            && item["plan_item"] == "did_us"
+            && item["change"] == "created"
+            && decimal(&item["new_total"]) >= Decimal::TEN),
+        "the DID minimum of 10 is billed on the default invoice: {items:?}"
+    );
+
     let refused = post(
         &format!("{account_url}/services/manual?dry_run=true"),
         Some(&master),
