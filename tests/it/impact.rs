@@ -11,7 +11,6 @@ use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::process::Command;
 use tally::config::Settings;
 use tally::demo::{DemoData, DemoSpec};
 use tally::domain::changes::FirstCommit;
@@ -182,16 +181,6 @@ async fn a_dry_run_lists_exactly_what_the_import_and_sync_then_change(store: &St
     );
 }
 
-fn tally(test_store: &TestStore, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(args)
-        .env_remove("TALLY_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("TALLY_DATABASE_URL", &test_store.url)
-        .output()
-        .expect("tally runs")
-}
-
 async fn the_cli_prints_the_impact_as_a_table_and_as_json(test_store: &TestStore) {
     let data = synced_demo(&test_store.store, 20).await;
     let (vendor, document) = repriced_tiered_users(&data);
@@ -199,10 +188,7 @@ async fn the_cli_prints_the_impact_as_a_table_and_as_json(test_store: &TestStore
     std::fs::write(file.path(), document.to_string()).expect("written");
     let path = file.path().to_str().expect("UTF-8 path");
 
-    let output = tally(
-        test_store,
-        &["plans", "import", path, "--vendor", &vendor, "--dry-run", "--json"],
-    );
+    let output = test_store.tally(&["plans", "import", path, "--vendor", &vendor, "--dry-run", "--json"]);
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -216,10 +202,7 @@ async fn the_cli_prints_the_impact_as_a_table_and_as_json(test_store: &TestStore
     assert_eq!(first["items"][0]["category"], "users");
     assert_eq!(first["items"][0]["change"], "modified");
 
-    let output = tally(
-        test_store,
-        &["plans", "import", path, "--vendor", &vendor, "--dry-run", "--table"],
-    );
+    let output = test_store.tally(&["plans", "import", path, "--vendor", &vendor, "--dry-run", "--table"]);
     assert_eq!(
         output.status.code(),
         Some(0),
