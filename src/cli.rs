@@ -732,6 +732,11 @@ pub struct ImportArgs {
     /// The vendor account whose catalog receives the plans.
     #[arg(long, value_name = "ACCOUNT")]
     pub vendor: String,
+    /// Write nothing: price every account assigned a plan the import creates or
+    /// changes, against its current quantities, and report old and new recurring
+    /// totals, the lines that change and the sums per reseller, largest change first.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

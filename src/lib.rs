@@ -32,6 +32,7 @@ pub mod demo;
 pub mod domain;
 pub mod exit;
 pub mod explain_text;
+pub mod impact_text;
 pub mod ingest;
 pub mod jobs;
 pub mod metrics;

@@ -312,6 +312,13 @@ pub async fn plans(ops: &Operations, caller: &Caller, operation: &PlansOperation
                 message: error.to_string(),
             })?;
             let documents = read_json_file(&args.file, "FILE")?;
+            if args.dry_run {
+                let data = ops.import_plans_impact(caller, &vendor, &documents).await?;
+                return Ok(Output {
+                    text: Some(crate::impact_text::render_import(&data)),
+                    ..Output::data(data)
+                });
+            }
             let report = ops.import_plans(caller, &vendor, &documents).await?;
             let data = serde_json::to_value(&report).map_err(|error| OpsError::Fault(error.to_string()))?;
             Output::data(data)

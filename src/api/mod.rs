@@ -242,6 +242,14 @@ async fn run(
     };
     let target = Target { params: &params };
     let data = &input.data;
+    let dry_run = match request::query_value(&parts.uri, "dry_run").as_deref() {
+        None | Some("false") => false,
+        Some("true") if op.has_dry_run() => true,
+        Some("true") => return Err(OpsError::field("dry_run", "type", "this route has no dry run").into()),
+        Some(_) => return Err(OpsError::field("dry_run", "type", "must be true or false").into()),
+    };
+    let (previewing, preview) = ops.previewing();
+    let ops = if dry_run { &previewing } else { ops };
     let reply = match op {
         Op::ServicesPlans => ops.services_plans(&caller, &target.account()?).await?.into(),
         Op::UpdateServices => ops
@@ -320,6 +328,14 @@ async fn run(
             .await?
             .into(),
     };
+    if dry_run {
+        // The operation checked and decided its change, and wrote nothing: the answer
+        // is the change's impact.
+        let impact = preview
+            .take()
+            .ok_or_else(|| OpsError::Fault("the dry run decided no change".to_owned()))?;
+        return Ok((impact.into(), None));
+    }
     // Read after the operation, so a write answers the revision it (and its commit) made.
     let revision = match op.answers_services_record() {
         true => ops

@@ -152,6 +152,50 @@ impl Op {
     }
 }
 
+impl Op {
+    /// Whether `?dry_run=true` answers the impact of the write instead of making it:
+    /// the writes that change an account's plans or overrides (issue 15).
+    pub fn has_dry_run(self) -> bool {
+        match self {
+            Op::UpdateServices
+            | Op::AssignPlan
+            | Op::UnassignPlan
+            | Op::SetOverrides
+            | Op::UpdateServicePlans
+            | Op::AddServicePlan
+            | Op::RemoveServicePlan
+            | Op::OverrideServicePlans => true,
+            Op::ServicesPlans
+            | Op::ServicesStatus
+            | Op::SetServicesStatus
+            | Op::ManualQuantities
+            | Op::SetManualQuantities
+            | Op::Overrides
+            | Op::Summary
+            | Op::CurrentServices
+            | Op::ApiAuth
+            | Op::UserAuth
+            | Op::AuditLogs
+            | Op::AuditLog
+            | Op::AuditSummary
+            | Op::AuditSummaryOfSource
+            | Op::Quote
+            | Op::QuoteWithoutAccount
+            | Op::Reconcile
+            | Op::Synchronize
+            | Op::Topup
+            | Op::Explain
+            | Op::AvailablePlans
+            | Op::Editable
+            | Op::EditableWithoutAccount
+            | Op::VendorPlans
+            | Op::VendorPlan
+            | Op::AvailablePlan
+            | Op::Inventory => false,
+        }
+    }
+}
+
 /// One served (method, path). Paths use axum's `{name}` captures, which are also
 /// OpenAPI's path templates.
 #[derive(Debug, Clone, Copy)]

@@ -7,6 +7,7 @@ pub mod billing;
 pub mod bookkeeper_sync;
 pub mod context;
 pub mod demo;
+pub mod impact;
 pub mod ingest;
 pub mod prune;
 pub mod reconcile;

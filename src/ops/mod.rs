@@ -178,11 +178,30 @@ pub enum WriteMode {
     Merge,
 }
 
+/// Where a dry run's operations leave the impact of the change they would have saved
+/// (`Operations::previewing`).
+#[derive(Debug, Clone, Default)]
+pub struct Preview(std::sync::Arc<std::sync::Mutex<Option<serde_json::Value>>>);
+
+impl Preview {
+    fn record(&self, impact: serde_json::Value) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(impact);
+    }
+
+    /// The impact (`wire::impact`) of the change the operation decided, if it decided one.
+    pub fn take(&self) -> Option<serde_json::Value> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+}
+
 /// The operations, over one store and the job settings.
 #[derive(Clone)]
 pub struct Operations {
     context: JobContext,
     clock: std::sync::Arc<dyn Clock>,
+    /// Set for a dry run: services changes are decided as usual, priced and recorded
+    /// here instead of saved and committed.
+    preview: Option<Preview>,
 }
 
 impl Operations {
@@ -190,7 +209,21 @@ impl Operations {
         Operations {
             context,
             clock: std::sync::Arc::new(SystemClock),
+            preview: None,
         }
+    }
+
+    /// The same operations as a dry run (`?dry_run=true`): every services change an
+    /// operation decides (plans assigned or removed, overrides) is checked exactly as
+    /// for real, then priced for its impact instead of written; the impact is left in
+    /// the returned [`Preview`]. Operations that write anything else write it.
+    pub fn previewing(&self) -> (Operations, Preview) {
+        let preview = Preview::default();
+        let operations = Operations {
+            preview: Some(preview.clone()),
+            ..self.clone()
+        };
+        (operations, preview)
     }
 
     /// Replaces the clock (tests).

@@ -8,8 +8,10 @@ use crate::domain::item_plan::Severity;
 use crate::domain::merge::merge_plans;
 use crate::domain::plan::{resolve_plans, validate_plan_document};
 use crate::domain::AccountId;
+use crate::jobs::impact;
 use crate::jobs::sync::account_pricing;
-use crate::store::{CatalogPlan, PlanWrite, SyncScope};
+use crate::store::{CatalogPlan, PendingChange, PlanWrite, SyncScope};
+use crate::wire;
 use crate::wire::bookkeeper::DeliveryBody;
 use crate::wire::document::{map_from_json, Document};
 use serde_json::{json, Map, Value};
@@ -20,6 +22,17 @@ pub struct ImportReport {
     pub created: Vec<String>,
     pub updated: Vec<String>,
     pub unchanged: Vec<String>,
+}
+
+impl ImportReport {
+    fn record(&mut self, outcome: PlanWrite, plan: &CatalogPlan) {
+        let list = match outcome {
+            PlanWrite::Created => &mut self.created,
+            PlanWrite::Updated => &mut self.updated,
+            PlanWrite::Unchanged => &mut self.unchanged,
+        };
+        list.push(plan.plan_id.clone());
+    }
 }
 
 fn text_member(document: &Map<String, Value>, key: &str) -> Option<String> {
@@ -287,6 +300,62 @@ impl Operations {
         vendor: &AccountId,
         documents: &Value,
     ) -> Result<ImportReport, OpsError> {
+        let plans = self.plans_to_import(caller, vendor, documents).await?;
+        let mut report = ImportReport::default();
+        let now = self.now();
+        for plan in &plans {
+            let outcome = self.store().store_plan(plan, now).await?;
+            report.record(outcome, plan);
+        }
+        tracing::info!(vendor = %vendor, created = report.created.len(), updated = report.updated.len(),
+            audit = %caller.audit, "plans imported");
+        Ok(report)
+    }
+
+    /// `tally plans import --dry-run`: what the import would store, and its impact on
+    /// every account assigned a plan it creates or changes, priced against current
+    /// quantities (`jobs/impact.rs`); nothing is written. Answers the import report's
+    /// members and `impact` (`wire::impact`).
+    pub async fn import_plans_impact(
+        &self,
+        caller: &Caller,
+        vendor: &AccountId,
+        documents: &Value,
+    ) -> Result<Value, OpsError> {
+        let plans = self.plans_to_import(caller, vendor, documents).await?;
+        let mut report = ImportReport::default();
+        let mut pending = PendingChange::default();
+        for plan in plans {
+            let existing = self.store().catalog_plan(&plan.vendor_id, &plan.plan_id).await?;
+            let outcome = PlanWrite::of(existing.as_ref(), &plan);
+            report.record(outcome, &plan);
+            if outcome != PlanWrite::Unchanged {
+                pending.plans.push(plan);
+            }
+        }
+        let changed: Vec<(String, String)> = pending
+            .plans
+            .iter()
+            .map(|plan| (plan.vendor_id.clone(), plan.plan_id.clone()))
+            .collect();
+        let touched = self.store().accounts_assigned(&changed).await?;
+        let options = self.pricing_options(SyncScope::Accounts(Vec::new()));
+        let run = impact::run_once(self.store(), &options, &touched, &pending).await?;
+        let mut answer = serde_json::to_value(&report).map_err(|error| OpsError::Fault(error.to_string()))?;
+        if let Value::Object(members) = &mut answer {
+            members.insert("impact".to_owned(), wire::impact::impact(&run));
+        }
+        Ok(answer)
+    }
+
+    /// The plan documents of an import, checked: the caller's right to import into the
+    /// vendor's catalog, and every document valid (all problems named at once).
+    async fn plans_to_import(
+        &self,
+        caller: &Caller,
+        vendor: &AccountId,
+        documents: &Value,
+    ) -> Result<Vec<CatalogPlan>, OpsError> {
         let node = self.account(caller, vendor).await?;
         caller.check_access(&node)?;
         if !matches!(&caller.rights, super::Rights::Token { account, .. } if account == vendor) {
@@ -311,20 +380,7 @@ impl Operations {
         if !errors.is_empty() {
             return Err(OpsError::Validation(errors));
         }
-        let mut report = ImportReport::default();
-        let now = self.now();
-        for plan in &plans {
-            let outcome = self.store().store_plan(plan, now).await?;
-            let list = match outcome {
-                PlanWrite::Created => &mut report.created,
-                PlanWrite::Updated => &mut report.updated,
-                PlanWrite::Unchanged => &mut report.unchanged,
-            };
-            list.push(plan.plan_id.clone());
-        }
-        tracing::info!(vendor = %vendor, created = report.created.len(), updated = report.updated.len(),
-            audit = %caller.audit, "plans imported");
-        Ok(report)
+        Ok(plans)
     }
 }
 

@@ -8,8 +8,9 @@ use crate::domain::changes::FirstCommit;
 use crate::domain::quantities::Quantities;
 use crate::domain::{AccountId, Category, ItemName};
 use crate::jobs::context::RunScope;
-use crate::jobs::{bookkeeper_sync, sync};
-use crate::store::{AccountNode, PlanAssignment, ServicesChange, ServicesRecord, Standing, SyncScope};
+use crate::jobs::{bookkeeper_sync, impact, sync};
+use crate::store::{AccountNode, PendingChange, PlanAssignment, ServicesChange, ServicesRecord, Standing, SyncScope};
+use crate::wire;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -298,8 +299,7 @@ impl Operations {
 
         let changes_plans = !additions.is_empty() || !deletions.is_empty();
         let record = self
-            .store()
-            .modify_services(account, self.now(), |mut record| {
+            .save_services(caller, account, |mut record| {
                 for request in additions {
                     assign(&mut record, request, &reseller, mode);
                 }
@@ -317,10 +317,9 @@ impl Operations {
                     overrides: new_overrides,
                     billing_id,
                 };
-                Ok::<_, OpsError>((change, record))
+                Ok((change, record))
             })
             .await?;
-        self.commit(caller, account).await;
         Ok(plans_map(&record))
     }
 
@@ -462,19 +461,42 @@ impl Operations {
         account: &AccountId,
         change: impl FnOnce(&mut ServicesRecord) -> Result<(), OpsError>,
     ) -> Result<ServicesRecord, OpsError> {
-        let record = self
-            .store()
-            .modify_services(account, self.now(), |mut record| {
-                change(&mut record)?;
-                let change = ServicesChange {
-                    assignments: Some(record.assignments.clone()),
-                    ..ServicesChange::default()
-                };
-                Ok::<_, OpsError>((change, record))
-            })
-            .await?;
-        self.commit(caller, account).await;
-        Ok(record)
+        self.save_services(caller, account, |mut record| {
+            change(&mut record)?;
+            let change = ServicesChange {
+                assignments: Some(record.assignments.clone()),
+                ..ServicesChange::default()
+            };
+            Ok((change, record))
+        })
+        .await
+    }
+
+    /// Saves a services change decided on the stored record (under the account's write
+    /// lock) and commits it; in a dry run (`Operations::previewing`) decides the same
+    /// change on the stored record, prices its impact and leaves it in the preview,
+    /// writing nothing. Answers what `decide` answers.
+    async fn save_services<T>(
+        &self,
+        caller: &Caller,
+        account: &AccountId,
+        decide: impl FnOnce(ServicesRecord) -> Result<(ServicesChange, T), OpsError>,
+    ) -> Result<T, OpsError> {
+        let Some(preview) = &self.preview else {
+            let answer = self.store().modify_services(account, self.now(), decide).await?;
+            self.commit(caller, account).await;
+            return Ok(answer);
+        };
+        let (change, answer) = self.store().preview_services_change(account, decide).await?;
+        let pending = PendingChange {
+            services: [(account.clone(), change)].into(),
+            ..PendingChange::default()
+        };
+        let touched = [account.clone()];
+        let options = self.pricing_options(SyncScope::Accounts(touched.to_vec()));
+        let run = impact::run_once(self.store(), &options, &touched, &pending).await?;
+        preview.record(wire::impact::impact(&run));
+        Ok(answer)
     }
 
     /// `GET /services/manual`.
@@ -577,19 +599,15 @@ impl Operations {
         caller.check_reseller(&node)?;
         let new = input::object(data, "data")?.clone();
         input::check_overrides(&Value::Object(new.clone()), "")?;
-        let overrides = self
-            .store()
-            .modify_services(account, self.now(), |record| {
-                let overrides = combine_global_overrides(&record.overrides, new, mode);
-                let change = ServicesChange {
-                    overrides: Some(overrides.clone()),
-                    ..ServicesChange::default()
-                };
-                Ok::<_, OpsError>((change, overrides))
-            })
-            .await?;
-        self.commit(caller, account).await;
-        Ok(overrides)
+        self.save_services(caller, account, |record| {
+            let overrides = combine_global_overrides(&record.overrides, new, mode);
+            let change = ServicesChange {
+                overrides: Some(overrides.clone()),
+                ..ServicesChange::default()
+            };
+            Ok((change, overrides))
+        })
+        .await
     }
 
     /// `POST /services/reconciliation`: recount and reprice this account now. Returns `{}`.

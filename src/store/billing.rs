@@ -8,6 +8,7 @@
 //! of `wire::invoice` and read back with it; nothing here prices or decides.
 
 use super::locked::{on_tx, Tx};
+use super::services::{CatalogPlan, ServicesChange};
 use super::{on_conn, step, Store, StoreError};
 use crate::domain::document::Map;
 use crate::domain::invoice::Invoice;
@@ -126,6 +127,14 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// `(vendor_id = $1 AND plan_id = $2) OR …` for `count` pairs bound in that order.
+fn plan_pairs(count: usize) -> String {
+    (0..count)
+        .map(|index| format!("(vendor_id = ${} AND plan_id = ${})", index * 2 + 1, index * 2 + 2))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
 fn invalid(account: &AccountId, what: &str, problem: impl std::fmt::Display) -> UnreadableAccount {
     UnreadableAccount {
         account: account.clone(),
@@ -196,6 +205,100 @@ struct SnapshotRow {
     invoice: String,
 }
 
+/// A change not yet written, read as if it were (`Store::pricing_inputs_with`): how a
+/// dry run prices a plan import or a services change without writing it.
+#[derive(Debug, Clone, Default)]
+pub struct PendingChange {
+    /// Plan documents as imported: they replace (or add to) the vendors' catalogs.
+    pub plans: Vec<CatalogPlan>,
+    /// Changes of services records, by account.
+    pub services: BTreeMap<AccountId, ServicesChange>,
+}
+
+impl PendingChange {
+    pub fn is_empty(&self) -> bool {
+        self.plans.is_empty() && self.services.is_empty()
+    }
+
+    /// Lays the change over a batch's rows; returns the (vendor, plan) pairs newly
+    /// assigned by it whose documents the batch did not read.
+    fn apply(
+        &self,
+        account_rows: &mut [AccountRow],
+        assignment_rows: &mut Vec<AssignmentRow>,
+        plan_rows: &mut Vec<PlanDocumentRow>,
+    ) -> Vec<(String, String)> {
+        for row in account_rows.iter_mut() {
+            let change = AccountId::parse(row.id.as_str())
+                .ok()
+                .and_then(|account| self.services.get(&account));
+            if let Some(overrides) = change.and_then(|change| change.overrides.as_ref()) {
+                row.overrides = Some(overrides.to_string());
+            }
+        }
+        let mut added = Vec::new();
+        for (account, change) in &self.services {
+            let Some(assignments) = &change.assignments else {
+                continue;
+            };
+            if !account_rows.iter().any(|row| row.id == account.as_str()) {
+                continue;
+            }
+            assignment_rows.retain(|row| row.account_id != account.as_str());
+            for assignment in assignments {
+                let key = (assignment.vendor_id.clone(), assignment.plan_id.clone());
+                let read = plan_rows
+                    .iter()
+                    .any(|row| (row.vendor_id.as_str(), row.plan_id.as_str()) == (key.0.as_str(), key.1.as_str()));
+                if !read && !added.contains(&key) {
+                    added.push(key);
+                }
+                assignment_rows.push(AssignmentRow {
+                    account_id: account.to_string(),
+                    plan_id: assignment.plan_id.clone(),
+                    vendor_id: assignment.vendor_id.clone(),
+                    overrides: assignment.overrides.to_string(),
+                });
+            }
+        }
+        for plan in &self.plans {
+            plan_rows.retain(|row| !(row.vendor_id == plan.vendor_id && row.plan_id == plan.plan_id));
+            plan_rows.push(PlanDocumentRow {
+                vendor_id: plan.vendor_id.clone(),
+                plan_id: plan.plan_id.clone(),
+                document: plan.document.to_string(),
+            });
+            added.retain(|(vendor, id)| !(vendor == &plan.vendor_id && id == &plan.plan_id));
+        }
+        added
+    }
+}
+
+/// The stored documents of `plans` (those that exist), on a connection already held:
+/// the plans a pending services change assigns, a handful per account.
+async fn catalog_documents_on(
+    conn: &mut super::Conn,
+    plans: &[(String, String)],
+) -> Result<Vec<PlanDocumentRow>, StoreError> {
+    let mut rows = Vec::with_capacity(plans.len());
+    for chunk in plans.chunks(ROWS_PER_STATEMENT / 2) {
+        let condition = plan_pairs(chunk.len());
+        let sql = format!("SELECT vendor_id, plan_id, document FROM service_plans WHERE {condition}");
+        let found: Vec<PlanDocumentRow> = on_conn!(&mut *conn, |c| {
+            let mut query = sqlx::query_as::<_, PlanDocumentRow>(&sql);
+            for (vendor, plan) in chunk {
+                query = query.bind(vendor.as_str()).bind(plan.as_str());
+            }
+            query
+                .fetch_all(&mut **c)
+                .await
+                .map_err(step("reading newly assigned plans"))?
+        });
+        rows.extend(found);
+    }
+    Ok(rows)
+}
+
 impl Store {
     /// The accounts a sync run reprices, in id order.
     pub async fn sync_candidates(&self, scope: &SyncScope) -> Result<Vec<AccountId>, StoreError> {
@@ -239,6 +342,18 @@ impl Store {
         &self,
         accounts: &[AccountId],
     ) -> Result<(Vec<StoredAccount>, Vec<UnreadableAccount>), StoreError> {
+        self.pricing_inputs_with(accounts, &PendingChange::default()).await
+    }
+
+    /// [`Store::pricing_inputs`] as they would read once `pending` were written: its
+    /// plan documents and services changes stand in for the stored rows, and nothing
+    /// is written. The same reading and parsing as the real inputs, so a change's
+    /// impact is priced from exactly what sync would read after it.
+    pub async fn pricing_inputs_with(
+        &self,
+        accounts: &[AccountId],
+        pending: &PendingChange,
+    ) -> Result<(Vec<StoredAccount>, Vec<UnreadableAccount>), StoreError> {
         if accounts.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -280,11 +395,16 @@ impl Store {
                 rows
             }};
         }
-        let account_rows = fetch!(&account_sql, AccountRow, "reading accounts to reprice");
-        let assignment_rows = fetch!(&assignment_sql, AssignmentRow, "reading plan assignments");
-        let plan_rows = fetch!(&plan_sql, PlanDocumentRow, "reading assigned plans");
+        let mut account_rows = fetch!(&account_sql, AccountRow, "reading accounts to reprice");
+        let mut assignment_rows = fetch!(&assignment_sql, AssignmentRow, "reading plan assignments");
+        let mut plan_rows = fetch!(&plan_sql, PlanDocumentRow, "reading assigned plans");
         let quantity_rows = fetch!(&quantity_sql, BatchQuantityRow, "reading quantities");
         let snapshot_rows = fetch!(&snapshot_sql, SnapshotRow, "reading invoice snapshots");
+
+        if !pending.is_empty() {
+            let added = pending.apply(&mut account_rows, &mut assignment_rows, &mut plan_rows);
+            plan_rows.extend(catalog_documents_on(&mut conn, &added).await?);
+        }
 
         // On the connection in hand: asking the pool for a second one while holding
         // this one stalls once every connection is held the same way.
@@ -325,6 +445,33 @@ impl Store {
             }
         }
         Ok((readable, unreadable))
+    }
+
+    /// The accounts with any of `plans` (vendor, plan id) assigned, in id order: the
+    /// accounts a change of those plans reprices (the ones `store_plan` marks).
+    pub async fn accounts_assigned(&self, plans: &[(String, String)]) -> Result<Vec<AccountId>, StoreError> {
+        let mut ids: Vec<String> = Vec::new();
+        let mut conn = self.acquire().await?;
+        for chunk in plans.chunks(ROWS_PER_STATEMENT / 2) {
+            let condition = plan_pairs(chunk.len());
+            let sql = format!("SELECT DISTINCT account_id FROM service_plan_assignments WHERE {condition}");
+            let found: Vec<String> = on_conn!(&mut conn, |c| {
+                let mut query = sqlx::query_scalar::<_, String>(&sql);
+                for (vendor, plan) in chunk {
+                    query = query.bind(vendor.as_str()).bind(plan.as_str());
+                }
+                query
+                    .fetch_all(&mut **c)
+                    .await
+                    .map_err(step("listing the accounts assigned changed plans"))?
+            });
+            ids.extend(found);
+        }
+        ids.sort();
+        ids.dedup();
+        ids.into_iter()
+            .map(|id| AccountId::parse(id).map_err(|error| StoreError::InvalidRow(error.to_string())))
+            .collect()
     }
 
     /// Writes the outcome of repricing a batch in one transaction: computed snapshots

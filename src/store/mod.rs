@@ -29,7 +29,8 @@ mod topup;
 pub use accounts::AccountListing;
 pub use backup::{sqlite_integrity, PostgresTarget};
 pub use billing::{
-    NewAuditRow, RepricedAccount, Standing, StoredAccount, StoredAssignment, SyncScope, UnreadableAccount, VendorTotal,
+    NewAuditRow, PendingChange, RepricedAccount, Standing, StoredAccount, StoredAssignment, SyncScope,
+    UnreadableAccount, VendorTotal,
 };
 pub use counting::{CountingError, CountingQueries, CountingQuery};
 pub use deliveries::{

@@ -255,6 +255,17 @@ pub enum PlanWrite {
     Unchanged,
 }
 
+impl PlanWrite {
+    /// What storing `plan` does, given the catalog's current document of it.
+    pub fn of(existing: Option<&CatalogPlan>, plan: &CatalogPlan) -> PlanWrite {
+        match existing {
+            None => PlanWrite::Created,
+            Some(stored) if stored == plan => PlanWrite::Unchanged,
+            Some(_) => PlanWrite::Updated,
+        }
+    }
+}
+
 /// One audit log as listed and fetched (`audit-and-summaries.md` §2, §6).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditLogRow {
@@ -560,6 +571,20 @@ impl Store {
         Ok(answer)
     }
 
+    /// What [`Store::modify_services`] would save, decided on the stored record and
+    /// not written (a dry run): the same `decide`, so the preview is the change.
+    pub async fn preview_services_change<T, E>(
+        &self,
+        account: &AccountId,
+        decide: impl FnOnce(ServicesRecord) -> Result<(ServicesChange, T), E>,
+    ) -> Result<(ServicesChange, T), E>
+    where
+        E: From<StoreError>,
+    {
+        let stored = self.services_record(account).await?;
+        decide(stored)
+    }
+
     /// Reads the manual bucket under the account's write lock, lets `decide` compute
     /// the new bucket from it, and saves that in the same transaction with the
     /// quantity-change record of what differs, its day summaries
@@ -719,11 +744,10 @@ impl Store {
     /// it assigned for repricing when its document changed.
     pub async fn store_plan(&self, plan: &CatalogPlan, now: GregorianSeconds) -> Result<PlanWrite, StoreError> {
         let existing = self.catalog_plan(&plan.vendor_id, &plan.plan_id).await?;
-        let outcome = match &existing {
-            None => PlanWrite::Created,
-            Some(stored) if stored == plan => return Ok(PlanWrite::Unchanged),
-            Some(_) => PlanWrite::Updated,
-        };
+        let outcome = PlanWrite::of(existing.as_ref(), plan);
+        if outcome == PlanWrite::Unchanged {
+            return Ok(outcome);
+        }
         let mut conn = self.acquire().await?;
         on_conn!(&mut conn, |c| {
             let mut tx = sqlx::Connection::begin(&mut **c)

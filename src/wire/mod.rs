@@ -8,5 +8,6 @@
 pub mod bookkeeper;
 pub mod document;
 pub mod explain;
+pub mod impact;
 pub mod invoice;
 pub mod kazoo;

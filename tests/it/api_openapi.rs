@@ -98,3 +98,26 @@ fn every_operation_declares_its_captures_security_and_errors() {
     let topup = &document["paths"]["/v2/accounts/{account_id}/services/topup"]["post"]["responses"];
     assert!(topup.get("402").is_some(), "top-up documents 402");
 }
+
+#[test]
+fn the_dry_run_parameter_is_declared_on_exactly_the_routes_that_have_one() {
+    let document = document();
+    let declared: BTreeSet<(String, String)> = tally::api::routes()
+        .iter()
+        .filter(|route| {
+            let operation = &document["paths"][route.path][route.verb.as_str().to_lowercase()];
+            operation["parameters"].as_array().is_some_and(|parameters| {
+                parameters
+                    .iter()
+                    .any(|parameter| resolve(&document, parameter)["name"] == "dry_run")
+            })
+        })
+        .map(|route| (route.verb.as_str().to_owned(), route.path.to_owned()))
+        .collect();
+    let served: BTreeSet<(String, String)> = tally::api::routes()
+        .iter()
+        .filter(|route| route.op.has_dry_run())
+        .map(|route| (route.verb.as_str().to_owned(), route.path.to_owned()))
+        .collect();
+    assert_eq!(declared, served);
+}

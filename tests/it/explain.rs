@@ -13,7 +13,6 @@ use crate::helpers::{at, id, on_both_backends, reconcile_all, TestStore};
 use crate::support::decimal;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
-use std::process::Command;
 use tally::config::Settings;
 use tally::demo::DemoSpec;
 use tally::domain::summary::GregorianSeconds;
@@ -169,20 +168,10 @@ fn check_known_account(answer: &Value) {
     assert_eq!(users["total"]["rounded"], json!(10.5));
 }
 
-fn tally(test_store: &TestStore, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(args)
-        .env_remove("TALLY_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("TALLY_DATABASE_URL", &test_store.url)
-        .output()
-        .expect("tally runs")
-}
-
 async fn the_cli_explains_the_known_account_field_by_field(test_store: &TestStore) {
     known_account(&test_store.store).await;
 
-    let output = tally(test_store, &["services", "explain", "a", "--json"]);
+    let output = test_store.tally(&["services", "explain", "a", "--json"]);
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -192,7 +181,7 @@ async fn the_cli_explains_the_known_account_field_by_field(test_store: &TestStor
     let answer: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     check_known_account(&answer);
 
-    let output = tally(test_store, &["services", "explain", "a", "users.user"]);
+    let output = test_store.tally(&["services", "explain", "a", "users.user"]);
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -206,7 +195,7 @@ async fn the_cli_explains_the_known_account_field_by_field(test_store: &TestStor
     assert!(text.contains("rates.\"10\" = 1.5 ← plan extras"), "{text}");
     assert!(!text.contains("devices.sip_device"), "only the line asked for: {text}");
 
-    let output = tally(test_store, &["services", "explain", "a", "users.nope"]);
+    let output = test_store.tally(&["services", "explain", "a", "users.nope"]);
     assert_eq!(output.status.code(), Some(65), "an unknown line is a data error");
 }
 

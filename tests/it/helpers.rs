@@ -77,6 +77,17 @@ impl TestStore {
         let name = self.postgres_database.as_ref()?;
         Some(format!("postgres://postgres@127.0.0.1:5432/{name}"))
     }
+
+    /// Runs the `tally` binary on this store (no config file, no `RUST_LOG`).
+    pub fn tally(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(args)
+            .env_remove("TALLY_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("TALLY_DATABASE_URL", &self.url)
+            .output()
+            .expect("tally runs")
+    }
 }
 
 impl Drop for TestStore {

@@ -23,6 +23,7 @@ mod explain;
 mod fake_bookkeeper;
 mod faults;
 mod helpers;
+mod impact;
 mod ingest;
 mod ingest_faces;
 mod ingest_platform;
