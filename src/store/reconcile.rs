@@ -312,8 +312,11 @@ impl ReconcileSession {
                  item TEXT NOT NULL, quantity BIGINT NOT NULL)",
                 "CREATE TEMP TABLE reconcile_cascade (account_id TEXT NOT NULL, category TEXT NOT NULL, \
                  item TEXT NOT NULL, quantity BIGINT NOT NULL)",
+                // `stored`: a `service_quantities` row exists (it may hold 0), so the write
+                // is an UPDATE; otherwise a plain INSERT.
                 "CREATE TEMP TABLE reconcile_changes (account_id TEXT NOT NULL, bucket TEXT NOT NULL, \
-                 category TEXT NOT NULL, item TEXT NOT NULL, old_quantity BIGINT NOT NULL, new_quantity BIGINT NOT NULL)",
+                 category TEXT NOT NULL, item TEXT NOT NULL, old_quantity BIGINT NOT NULL, new_quantity BIGINT NOT NULL, \
+                 stored BOOLEAN NOT NULL)",
                 "CREATE TEMP TABLE reconcile_changed (account_id TEXT PRIMARY KEY, batch BIGINT NOT NULL, \
                  ordinal BIGINT NOT NULL)",
                 "CREATE TEMP TABLE reconcile_marked (account_id TEXT PRIMARY KEY, token TEXT NOT NULL)",
@@ -509,24 +512,26 @@ impl ReconcileSession {
         self.run(
             "comparing with stored quantities",
             &[
-                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
-                 SELECT n.account_id, 'account', n.category, n.item, COALESCE(q.quantity, 0), n.quantity \
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity, stored) \
+                 SELECT n.account_id, 'account', n.category, n.item, COALESCE(q.quantity, 0), n.quantity, \
+                        q.quantity IS NOT NULL \
                  FROM reconcile_counts n LEFT JOIN service_quantities q \
                    ON q.account_id = n.account_id AND q.bucket = 'account' AND q.category = n.category AND q.item = n.item \
                  WHERE q.quantity IS NULL OR q.quantity <> n.quantity",
-                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
-                 SELECT q.account_id, 'account', q.category, q.item, q.quantity, 0 \
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity, stored) \
+                 SELECT q.account_id, 'account', q.category, q.item, q.quantity, 0, TRUE \
                  FROM service_quantities q JOIN reconcile_scope s ON s.account_id = q.account_id \
                  WHERE q.bucket = 'account' AND q.quantity <> 0 \
                    AND NOT EXISTS (SELECT 1 FROM reconcile_counts n \
                        WHERE n.account_id = q.account_id AND n.category = q.category AND n.item = q.item)",
-                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
-                 SELECT n.account_id, 'cascade', n.category, n.item, COALESCE(q.quantity, 0), n.quantity \
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity, stored) \
+                 SELECT n.account_id, 'cascade', n.category, n.item, COALESCE(q.quantity, 0), n.quantity, \
+                        q.quantity IS NOT NULL \
                  FROM reconcile_cascade n LEFT JOIN service_quantities q \
                    ON q.account_id = n.account_id AND q.bucket = 'cascade' AND q.category = n.category AND q.item = n.item \
                  WHERE q.quantity IS NULL OR q.quantity <> n.quantity",
-                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
-                 SELECT q.account_id, 'cascade', q.category, q.item, q.quantity, 0 \
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity, stored) \
+                 SELECT q.account_id, 'cascade', q.category, q.item, q.quantity, 0, TRUE \
                  FROM service_quantities q JOIN reconcile_cascade_scope s ON s.account_id = q.account_id \
                  WHERE q.bucket = 'cascade' AND q.quantity <> 0 \
                    AND NOT EXISTS (SELECT 1 FROM reconcile_cascade n \
@@ -553,7 +558,7 @@ impl ReconcileSession {
         let bytes = self.byte_order();
         let batched_statement = format!(
             "CREATE TEMP TABLE reconcile_batched AS \
-             SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, a.batch, a.ordinal, \
+             SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, c.stored, a.batch, a.ordinal, \
                     ROW_NUMBER() OVER (PARTITION BY a.batch, c.account_id{bytes} \
                                        ORDER BY {BUCKET_RANK_C}, c.category{bytes}, c.item{bytes}) AS position \
              FROM reconcile_changes c JOIN reconcile_changed a ON a.account_id = c.account_id \
@@ -780,13 +785,20 @@ impl ReconcileSession {
         .await?;
         self.analyze("reconcile_day_sums").await?;
 
-        // Rows go in in primary-key order: each index insert lands next to the last.
-        let upsert_quantities = format!(
+        // A changed row that exists is updated, a new one inserted, apart: an upsert
+        // probes the key twice per row (once for the conflict, once to insert), and on
+        // a first run every row is new. New rows go in in primary-key order, so each
+        // index insert lands next to the last.
+        let update_quantities = "UPDATE service_quantities SET quantity = b.new_quantity \
+             FROM reconcile_batched b \
+             WHERE b.batch = $1 AND b.stored AND b.new_quantity <> 0 \
+               AND service_quantities.account_id = b.account_id AND service_quantities.bucket = b.bucket \
+               AND service_quantities.category = b.category AND service_quantities.item = b.item";
+        let insert_quantities = format!(
             "INSERT INTO service_quantities (account_id, bucket, category, item, quantity) \
              SELECT account_id, bucket, category, item, new_quantity FROM reconcile_batched \
-             WHERE batch = $1 AND new_quantity <> 0 \
-             ORDER BY account_id{bytes}, bucket{bytes}, category{bytes}, item{bytes} \
-             ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity"
+             WHERE batch = $1 AND NOT stored AND new_quantity <> 0 \
+             ORDER BY account_id{bytes}, bucket{bytes}, category{bytes}, item{bytes}"
         );
         let delete_quantities = "DELETE FROM service_quantities WHERE (account_id, bucket, category, item) IN \
              (SELECT account_id, bucket, category, item FROM reconcile_batched WHERE batch = $1 AND new_quantity = 0)";
@@ -824,11 +836,16 @@ impl ReconcileSession {
                     .await
                     .map_err(step("starting a batch"))?;
                 let part = std::time::Instant::now();
-                sqlx::query(&upsert_quantities)
+                sqlx::query(update_quantities)
                     .bind(batch)
                     .execute(&mut *tx)
                     .await
-                    .map_err(step("writing quantities"))?;
+                    .map_err(step("updating quantities"))?;
+                sqlx::query(&insert_quantities)
+                    .bind(batch)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("inserting quantities"))?;
                 spent[0] += part.elapsed();
                 let part = std::time::Instant::now();
                 sqlx::query(delete_quantities)
