@@ -154,6 +154,18 @@ impl ReconcileSession {
         }
     }
 
+    /// In a grouping of `reconcile_batched`, `column` of the group's row of highest
+    /// `position` (positions are unique within an account). PostgreSQL compares arrays
+    /// element by element, so the greatest `[position, column]` is that row's, found by
+    /// a hash aggregate without sorting; SQLite takes a bare column from the row that
+    /// gives the query's only `max()`.
+    fn last_by_position(&self, column: &str) -> String {
+        match self.backend {
+            Backend::Postgres => format!("(MAX(ARRAY[position, {column}]))[2]"),
+            Backend::Sqlite => format!("MAX(position) * 0 + {column}"),
+        }
+    }
+
     fn index_temp_tables(&self) -> bool {
         match self.backend {
             Backend::Sqlite => sqlite::INDEX_TEMP_TABLES,
@@ -759,21 +771,19 @@ impl ReconcileSession {
         // Per (account, source) of a run, the additions and removals add up and the
         // last entry in record order gives the quantity (§5.2): computed once for every
         // batch, in batch and key order; each batch's upsert folds its rows into the
-        // day's rows with the same rule (§5.6).
+        // day's rows with the same rule (§5.6). One grouping, no window: the last entry
+        // is the one of highest position ([`Self::last_by_position`]).
         let bytes = self.byte_order();
+        let last_quantity = self.last_by_position("new_quantity");
         let day_sums = format!(
             "CREATE TEMP TABLE reconcile_day_sums AS \
-             SELECT batch, account_id, source, SUM(addition) AS addition, SUM(removal) AS removal, \
-                    MAX(CASE WHEN last_rank = 1 THEN billable END) AS quantity \
-             FROM (SELECT batch, account_id, item AS source, \
-                          CASE WHEN new_quantity > old_quantity THEN new_quantity - old_quantity ELSE 0 END AS addition, \
-                          CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END AS removal, \
-                          new_quantity AS billable, \
-                          ROW_NUMBER() OVER (PARTITION BY batch, account_id{bytes}, item{bytes} \
-                                             ORDER BY position DESC) AS last_rank \
-                   FROM reconcile_batched) e \
-             GROUP BY batch, account_id, source \
-             ORDER BY batch, account_id{bytes}, source{bytes}"
+             SELECT batch, account_id, item AS source, \
+                    SUM(CASE WHEN new_quantity > old_quantity THEN new_quantity - old_quantity ELSE 0 END) AS addition, \
+                    SUM(CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END) AS removal, \
+                    {last_quantity} AS quantity \
+             FROM reconcile_batched \
+             GROUP BY batch, account_id, item \
+             ORDER BY batch, account_id{bytes}, item{bytes}"
         );
         self.run(
             "summing the day's changes",
