@@ -431,6 +431,68 @@ impl ReconcileSession {
         self.analyze_scope("reconcile_scope").await?;
         self.analyze_scope("reconcile_cascade_scope").await?;
 
+        self.recount(counting, whole_tree, roll_up_deltas).await?;
+
+        // Changed accounts, numbered into batches, each with its record id.
+        let changed_statement = "INSERT INTO reconcile_changed (account_id, batch, ordinal) \
+             SELECT account_id, (ROW_NUMBER() OVER (ORDER BY account_id) - 1) / $1, ROW_NUMBER() OVER (ORDER BY account_id) \
+             FROM (SELECT DISTINCT account_id FROM reconcile_changes) d";
+        let batch = i64::try_from(batch_size.max(1)).unwrap_or(i64::MAX);
+        on_conn!(&mut self.conn, |c| {
+            sqlx::query(changed_statement)
+                .bind(batch)
+                .execute(&mut **c)
+                .await
+                .map_err(step("numbering changed accounts"))?;
+        });
+        // Each entry's position in its record (§4.2.4), numbered once here; the rows
+        // stored in batch and key order, so a batch's rows are adjacent (each batch
+        // reads its own pages, not every page) and are written in index order.
+        let bytes = self.byte_order();
+        let batched_statement = format!(
+            "CREATE TEMP TABLE reconcile_batched AS \
+             SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, c.stored, a.batch, a.ordinal, \
+                    ROW_NUMBER() OVER (PARTITION BY a.batch, c.account_id{bytes} \
+                                       ORDER BY {BUCKET_RANK_C}, c.category{bytes}, c.item{bytes}) AS position \
+             FROM reconcile_changes c JOIN reconcile_changed a ON a.account_id = c.account_id \
+             ORDER BY a.batch, c.account_id{bytes}, {BUCKET_RANK_C}, c.category{bytes}, c.item{bytes}"
+        );
+        self.run("grouping changes into batches", &[&batched_statement]).await?;
+        self.run(
+            "indexing batches",
+            &[
+                "CREATE INDEX reconcile_batched_by_batch ON reconcile_batched (batch)",
+                "CREATE INDEX reconcile_changed_by_batch ON reconcile_changed (batch)",
+            ],
+        )
+        .await?;
+        self.analyze("reconcile_batched").await?;
+        self.analyze("reconcile_changed").await?;
+
+        Ok(StageOutcome {
+            accounts_scanned: self
+                .count("counting scanned accounts", "SELECT COUNT(*) FROM reconcile_scope")
+                .await?,
+            accounts_changed: self
+                .count("counting changed accounts", "SELECT COUNT(*) FROM reconcile_changed")
+                .await?,
+            items_changed: self
+                .count("counting changed items", "SELECT COUNT(*) FROM reconcile_changes")
+                .await?,
+            unknown_accounts,
+            full_recount,
+        })
+    }
+
+    /// Steps 2–4 over the accounts in scope: counts into `reconcile_counts`, the
+    /// cascade roll-up into `reconcile_cascade`, and their diff against the stored
+    /// quantities into `reconcile_changes`.
+    async fn recount(
+        &mut self,
+        counting: &CountingQueries,
+        whole_tree: bool,
+        roll_up_deltas: bool,
+    ) -> Result<(), StoreError> {
         // Step 2: every counting query, summed per key; sums of 0 dropped (§3.4).
         let union: Vec<String> = counting
             .iter()
@@ -438,6 +500,18 @@ impl ReconcileSession {
             .collect();
         if union.is_empty() {
             return Err(StoreError::Refused("no counting query configured".to_string()));
+        }
+        // Nothing in scope (a quiet night): nothing to count, roll up or compare. More
+        // than a saving: an empty table leaves SQLite no statistics, and its planner
+        // would then read every inventory table to find no account.
+        let in_scope = self
+            .count(
+                "checking the scope",
+                "SELECT COUNT(*) FROM (SELECT 1 FROM reconcile_cascade_scope LIMIT 1) s",
+            )
+            .await?;
+        if in_scope == 0 {
+            return Ok(());
         }
         let count_statement = format!(
             "INSERT INTO reconcile_counts (account_id, category, item, quantity) \
@@ -560,56 +634,7 @@ impl ReconcileSession {
             ],
         )
         .await?;
-
-        // Changed accounts, numbered into batches, each with its record id.
-        let changed_statement = "INSERT INTO reconcile_changed (account_id, batch, ordinal) \
-             SELECT account_id, (ROW_NUMBER() OVER (ORDER BY account_id) - 1) / $1, ROW_NUMBER() OVER (ORDER BY account_id) \
-             FROM (SELECT DISTINCT account_id FROM reconcile_changes) d";
-        let batch = i64::try_from(batch_size.max(1)).unwrap_or(i64::MAX);
-        on_conn!(&mut self.conn, |c| {
-            sqlx::query(changed_statement)
-                .bind(batch)
-                .execute(&mut **c)
-                .await
-                .map_err(step("numbering changed accounts"))?;
-        });
-        // Each entry's position in its record (§4.2.4), numbered once here; the rows
-        // stored in batch and key order, so a batch's rows are adjacent (each batch
-        // reads its own pages, not every page) and are written in index order.
-        let bytes = self.byte_order();
-        let batched_statement = format!(
-            "CREATE TEMP TABLE reconcile_batched AS \
-             SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, c.stored, a.batch, a.ordinal, \
-                    ROW_NUMBER() OVER (PARTITION BY a.batch, c.account_id{bytes} \
-                                       ORDER BY {BUCKET_RANK_C}, c.category{bytes}, c.item{bytes}) AS position \
-             FROM reconcile_changes c JOIN reconcile_changed a ON a.account_id = c.account_id \
-             ORDER BY a.batch, c.account_id{bytes}, {BUCKET_RANK_C}, c.category{bytes}, c.item{bytes}"
-        );
-        self.run("grouping changes into batches", &[&batched_statement]).await?;
-        self.run(
-            "indexing batches",
-            &[
-                "CREATE INDEX reconcile_batched_by_batch ON reconcile_batched (batch)",
-                "CREATE INDEX reconcile_changed_by_batch ON reconcile_changed (batch)",
-            ],
-        )
-        .await?;
-        self.analyze("reconcile_batched").await?;
-        self.analyze("reconcile_changed").await?;
-
-        Ok(StageOutcome {
-            accounts_scanned: self
-                .count("counting scanned accounts", "SELECT COUNT(*) FROM reconcile_scope")
-                .await?,
-            accounts_changed: self
-                .count("counting changed accounts", "SELECT COUNT(*) FROM reconcile_changed")
-                .await?,
-            items_changed: self
-                .count("counting changed items", "SELECT COUNT(*) FROM reconcile_changes")
-                .await?,
-            unknown_accounts,
-            full_recount,
-        })
+        Ok(())
     }
 
     /// Why an incremental run must recount everything, or `None` when the marks
