@@ -7,7 +7,7 @@ use tally::domain::summary::{summarise, DaySummary, GregorianSeconds};
 use tally::domain::tree::Breakage;
 use tally::domain::{Category, ItemName, Quantities};
 use tally::jobs::reconcile::{run_once, ReconcileOptions, SkipReason};
-use tally::store::{CountingQueries, ReconcileScope, Store};
+use tally::store::{Backend, CountingQueries, ReconcileScope, Store};
 
 /// 2019-12-09T12:00:00Z.
 const NOON: i64 = 63_743_112_000;
@@ -804,6 +804,36 @@ async fn a_source_changed_in_several_entries_keeps_the_last_ones_quantity(store:
     assert_eq!(rows, expected);
 }
 
+/// The reconcile session's PostgreSQL settings (`work_mem`, `random_page_cost`) end
+/// with the run: the pooled connection it used is back to the server's values.
+async fn the_session_settings_end_with_the_run(store: &Store) {
+    let single = store.with_pool_size(1).await.expect("a pool of one connection");
+    single
+        .execute_script(&format!(
+            "{}{}INSERT INTO users (id, account_id) VALUES ('u1', 'a');",
+            account_sql("m", None),
+            account_sql("a", Some("m"))
+        ))
+        .await
+        .expect("fixture loads");
+    reconcile_all(&single, at(NOON)).await;
+    if single.backend() == Backend::Postgres {
+        let left_set = single
+            .query_count(
+                "SELECT COUNT(*) FROM pg_settings \
+                 WHERE name IN ('work_mem', 'random_page_cost') AND source = 'session'",
+            )
+            .await
+            .expect("reads pg_settings");
+        assert_eq!(left_set, 0, "a session setting outlived the run");
+    }
+    let stored = single.quantities(&id("a")).await.expect("read");
+    assert_eq!(
+        stored.account,
+        bucket(&[("accounts", "account", 1), ("users", "user", 1)])
+    );
+}
+
 on_both_backends!(
     quantities_equal_an_independent_count_on_a_generated_tree,
     cascade_quantities_cover_a_four_level_tree,
@@ -817,4 +847,5 @@ on_both_backends!(
     a_run_stopped_halfway_and_rerun_ends_like_one_clean_run,
     a_stored_zero_quantity_is_updated_when_counted_again,
     a_source_changed_in_several_entries_keeps_the_last_ones_quantity,
+    the_session_settings_end_with_the_run,
 );
