@@ -535,6 +535,14 @@ impl ReconcileSession {
             "reconcile statement"
         );
         if let Err(source) = counted {
+            // A lost connection or a server going away is nobody's counting query: the
+            // probes below would blame the first file they run for it.
+            if super::is_temporary(&source) {
+                return Err(StoreError::Query {
+                    step: "counting quantities",
+                    source,
+                });
+            }
             // Name the file at fault: rerun each alone to find the one that fails.
             for query in counting.iter() {
                 let probe = format!("SELECT COUNT(*) FROM ({}) q", query.sql);
