@@ -436,6 +436,17 @@ async fn the_day_summary_reproduces_the_worked_example(store: &Store) {
     assert_eq!((own.2.addition, own.2.removal, own.2.quantity), (1, 1, 0));
 }
 
+/// An account's day-summary rows keyed by source, for fixtures whose rows are of one day.
+async fn summaries_by_source(store: &Store, account: &str) -> BTreeMap<String, DaySummary> {
+    store
+        .day_summaries(&id(account))
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|(_, source, row)| (source.to_string(), row))
+        .collect()
+}
+
 async fn disabled_and_deleted_objects_are_removals_and_new_ones_additions(store: &Store) {
     store
         .execute_script(&format!(
@@ -458,13 +469,7 @@ async fn disabled_and_deleted_objects_are_removals_and_new_ones_additions(store:
         .expect("change inventory");
     reconcile_all(store, at(NOON + 3_600)).await;
 
-    let rows: BTreeMap<String, DaySummary> = store
-        .day_summaries(&id("a"))
-        .await
-        .expect("read")
-        .into_iter()
-        .map(|(_, source, row)| (source.to_string(), row))
-        .collect();
+    let rows = summaries_by_source(store, "a").await;
     let later = GregorianSeconds(NOON + 3_600);
     assert_eq!(
         rows["sip_device"],
@@ -494,13 +499,7 @@ async fn disabled_and_deleted_objects_are_removals_and_new_ones_additions(store:
         }
     );
     // The parent sees the same changes in its cascade bucket.
-    let master: BTreeMap<String, DaySummary> = store
-        .day_summaries(&id("m"))
-        .await
-        .expect("read")
-        .into_iter()
-        .map(|(_, source, row)| (source.to_string(), row))
-        .collect();
+    let master = summaries_by_source(store, "m").await;
     assert_eq!(
         master["sip_device"],
         DaySummary {
@@ -786,13 +785,7 @@ async fn a_source_changed_in_several_entries_keeps_the_last_ones_quantity(store:
         .expect("fixture loads");
     reconcile_all(store, at(NOON)).await;
 
-    let rows: BTreeMap<String, DaySummary> = store
-        .day_summaries(&id("r"))
-        .await
-        .expect("read")
-        .into_iter()
-        .map(|(_, source, row)| (source.to_string(), row))
-        .collect();
+    let rows = summaries_by_source(store, "r").await;
     let row = |addition, quantity| DaySummary {
         addition,
         removal: 0,
