@@ -760,7 +760,7 @@ fn print_statements(statements: &[StatementEvent], total: Duration) {
             String::new()
         } else {
             format!(
-                "   (upsert, delete, records, entries, summaries, dirty, commit ms: {})",
+                "   (quantities, delete, records, entries, summaries, dirty, commit ms: {})",
                 details.join(" ")
             )
         };

@@ -120,8 +120,13 @@ const TEMP_TABLES: &[&str] = &[
 ];
 
 const BUCKET_RANK: &str = "CASE bucket WHEN 'account' THEN 0 WHEN 'manual' THEN 1 ELSE 2 END";
-/// Memory for the reconcile session's sorts and hashes on PostgreSQL (the floor's).
-const RECONCILE_WORK_MEM: &str = "SET work_mem = '256MB'";
+/// The reconcile session's PostgreSQL settings, undone by [`RECONCILE_SETTINGS_RESET`]:
+/// memory for its sorts and hashes (the floor's), and the cost of a random page read
+/// for storage that is not a spinning disk. With the default 4.0 the planner read whole
+/// inventory tables to count 100 accounts spread over them (0.52 s at 10,000 accounts,
+/// 0.03-0.06 s by account index); a full recount keeps its hash joins.
+const RECONCILE_SETTINGS: &[&str] = &["SET work_mem = '256MB'", "SET random_page_cost = 1.1"];
+const RECONCILE_SETTINGS_RESET: &[&str] = &["RESET work_mem", "RESET random_page_cost"];
 
 /// [`BUCKET_RANK`] of the table aliased `c`.
 const BUCKET_RANK_C: &str = "CASE c.bucket WHEN 'account' THEN 0 WHEN 'manual' THEN 1 ELSE 2 END";
@@ -151,6 +156,18 @@ impl ReconcileSession {
         match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => " COLLATE \"C\"",
+        }
+    }
+
+    /// In a grouping of `reconcile_batched`, `column` of the group's row of highest
+    /// `position` (positions are unique within an account). PostgreSQL compares arrays
+    /// element by element, so the greatest `[position, column]` is that row's, found by
+    /// a hash aggregate without sorting; SQLite takes a bare column from the row that
+    /// gives the query's only `max()`.
+    fn last_by_position(&self, column: &str) -> String {
+        match self.backend {
+            Backend::Postgres => format!("(MAX(ARRAY[position, {column}]))[2]"),
+            Backend::Sqlite => format!("MAX(position) * 0 + {column}"),
         }
     }
 
@@ -202,6 +219,15 @@ impl ReconcileSession {
         }
     }
 
+    /// Statistics for a scope table on both backends. Without them SQLite's planner
+    /// takes every table for a large one and drives each counting query from the
+    /// inventory table, reading all of it for a night with a few marked accounts (or
+    /// none); with them it starts from the scope and looks the inventory up by account.
+    async fn analyze_scope(&mut self, table: &str) -> Result<(), StoreError> {
+        let statement = format!("ANALYZE {table}");
+        self.run("analysing a temporary table", &[&statement]).await
+    }
+
     async fn index(&mut self, table: &str, columns: &str) -> Result<(), StoreError> {
         if !self.index_temp_tables() {
             return Ok(());
@@ -216,9 +242,10 @@ impl ReconcileSession {
         if self.backend == Backend::Postgres {
             // The counts, the cascade and the batch numbering sort and hash a row per
             // inventory object: with the 4 MB default they spill to disk. Reset by
-            // `finish`; a session that fails before it leaves the setting on a pooled
-            // connection, where it only lets other statements use more memory.
-            self.run("configuring the session", &[RECONCILE_WORK_MEM]).await?;
+            // `finish`; a session that fails before it leaves the settings on a pooled
+            // connection, where they only let other statements use more memory and
+            // index scans.
+            self.run("configuring the session", RECONCILE_SETTINGS).await?;
         }
         for table in TEMP_TABLES {
             let statement = format!("DROP TABLE IF EXISTS {table}");
@@ -312,8 +339,11 @@ impl ReconcileSession {
                  item TEXT NOT NULL, quantity BIGINT NOT NULL)",
                 "CREATE TEMP TABLE reconcile_cascade (account_id TEXT NOT NULL, category TEXT NOT NULL, \
                  item TEXT NOT NULL, quantity BIGINT NOT NULL)",
+                // `stored`: a `service_quantities` row exists (it may hold 0), so the write
+                // is an UPDATE; otherwise a plain INSERT.
                 "CREATE TEMP TABLE reconcile_changes (account_id TEXT NOT NULL, bucket TEXT NOT NULL, \
-                 category TEXT NOT NULL, item TEXT NOT NULL, old_quantity BIGINT NOT NULL, new_quantity BIGINT NOT NULL)",
+                 category TEXT NOT NULL, item TEXT NOT NULL, old_quantity BIGINT NOT NULL, new_quantity BIGINT NOT NULL, \
+                 stored BOOLEAN NOT NULL)",
                 "CREATE TEMP TABLE reconcile_changed (account_id TEXT PRIMARY KEY, batch BIGINT NOT NULL, \
                  ordinal BIGINT NOT NULL)",
                 "CREATE TEMP TABLE reconcile_marked (account_id TEXT PRIMARY KEY, token TEXT NOT NULL)",
@@ -404,9 +434,71 @@ impl ReconcileSession {
                JOIN reconcile_scope s ON s.account_id = m.account_id"],
         )
         .await?;
-        self.analyze("reconcile_scope").await?;
-        self.analyze("reconcile_cascade_scope").await?;
+        self.analyze_scope("reconcile_scope").await?;
+        self.analyze_scope("reconcile_cascade_scope").await?;
 
+        self.recount(counting, whole_tree, roll_up_deltas).await?;
+
+        // Changed accounts, numbered into batches, each with its record id.
+        let changed_statement = "INSERT INTO reconcile_changed (account_id, batch, ordinal) \
+             SELECT account_id, (ROW_NUMBER() OVER (ORDER BY account_id) - 1) / $1, ROW_NUMBER() OVER (ORDER BY account_id) \
+             FROM (SELECT DISTINCT account_id FROM reconcile_changes) d";
+        let batch = i64::try_from(batch_size.max(1)).unwrap_or(i64::MAX);
+        on_conn!(&mut self.conn, |c| {
+            sqlx::query(changed_statement)
+                .bind(batch)
+                .execute(&mut **c)
+                .await
+                .map_err(step("numbering changed accounts"))?;
+        });
+        // Each entry's position in its record (§4.2.4), numbered once here; the rows
+        // stored in batch and key order, so a batch's rows are adjacent (each batch
+        // reads its own pages, not every page) and are written in index order.
+        let bytes = self.byte_order();
+        let batched_statement = format!(
+            "CREATE TEMP TABLE reconcile_batched AS \
+             SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, c.stored, a.batch, a.ordinal, \
+                    ROW_NUMBER() OVER (PARTITION BY a.batch, c.account_id{bytes} \
+                                       ORDER BY {BUCKET_RANK_C}, c.category{bytes}, c.item{bytes}) AS position \
+             FROM reconcile_changes c JOIN reconcile_changed a ON a.account_id = c.account_id \
+             ORDER BY a.batch, c.account_id{bytes}, {BUCKET_RANK_C}, c.category{bytes}, c.item{bytes}"
+        );
+        self.run("grouping changes into batches", &[&batched_statement]).await?;
+        self.run(
+            "indexing batches",
+            &[
+                "CREATE INDEX reconcile_batched_by_batch ON reconcile_batched (batch)",
+                "CREATE INDEX reconcile_changed_by_batch ON reconcile_changed (batch)",
+            ],
+        )
+        .await?;
+        self.analyze("reconcile_batched").await?;
+        self.analyze("reconcile_changed").await?;
+
+        Ok(StageOutcome {
+            accounts_scanned: self
+                .count("counting scanned accounts", "SELECT COUNT(*) FROM reconcile_scope")
+                .await?,
+            accounts_changed: self
+                .count("counting changed accounts", "SELECT COUNT(*) FROM reconcile_changed")
+                .await?,
+            items_changed: self
+                .count("counting changed items", "SELECT COUNT(*) FROM reconcile_changes")
+                .await?,
+            unknown_accounts,
+            full_recount,
+        })
+    }
+
+    /// Steps 2–4 over the accounts in scope: counts into `reconcile_counts`, the
+    /// cascade roll-up into `reconcile_cascade`, and their diff against the stored
+    /// quantities into `reconcile_changes`.
+    async fn recount(
+        &mut self,
+        counting: &CountingQueries,
+        whole_tree: bool,
+        roll_up_deltas: bool,
+    ) -> Result<(), StoreError> {
         // Step 2: every counting query, summed per key; sums of 0 dropped (§3.4).
         let union: Vec<String> = counting
             .iter()
@@ -414,6 +506,18 @@ impl ReconcileSession {
             .collect();
         if union.is_empty() {
             return Err(StoreError::Refused("no counting query configured".to_string()));
+        }
+        // Nothing in scope (a quiet night): nothing to count, roll up or compare. More
+        // than a saving: an empty table leaves SQLite no statistics, and its planner
+        // would then read every inventory table to find no account.
+        let in_scope = self
+            .count(
+                "checking the scope",
+                "SELECT COUNT(*) FROM (SELECT 1 FROM reconcile_cascade_scope LIMIT 1) s",
+            )
+            .await?;
+        if in_scope == 0 {
+            return Ok(());
         }
         let count_statement = format!(
             "INSERT INTO reconcile_counts (account_id, category, item, quantity) \
@@ -431,6 +535,14 @@ impl ReconcileSession {
             "reconcile statement"
         );
         if let Err(source) = counted {
+            // A lost connection or a server going away is nobody's counting query: the
+            // probes below would blame the first file they run for it.
+            if super::is_temporary(&source) {
+                return Err(StoreError::Query {
+                    step: "counting quantities",
+                    source,
+                });
+            }
             // Name the file at fault: rerun each alone to find the one that fails.
             for query in counting.iter() {
                 let probe = format!("SELECT COUNT(*) FROM ({}) q", query.sql);
@@ -509,24 +621,26 @@ impl ReconcileSession {
         self.run(
             "comparing with stored quantities",
             &[
-                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
-                 SELECT n.account_id, 'account', n.category, n.item, COALESCE(q.quantity, 0), n.quantity \
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity, stored) \
+                 SELECT n.account_id, 'account', n.category, n.item, COALESCE(q.quantity, 0), n.quantity, \
+                        q.quantity IS NOT NULL \
                  FROM reconcile_counts n LEFT JOIN service_quantities q \
                    ON q.account_id = n.account_id AND q.bucket = 'account' AND q.category = n.category AND q.item = n.item \
                  WHERE q.quantity IS NULL OR q.quantity <> n.quantity",
-                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
-                 SELECT q.account_id, 'account', q.category, q.item, q.quantity, 0 \
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity, stored) \
+                 SELECT q.account_id, 'account', q.category, q.item, q.quantity, 0, TRUE \
                  FROM service_quantities q JOIN reconcile_scope s ON s.account_id = q.account_id \
                  WHERE q.bucket = 'account' AND q.quantity <> 0 \
                    AND NOT EXISTS (SELECT 1 FROM reconcile_counts n \
                        WHERE n.account_id = q.account_id AND n.category = q.category AND n.item = q.item)",
-                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
-                 SELECT n.account_id, 'cascade', n.category, n.item, COALESCE(q.quantity, 0), n.quantity \
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity, stored) \
+                 SELECT n.account_id, 'cascade', n.category, n.item, COALESCE(q.quantity, 0), n.quantity, \
+                        q.quantity IS NOT NULL \
                  FROM reconcile_cascade n LEFT JOIN service_quantities q \
                    ON q.account_id = n.account_id AND q.bucket = 'cascade' AND q.category = n.category AND q.item = n.item \
                  WHERE q.quantity IS NULL OR q.quantity <> n.quantity",
-                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity) \
-                 SELECT q.account_id, 'cascade', q.category, q.item, q.quantity, 0 \
+                "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity, stored) \
+                 SELECT q.account_id, 'cascade', q.category, q.item, q.quantity, 0, TRUE \
                  FROM service_quantities q JOIN reconcile_cascade_scope s ON s.account_id = q.account_id \
                  WHERE q.bucket = 'cascade' AND q.quantity <> 0 \
                    AND NOT EXISTS (SELECT 1 FROM reconcile_cascade n \
@@ -534,56 +648,7 @@ impl ReconcileSession {
             ],
         )
         .await?;
-
-        // Changed accounts, numbered into batches, each with its record id.
-        let changed_statement = "INSERT INTO reconcile_changed (account_id, batch, ordinal) \
-             SELECT account_id, (ROW_NUMBER() OVER (ORDER BY account_id) - 1) / $1, ROW_NUMBER() OVER (ORDER BY account_id) \
-             FROM (SELECT DISTINCT account_id FROM reconcile_changes) d";
-        let batch = i64::try_from(batch_size.max(1)).unwrap_or(i64::MAX);
-        on_conn!(&mut self.conn, |c| {
-            sqlx::query(changed_statement)
-                .bind(batch)
-                .execute(&mut **c)
-                .await
-                .map_err(step("numbering changed accounts"))?;
-        });
-        // Each entry's position in its record (§4.2.4), numbered once here; the rows
-        // stored in batch and key order, so a batch's rows are adjacent (each batch
-        // reads its own pages, not every page) and are written in index order.
-        let bytes = self.byte_order();
-        let batched_statement = format!(
-            "CREATE TEMP TABLE reconcile_batched AS \
-             SELECT c.account_id, c.bucket, c.category, c.item, c.old_quantity, c.new_quantity, a.batch, a.ordinal, \
-                    ROW_NUMBER() OVER (PARTITION BY a.batch, c.account_id{bytes} \
-                                       ORDER BY {BUCKET_RANK_C}, c.category{bytes}, c.item{bytes}) AS position \
-             FROM reconcile_changes c JOIN reconcile_changed a ON a.account_id = c.account_id \
-             ORDER BY a.batch, c.account_id{bytes}, {BUCKET_RANK_C}, c.category{bytes}, c.item{bytes}"
-        );
-        self.run("grouping changes into batches", &[&batched_statement]).await?;
-        self.run(
-            "indexing batches",
-            &[
-                "CREATE INDEX reconcile_batched_by_batch ON reconcile_batched (batch)",
-                "CREATE INDEX reconcile_changed_by_batch ON reconcile_changed (batch)",
-            ],
-        )
-        .await?;
-        self.analyze("reconcile_batched").await?;
-        self.analyze("reconcile_changed").await?;
-
-        Ok(StageOutcome {
-            accounts_scanned: self
-                .count("counting scanned accounts", "SELECT COUNT(*) FROM reconcile_scope")
-                .await?,
-            accounts_changed: self
-                .count("counting changed accounts", "SELECT COUNT(*) FROM reconcile_changed")
-                .await?,
-            items_changed: self
-                .count("counting changed items", "SELECT COUNT(*) FROM reconcile_changes")
-                .await?,
-            unknown_accounts,
-            full_recount,
-        })
+        Ok(())
     }
 
     /// Why an incremental run must recount everything, or `None` when the marks
@@ -754,21 +819,19 @@ impl ReconcileSession {
         // Per (account, source) of a run, the additions and removals add up and the
         // last entry in record order gives the quantity (§5.2): computed once for every
         // batch, in batch and key order; each batch's upsert folds its rows into the
-        // day's rows with the same rule (§5.6).
+        // day's rows with the same rule (§5.6). One grouping, no window: the last entry
+        // is the one of highest position ([`Self::last_by_position`]).
         let bytes = self.byte_order();
+        let last_quantity = self.last_by_position("new_quantity");
         let day_sums = format!(
             "CREATE TEMP TABLE reconcile_day_sums AS \
-             SELECT batch, account_id, source, SUM(addition) AS addition, SUM(removal) AS removal, \
-                    MAX(CASE WHEN last_rank = 1 THEN billable END) AS quantity \
-             FROM (SELECT batch, account_id, item AS source, \
-                          CASE WHEN new_quantity > old_quantity THEN new_quantity - old_quantity ELSE 0 END AS addition, \
-                          CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END AS removal, \
-                          new_quantity AS billable, \
-                          ROW_NUMBER() OVER (PARTITION BY batch, account_id{bytes}, item{bytes} \
-                                             ORDER BY position DESC) AS last_rank \
-                   FROM reconcile_batched) e \
-             GROUP BY batch, account_id, source \
-             ORDER BY batch, account_id{bytes}, source{bytes}"
+             SELECT batch, account_id, item AS source, \
+                    SUM(CASE WHEN new_quantity > old_quantity THEN new_quantity - old_quantity ELSE 0 END) AS addition, \
+                    SUM(CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END) AS removal, \
+                    {last_quantity} AS quantity \
+             FROM reconcile_batched \
+             GROUP BY batch, account_id, item \
+             ORDER BY batch, account_id{bytes}, item{bytes}"
         );
         self.run(
             "summing the day's changes",
@@ -780,13 +843,20 @@ impl ReconcileSession {
         .await?;
         self.analyze("reconcile_day_sums").await?;
 
-        // Rows go in in primary-key order: each index insert lands next to the last.
-        let upsert_quantities = format!(
+        // A changed row that exists is updated, a new one inserted, apart: an upsert
+        // probes the key twice per row (once for the conflict, once to insert), and on
+        // a first run every row is new. New rows go in in primary-key order, so each
+        // index insert lands next to the last.
+        let update_quantities = "UPDATE service_quantities SET quantity = b.new_quantity \
+             FROM reconcile_batched b \
+             WHERE b.batch = $1 AND b.stored AND b.new_quantity <> 0 \
+               AND service_quantities.account_id = b.account_id AND service_quantities.bucket = b.bucket \
+               AND service_quantities.category = b.category AND service_quantities.item = b.item";
+        let insert_quantities = format!(
             "INSERT INTO service_quantities (account_id, bucket, category, item, quantity) \
              SELECT account_id, bucket, category, item, new_quantity FROM reconcile_batched \
-             WHERE batch = $1 AND new_quantity <> 0 \
-             ORDER BY account_id{bytes}, bucket{bytes}, category{bytes}, item{bytes} \
-             ON CONFLICT (account_id, bucket, category, item) DO UPDATE SET quantity = excluded.quantity"
+             WHERE batch = $1 AND NOT stored AND new_quantity <> 0 \
+             ORDER BY account_id{bytes}, bucket{bytes}, category{bytes}, item{bytes}"
         );
         let delete_quantities = "DELETE FROM service_quantities WHERE (account_id, bucket, category, item) IN \
              (SELECT account_id, bucket, category, item FROM reconcile_batched WHERE batch = $1 AND new_quantity = 0)";
@@ -824,11 +894,16 @@ impl ReconcileSession {
                     .await
                     .map_err(step("starting a batch"))?;
                 let part = std::time::Instant::now();
-                sqlx::query(&upsert_quantities)
+                sqlx::query(update_quantities)
                     .bind(batch)
                     .execute(&mut *tx)
                     .await
-                    .map_err(step("writing quantities"))?;
+                    .map_err(step("updating quantities"))?;
+                sqlx::query(&insert_quantities)
+                    .bind(batch)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("inserting quantities"))?;
                 spent[0] += part.elapsed();
                 let part = std::time::Instant::now();
                 sqlx::query(delete_quantities)
@@ -900,7 +975,7 @@ impl ReconcileSession {
     /// Drops the temporary tables and gives the connection back.
     pub async fn finish(mut self) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
-            self.run("configuring the session", &["RESET work_mem"]).await?;
+            self.run("configuring the session", RECONCILE_SETTINGS_RESET).await?;
         }
         for table in TEMP_TABLES {
             let statement = format!("DROP TABLE IF EXISTS {table}");

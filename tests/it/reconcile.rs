@@ -7,7 +7,7 @@ use tally::domain::summary::{summarise, DaySummary, GregorianSeconds};
 use tally::domain::tree::Breakage;
 use tally::domain::{Category, ItemName, Quantities};
 use tally::jobs::reconcile::{run_once, ReconcileOptions, SkipReason};
-use tally::store::{CountingQueries, ReconcileScope, Store};
+use tally::store::{Backend, CountingQueries, ReconcileScope, Store};
 
 /// 2019-12-09T12:00:00Z.
 const NOON: i64 = 63_743_112_000;
@@ -436,6 +436,17 @@ async fn the_day_summary_reproduces_the_worked_example(store: &Store) {
     assert_eq!((own.2.addition, own.2.removal, own.2.quantity), (1, 1, 0));
 }
 
+/// An account's day-summary rows keyed by source, for fixtures whose rows are of one day.
+async fn summaries_by_source(store: &Store, account: &str) -> BTreeMap<String, DaySummary> {
+    store
+        .day_summaries(&id(account))
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|(_, source, row)| (source.to_string(), row))
+        .collect()
+}
+
 async fn disabled_and_deleted_objects_are_removals_and_new_ones_additions(store: &Store) {
     store
         .execute_script(&format!(
@@ -458,13 +469,7 @@ async fn disabled_and_deleted_objects_are_removals_and_new_ones_additions(store:
         .expect("change inventory");
     reconcile_all(store, at(NOON + 3_600)).await;
 
-    let rows: BTreeMap<String, DaySummary> = store
-        .day_summaries(&id("a"))
-        .await
-        .expect("read")
-        .into_iter()
-        .map(|(_, source, row)| (source.to_string(), row))
-        .collect();
+    let rows = summaries_by_source(store, "a").await;
     let later = GregorianSeconds(NOON + 3_600);
     assert_eq!(
         rows["sip_device"],
@@ -494,13 +499,7 @@ async fn disabled_and_deleted_objects_are_removals_and_new_ones_additions(store:
         }
     );
     // The parent sees the same changes in its cascade bucket.
-    let master: BTreeMap<String, DaySummary> = store
-        .day_summaries(&id("m"))
-        .await
-        .expect("read")
-        .into_iter()
-        .map(|(_, source, row)| (source.to_string(), row))
-        .collect();
+    let master = summaries_by_source(store, "m").await;
     assert_eq!(
         master["sip_device"],
         DaySummary {
@@ -735,6 +734,99 @@ async fn a_run_stopped_halfway_and_rerun_ends_like_one_clean_run(store: &Store) 
     assert!(!sources_seen.is_empty());
 }
 
+/// A stored row holding 0 (a manual write, or an older version's) counts as stored: it
+/// is updated in place when its item is counted again, not inserted a second time.
+async fn a_stored_zero_quantity_is_updated_when_counted_again(store: &Store) {
+    store
+        .execute_script(&format!(
+            "{}{}INSERT INTO devices (id, account_id, device_type) VALUES ('p1', 'a', 'softphone'), ('p2', 'a', 'softphone');
+             INSERT INTO service_quantities (account_id, bucket, category, item, quantity)
+             VALUES ('a', 'account', 'devices', 'softphone', 0);",
+            account_sql("m", None),
+            account_sql("a", Some("m"))
+        ))
+        .await
+        .expect("fixture loads");
+    let report = reconcile_all(store, at(NOON)).await;
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+
+    let stored = store.quantities(&id("a")).await.expect("read");
+    assert_eq!(
+        stored.account,
+        bucket(&[("accounts", "account", 1), ("devices", "softphone", 2)])
+    );
+    let records = store.change_records(&id("a")).await.expect("read");
+    let softphones: Vec<(i64, i64)> = records
+        .iter()
+        .flat_map(|record| &record.entries)
+        .filter(|entry| entry.source.as_str() == "softphone")
+        .map(|entry| (entry.quantity, entry.billable))
+        .collect();
+    assert_eq!(softphones, [(2, 2)], "one addition from the stored 0 to 2");
+}
+
+/// One run can change a source in several entries of a record: a reseller's own
+/// `accounts.account` and its cascade, mailboxes of faxes and of voicemails. The day's
+/// row adds them up and keeps the quantity of the last entry in record order (§5.2):
+/// the cascade's, then voicemails' (after faxes), neither the first nor the largest.
+async fn a_source_changed_in_several_entries_keeps_the_last_ones_quantity(store: &Store) {
+    store
+        .execute_script(&format!(
+            "{}{}{}{}
+             UPDATE accounts SET is_reseller = TRUE WHERE id = 'r';
+             INSERT INTO vmboxes (id, account_id) VALUES ('v1', 'r');
+             INSERT INTO faxboxes (id, account_id) VALUES ('f1', 'r'), ('f2', 'r');",
+            account_sql("m", None),
+            account_sql("r", Some("m")),
+            account_sql("s1", Some("r")),
+            account_sql("s2", Some("r"))
+        ))
+        .await
+        .expect("fixture loads");
+    reconcile_all(store, at(NOON)).await;
+
+    let rows = summaries_by_source(store, "r").await;
+    let row = |addition, quantity| DaySummary {
+        addition,
+        removal: 0,
+        quantity,
+        last_timestamp: GregorianSeconds(NOON),
+    };
+    let expected: BTreeMap<String, DaySummary> =
+        [("account".to_string(), row(3, 2)), ("mailbox".to_string(), row(3, 1))].into();
+    assert_eq!(rows, expected);
+}
+
+/// The reconcile session's PostgreSQL settings (`work_mem`, `random_page_cost`) end
+/// with the run: the pooled connection it used is back to the server's values.
+async fn the_session_settings_end_with_the_run(store: &Store) {
+    let single = store.with_pool_size(1).await.expect("a pool of one connection");
+    single
+        .execute_script(&format!(
+            "{}{}INSERT INTO users (id, account_id) VALUES ('u1', 'a');",
+            account_sql("m", None),
+            account_sql("a", Some("m"))
+        ))
+        .await
+        .expect("fixture loads");
+    reconcile_all(&single, at(NOON)).await;
+    if single.backend() == Backend::Postgres {
+        let left_set = single
+            .query_count(
+                "SELECT COUNT(*) FROM pg_settings \
+                 WHERE name IN ('work_mem', 'random_page_cost') AND source = 'session'",
+            )
+            .await
+            .expect("reads pg_settings");
+        assert_eq!(left_set, 0, "a session setting outlived the run");
+    }
+    let stored = single.quantities(&id("a")).await.expect("read");
+    assert_eq!(
+        stored.account,
+        bucket(&[("accounts", "account", 1), ("users", "user", 1)])
+    );
+}
+
 on_both_backends!(
     quantities_equal_an_independent_count_on_a_generated_tree,
     cascade_quantities_cover_a_four_level_tree,
@@ -746,4 +838,7 @@ on_both_backends!(
     broken_accounts_are_skipped_and_reported,
     one_account_is_recounted_and_its_ancestors_rolled_up,
     a_run_stopped_halfway_and_rerun_ends_like_one_clean_run,
+    a_stored_zero_quantity_is_updated_when_counted_again,
+    a_source_changed_in_several_entries_keeps_the_last_ones_quantity,
+    the_session_settings_end_with_the_run,
 );
