@@ -103,14 +103,20 @@ fn render_line(out: &mut String, line: &Value) {
         "maximum" => "capped at the maximum",
         _ => "within the bounds",
     };
+    // Without a `maximum` field pricing caps at the quantity itself, which is no
+    // bound a reader set: say there is none rather than print the quantity as one.
+    let has_maximum = list(&line["fields"]).iter().any(|field| field["path"] == "maximum");
+    let maximum = match has_maximum {
+        true => format!("maximum {}", plain(&billable["maximum"])),
+        false => "no maximum".to_owned(),
+    };
     let _ = write!(
         out,
-        "\n    billable {}: quantity rounded up to step {} is {}, {bound} (minimum {}, maximum {})",
+        "\n    billable {}: quantity rounded up to step {} is {}, {bound} (minimum {}, {maximum})",
         plain(&billable["value"]),
         plain(&billable["step"]),
         plain(&billable["stepped_quantity"]),
         plain(&billable["minimum"]),
-        plain(&billable["maximum"]),
     );
 
     let rate = &line["rate"];

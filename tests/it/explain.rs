@@ -192,6 +192,10 @@ async fn the_cli_explains_the_known_account_field_by_field(test_store: &TestStor
     assert!(text.contains("users.user \"users/user\": total 10.5"), "{text}");
     assert!(text.contains("quantity 7: the item; user manual 7"), "{text}");
     assert!(text.contains("rate 1.5 (rates tier up to 10 units)"), "{text}");
+    assert!(
+        text.contains("within the bounds (minimum 0, no maximum)"),
+        "a plan without a maximum has none, whatever the quantity: {text}"
+    );
     assert!(text.contains("rates.\"10\" = 1.5 ← plan extras"), "{text}");
     assert!(!text.contains("devices.sip_device"), "only the line asked for: {text}");
 
