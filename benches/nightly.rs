@@ -48,14 +48,12 @@ use sqlx::Connection;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::saved_demo::{reuse_requested, saved_demo_note, SavedDemo};
-use support::{peak_memory_kib, reset_peak_memory, resident_memory_kib, BenchDatabase};
+use support::saved_demo::{prepare_demo, saved_demo_note, PreparedDemo};
+use support::{peak_memory_kib, reset_peak_memory, resident_memory_kib};
 use tally::bookkeepers::demo::DemoBookkeeper;
 use tally::config::{DatabaseUrl, Settings};
-use tally::demo::DemoSpec;
 use tally::domain::summary::GregorianSeconds;
 use tally::jobs::context::{JobContext, RunScope};
-use tally::jobs::demo::{load, DEMO_BATCH_SIZE};
 use tally::jobs::{bookkeeper_sync, reconcile, sync};
 use tally::store::{Backend, CountingQueries, Store};
 use tokio_util::sync::CancellationToken;
@@ -777,63 +775,6 @@ fn print_statements(statements: &[StatementEvent], total: Duration) {
     );
 }
 
-// ---------------------------------------------------------------------------------
-// The demo
-
-/// Loads the demo through the production path; returns the inventory object count.
-async fn load_demo(store: &Store, accounts: u64, now: GregorianSeconds) -> u64 {
-    let settings = Settings::default();
-    let classifiers = settings.ingest.classifiers().expect("the default classifiers compile");
-    let started = Instant::now();
-    let report = load(
-        store,
-        classifiers,
-        DemoSpec {
-            accounts,
-            seed: DEMO_SEED,
-        },
-        now,
-        DEMO_BATCH_SIZE,
-    )
-    .await
-    .expect("the demo loads");
-    assert_eq!(report.ingest.rejected, 0, "the demo's documents are all accepted");
-    println!(
-        "  demo: {} accounts, {} resellers, {} objects ({} documents) loaded in {:.1} s",
-        report.accounts,
-        report.resellers,
-        report.objects,
-        report.documents,
-        started.elapsed().as_secs_f64()
-    );
-    report.objects
-}
-
-/// The demo's seed (the saved demos are keyed by it).
-const DEMO_SEED: u64 = 1;
-
-/// Saves the freshly loaded demo with its object count for the next run
-/// (`TALLY_BENCH_REUSE=1`), closing the store for the copy; returns it reopened.
-async fn save_demo(store: Store, fresh: &BenchDatabase, saved: &SavedDemo, objects: u64) -> Store {
-    let started = Instant::now();
-    store
-        .execute_script(&format!(
-            "CREATE TABLE bench_demo (objects BIGINT NOT NULL); INSERT INTO bench_demo (objects) VALUES ({objects})"
-        ))
-        .await
-        .expect("notes the object count");
-    if store.backend() == Backend::Sqlite {
-        store
-            .execute_script("PRAGMA wal_checkpoint(TRUNCATE)")
-            .await
-            .expect("checkpoints the WAL");
-    }
-    store.close().await;
-    saved.save_from(fresh).await;
-    println!("  demo saved in {:.1} s", started.elapsed().as_secs_f64());
-    Store::open(&fresh.url).await.expect("reopens")
-}
-
 fn main() {
     let statement_events =
         tracing_subscriber::filter::Targets::new().with_target("tally::store::reconcile", tracing::Level::DEBUG);
@@ -855,47 +796,16 @@ fn main() {
     runtime.block_on(async {
         for &accounts in &sizes {
             for backend in &backends {
-                let label = format!("nightly_{accounts}");
-                let saved = if reuse_requested() {
-                    SavedDemo::locate(backend, accounts, DEMO_SEED)
-                } else {
-                    None
-                };
-                let reusable = match &saved {
-                    Some(saved) => saved.exists().await,
-                    None => false,
-                };
                 println!("{backend}, {accounts} accounts:");
                 let start = GregorianSeconds::from_utc(chrono::Utc::now());
-                let (fresh, store, objects) = match (&saved, reusable) {
-                    (Some(saved), true) => {
-                        let copied = Instant::now();
-                        let fresh = saved.copy(&label).await;
-                        let store = Store::open(&fresh.url).await.expect("opens");
-                        let objects = u64::try_from(
-                            store
-                                .query_count("SELECT objects FROM bench_demo")
-                                .await
-                                .expect("the saved demo's object count"),
-                        )
-                        .expect("a count");
-                        println!(
-                            "  demo: the saved demo ({objects} objects) copied in {:.1} s",
-                            copied.elapsed().as_secs_f64()
-                        );
-                        (fresh, store, objects)
-                    }
-                    _ => {
-                        let Some(fresh) = BenchDatabase::create(backend, &label).await else {
-                            continue;
-                        };
-                        let mut store = Store::open(&fresh.url).await.expect("opens");
-                        let objects = load_demo(&store, accounts, GregorianSeconds(start.0 - DAY)).await;
-                        if let Some(saved) = &saved {
-                            store = save_demo(store, &fresh, saved, objects).await;
-                        }
-                        (fresh, store, objects)
-                    }
+                let Some(PreparedDemo {
+                    database: fresh,
+                    store,
+                    objects,
+                    saved,
+                }) = prepare_demo(backend, accounts, &format!("nightly_{accounts}"), GregorianSeconds(start.0 - DAY)).await
+                else {
+                    continue;
                 };
                 let rows = scenarios(&store, &fresh.url, objects, start).await;
                 store.close().await;
