@@ -25,7 +25,9 @@
 //!   /proc/self/clear_refs before; the PostgreSQL server's memory is not in it);
 //! * **explain**: `Operations::explain` (`tally services explain ACCOUNT`) of
 //!   [`EXPLAINED`] touched accounts spread over the id order, one after the other;
-//!   median and max.
+//!   median and max;
+//! * **reference**: a dry-run `sync::run_once` of the same accounts, which reads and
+//!   prices each once where the impact does both twice (as stored, and with the change).
 //!
 //! Checked in the run: the dry run wrote nothing (the stored plan, snapshots, audit
 //! rows, marks and revisions are as before), it touched exactly the plan's assigned
@@ -52,7 +54,7 @@ use tally::domain::AccountId;
 use tally::jobs::context::{JobContext, RunScope};
 use tally::jobs::{reconcile, sync};
 use tally::ops::{Caller, FixedClock, Operations};
-use tally::store::{Backend, Store};
+use tally::store::{Backend, Store, SyncScope};
 use tokio_util::sync::CancellationToken;
 
 const DAY: i64 = 86_400;
@@ -141,6 +143,7 @@ struct Measured {
     changed: u64,
     floor: Duration,
     impact: Duration,
+    sync_reference: Duration,
     start_kib: Option<u64>,
     peak_kib: Option<u64>,
     explain_median: Duration,
@@ -327,6 +330,23 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
         millis(explain_median),
         millis(explain_max)
     );
+
+    // A reference: a dry-run sync of the same accounts reads and prices each once (the
+    // impact does both twice: as stored and with the change).
+    let mut reference = options.sync.clone();
+    reference.scope = SyncScope::Accounts(touched_accounts.clone());
+    reference.dry_run = true;
+    let started = Instant::now();
+    let synced = sync::run_once(&store, &reference).await.expect("the dry-run sync runs");
+    let sync_reference = started.elapsed();
+    assert_eq!(u64::try_from(synced.accounts_scanned).expect("a count"), touched);
+    assert!(synced.skipped.is_empty(), "{:?}", synced.skipped);
+    assert_eq!(floor_connection.written().await, written_before, "a dry-run sync writes nothing");
+    println!(
+        "  reference, dry-run sync of the touched accounts: {:.3} s ({:.0} accounts/s)",
+        sync_reference.as_secs_f64(),
+        touched as f64 / sync_reference.as_secs_f64().max(1e-9)
+    );
     let load = load_average();
 
     floor_connection.close().await;
@@ -344,6 +364,7 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
         changed,
         floor,
         impact,
+        sync_reference,
         start_kib,
         peak_kib,
         explain_median,
@@ -379,11 +400,11 @@ fn main() {
         }
     });
     println!();
-    println!("| backend | accounts | plan | assigned by the demo | touched | changed | floor read s | impact s | accounts/s | ratio | RSS at start | peak RSS | explain median ms | explain max ms | load average after |");
-    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!("| backend | accounts | plan | assigned by the demo | touched | changed | floor read s | impact s | accounts/s | ratio | dry-run sync s | RSS at start | peak RSS | explain median ms | explain max ms | load average after |");
+    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     for row in &table {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.0} | {:.2} | {} | {} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.0} | {:.2} | {:.3} | {} | {} | {:.1} | {:.1} | {} |",
             row.backend,
             row.accounts,
             row.plan,
@@ -394,6 +415,7 @@ fn main() {
             row.impact.as_secs_f64(),
             row.touched as f64 / row.impact.as_secs_f64().max(1e-9),
             row.impact.as_secs_f64() / row.floor.as_secs_f64().max(1e-9),
+            row.sync_reference.as_secs_f64(),
             memory(row.start_kib),
             memory(row.peak_kib),
             millis(row.explain_median),
