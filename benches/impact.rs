@@ -160,10 +160,7 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
     println!("{backend}, {accounts} accounts (load average {}):", load_average());
     let start = GregorianSeconds::from_utc(chrono::Utc::now());
     let PreparedDemo {
-        database,
-        store,
-        saved,
-        ..
+        database, store, saved, ..
     } = prepare_demo(
         backend,
         accounts,
@@ -190,11 +187,15 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
             ))
             .await;
     }
-    let assigned = u64::try_from(floor_connection.count(&format!(
-        "SELECT COUNT(*) FROM service_plan_assignments WHERE vendor_id = {} AND plan_id = {}",
-        quoted(&vendor),
-        quoted(&plan_id)
-    )).await)
+    let assigned = u64::try_from(
+        floor_connection
+            .count(&format!(
+                "SELECT COUNT(*) FROM service_plan_assignments WHERE vendor_id = {} AND plan_id = {}",
+                quoted(&vendor),
+                quoted(&plan_id)
+            ))
+            .await,
+    )
     .expect("a count");
 
     // One billing, so every account has quantities and computed snapshots.
@@ -263,7 +264,10 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
     let operator = Caller::operator("bench");
     let vendor_id = AccountId::parse(vendor.as_str()).expect("a stored vendor id");
     let start_kib = resident_memory_kib();
-    assert!(reset_peak_memory(), "/proc/self/clear_refs resets the peak (Linux >= 4.0)");
+    assert!(
+        reset_peak_memory(),
+        "/proc/self/clear_refs resets the peak (Linux >= 4.0)"
+    );
     let started = Instant::now();
     let answer = ops
         .import_plans_impact(&operator, &vendor_id, &document)
@@ -275,7 +279,11 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
     let touched = report["accounts_touched"].as_u64().expect("accounts_touched");
     let changed = report["accounts_changed"].as_u64().expect("accounts_changed");
     assert_eq!(touched, assigned, "the dry run touches every assigned account");
-    assert_eq!(report["skipped"], Value::Array(Vec::new()), "no touched account is skipped");
+    assert_eq!(
+        report["skipped"],
+        Value::Array(Vec::new()),
+        "no touched account is skipped"
+    );
     assert!(changed > 0, "raising the plan's rates changes some invoice");
     assert_eq!(
         floor_connection.written().await,
@@ -287,7 +295,10 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
         .await
         .expect("reads the catalog")
         .expect("still in the catalog");
-    assert_eq!(stored_after.document, stored_plan.document, "the dry run stored no plan");
+    assert_eq!(
+        stored_after.document, stored_plan.document,
+        "the dry run stored no plan"
+    );
     drop(answer);
     println!(
         "  impact (dry run): {touched} accounts touched, {changed} changed in {:.3} s ({:.0} accounts/s, {:.2}x the floor), \
@@ -319,7 +330,10 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
             .iter()
             .map(|invoice| invoice["lines"].as_array().map_or(0, Vec::len))
             .sum();
-        assert!(lines > 0, "account {account} has an assigned plan: its explanation has lines");
+        assert!(
+            lines > 0,
+            "account {account} has an assigned plan: its explanation has lines"
+        );
     }
     explain_times.sort();
     let explain_median = explain_times[explain_times.len() / 2];
@@ -341,7 +355,11 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
     let sync_reference = started.elapsed();
     assert_eq!(u64::try_from(synced.accounts_scanned).expect("a count"), touched);
     assert!(synced.skipped.is_empty(), "{:?}", synced.skipped);
-    assert_eq!(floor_connection.written().await, written_before, "a dry-run sync writes nothing");
+    assert_eq!(
+        floor_connection.written().await,
+        written_before,
+        "a dry-run sync writes nothing"
+    );
     println!(
         "  reference, dry-run sync of the touched accounts: {:.3} s ({:.0} accounts/s)",
         sync_reference.as_secs_f64(),

@@ -803,7 +803,13 @@ fn main() {
                     store,
                     objects,
                     saved,
-                }) = prepare_demo(backend, accounts, &format!("nightly_{accounts}"), GregorianSeconds(start.0 - DAY)).await
+                }) = prepare_demo(
+                    backend,
+                    accounts,
+                    &format!("nightly_{accounts}"),
+                    GregorianSeconds(start.0 - DAY),
+                )
+                .await
                 else {
                     continue;
                 };

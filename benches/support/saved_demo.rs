@@ -175,7 +175,12 @@ pub struct PreparedDemo {
 /// saved demo when `TALLY_BENCH_REUSE=1` and one exists, else loaded through the
 /// production path as of `loaded_at` (and saved when reuse is asked). `None` for an
 /// unknown backend.
-pub async fn prepare_demo(backend: &str, accounts: u64, label: &str, loaded_at: GregorianSeconds) -> Option<PreparedDemo> {
+pub async fn prepare_demo(
+    backend: &str,
+    accounts: u64,
+    label: &str,
+    loaded_at: GregorianSeconds,
+) -> Option<PreparedDemo> {
     let saved = if reuse_requested() {
         SavedDemo::locate(backend, accounts, DEMO_SEED)
     } else {
@@ -250,7 +255,6 @@ async fn load_demo(store: &Store, accounts: u64, now: GregorianSeconds) -> u64 {
     report.objects
 }
 
-
 /// Saves the freshly loaded demo with its object count for the next run
 /// (`TALLY_BENCH_REUSE=1`), closing the store for the copy; returns it reopened.
 async fn save_demo(store: Store, fresh: &BenchDatabase, saved: &SavedDemo, objects: u64) -> Store {
@@ -272,4 +276,3 @@ async fn save_demo(store: Store, fresh: &BenchDatabase, saved: &SavedDemo, objec
     println!("  demo saved in {:.1} s", started.elapsed().as_secs_f64());
     Store::open(&fresh.url).await.expect("reopens")
 }
-
