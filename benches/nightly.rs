@@ -44,10 +44,10 @@
 
 mod support;
 
-use sqlx::Connection;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::floor::FloorConnection;
 use support::saved_demo::{prepare_demo, saved_demo_note, PreparedDemo};
 use support::{peak_memory_kib, reset_peak_memory, resident_memory_kib};
 use tally::bookkeepers::demo::DemoBookkeeper;
@@ -394,70 +394,6 @@ fn floor_writes() -> (String, String) {
     )
 }
 
-enum FloorConnection {
-    Postgres(sqlx::PgConnection),
-    Sqlite(sqlx::SqliteConnection),
-}
-
-impl FloorConnection {
-    async fn open(backend: Backend, url: &DatabaseUrl) -> FloorConnection {
-        match backend {
-            Backend::Postgres => {
-                let mut connection = sqlx::PgConnection::connect(url.expose()).await.expect("connects");
-                // Sorts and hashes of a million rows in memory.
-                sqlx::raw_sql("SET work_mem = '256MB'")
-                    .execute(&mut connection)
-                    .await
-                    .expect("work_mem");
-                FloorConnection::Postgres(connection)
-            }
-            Backend::Sqlite => {
-                use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-                use std::str::FromStr;
-                // The store's own settings, so the floor gets no unfair advantage.
-                let options = SqliteConnectOptions::from_str(url.expose())
-                    .expect("a SQLite URL")
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(30))
-                    .pragma("cache_size", "-32768")
-                    .pragma("temp_store", "FILE");
-                FloorConnection::Sqlite(sqlx::SqliteConnection::connect_with(&options).await.expect("connects"))
-            }
-        }
-    }
-
-    async fn execute(&mut self, sql: &str) -> u64 {
-        match self {
-            FloorConnection::Postgres(connection) => sqlx::raw_sql(sql)
-                .execute(connection)
-                .await
-                .unwrap_or_else(|error| panic!("floor statement {sql}: {error}"))
-                .rows_affected(),
-            FloorConnection::Sqlite(connection) => sqlx::raw_sql(sql)
-                .execute(connection)
-                .await
-                .unwrap_or_else(|error| panic!("floor statement {sql}: {error}"))
-                .rows_affected(),
-        }
-    }
-
-    async fn count(&mut self, sql: &str) -> i64 {
-        match self {
-            FloorConnection::Postgres(connection) => sqlx::query_scalar(sql).fetch_one(connection).await,
-            FloorConnection::Sqlite(connection) => sqlx::query_scalar(sql).fetch_one(connection).await,
-        }
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
-    }
-
-    async fn close(self) {
-        match self {
-            FloorConnection::Postgres(connection) => connection.close().await.expect("closes"),
-            FloorConnection::Sqlite(connection) => connection.close().await.expect("closes"),
-        }
-    }
-}
-
 struct FloorRun {
     total: Duration,
     steps: Vec<(&'static str, Duration)>,
@@ -596,6 +532,10 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
         .await
         .expect("the floor's table");
     let mut floor_connection = FloorConnection::open(backend, url).await;
+    if backend == Backend::Postgres {
+        // Sorts and hashes of a million rows in memory.
+        floor_connection.execute("SET work_mem = '256MB'").await;
+    }
     let mut rows = Vec::new();
     for (index, scenario) in ["first run", "no change", "1 % churn"].into_iter().enumerate() {
         if index == 2 {

@@ -45,13 +45,13 @@ impl FloorConnection {
         }
     }
 
-    pub async fn execute(&mut self, sql: &str) {
-        on_floor!(self, |c| {
-            sqlx::raw_sql(sql)
-                .execute(c)
-                .await
-                .unwrap_or_else(|error| panic!("floor statement {sql}: {error}"));
-        })
+    /// Runs statements; returns the rows they affected.
+    pub async fn execute(&mut self, sql: &str) -> u64 {
+        on_floor!(self, |c| sqlx::raw_sql(sql)
+            .execute(c)
+            .await
+            .unwrap_or_else(|error| panic!("floor statement {sql}: {error}"))
+            .rows_affected())
     }
 
     /// Runs a query and fetches every row; returns how many.
