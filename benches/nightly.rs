@@ -44,18 +44,16 @@
 
 mod support;
 
-use sqlx::Connection;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::saved_demo::{reuse_requested, saved_demo_note, SavedDemo};
-use support::{peak_memory_kib, reset_peak_memory, resident_memory_kib, BenchDatabase};
+use support::floor::FloorConnection;
+use support::saved_demo::{prepare_demo, saved_demo_note, PreparedDemo};
+use support::{peak_memory_kib, reset_peak_memory, resident_memory_kib};
 use tally::bookkeepers::demo::DemoBookkeeper;
 use tally::config::{DatabaseUrl, Settings};
-use tally::demo::DemoSpec;
 use tally::domain::summary::GregorianSeconds;
 use tally::jobs::context::{JobContext, RunScope};
-use tally::jobs::demo::{load, DEMO_BATCH_SIZE};
 use tally::jobs::{bookkeeper_sync, reconcile, sync};
 use tally::store::{Backend, CountingQueries, Store};
 use tokio_util::sync::CancellationToken;
@@ -396,70 +394,6 @@ fn floor_writes() -> (String, String) {
     )
 }
 
-enum FloorConnection {
-    Postgres(sqlx::PgConnection),
-    Sqlite(sqlx::SqliteConnection),
-}
-
-impl FloorConnection {
-    async fn open(backend: Backend, url: &DatabaseUrl) -> FloorConnection {
-        match backend {
-            Backend::Postgres => {
-                let mut connection = sqlx::PgConnection::connect(url.expose()).await.expect("connects");
-                // Sorts and hashes of a million rows in memory.
-                sqlx::raw_sql("SET work_mem = '256MB'")
-                    .execute(&mut connection)
-                    .await
-                    .expect("work_mem");
-                FloorConnection::Postgres(connection)
-            }
-            Backend::Sqlite => {
-                use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-                use std::str::FromStr;
-                // The store's own settings, so the floor gets no unfair advantage.
-                let options = SqliteConnectOptions::from_str(url.expose())
-                    .expect("a SQLite URL")
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(30))
-                    .pragma("cache_size", "-32768")
-                    .pragma("temp_store", "FILE");
-                FloorConnection::Sqlite(sqlx::SqliteConnection::connect_with(&options).await.expect("connects"))
-            }
-        }
-    }
-
-    async fn execute(&mut self, sql: &str) -> u64 {
-        match self {
-            FloorConnection::Postgres(connection) => sqlx::raw_sql(sql)
-                .execute(connection)
-                .await
-                .unwrap_or_else(|error| panic!("floor statement {sql}: {error}"))
-                .rows_affected(),
-            FloorConnection::Sqlite(connection) => sqlx::raw_sql(sql)
-                .execute(connection)
-                .await
-                .unwrap_or_else(|error| panic!("floor statement {sql}: {error}"))
-                .rows_affected(),
-        }
-    }
-
-    async fn count(&mut self, sql: &str) -> i64 {
-        match self {
-            FloorConnection::Postgres(connection) => sqlx::query_scalar(sql).fetch_one(connection).await,
-            FloorConnection::Sqlite(connection) => sqlx::query_scalar(sql).fetch_one(connection).await,
-        }
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
-    }
-
-    async fn close(self) {
-        match self {
-            FloorConnection::Postgres(connection) => connection.close().await.expect("closes"),
-            FloorConnection::Sqlite(connection) => connection.close().await.expect("closes"),
-        }
-    }
-}
-
 struct FloorRun {
     total: Duration,
     steps: Vec<(&'static str, Duration)>,
@@ -598,6 +532,10 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
         .await
         .expect("the floor's table");
     let mut floor_connection = FloorConnection::open(backend, url).await;
+    if backend == Backend::Postgres {
+        // Sorts and hashes of a million rows in memory.
+        floor_connection.execute("SET work_mem = '256MB'").await;
+    }
     let mut rows = Vec::new();
     for (index, scenario) in ["first run", "no change", "1 % churn"].into_iter().enumerate() {
         if index == 2 {
@@ -777,63 +715,6 @@ fn print_statements(statements: &[StatementEvent], total: Duration) {
     );
 }
 
-// ---------------------------------------------------------------------------------
-// The demo
-
-/// Loads the demo through the production path; returns the inventory object count.
-async fn load_demo(store: &Store, accounts: u64, now: GregorianSeconds) -> u64 {
-    let settings = Settings::default();
-    let classifiers = settings.ingest.classifiers().expect("the default classifiers compile");
-    let started = Instant::now();
-    let report = load(
-        store,
-        classifiers,
-        DemoSpec {
-            accounts,
-            seed: DEMO_SEED,
-        },
-        now,
-        DEMO_BATCH_SIZE,
-    )
-    .await
-    .expect("the demo loads");
-    assert_eq!(report.ingest.rejected, 0, "the demo's documents are all accepted");
-    println!(
-        "  demo: {} accounts, {} resellers, {} objects ({} documents) loaded in {:.1} s",
-        report.accounts,
-        report.resellers,
-        report.objects,
-        report.documents,
-        started.elapsed().as_secs_f64()
-    );
-    report.objects
-}
-
-/// The demo's seed (the saved demos are keyed by it).
-const DEMO_SEED: u64 = 1;
-
-/// Saves the freshly loaded demo with its object count for the next run
-/// (`TALLY_BENCH_REUSE=1`), closing the store for the copy; returns it reopened.
-async fn save_demo(store: Store, fresh: &BenchDatabase, saved: &SavedDemo, objects: u64) -> Store {
-    let started = Instant::now();
-    store
-        .execute_script(&format!(
-            "CREATE TABLE bench_demo (objects BIGINT NOT NULL); INSERT INTO bench_demo (objects) VALUES ({objects})"
-        ))
-        .await
-        .expect("notes the object count");
-    if store.backend() == Backend::Sqlite {
-        store
-            .execute_script("PRAGMA wal_checkpoint(TRUNCATE)")
-            .await
-            .expect("checkpoints the WAL");
-    }
-    store.close().await;
-    saved.save_from(fresh).await;
-    println!("  demo saved in {:.1} s", started.elapsed().as_secs_f64());
-    Store::open(&fresh.url).await.expect("reopens")
-}
-
 fn main() {
     let statement_events =
         tracing_subscriber::filter::Targets::new().with_target("tally::store::reconcile", tracing::Level::DEBUG);
@@ -855,47 +736,22 @@ fn main() {
     runtime.block_on(async {
         for &accounts in &sizes {
             for backend in &backends {
-                let label = format!("nightly_{accounts}");
-                let saved = if reuse_requested() {
-                    SavedDemo::locate(backend, accounts, DEMO_SEED)
-                } else {
-                    None
-                };
-                let reusable = match &saved {
-                    Some(saved) => saved.exists().await,
-                    None => false,
-                };
                 println!("{backend}, {accounts} accounts:");
                 let start = GregorianSeconds::from_utc(chrono::Utc::now());
-                let (fresh, store, objects) = match (&saved, reusable) {
-                    (Some(saved), true) => {
-                        let copied = Instant::now();
-                        let fresh = saved.copy(&label).await;
-                        let store = Store::open(&fresh.url).await.expect("opens");
-                        let objects = u64::try_from(
-                            store
-                                .query_count("SELECT objects FROM bench_demo")
-                                .await
-                                .expect("the saved demo's object count"),
-                        )
-                        .expect("a count");
-                        println!(
-                            "  demo: the saved demo ({objects} objects) copied in {:.1} s",
-                            copied.elapsed().as_secs_f64()
-                        );
-                        (fresh, store, objects)
-                    }
-                    _ => {
-                        let Some(fresh) = BenchDatabase::create(backend, &label).await else {
-                            continue;
-                        };
-                        let mut store = Store::open(&fresh.url).await.expect("opens");
-                        let objects = load_demo(&store, accounts, GregorianSeconds(start.0 - DAY)).await;
-                        if let Some(saved) = &saved {
-                            store = save_demo(store, &fresh, saved, objects).await;
-                        }
-                        (fresh, store, objects)
-                    }
+                let Some(PreparedDemo {
+                    database: fresh,
+                    store,
+                    objects,
+                    saved,
+                }) = prepare_demo(
+                    backend,
+                    accounts,
+                    &format!("nightly_{accounts}"),
+                    GregorianSeconds(start.0 - DAY),
+                )
+                .await
+                else {
+                    continue;
                 };
                 let rows = scenarios(&store, &fresh.url, objects, start).await;
                 store.close().await;

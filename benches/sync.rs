@@ -32,11 +32,11 @@
 
 mod support;
 
-use sqlx::Connection;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::floor::{input_reads, FloorConnection, MARKED};
 use support::{peak_memory_kib, reset_peak_memory, BenchDatabase};
-use tally::config::{DatabaseUrl, Settings};
+use tally::config::Settings;
 use tally::demo::DemoSpec;
 use tally::domain::summary::GregorianSeconds;
 use tally::jobs::context::{JobContext, RunScope};
@@ -104,11 +104,6 @@ fn take_stages() -> Stages {
 // ---------------------------------------------------------------------------------
 // The floor
 
-enum FloorConnection {
-    Postgres(sqlx::PgConnection),
-    Sqlite(sqlx::SqliteConnection),
-}
-
 /// A row of `invoice_snapshots` or `audit_logs`, as the floor writes it.
 type SnapshotRow = (String, String, String, String, String, String, i64, i64);
 type AuditRow = (
@@ -132,89 +127,8 @@ const SNAPSHOT_COLUMNS: &str =
 const AUDIT_COLUMNS: &str = "id, account_id, created_at, modified_at, status, bookkeeper_type, bookkeeper_vendor_id, \
                              bookkeeper_id, invoice, audit, today_units, recurring_units, hidden";
 
-const MARKED: &str = "s.dirty AND (s.dirty_held_since IS NULL OR s.dirty_since IS DISTINCT FROM s.dirty_held_since)";
-
-/// The floor's reads: every input of the marked accounts, one statement per table.
-fn floor_reads() -> Vec<String> {
-    vec![
-        format!(
-            "SELECT a.id, a.name, a.parent_id, a.deleted, s.overrides, s.bookkeeper, s.priced_at, s.dirty_since, \
-             s.revision FROM accounts a JOIN services s ON s.account_id = a.id WHERE {MARKED}"
-        ),
-        format!(
-            "SELECT x.account_id, x.plan_id, x.vendor_id, x.overrides FROM service_plan_assignments x \
-             JOIN services s ON s.account_id = x.account_id WHERE {MARKED}"
-        ),
-        "SELECT vendor_id, plan_id, document FROM service_plans p WHERE EXISTS (SELECT 1 FROM \
-         service_plan_assignments x WHERE x.vendor_id = p.vendor_id AND x.plan_id = p.plan_id)"
-            .to_owned(),
-        format!(
-            "SELECT q.account_id, q.bucket, q.category, q.item, q.quantity FROM service_quantities q \
-             JOIN services s ON s.account_id = q.account_id WHERE {MARKED}"
-        ),
-        format!(
-            "SELECT i.account_id, i.invoice FROM invoice_snapshots i JOIN services s ON s.account_id = i.account_id \
-             WHERE i.kind = 'computed' AND {MARKED}"
-        ),
-    ]
-}
-
-macro_rules! on_floor {
-    ($connection:expr, |$c:ident| $body:expr) => {
-        match $connection {
-            FloorConnection::Postgres($c) => $body,
-            FloorConnection::Sqlite($c) => $body,
-        }
-    };
-}
-
+/// The sync-only parts of the floor: the rows sync wrote, written again.
 impl FloorConnection {
-    async fn open(backend: Backend, url: &DatabaseUrl) -> FloorConnection {
-        match backend {
-            Backend::Postgres => {
-                FloorConnection::Postgres(sqlx::PgConnection::connect(url.expose()).await.expect("connects"))
-            }
-            Backend::Sqlite => {
-                use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-                use std::str::FromStr;
-                // The store's own settings, so the floor gets no unfair advantage.
-                let options = SqliteConnectOptions::from_str(url.expose())
-                    .expect("a SQLite URL")
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(30))
-                    .pragma("cache_size", "-32768")
-                    .pragma("temp_store", "FILE");
-                FloorConnection::Sqlite(sqlx::SqliteConnection::connect_with(&options).await.expect("connects"))
-            }
-        }
-    }
-
-    async fn execute(&mut self, sql: &str) {
-        on_floor!(self, |c| {
-            sqlx::raw_sql(sql)
-                .execute(c)
-                .await
-                .unwrap_or_else(|error| panic!("floor statement {sql}: {error}"));
-        })
-    }
-
-    /// Runs a query and fetches every row; returns how many.
-    async fn fetch(&mut self, sql: &str) -> usize {
-        on_floor!(self, |c| sqlx::query(sql)
-            .fetch_all(c)
-            .await
-            .unwrap_or_else(|error| panic!("floor read {sql}: {error}"))
-            .len())
-    }
-
-    async fn count(&mut self, sql: &str) -> i64 {
-        on_floor!(self, |c| sqlx::query_scalar(sql)
-            .fetch_one(c)
-            .await
-            .unwrap_or_else(|error| panic!("{sql}: {error}")))
-    }
-
     async fn snapshots(&mut self) -> Vec<SnapshotRow> {
         let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM invoice_snapshots");
         on_floor!(self, |c| sqlx::query_as(&sql).fetch_all(c).await.expect("snapshots"))
@@ -296,10 +210,6 @@ impl FloorConnection {
                 query.execute(c).await.expect("floor marks");
             });
         }
-    }
-
-    async fn close(self) {
-        on_floor!(self, |c| c.close().await.expect("closes"))
     }
 }
 
@@ -391,7 +301,7 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
     let mut floor = FloorConnection::open(backend_kind, &fresh.url).await;
     let started = Instant::now();
     let mut floor_rows = 0;
-    for sql in floor_reads() {
+    for sql in input_reads(MARKED) {
         floor_rows += floor.fetch(&sql).await;
     }
     let floor_read = started.elapsed();

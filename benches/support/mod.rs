@@ -5,6 +5,7 @@
 //! what it needs, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod floor;
 pub mod saved_demo;
 
 use sqlx::Connection;

@@ -14,6 +14,12 @@ use super::{admin_url, BenchDatabase};
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tally::config::Settings;
+use tally::demo::DemoSpec;
+use tally::domain::summary::GregorianSeconds;
+use tally::jobs::demo::{load, DEMO_BATCH_SIZE};
+use tally::store::{Backend, Store};
 
 /// True when `TALLY_BENCH_REUSE=1`.
 pub fn reuse_requested() -> bool {
@@ -150,4 +156,123 @@ impl SavedDemo {
 /// A line naming what `TALLY_BENCH_REUSE` keeps.
 pub fn saved_demo_note(saved: &SavedDemo) -> String {
     format!("  saved demo kept for the next run (remove: {})", saved.removal_hint())
+}
+
+/// The demo's seed (the saved demos are keyed by it).
+pub const DEMO_SEED: u64 = 1;
+
+/// A bench database holding the loaded demo, open.
+pub struct PreparedDemo {
+    pub database: BenchDatabase,
+    pub store: Store,
+    /// The inventory objects the load stored.
+    pub objects: u64,
+    /// Where the demo is kept between runs (`TALLY_BENCH_REUSE=1`), to name it.
+    pub saved: Option<SavedDemo>,
+}
+
+/// A new database on `backend` with the demo of `accounts` accounts: a copy of the
+/// saved demo when `TALLY_BENCH_REUSE=1` and one exists, else loaded through the
+/// production path as of `loaded_at` (and saved when reuse is asked). `None` for an
+/// unknown backend.
+pub async fn prepare_demo(
+    backend: &str,
+    accounts: u64,
+    label: &str,
+    loaded_at: GregorianSeconds,
+) -> Option<PreparedDemo> {
+    let saved = if reuse_requested() {
+        SavedDemo::locate(backend, accounts, DEMO_SEED)
+    } else {
+        None
+    };
+    let reusable = match &saved {
+        Some(saved) => saved.exists().await,
+        None => false,
+    };
+    if let (Some(kept), true) = (&saved, reusable) {
+        let copied = Instant::now();
+        let database = kept.copy(label).await;
+        let store = Store::open(&database.url).await.expect("opens");
+        let objects = u64::try_from(
+            store
+                .query_count("SELECT objects FROM bench_demo")
+                .await
+                .expect("the saved demo's object count"),
+        )
+        .expect("a count");
+        println!(
+            "  demo: the saved demo ({objects} objects) copied in {:.1} s",
+            copied.elapsed().as_secs_f64()
+        );
+        return Some(PreparedDemo {
+            database,
+            store,
+            objects,
+            saved,
+        });
+    }
+    let database = BenchDatabase::create(backend, label).await?;
+    let mut store = Store::open(&database.url).await.expect("opens");
+    let objects = load_demo(&store, accounts, loaded_at).await;
+    if let Some(saved) = &saved {
+        store = save_demo(store, &database, saved, objects).await;
+    }
+    Some(PreparedDemo {
+        database,
+        store,
+        objects,
+        saved,
+    })
+}
+
+/// Loads the demo through the production path; returns the inventory object count.
+async fn load_demo(store: &Store, accounts: u64, now: GregorianSeconds) -> u64 {
+    let settings = Settings::default();
+    let classifiers = settings.ingest.classifiers().expect("the default classifiers compile");
+    let started = Instant::now();
+    let report = load(
+        store,
+        classifiers,
+        DemoSpec {
+            accounts,
+            seed: DEMO_SEED,
+        },
+        now,
+        DEMO_BATCH_SIZE,
+    )
+    .await
+    .expect("the demo loads");
+    assert_eq!(report.ingest.rejected, 0, "the demo's documents are all accepted");
+    println!(
+        "  demo: {} accounts, {} resellers, {} objects ({} documents) loaded in {:.1} s",
+        report.accounts,
+        report.resellers,
+        report.objects,
+        report.documents,
+        started.elapsed().as_secs_f64()
+    );
+    report.objects
+}
+
+/// Saves the freshly loaded demo with its object count for the next run
+/// (`TALLY_BENCH_REUSE=1`), closing the store for the copy; returns it reopened.
+async fn save_demo(store: Store, fresh: &BenchDatabase, saved: &SavedDemo, objects: u64) -> Store {
+    let started = Instant::now();
+    store
+        .execute_script(&format!(
+            "CREATE TABLE bench_demo (objects BIGINT NOT NULL); INSERT INTO bench_demo (objects) VALUES ({objects})"
+        ))
+        .await
+        .expect("notes the object count");
+    if store.backend() == Backend::Sqlite {
+        store
+            .execute_script("PRAGMA wal_checkpoint(TRUNCATE)")
+            .await
+            .expect("checkpoints the WAL");
+    }
+    store.close().await;
+    saved.save_from(fresh).await;
+    println!("  demo saved in {:.1} s", started.elapsed().as_secs_f64());
+    Store::open(&fresh.url).await.expect("reopens")
 }
