@@ -72,22 +72,22 @@ impl BenchDatabase {
         }
     }
 
-    /// A new PostgreSQL database, empty or a copy of `template` (a database nobody is
-    /// connected to).
+    /// A new PostgreSQL database, empty or a copy of `template`.
     pub async fn create_postgres(label: &str, template: Option<&str>) -> BenchDatabase {
         let name = format!("tally_bench_{label}_{}", std::process::id());
         let admin_url = admin_url();
         let mut admin = sqlx::PgConnection::connect(&admin_url)
             .await
             .expect("PostgreSQL reachable");
-        let statement = match template {
-            Some(template) => format!("CREATE DATABASE {name} TEMPLATE {template}"),
-            None => format!("CREATE DATABASE {name}"),
-        };
-        sqlx::query(&statement)
-            .execute(&mut admin)
-            .await
-            .expect("create the bench database");
+        match template {
+            Some(template) => create_from_template(&mut admin, &name, template).await,
+            None => {
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create the bench database");
+            }
+        }
         let _ = admin.close().await;
         let (base, _) = admin_url.rsplit_once('/').expect("the URL names a database");
         BenchDatabase {
@@ -152,4 +152,28 @@ fn status_kib(field: &str) -> Option<u64> {
 /// Resets VmHWM to the current resident size (Linux ≥ 4.0); false when refused.
 pub fn reset_peak_memory() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// `CREATE DATABASE name TEMPLATE template`. PostgreSQL copies only a database nobody is
+/// connected to, and after a large load autovacuum connects to it within seconds: the
+/// bench's own databases' other sessions are ended and the copy is tried again.
+pub async fn create_from_template(admin: &mut sqlx::PgConnection, name: &str, template: &str) {
+    for attempt in 1.. {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(template)
+            .execute(&mut *admin)
+            .await
+            .expect("ends the sessions on the template");
+        match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .execute(&mut *admin)
+            .await
+        {
+            Ok(_) => return,
+            // 55006: object in use (a session reconnected between the two statements).
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55006") && attempt < 20 => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(error) => panic!("copies {template} into {name}: {error}"),
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! a table `bench_demo`. Nothing is saved unless asked; [`saved_demo_note`] says how to
 //! remove what was.
 
-use super::{admin_url, BenchDatabase};
+use super::{admin_url, create_from_template, BenchDatabase};
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
 use std::path::{Path, PathBuf};
@@ -130,10 +130,8 @@ impl SavedDemo {
                 let mut admin = sqlx::PgConnection::connect(&admin_url())
                     .await
                     .expect("PostgreSQL reachable");
-                sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {source}"))
-                    .execute(&mut admin)
-                    .await
-                    .expect("saves the demo as a template database");
+                // The store is closed, but autovacuum may be working on the fresh load.
+                create_from_template(&mut admin, name, source).await;
                 let _ = admin.close().await;
             }
             SavedDemo::Sqlite(path) => {
