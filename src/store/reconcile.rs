@@ -881,9 +881,15 @@ impl ReconcileSession {
                                  THEN excluded.quantity ELSE quantity_day_summaries.quantity END, \
                  last_timestamp = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
                                  THEN excluded.last_timestamp ELSE quantity_day_summaries.last_timestamp END";
-        let mark_dirty = "INSERT INTO services (account_id, dirty, dirty_since) \
-             SELECT account_id, TRUE, $2 FROM reconcile_changed WHERE batch = $1 \
-             ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since";
+        // First in each batch, in account order: every other writer of an account
+        // (manual quantities, overrides, plans: `lock_account` in `store/locked.rs`) takes its
+        // services row before anything else, so taking the same rows first, in one
+        // order, is what keeps a concurrent write from deadlocking with the batch.
+        let mark_dirty = format!(
+            "INSERT INTO services (account_id, dirty, dirty_since) \
+             SELECT account_id, TRUE, $2 FROM reconcile_changed WHERE batch = $1 ORDER BY account_id{bytes} \
+             ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since"
+        );
 
         let writing_started = std::time::Instant::now();
         let batch_count = batches.len();
@@ -893,6 +899,14 @@ impl ReconcileSession {
                 let mut tx = sqlx::Connection::begin(&mut **c)
                     .await
                     .map_err(step("starting a batch"))?;
+                let part = std::time::Instant::now();
+                sqlx::query(&mark_dirty)
+                    .bind(batch)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(step("marking accounts for repricing"))?;
+                spent[5] += part.elapsed();
                 let part = std::time::Instant::now();
                 sqlx::query(update_quantities)
                     .bind(batch)
@@ -941,14 +955,6 @@ impl ReconcileSession {
                     .await
                     .map_err(step("updating day summaries"))?;
                 spent[4] += part.elapsed();
-                let part = std::time::Instant::now();
-                sqlx::query(mark_dirty)
-                    .bind(batch)
-                    .bind(now.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("marking accounts for repricing"))?;
-                spent[5] += part.elapsed();
                 let part = std::time::Instant::now();
                 tx.commit().await.map_err(step("committing a batch"))?;
                 spent[6] += part.elapsed();

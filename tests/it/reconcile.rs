@@ -842,3 +842,107 @@ on_both_backends!(
     a_source_changed_in_several_entries_keeps_the_last_ones_quantity,
     the_session_settings_end_with_the_run,
 );
+
+/// A manual write holding an account's services row (its write lock) while reconcile
+/// reaches the same account must not deadlock with it: the batch takes the services
+/// rows first, as every other writer does, so it waits there holding nothing the
+/// write needs. The write's day-summary upsert (the row reconcile would otherwise have
+/// taken first) goes through at once, and both commit. PostgreSQL only: SQLite has
+/// one writer at a time, so the two cannot interleave.
+#[tokio::test]
+async fn a_concurrent_manual_write_and_reconcile_do_not_deadlock() {
+    use sqlx::Connection;
+    let Some(database) = crate::helpers::postgres_store().await else {
+        return;
+    };
+    let store = &database.store;
+    store
+        .execute_script(&format!(
+            "{}{}INSERT INTO users (id, account_id) VALUES ('u1', 'a');",
+            account_sql("m", None),
+            account_sql("a", Some("m"))
+        ))
+        .await
+        .expect("fixture loads");
+    reconcile_all(store, at(NOON)).await;
+    store
+        .execute_script("INSERT INTO users (id, account_id) VALUES ('u2', 'a');")
+        .await
+        .expect("a second user");
+    let later = at(NOON + 60);
+    let day = later.day_key().expect("a calendar day");
+
+    // The write: it takes the account's lock as `lock_account` does and holds it.
+    let mut writer = sqlx::PgConnection::connect(&database.url).await.expect("connects");
+    sqlx::query("BEGIN").execute(&mut writer).await.expect("begin");
+    sqlx::query(
+        "INSERT INTO services (account_id, dirty, dirty_since, revision) VALUES ('a', TRUE, $1, 1) \
+         ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, revision = services.revision + 1",
+    )
+    .bind(later.0)
+    .execute(&mut writer)
+    .await
+    .expect("takes the account's lock");
+
+    let reconciling = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            run_once(
+                &store,
+                &CountingQueries::builtin(),
+                &options(ReconcileScope::All, later),
+            )
+            .await
+        })
+    };
+    // Until reconcile waits on a lock (ours), so the write goes on while it waits.
+    let mut waited = false;
+    for _ in 0..200 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut writer)
+        .await
+        .expect("reads pg_stat_activity");
+        if waiting > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(waited, "reconcile never waited for the account's lock");
+
+    // Shorter than `deadlock_timeout` (1 s): blocked behind reconcile's summary row,
+    // this fails instead of waiting for the deadlock check to pick a victim.
+    sqlx::query("SET LOCAL lock_timeout = '500ms'")
+        .execute(&mut writer)
+        .await
+        .expect("lock_timeout");
+    sqlx::query(
+        "INSERT INTO quantity_day_summaries \
+             (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
+         VALUES ('a', $1, 'user', 0, 0, 1, $2, FALSE) \
+         ON CONFLICT (account_id, day, source) DO UPDATE SET quantity = excluded.quantity",
+    )
+    .bind(day.as_str())
+    .bind(later.0)
+    .execute(&mut writer)
+    .await
+    .expect("the write's day summary is not blocked by reconcile");
+    sqlx::query("COMMIT")
+        .execute(&mut writer)
+        .await
+        .expect("the write commits");
+
+    let report = reconciling
+        .await
+        .expect("reconcile task")
+        .expect("reconcile commits after the write");
+    assert_eq!(report.accounts_changed, 2, "a and its parent's cascade");
+    let stored = store.quantities(&id("a")).await.expect("read");
+    assert_eq!(
+        stored.account,
+        bucket(&[("accounts", "account", 1), ("users", "user", 2)])
+    );
+}
