@@ -78,6 +78,8 @@ pub enum DeliveryPlan {
     /// Joins the queued audit rows of the same bookkeeper (listed as a queued delivery).
     JoinsQueued,
     /// Waits behind the delivery in flight for the same bookkeeper (in this state).
+    /// When that one is due and its retry is acknowledged, bookkeeper-sync's pass starts
+    /// over and may send these rows in the same run; they are not counted as sent.
     AfterInFlight(DeliveryState),
 }
 
@@ -248,15 +250,16 @@ async fn preview_queued_deliveries(
             sink.delivery(&DeliveryPreview::Unreadable(unreadable))?;
         }
         for due in batch.deliveries {
-            let DueDelivery::New {
-                account,
-                bookkeeper,
-                latest,
-                last_acknowledged,
-                pending,
-            } = due
-            else {
-                continue;
+            let (account, bookkeeper, latest, last_acknowledged, pending) = match due {
+                DueDelivery::New {
+                    account,
+                    bookkeeper,
+                    latest,
+                    last_acknowledged,
+                    pending,
+                } => (account, bookkeeper, latest, last_acknowledged, pending),
+                // Retries were listed above; the queued read returns none.
+                DueDelivery::Retry { .. } => continue,
             };
             // The invoice bookkeeper-sync would build (`bookkeeper_sync::prepare`).
             let activations = pending
