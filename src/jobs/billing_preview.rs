@@ -40,6 +40,9 @@ pub struct PreviewOptions {
     pub sync: SyncOptions,
     /// Deliveries read per statement (bookkeeper-sync's batch size).
     pub delivery_batch_size: usize,
+    /// Why the HTTP bookkeeper cannot be called (`[bookkeepers.http] http_url` empty or
+    /// invalid), or `None`: its deliveries would wait for the configuration.
+    pub http_unconfigured: Option<String>,
 }
 
 /// Where the records go, one at a time, as they are made (the command line writes each
@@ -53,11 +56,17 @@ pub trait PreviewSink: Send {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryPreview {
     /// A delivery in flight, sent again byte for byte.
-    Retry(WaitingDelivery),
+    Retry {
+        delivery: WaitingDelivery,
+        /// Not sent: its bookkeeper is not configured.
+        waits_for_configuration: bool,
+    },
     /// Pending audit rows frozen into a new delivery: the invoice it would carry.
     Queued {
         account: AccountId,
         bookkeeper: BookkeeperRef,
+        /// Frozen but not sent: its bookkeeper is not configured.
+        waits_for_configuration: bool,
         /// The recurring total sent (the latest invoice).
         recurring: Money,
         /// The activation charges of every pending row.
@@ -75,6 +84,8 @@ pub enum DeliveryPlan {
     CallFree,
     /// A new delivery of its own.
     New,
+    /// A new delivery, frozen but not sent: the HTTP bookkeeper is not configured.
+    WaitsForConfiguration,
     /// Joins the queued audit rows of the same bookkeeper (listed as a queued delivery).
     JoinsQueued,
     /// Waits behind the delivery in flight for the same bookkeeper (in this state).
@@ -88,6 +99,7 @@ impl DeliveryPlan {
         match self {
             DeliveryPlan::CallFree => "none (bookkeeper needs no call)",
             DeliveryPlan::New => "new",
+            DeliveryPlan::WaitsForConfiguration => "new, waiting for the HTTP bookkeeper's configuration",
             DeliveryPlan::JoinsQueued => "joins the queued delivery",
             DeliveryPlan::AfterInFlight(_) => "after the delivery in flight",
         }
@@ -97,6 +109,7 @@ impl DeliveryPlan {
         match self {
             DeliveryPlan::CallFree => "none",
             DeliveryPlan::New => "new",
+            DeliveryPlan::WaitsForConfiguration => "waits_for_configuration",
             DeliveryPlan::JoinsQueued => "joins_queued",
             DeliveryPlan::AfterInFlight(_) => "after_in_flight",
         }
@@ -133,6 +146,9 @@ pub struct DeliveryCounts {
     pub joining_queued: usize,
     /// Changed invoices that wait behind a delivery in flight.
     pub after_in_flight: usize,
+    /// Deliveries (retried, queued or new) not sent because the HTTP bookkeeper is not
+    /// configured.
+    pub awaiting_configuration: usize,
     /// Deliveries whose stored rows cannot be read.
     pub unreadable: usize,
 }
@@ -237,9 +253,16 @@ async fn preview_queued_deliveries(
         let due = store.deliveries_due_at(now, after.as_deref(), batch_size).await?;
         let Some(last) = due.last() else { break };
         after = last.delivery_id.clone();
-        for retry in due {
-            counts.retries += 1;
-            sink.delivery(&DeliveryPreview::Retry(retry))?;
+        for delivery in due {
+            let waits_for_configuration = waits_for_configuration(options, &delivery.bookkeeper);
+            match waits_for_configuration {
+                true => counts.awaiting_configuration += 1,
+                false => counts.retries += 1,
+            }
+            sink.delivery(&DeliveryPreview::Retry {
+                delivery,
+                waits_for_configuration,
+            })?;
         }
     }
     let mut cursor = None;
@@ -281,10 +304,15 @@ async fn preview_queued_deliveries(
                     continue;
                 }
             };
-            counts.queued += 1;
+            let waits_for_configuration = waits_for_configuration(options, &bookkeeper);
+            match waits_for_configuration {
+                true => counts.awaiting_configuration += 1,
+                false => counts.queued += 1,
+            }
             sink.delivery(&DeliveryPreview::Queued {
                 account,
                 bookkeeper,
+                waits_for_configuration,
                 recurring: built.invoice.recurring,
                 today: built.invoice.today,
                 audit_rows: pending.len(),
@@ -361,10 +389,11 @@ async fn preview_repricing(
             priced.accounts_changed += 1;
             for changed in &commit.changed {
                 priced.invoices_changed += 1;
-                let plan = delivery_plan(&stored.account, changed, &queue);
+                let plan = delivery_plan(options, &stored.account, changed, &queue);
                 match plan {
                     DeliveryPlan::CallFree => {}
                     DeliveryPlan::New => deliveries.new += 1,
+                    DeliveryPlan::WaitsForConfiguration => deliveries.awaiting_configuration += 1,
                     DeliveryPlan::JoinsQueued => deliveries.joining_queued += 1,
                     DeliveryPlan::AfterInFlight(_) => deliveries.after_in_flight += 1,
                 }
@@ -399,6 +428,7 @@ async fn preview_repricing(
 /// a new delivery unless the same bookkeeper already has rows queued or a delivery in
 /// flight (the unique in-flight rule of `store/deliveries.rs`).
 fn delivery_plan(
+    options: &PreviewOptions,
     account: &AccountId,
     changed: &Invoice,
     queue: &BTreeMap<(AccountId, BookkeeperRef), QueuedPair>,
@@ -409,9 +439,18 @@ fn delivery_plan(
         BookkeeperType::Http | BookkeeperType::Unsupported(_) => {}
     }
     match queue.get(&(account.clone(), changed.bookkeeper.clone())) {
+        None if waits_for_configuration(options, &changed.bookkeeper) => DeliveryPlan::WaitsForConfiguration,
         None => DeliveryPlan::New,
         Some(QueuedPair::Queued) => DeliveryPlan::JoinsQueued,
         Some(QueuedPair::InFlight(state)) => DeliveryPlan::AfterInFlight(*state),
+    }
+}
+
+/// Whether a delivery to `bookkeeper` would wait for its configuration rather than go.
+fn waits_for_configuration(options: &PreviewOptions, bookkeeper: &BookkeeperRef) -> bool {
+    match BookkeeperType::parse(&bookkeeper.kind) {
+        BookkeeperType::Http => options.http_unconfigured.is_some(),
+        BookkeeperType::Default | BookkeeperType::Unsupported(_) => false,
     }
 }
 
@@ -456,7 +495,10 @@ impl InvoicePreview {
             .collect();
         let in_flight = match self.delivery {
             DeliveryPlan::AfterInFlight(state) => Some(state.as_str()),
-            DeliveryPlan::CallFree | DeliveryPlan::New | DeliveryPlan::JoinsQueued => None,
+            DeliveryPlan::CallFree
+            | DeliveryPlan::New
+            | DeliveryPlan::WaitsForConfiguration
+            | DeliveryPlan::JoinsQueued => None,
         };
         serde_json::json!({
             "record": "invoice",
@@ -510,13 +552,25 @@ impl InvoicePreview {
     }
 }
 
+/// Said of a delivery that would not go for want of configuration.
+fn waiting_note(waits_for_configuration: bool) -> &'static str {
+    match waits_for_configuration {
+        true => ", waits for the HTTP bookkeeper's configuration",
+        false => "",
+    }
+}
+
 impl DeliveryPreview {
     /// One line of `--json` output: `{"record": "delivery", ...}`.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            DeliveryPreview::Retry(waiting) => serde_json::json!({
+            DeliveryPreview::Retry {
+                delivery: waiting,
+                waits_for_configuration,
+            } => serde_json::json!({
                 "record": "delivery",
                 "kind": "retry",
+                "waits_for_configuration": waits_for_configuration,
                 "delivery_id": waiting.delivery_id,
                 "account_id": waiting.account,
                 "bookkeeper": bookkeeper_json(&waiting.bookkeeper),
@@ -527,12 +581,14 @@ impl DeliveryPreview {
             DeliveryPreview::Queued {
                 account,
                 bookkeeper,
+                waits_for_configuration,
                 recurring,
                 today,
                 audit_rows,
             } => serde_json::json!({
                 "record": "delivery",
                 "kind": "queued",
+                "waits_for_configuration": waits_for_configuration,
                 "account_id": account.as_str(),
                 "bookkeeper": bookkeeper_json(bookkeeper),
                 "recurring": amount(*recurring),
@@ -553,8 +609,12 @@ impl DeliveryPreview {
     /// One line of text.
     pub fn to_text(&self) -> String {
         match self {
-            DeliveryPreview::Retry(waiting) => format!(
-                "delivery (retry) {} bookkeeper {}: {} after {} attempt(s){}\n",
+            DeliveryPreview::Retry {
+                delivery: waiting,
+                waits_for_configuration,
+            } => format!(
+                "delivery (retry{}) {} bookkeeper {}: {} after {} attempt(s){}\n",
+                waiting_note(*waits_for_configuration),
                 waiting.account,
                 waiting.bookkeeper,
                 waiting.state.as_str(),
@@ -567,12 +627,14 @@ impl DeliveryPreview {
             DeliveryPreview::Queued {
                 account,
                 bookkeeper,
+                waits_for_configuration,
                 recurring,
                 today,
                 audit_rows,
             } => format!(
-                "delivery (queued) {account} bookkeeper {bookkeeper}: recurring {recurring}, activation {today} \
-                 ({audit_rows} audit row(s))\n"
+                "delivery (queued{}) {account} bookkeeper {bookkeeper}: recurring {recurring}, activation {today} \
+                 ({audit_rows} audit row(s))\n",
+                waiting_note(*waits_for_configuration)
             ),
             DeliveryPreview::Unreadable(unreadable) => format!(
                 "delivery (unreadable) {} bookkeeper {}: {} cannot be read: {}\n",
@@ -655,6 +717,7 @@ impl BillingPreview {
             "deliveries_retried": deliveries.retries,
             "deliveries_queued": deliveries.queued,
             "deliveries_new": deliveries.new,
+            "deliveries_awaiting_configuration": deliveries.awaiting_configuration,
             "invoices_joining_queued": deliveries.joining_queued,
             "invoices_after_in_flight": deliveries.after_in_flight,
             "deliveries_unreadable": deliveries.unreadable,
@@ -685,6 +748,12 @@ impl BillingPreview {
             self.reconcile.skipped.len() + self.skipped.len(),
             self.duration.as_millis()
         );
+        if deliveries.awaiting_configuration > 0 {
+            text.push_str(&format!(
+                "  {} delivery(ies) would wait for the HTTP bookkeeper's configuration ([bookkeepers.http] http_url)\n",
+                deliveries.awaiting_configuration
+            ));
+        }
         if deliveries.joining_queued + deliveries.after_in_flight > 0 {
             text.push_str(&format!(
                 "  {} changed invoice(s) join a queued delivery, {} wait behind a delivery in flight\n",

@@ -252,6 +252,7 @@ impl JobContext {
             reconcile: billing.reconcile,
             sync: billing.sync,
             delivery_batch_size: billing.bookkeeper_sync.batch_size,
+            http_unconfigured: self.settings.bookkeepers.http.unconfigured_reason(),
         }
     }
 

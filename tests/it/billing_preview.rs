@@ -240,9 +240,12 @@ async fn a_billing_dry_run_lists_the_deliveries_already_waiting(store: &Store) {
         .pending
         .awaiting_configuration;
     assert!(waiting > 0, "HTTP invoices wait for the bookkeeper");
+    let before = state(store).await;
+    let (still_unconfigured, _) = dry_run(&context(store, None), T1).await;
+    assert_eq!(still_unconfigured.deliveries.sent(), 0, "nothing can go yet");
+    assert_eq!(still_unconfigured.deliveries.awaiting_configuration as u64, waiting);
     let bookkeeper = FakeBookkeeper::start().await;
     let context = context(store, Some(&bookkeeper));
-    let before = state(store).await;
 
     let (preview, collected) = dry_run(&context, T1).await;
 
@@ -252,7 +255,10 @@ async fn a_billing_dry_run_lists_the_deliveries_already_waiting(store: &Store) {
         .deliveries
         .iter()
         .map(|delivery| match delivery {
-            DeliveryPreview::Retry(retry) => retry.account.clone(),
+            DeliveryPreview::Retry {
+                delivery,
+                waits_for_configuration: false,
+            } => delivery.account.clone(),
             other => panic!("only waiting deliveries: {other:?}"),
         })
         .collect();
