@@ -347,6 +347,7 @@ async fn preview_repricing(
 ) -> Result<Priced, PreviewError> {
     let sync = &options.sync;
     let mut priced = Priced::default();
+    session.index_staged_changes().await?;
     let candidates = session.repricing_candidates(&sync.scope).await?;
     let mut cache = MergeCache::new();
     for batch in candidates.chunks(sync.batch_size.max(1)) {

@@ -41,6 +41,20 @@ fn parse_ids(ids: Vec<String>) -> Result<Vec<AccountId>, StoreError> {
 }
 
 impl ReconcileSession {
+    /// Indexes the staged changes by key for the reads that follow (each batch looks up
+    /// its accounts' changes); a temporary index, dropped with its table by `finish`.
+    pub async fn index_staged_changes(&mut self) -> Result<(), StoreError> {
+        on_conn!(&mut self.conn, |c| {
+            sqlx::query(
+                "CREATE INDEX reconcile_changes_by_key ON reconcile_changes (account_id, bucket, category, item)",
+            )
+            .execute(&mut **c)
+            .await
+            .map_err(step("indexing the staged changes"))?;
+        });
+        Ok(())
+    }
+
     /// The accounts sync would reprice after this reconcile were written, in id order:
     /// those of `scope` and, unless it names accounts, those the reconcile would mark.
     pub async fn repricing_candidates(&mut self, scope: &SyncScope) -> Result<Vec<AccountId>, StoreError> {

@@ -555,14 +555,14 @@ async fn queued_pairs_on(
     // The pending partial index is in this order: the cursor makes this a range scan
     // that stops after `room` pairs.
     const PAIRS: &str = "SELECT DISTINCT l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id \
-             FROM audit_logs l WHERE l.status = 'pending' AND l.delivery_id IS NULL \
-             AND ($2 = '' OR l.account_id = $2) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'in_flight' \
-                 AND d.account_id = l.account_id AND d.bookkeeper_type = l.bookkeeper_type \
-                 AND d.bookkeeper_vendor_id = l.bookkeeper_vendor_id AND d.bookkeeper_id = l.bookkeeper_id) ";
+         FROM audit_logs l WHERE l.status = 'pending' AND l.delivery_id IS NULL \
+         AND ($2 = '' OR l.account_id = $2) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'in_flight' \
+             AND d.account_id = l.account_id AND d.bookkeeper_type = l.bookkeeper_type \
+             AND d.bookkeeper_vendor_id = l.bookkeeper_vendor_id AND d.bookkeeper_id = l.bookkeeper_id) ";
     const ORDER: &str = "ORDER BY l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id LIMIT $1";
     let after_sql = format!(
-            "{PAIRS}AND (l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id) > ($3, $4, $5, $6) {ORDER}"
-        );
+        "{PAIRS}AND (l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id) > ($3, $4, $5, $6) {ORDER}"
+    );
     let from_start_sql = format!("{PAIRS}{ORDER}");
     let pairs: Vec<PendingPairRow> = on_conn!(&mut *conn, |c| {
         let query = match after {
