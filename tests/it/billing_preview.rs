@@ -3,7 +3,8 @@
 //! the quantities, the dirty flags and the reconcile marks as they were) and lists
 //! exactly the invoices the real billing run then changes, with the same new totals,
 //! and exactly the deliveries it sends to a loopback bookkeeper; deliveries already
-//! queued are listed too; the binary prints one JSON record per line, the summary
+//! queued are listed too, and a change joins the queued rows of its bookkeeper or
+//! waits behind its delivery in flight; the binary prints one JSON record per line, the summary
 //! last with its status first.
 
 use crate::demo::load_demo;
@@ -13,9 +14,10 @@ use std::collections::BTreeSet;
 use tally::bookkeepers::http::ACCOUNT_ID_HEADER;
 use tally::config::Settings;
 use tally::demo::DemoSpec;
+use tally::domain::AccountId;
 use tally::jobs::billing_preview::{BillingPreview, DeliveryPlan, DeliveryPreview, InvoicePreview, PreviewSink};
 use tally::jobs::context::{JobContext, RunScope};
-use tally::store::Store;
+use tally::store::{DeliveryState, Store};
 use tokio_util::sync::CancellationToken;
 
 const T0: i64 = 63_965_851_200;
@@ -271,6 +273,78 @@ async fn a_billing_dry_run_lists_the_deliveries_already_waiting(store: &Store) {
     assert_eq!(delivered_accounts(&bookkeeper, 0), listed);
 }
 
+/// Removes one US number of the first account billed through the HTTP bookkeeper.
+const ONE_NUMBER_LESS: &str = "UPDATE phone_numbers SET deleted = TRUE WHERE id IN (SELECT p.id FROM phone_numbers p \
+     WHERE NOT p.deleted AND p.classification = 'did_us' AND p.account_id = (SELECT MIN(account_id) \
+     FROM invoice_snapshots WHERE kind = 'computed' AND bookkeeper_type = 'http') ORDER BY p.id LIMIT 1);";
+
+async fn a_change_to_a_bookkeeper_with_queued_rows_joins_their_delivery(store: &Store) {
+    load_demo(store, DemoSpec { accounts: 40, seed: 1 }).await;
+    let bookkeeper = FakeBookkeeper::start().await;
+    let context = context(store, Some(&bookkeeper));
+    billing(&context, T0).await;
+    // Reconciled and synced, not yet delivered: the account's audit row is queued.
+    store.execute_script(ONE_NUMBER_LESS).await.expect("a number goes");
+    context.reconcile_changed(at(T0 + 10)).await.expect("reconciles");
+    context
+        .sync(&RunScope::default(), at(T0 + 20), CancellationToken::new())
+        .await
+        .expect("syncs");
+    store
+        .execute_script(ONE_NUMBER_LESS)
+        .await
+        .expect("another number goes");
+    let delivered_before = bookkeeper.requests().len();
+
+    let (preview, collected) = dry_run(&context, T1).await;
+
+    let queued: Vec<&AccountId> = collected
+        .deliveries
+        .iter()
+        .map(|delivery| match delivery {
+            DeliveryPreview::Queued { account, .. } => account,
+            other => panic!("only the queued delivery: {other:?}"),
+        })
+        .collect();
+    assert_eq!(queued.len(), 1, "{:?}", collected.deliveries);
+    let joining: Vec<&InvoicePreview> = collected
+        .invoices
+        .iter()
+        .filter(|invoice| invoice.delivery == DeliveryPlan::JoinsQueued)
+        .collect();
+    assert_eq!(joining.len(), 1, "{:?}", collected.invoices);
+    assert_eq!(&joining[0].account, queued[0]);
+    assert_eq!((preview.deliveries.queued, preview.deliveries.new), (1, 0));
+
+    billing(&context, T1).await;
+
+    assert_eq!(
+        delivered_accounts(&bookkeeper, delivered_before),
+        vec![queued[0].to_string()],
+        "one delivery carries both changes"
+    );
+}
+
+async fn a_change_behind_a_delivery_in_flight_waits_for_it(store: &Store) {
+    load_demo(store, DemoSpec { accounts: 40, seed: 1 }).await;
+    let unconfigured = context(store, None);
+    billing(&unconfigured, T0).await;
+    store.execute_script(ONE_NUMBER_LESS).await.expect("a number goes");
+
+    let (preview, collected) = dry_run(&unconfigured, T1).await;
+
+    let behind: Vec<&InvoicePreview> = collected
+        .invoices
+        .iter()
+        .filter(|invoice| invoice.delivery == DeliveryPlan::AfterInFlight(DeliveryState::AwaitingConfiguration))
+        .collect();
+    assert_eq!(behind.len(), 1, "{:?}", collected.invoices);
+    assert!(collected.deliveries.iter().any(|delivery| matches!(delivery,
+        DeliveryPreview::Retry { delivery, waits_for_configuration: true } if delivery.account == behind[0].account.as_str())));
+    assert_eq!(preview.deliveries.after_in_flight, 1);
+    assert_eq!(preview.deliveries.sent(), 0, "nothing can go without the bookkeeper");
+}
+
 async fn the_binary_prints_one_record_per_line_and_the_summary_last(database: &TestStore) {
     let store = &database.store;
     load_demo(store, DemoSpec { accounts: 30, seed: 1 }).await;
@@ -314,5 +388,7 @@ async fn the_binary_prints_one_record_per_line_and_the_summary_last(database: &T
 on_both_backends!(
     a_billing_dry_run_lists_what_billing_then_changes_and_writes_nothing,
     a_billing_dry_run_lists_the_deliveries_already_waiting,
+    a_change_to_a_bookkeeper_with_queued_rows_joins_their_delivery,
+    a_change_behind_a_delivery_in_flight_waits_for_it,
 );
 on_both_backends!(@with database => &database; the_binary_prints_one_record_per_line_and_the_summary_last);
