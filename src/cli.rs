@@ -814,6 +814,12 @@ pub struct BillingArgs {
     /// since their last recount, unless a full recount is due).
     #[arg(long)]
     pub full: bool,
+    /// Report what the run would do and write nothing: the deliveries already due,
+    /// then every invoice that would change (its changed lines) with its delivery,
+    /// then a summary. Each record is printed as soon as it is found (one JSON object
+    /// per line with `--json`). No run is recorded.
+    #[arg(long, conflicts_with = "demo")]
+    pub dry_run: bool,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,

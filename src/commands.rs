@@ -24,6 +24,7 @@ use tally::domain::changes::FirstCommit;
 use tally::domain::merge::StrategyPriorities;
 use tally::domain::summary::GregorianSeconds;
 use tally::domain::AccountId;
+use tally::jobs::billing_preview::{DeliveryPreview, InvoicePreview, PreviewSink};
 use tally::jobs::context::JobContext;
 use tally::jobs::context::RunScope;
 use tally::jobs::demo::DemoReport;
@@ -693,6 +694,9 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
         full_recount: args.full,
     };
     let now = GregorianSeconds::from_utc(chrono::Utc::now());
+    if args.dry_run {
+        return run_billing_preview(&context, &scope, now, args.json).await;
+    }
     // A spinner on a terminal; indicatif draws nothing when standard error is not one.
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -728,6 +732,55 @@ pub(crate) async fn run_billing(settings: &Settings, args: &BillingArgs) -> Resu
         print_warnings(&recorded.warnings);
     }
     Ok(recorded.exit_code())
+}
+
+/// Writes each record of a billing dry run to standard output as it comes: a line of
+/// JSON, or a block of text.
+struct PrintedPreview {
+    out: std::io::Stdout,
+    json: bool,
+}
+
+impl PreviewSink for PrintedPreview {
+    fn delivery(&mut self, delivery: &DeliveryPreview) -> std::io::Result<()> {
+        match self.json {
+            true => writeln!(self.out.lock(), "{}", delivery.to_json()),
+            false => write!(self.out.lock(), "{}", delivery.to_text()),
+        }
+    }
+
+    fn invoice(&mut self, invoice: &InvoicePreview) -> std::io::Result<()> {
+        match self.json {
+            true => writeln!(self.out.lock(), "{}", invoice.to_json()),
+            false => write!(self.out.lock(), "{}", invoice.to_text()),
+        }
+    }
+}
+
+/// `tally run billing --dry-run`: like `run sync --dry-run`, no run is recorded; the
+/// exit code is the one the report's status maps to.
+async fn run_billing_preview(
+    context: &JobContext,
+    scope: &RunScope,
+    now: GregorianSeconds,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let mut sink = PrintedPreview {
+        out: std::io::stdout(),
+        json,
+    };
+    let result = context.billing_preview(scope, now, stop_on_signals(), &mut sink).await;
+    context.store.close().await;
+    let outcome = RunOutcome::of(&result);
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => return Err(Failure::Run(RunOutcome::failed(&error))),
+    };
+    match json {
+        true => println!("{}", report_json(&outcome, report.to_json(), &[])),
+        false => print!("{}", report.to_text()),
+    }
+    Ok(outcome.exit_code().into())
 }
 
 pub(crate) async fn run_topup(settings: &Settings, args: &TopupArgs) -> Result<ExitCode, Failure> {

@@ -94,6 +94,17 @@ pub struct HttpBookkeeperSettings {
     pub sale_url: String,
 }
 
+impl HttpBookkeeperSettings {
+    /// Why no invoice can be posted with these settings (`http_url` empty or not a
+    /// URL), or `None` when they name an endpoint: what a delivery would be told.
+    pub fn unconfigured_reason(&self) -> Option<String> {
+        match endpoint(self) {
+            Endpoint::NotConfigured { reason } => Some(reason),
+            Endpoint::Ready { .. } => None,
+        }
+    }
+}
+
 impl Default for HttpBookkeeperSettings {
     fn default() -> Self {
         HttpBookkeeperSettings {

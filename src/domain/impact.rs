@@ -23,10 +23,32 @@ pub struct LineChange {
     /// The output name (`as`), as on the invoice.
     pub item: String,
     pub kind: ChangeKind,
+    /// The line before and after (zeros for a line created or removed).
+    pub old: LineFigures,
+    pub new: LineFigures,
     /// 0 for a line the change creates.
     pub old_total: Money,
     /// 0 for a line the change removes.
     pub new_total: Money,
+}
+
+/// What one side of a changed line bills: the counted quantity, the billable
+/// quantity (after minimum, maximum and steps) and the rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineFigures {
+    pub quantity: i64,
+    pub billable: i64,
+    pub rate: Money,
+}
+
+impl LineFigures {
+    fn of(item: &PricedItem) -> LineFigures {
+        LineFigures {
+            quantity: item.quantity,
+            billable: item.billable,
+            rate: item.rate,
+        }
+    }
 }
 
 /// What a change does to one account's invoices.
@@ -66,14 +88,13 @@ pub fn account_impact(
         };
         for item in &annotated.items {
             let Some(changes) = &item.changes else { continue };
-            let old_total = match (changes.kind, before) {
-                (ChangeKind::Created, _) | (_, None) => Money::ZERO,
-                (ChangeKind::Modified | ChangeKind::Removed, Some(before)) => before
-                    .items
-                    .iter()
-                    .find(|old| same_line(old, item))
-                    .map_or(Money::ZERO, |old| old.total),
+            let old_line = match (changes.kind, before) {
+                (ChangeKind::Created, _) | (_, None) => None,
+                (ChangeKind::Modified | ChangeKind::Removed, Some(before)) => {
+                    before.items.iter().find(|old| same_line(old, item))
+                }
             };
+            let old_total = old_line.map_or(Money::ZERO, |old| old.total);
             // A removed bookkeeper's lines come back reset ("modified" to nothing).
             let kind = if after.is_none() {
                 ChangeKind::Removed
@@ -86,6 +107,11 @@ pub fn account_impact(
                 plan_item: item.plan_item.clone(),
                 item: item.item.clone(),
                 kind,
+                old: old_line.map(LineFigures::of).unwrap_or_default(),
+                new: match kind {
+                    ChangeKind::Removed => LineFigures::default(),
+                    ChangeKind::Created | ChangeKind::Modified => LineFigures::of(item),
+                },
                 old_total,
                 new_total: item.total,
             });
@@ -120,6 +146,17 @@ pub struct ResellerImpact {
     pub difference: Money,
 }
 
+impl ResellerImpact {
+    /// Counts one more changed account of the reseller.
+    pub fn add(&mut self, impact: &AccountImpact) -> Result<(), MoneyOverflow> {
+        self.accounts += 1;
+        self.old_recurring = self.old_recurring.checked_add(impact.old_recurring)?;
+        self.new_recurring = self.new_recurring.checked_add(impact.new_recurring)?;
+        self.difference = self.difference.checked_add(impact.difference)?;
+        Ok(())
+    }
+}
+
 /// The impact of a change on every account it alters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImpactReport {
@@ -133,11 +170,11 @@ impl ImpactReport {
     pub fn new(impacts: impl IntoIterator<Item = AccountImpact>) -> Result<ImpactReport, MoneyOverflow> {
         let mut report = ImpactReport::default();
         for impact in impacts {
-            let totals = report.resellers.entry(impact.reseller.clone()).or_default();
-            totals.accounts += 1;
-            totals.old_recurring = totals.old_recurring.checked_add(impact.old_recurring)?;
-            totals.new_recurring = totals.new_recurring.checked_add(impact.new_recurring)?;
-            totals.difference = totals.difference.checked_add(impact.difference)?;
+            report
+                .resellers
+                .entry(impact.reseller.clone())
+                .or_default()
+                .add(&impact)?;
             report.accounts.push(impact);
         }
         report.accounts.sort_by(|left, right| {
@@ -185,6 +222,8 @@ mod tests {
         let line = &impact.lines[0];
         assert_eq!((line.item.as_str(), line.kind), ("sip_device", ChangeKind::Modified));
         assert_eq!((line.old_total, line.new_total), (money("15"), money("18")));
+        assert_eq!((line.old.rate, line.new.rate), (money("5"), money("6")));
+        assert_eq!((line.old.quantity, line.new.quantity), (3, 3));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! outcome ([`JobReport`], [`JobError`]), so `runs` decides status and exit code once.
 
 use super::billing::{self, joined, BillingOptions, BillingReport};
+use super::billing_preview;
 use super::bookkeeper_sync::{self, BookkeeperSyncOptions, BookkeeperSyncReport};
 use super::ingest::{IngestCycle, IngestJobError};
 use super::prune::{self, PruneOptions, PruneReport};
@@ -237,6 +238,34 @@ impl JobContext {
             stop,
             retry: FaultRetry::for_runs(&self.settings.database),
         }
+    }
+
+    /// The options of billing's dry run over `scope`: those the real run would use.
+    pub fn billing_preview_options(
+        &self,
+        scope: &RunScope,
+        now: GregorianSeconds,
+        stop: CancellationToken,
+    ) -> billing_preview::PreviewOptions {
+        let billing = self.billing_options(scope, now, stop);
+        billing_preview::PreviewOptions {
+            reconcile: billing.reconcile,
+            sync: billing.sync,
+            delivery_batch_size: billing.bookkeeper_sync.batch_size,
+            http_unconfigured: self.settings.bookkeepers.http.unconfigured_reason(),
+        }
+    }
+
+    /// `tally run billing --dry-run`: what billing would do, each record to `sink`.
+    pub async fn billing_preview(
+        &self,
+        scope: &RunScope,
+        now: GregorianSeconds,
+        stop: CancellationToken,
+        sink: &mut dyn billing_preview::PreviewSink,
+    ) -> Result<billing_preview::BillingPreview, billing_preview::PreviewError> {
+        let options = self.billing_preview_options(scope, now, stop);
+        billing_preview::run_once(&self.store, &self.counting, &options, sink).await
     }
 
     pub async fn billing(

@@ -4,6 +4,7 @@
 //! scheduler alike.
 
 pub mod billing;
+pub mod billing_preview;
 pub mod bookkeeper_sync;
 pub mod context;
 pub mod demo;

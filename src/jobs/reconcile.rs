@@ -11,7 +11,7 @@ use crate::domain::classify::NumberClassifiers;
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::tree::{find_broken, Breakage};
 use crate::domain::AccountId;
-use crate::store::{CountingQueries, FullRecount, ReconcileScope, StagedChange, Store, StoreError};
+use crate::store::{CountingQueries, FullRecount, ReconcileScope, ReconcileSession, StagedChange, Store, StoreError};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -111,6 +111,30 @@ pub async fn run_once(
     options: &ReconcileOptions,
 ) -> Result<ReconcileReport, ReconcileError> {
     let started = Instant::now();
+    let (mut session, mut report) = stage(store, counting, options).await?;
+    if options.dry_run {
+        report.changes = session.changes().await?;
+    } else {
+        session.begin_writing(options.now).await?;
+        session
+            .apply(options.now, &crate::runs::job_run_label("reconcile", options.now))
+            .await?;
+        session.settle(counting).await?;
+    }
+    session.finish().await?;
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// Walks the tree and stages the recount: the session's temporary tables hold every
+/// change, nothing is written yet. The caller writes them (`apply`), reads them (a dry
+/// run), and always ends with `finish`. The report's `changes` are left empty.
+pub(crate) async fn stage(
+    store: &Store,
+    counting: &CountingQueries,
+    options: &ReconcileOptions,
+) -> Result<(ReconcileSession, ReconcileReport), ReconcileError> {
+    let started = Instant::now();
     let mut scope = options.scope.clone();
     // Before staging, so the recount reads current classifications; a dry run writes
     // nothing, so it counts what is stored.
@@ -158,26 +182,15 @@ pub async fn run_once(
         tracing::warn!(account_id = %skip.account, reason = %skip.reason, "account skipped");
     }
 
-    let changes = if options.dry_run {
-        session.changes().await?
-    } else {
-        session.begin_writing(options.now).await?;
-        session
-            .apply(options.now, &crate::runs::job_run_label("reconcile", options.now))
-            .await?;
-        session.settle(counting).await?;
-        Vec::new()
-    };
-    session.finish().await?;
-
-    Ok(ReconcileReport {
+    let report = ReconcileReport {
         accounts_scanned: stage.accounts_scanned,
         accounts_changed: stage.accounts_changed,
         items_changed: stage.items_changed,
         duration: started.elapsed(),
         skipped,
-        changes,
+        changes: Vec::new(),
         dry_run: options.dry_run,
         full_recount: stage.full_recount,
-    })
+    };
+    Ok((session, report))
 }

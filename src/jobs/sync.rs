@@ -16,7 +16,9 @@ use crate::domain::plan::{AssignedPlan, BookkeeperRef, PlanContext};
 use crate::domain::repricing::{reprice, AccountPricing, MergeCache};
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::{AccountId, PlanId};
-use crate::store::{NewAuditRow, PendingChange, RepricedAccount, Store, StoreError, StoredAccount, SyncScope};
+use crate::store::{
+    NewAuditRow, PendingChange, PricingSource, RepricedAccount, Store, StoreError, StoredAccount, SyncScope,
+};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,7 +129,12 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
             break;
         }
         let reading = Instant::now();
-        let accounts = read_batch(store, batch, &PendingChange::default(), &mut report).await?;
+        let pending = PendingChange::default();
+        let mut source = PricingSource::Stored {
+            store,
+            pending: &pending,
+        };
+        let accounts = read_batch(&mut source, batch, &mut report).await?;
         stages.read += reading.elapsed();
         let pricing_started = Instant::now();
         let mut repriced_batch = Vec::with_capacity(accounts.len());
@@ -225,19 +232,19 @@ fn millis(duration: Duration) -> u64 {
 /// set-based read (a value the row types cannot hold), the halves are read apart until
 /// the account at fault stands alone; it is skipped and named, the others are read.
 /// Accounts whose rows read but do not parse are skipped the same way. Every account
-/// read or skipped here counts as scanned. `pending` is read as if written (a dry run's
-/// change, `jobs/impact.rs`); sync passes none.
+/// read or skipped here counts as scanned. The source may lay a change over the stored
+/// rows (a dry run's change, `jobs/impact.rs`; a staged reconcile, `jobs/billing_preview.rs`);
+/// sync reads the store as it is.
 pub(crate) async fn read_batch(
-    store: &Store,
+    source: &mut PricingSource<'_>,
     batch: &[AccountId],
-    pending: &PendingChange,
     report: &mut SyncReport,
 ) -> Result<Vec<StoredAccount>, StoreError> {
     let mut readable = Vec::with_capacity(batch.len());
     // A stack of parts still to read, the first part on top, so accounts stay in order.
     let mut parts = vec![batch];
     while let Some(part) = parts.pop() {
-        match store.pricing_inputs_with(part, pending).await {
+        match source.read(part).await {
             Ok((accounts, unreadable)) => {
                 report.accounts_scanned += accounts.len() + unreadable.len();
                 readable.extend(accounts);

@@ -114,13 +114,13 @@ pub struct RepricedAccount {
 
 /// Marked for repricing: `dirty`, unless it is only held for undelivered audit rows
 /// (`dirty_held_since`, set below and cleared by `deliveries.rs`).
-const MARKED: &str = "dirty AND (dirty_held_since IS NULL OR dirty_since IS DISTINCT FROM dirty_held_since)";
+pub(super) const MARKED: &str = "dirty AND (dirty_held_since IS NULL OR dirty_since IS DISTINCT FROM dirty_held_since)";
 const MARKED_S: &str = "s.dirty AND (s.dirty_held_since IS NULL OR s.dirty_since IS DISTINCT FROM s.dirty_held_since)";
 
 /// Up to this many rows per multi-row statement (bind limits of both backends).
 const ROWS_PER_STATEMENT: usize = 400;
 
-fn placeholders(first: usize, count: usize) -> String {
+pub(super) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
         .map(|index| format!("${index}"))
         .collect::<Vec<_>>()
@@ -274,6 +274,152 @@ impl PendingChange {
     }
 }
 
+/// Where repricing reads a batch's inputs from: the store as it is (with a pending
+/// change laid over it, if any), or as a staged reconcile would leave it.
+pub enum PricingSource<'a> {
+    Stored {
+        store: &'a Store,
+        pending: &'a PendingChange,
+    },
+    /// The billing dry run: on the reconcile session's own connection.
+    Staged(&'a mut super::ReconcileSession),
+}
+
+impl PricingSource<'_> {
+    /// [`Store::pricing_inputs_with`] from this source.
+    pub async fn read(
+        &mut self,
+        accounts: &[AccountId],
+    ) -> Result<(Vec<StoredAccount>, Vec<UnreadableAccount>), StoreError> {
+        match self {
+            PricingSource::Stored { store, pending } => store.pricing_inputs_with(accounts, pending).await,
+            PricingSource::Staged(session) => session.staged_pricing_inputs(accounts).await,
+        }
+    }
+}
+
+/// Where a batch's quantities are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum QuantitySource {
+    /// `service_quantities` as stored.
+    Stored,
+    /// As a staged reconcile would write them (its session's `reconcile_changes`).
+    Staged,
+}
+
+/// [`Store::pricing_inputs_with`] on a connection already held, with the quantities
+/// from `quantities`.
+pub(super) async fn pricing_inputs_on(
+    conn: &mut super::Conn,
+    accounts: &[AccountId],
+    pending: &PendingChange,
+    quantities: QuantitySource,
+) -> Result<(Vec<StoredAccount>, Vec<UnreadableAccount>), StoreError> {
+    if accounts.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let list = placeholders(1, accounts.len());
+    let account_sql = format!(
+        "SELECT a.id, a.name, a.parent_id, a.deleted, s.overrides, s.bookkeeper, s.priced_at, \
+                ({MARKED_S}) AS dirty, s.dirty_since, s.revision \
+         FROM accounts a LEFT JOIN services s ON s.account_id = a.id WHERE a.id IN ({list}) ORDER BY a.id"
+    );
+    let assignment_sql = format!(
+        "SELECT x.account_id, x.plan_id, x.vendor_id, x.overrides FROM service_plan_assignments x \
+         WHERE x.account_id IN ({list}) ORDER BY x.account_id, x.position, x.plan_id"
+    );
+    // Each plan once, however many of the batch's accounts it is assigned to.
+    let plan_sql = format!(
+        "SELECT p.vendor_id, p.plan_id, p.document FROM service_plans p WHERE EXISTS (SELECT 1 \
+         FROM service_plan_assignments x WHERE x.vendor_id = p.vendor_id AND x.plan_id = p.plan_id \
+         AND x.account_id IN ({list}))"
+    );
+    let quantity_sql = match quantities {
+        QuantitySource::Stored => format!(
+            "SELECT account_id, bucket, category, item, quantity FROM service_quantities \
+             WHERE account_id IN ({list}) ORDER BY account_id"
+        ),
+        // What reconcile's `apply` would leave: staged rows replace the stored ones
+        // of the same key, zeros are deleted, every other row (manual ones too) stays.
+        QuantitySource::Staged => format!(
+            "SELECT q.account_id, q.bucket, q.category, q.item, q.quantity FROM service_quantities q \
+             WHERE q.account_id IN ({list}) AND NOT EXISTS (SELECT 1 FROM reconcile_changes c \
+                 WHERE c.account_id = q.account_id AND c.bucket = q.bucket AND c.category = q.category \
+                 AND c.item = q.item) \
+             UNION ALL \
+             SELECT c.account_id, c.bucket, c.category, c.item, c.new_quantity FROM reconcile_changes c \
+             WHERE c.account_id IN ({list}) AND c.new_quantity <> 0 \
+             ORDER BY 1"
+        ),
+    };
+    let snapshot_sql = format!(
+        "SELECT account_id, invoice FROM invoice_snapshots WHERE kind = 'computed' AND account_id IN ({list}) \
+         ORDER BY account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id"
+    );
+
+    macro_rules! fetch {
+        ($sql:expr, $row:ty, $what:literal) => {{
+            let rows: Vec<$row> = on_conn!(&mut *conn, |c| {
+                let mut query = sqlx::query_as::<_, $row>($sql);
+                for account in accounts {
+                    query = query.bind(account.as_str());
+                }
+                query.fetch_all(&mut **c).await.map_err(step($what))?
+            });
+            rows
+        }};
+    }
+    let mut account_rows = fetch!(&account_sql, AccountRow, "reading accounts to reprice");
+    let mut assignment_rows = fetch!(&assignment_sql, AssignmentRow, "reading plan assignments");
+    let mut plan_rows = fetch!(&plan_sql, PlanDocumentRow, "reading assigned plans");
+    let quantity_rows = fetch!(&quantity_sql, BatchQuantityRow, "reading quantities");
+    let snapshot_rows = fetch!(&snapshot_sql, SnapshotRow, "reading invoice snapshots");
+
+    if !pending.is_empty() {
+        let added = pending.apply(&mut account_rows, &mut assignment_rows, &mut plan_rows);
+        plan_rows.extend(catalog_documents_on(conn, &added).await?);
+    }
+
+    // On the connection in hand: asking the pool for a second one while holding
+    // this one stalls once every connection is held the same way.
+    let resellers = super::services::resellers_on(conn, accounts).await?;
+    let plans: PlanDocuments = plan_rows
+        .into_iter()
+        .map(|row| ((row.vendor_id, row.plan_id), parse_object(&row.document).map(Arc::new)))
+        .collect();
+    let mut assignments: BTreeMap<String, Vec<AssignmentRow>> = BTreeMap::new();
+    for row in assignment_rows {
+        assignments.entry(row.account_id.clone()).or_default().push(row);
+    }
+    let mut quantities: BTreeMap<String, Vec<BatchQuantityRow>> = BTreeMap::new();
+    for row in quantity_rows {
+        quantities.entry(row.account_id.clone()).or_default().push(row);
+    }
+    let mut snapshots: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in snapshot_rows {
+        snapshots.entry(row.account_id).or_default().push(row.invoice);
+    }
+
+    let mut readable = Vec::with_capacity(account_rows.len());
+    let mut unreadable = Vec::new();
+    for row in account_rows {
+        let id = row.id.clone();
+        let parsed = read_account(
+            row,
+            resellers.reseller_of(&id).zip(resellers.billed_by_master(&id)),
+            assignments.remove(&id).unwrap_or_default(),
+            &plans,
+            quantities.remove(&id).unwrap_or_default(),
+            snapshots.remove(&id).unwrap_or_default(),
+        );
+        match parsed {
+            Ok(account) => readable.push(account),
+            Err(problem) => unreadable.push(problem),
+        }
+    }
+    Ok((readable, unreadable))
+}
+
 /// The stored documents of `plans` (those that exist), on a connection already held:
 /// the plans a pending services change assigns, a handful per account.
 async fn catalog_documents_on(
@@ -357,94 +503,8 @@ impl Store {
         if accounts.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let list = placeholders(1, accounts.len());
-        let account_sql = format!(
-            "SELECT a.id, a.name, a.parent_id, a.deleted, s.overrides, s.bookkeeper, s.priced_at, \
-                    ({MARKED_S}) AS dirty, s.dirty_since, s.revision \
-             FROM accounts a LEFT JOIN services s ON s.account_id = a.id WHERE a.id IN ({list}) ORDER BY a.id"
-        );
-        let assignment_sql = format!(
-            "SELECT x.account_id, x.plan_id, x.vendor_id, x.overrides FROM service_plan_assignments x \
-             WHERE x.account_id IN ({list}) ORDER BY x.account_id, x.position, x.plan_id"
-        );
-        // Each plan once, however many of the batch's accounts it is assigned to.
-        let plan_sql = format!(
-            "SELECT p.vendor_id, p.plan_id, p.document FROM service_plans p WHERE EXISTS (SELECT 1 \
-             FROM service_plan_assignments x WHERE x.vendor_id = p.vendor_id AND x.plan_id = p.plan_id \
-             AND x.account_id IN ({list}))"
-        );
-        let quantity_sql = format!(
-            "SELECT account_id, bucket, category, item, quantity FROM service_quantities \
-             WHERE account_id IN ({list}) ORDER BY account_id"
-        );
-        let snapshot_sql = format!(
-            "SELECT account_id, invoice FROM invoice_snapshots WHERE kind = 'computed' AND account_id IN ({list}) \
-             ORDER BY account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id"
-        );
-
         let mut conn = self.acquire().await?;
-        macro_rules! fetch {
-            ($sql:expr, $row:ty, $what:literal) => {{
-                let rows: Vec<$row> = on_conn!(&mut conn, |c| {
-                    let mut query = sqlx::query_as::<_, $row>($sql);
-                    for account in accounts {
-                        query = query.bind(account.as_str());
-                    }
-                    query.fetch_all(&mut **c).await.map_err(step($what))?
-                });
-                rows
-            }};
-        }
-        let mut account_rows = fetch!(&account_sql, AccountRow, "reading accounts to reprice");
-        let mut assignment_rows = fetch!(&assignment_sql, AssignmentRow, "reading plan assignments");
-        let mut plan_rows = fetch!(&plan_sql, PlanDocumentRow, "reading assigned plans");
-        let quantity_rows = fetch!(&quantity_sql, BatchQuantityRow, "reading quantities");
-        let snapshot_rows = fetch!(&snapshot_sql, SnapshotRow, "reading invoice snapshots");
-
-        if !pending.is_empty() {
-            let added = pending.apply(&mut account_rows, &mut assignment_rows, &mut plan_rows);
-            plan_rows.extend(catalog_documents_on(&mut conn, &added).await?);
-        }
-
-        // On the connection in hand: asking the pool for a second one while holding
-        // this one stalls once every connection is held the same way.
-        let resellers = super::services::resellers_on(&mut conn, accounts).await?;
-        drop(conn);
-        let plans: PlanDocuments = plan_rows
-            .into_iter()
-            .map(|row| ((row.vendor_id, row.plan_id), parse_object(&row.document).map(Arc::new)))
-            .collect();
-        let mut assignments: BTreeMap<String, Vec<AssignmentRow>> = BTreeMap::new();
-        for row in assignment_rows {
-            assignments.entry(row.account_id.clone()).or_default().push(row);
-        }
-        let mut quantities: BTreeMap<String, Vec<BatchQuantityRow>> = BTreeMap::new();
-        for row in quantity_rows {
-            quantities.entry(row.account_id.clone()).or_default().push(row);
-        }
-        let mut snapshots: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for row in snapshot_rows {
-            snapshots.entry(row.account_id).or_default().push(row.invoice);
-        }
-
-        let mut readable = Vec::with_capacity(account_rows.len());
-        let mut unreadable = Vec::new();
-        for row in account_rows {
-            let id = row.id.clone();
-            let parsed = read_account(
-                row,
-                resellers.reseller_of(&id).zip(resellers.billed_by_master(&id)),
-                assignments.remove(&id).unwrap_or_default(),
-                &plans,
-                quantities.remove(&id).unwrap_or_default(),
-                snapshots.remove(&id).unwrap_or_default(),
-            );
-            match parsed {
-                Ok(account) => readable.push(account),
-                Err(problem) => unreadable.push(problem),
-            }
-        }
-        Ok((readable, unreadable))
+        pricing_inputs_on(&mut conn, accounts, pending, QuantitySource::Stored).await
     }
 
     /// The accounts with any of `plans` (vendor, plan id) assigned, in id order: the

@@ -272,108 +272,7 @@ impl Store {
             batch.cursor = after.cloned();
             return Ok(batch);
         }
-        // The pending partial index is in this order: the cursor makes this a range scan
-        // that stops after `room` pairs.
-        const PAIRS: &str = "SELECT DISTINCT l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id \
-             FROM audit_logs l WHERE l.status = 'pending' AND l.delivery_id IS NULL \
-             AND ($2 = '' OR l.account_id = $2) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'in_flight' \
-                 AND d.account_id = l.account_id AND d.bookkeeper_type = l.bookkeeper_type \
-                 AND d.bookkeeper_vendor_id = l.bookkeeper_vendor_id AND d.bookkeeper_id = l.bookkeeper_id) ";
-        const ORDER: &str =
-            "ORDER BY l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id LIMIT $1";
-        let after_sql = format!(
-            "{PAIRS}AND (l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id) > ($3, $4, $5, $6) {ORDER}"
-        );
-        let from_start_sql = format!("{PAIRS}{ORDER}");
-        let pairs: Vec<PendingPairRow> = on_conn!(&mut conn, |c| {
-            let query = match after {
-                Some(PendingCursor((account, kind, vendor_id, id))) => sqlx::query_as(&after_sql)
-                    .bind(room)
-                    .bind(only)
-                    .bind(account.as_str())
-                    .bind(kind.as_str())
-                    .bind(vendor_id.as_str())
-                    .bind(id.as_str()),
-                None => sqlx::query_as(&from_start_sql).bind(room).bind(only),
-            };
-            query
-                .fetch_all(&mut **c)
-                .await
-                .map_err(step("listing pending audit rows"))?
-        });
-        let Some(last) = pairs.last() else {
-            return Ok(batch);
-        };
-        batch.cursor = Some(PendingCursor(last.pair()));
-
-        // The snapshots and pending rows of every pair, read by account in one statement
-        // each (the accounts bound as one array, or one VALUES list on SQLite).
-        let mut accounts: Vec<&str> = pairs.iter().map(|pair| pair.account_id.as_str()).collect();
-        accounts.dedup();
-        let accounts = Rows::new(
-            "account_id",
-            vec![Column::Text(
-                accounts.into_iter().map(|account| Some(account.to_owned())).collect(),
-            )],
-        );
-        let (snapshot_rows, pending_rows): (Vec<SnapshotRow>, Vec<PendingAuditRow>) = on_conn!(&mut conn, |c| {
-            let snapshots = (**c)
-                .rows_as(
-                    &accounts,
-                    "SELECT s.kind, s.account_id, s.bookkeeper_type, s.bookkeeper_vendor_id, s.bookkeeper_id, s.invoice \
-                     FROM v JOIN invoice_snapshots s ON s.account_id = v.account_id",
-                    "reading deliveries' snapshots",
-                )
-                .await?;
-            let pending = (**c)
-                .rows_as(
-                    &accounts,
-                    "SELECT l.id, l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id, \
-                     l.created_at, l.invoice \
-                     FROM v JOIN audit_logs l ON l.account_id = v.account_id \
-                     WHERE l.status = 'pending' AND l.delivery_id IS NULL",
-                    "reading pending audit rows",
-                )
-                .await?;
-            (snapshots, pending)
-        });
-        let mut snapshots: HashMap<(Pair, String), String> = HashMap::with_capacity(snapshot_rows.len());
-        for row in snapshot_rows {
-            let pair = (
-                row.account_id,
-                row.bookkeeper_type,
-                row.bookkeeper_vendor_id,
-                row.bookkeeper_id,
-            );
-            snapshots.insert((pair, row.kind), row.invoice);
-        }
-        let mut pending: HashMap<Pair, Vec<PendingAuditRow>> = HashMap::with_capacity(pairs.len());
-        for row in pending_rows {
-            let pair = (
-                row.account_id.clone(),
-                row.bookkeeper_type.clone(),
-                row.bookkeeper_vendor_id.clone(),
-                row.bookkeeper_id.clone(),
-            );
-            pending.entry(pair).or_default().push(row);
-        }
-        for row in pairs {
-            let pair = row.pair();
-            let mut rows = pending.remove(&pair).unwrap_or_default();
-            rows.sort_by(|left, right| (left.created_at, &left.id).cmp(&(right.created_at, &right.id)));
-            match read_pair(&pair, &mut snapshots, rows) {
-                Ok(delivery) => batch.deliveries.push(delivery),
-                Err((row, reason)) => {
-                    let (account, kind, vendor_id, id) = pair;
-                    batch.unreadable.push(UnreadableDelivery {
-                        row,
-                        account,
-                        bookkeeper: bookkeeper_ref(kind, vendor_id, id),
-                        reason,
-                    });
-                }
-            }
-        }
+        queued_pairs_on(&mut conn, only, after, room, &mut batch).await?;
         Ok(batch)
     }
 
@@ -640,6 +539,121 @@ impl Store {
         });
         Ok(())
     }
+}
+
+/// Up to `room` (account, bookkeeper) pairs with pending audit rows in no delivery and
+/// no delivery in flight, after `after`, read into `batch` as [`DueDelivery::New`]
+/// with their snapshots and rows (the cursor set to the last pair read). Reads only:
+/// both bookkeeper-sync and the billing dry run take their new deliveries from here.
+async fn queued_pairs_on(
+    conn: &mut super::Conn,
+    only: &str,
+    after: Option<&PendingCursor>,
+    room: i64,
+    batch: &mut DueBatch,
+) -> Result<(), StoreError> {
+    // The pending partial index is in this order: the cursor makes this a range scan
+    // that stops after `room` pairs.
+    const PAIRS: &str = "SELECT DISTINCT l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id \
+         FROM audit_logs l WHERE l.status = 'pending' AND l.delivery_id IS NULL \
+         AND ($2 = '' OR l.account_id = $2) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'in_flight' \
+             AND d.account_id = l.account_id AND d.bookkeeper_type = l.bookkeeper_type \
+             AND d.bookkeeper_vendor_id = l.bookkeeper_vendor_id AND d.bookkeeper_id = l.bookkeeper_id) ";
+    const ORDER: &str = "ORDER BY l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id LIMIT $1";
+    let after_sql = format!(
+        "{PAIRS}AND (l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id) > ($3, $4, $5, $6) {ORDER}"
+    );
+    let from_start_sql = format!("{PAIRS}{ORDER}");
+    let pairs: Vec<PendingPairRow> = on_conn!(&mut *conn, |c| {
+        let query = match after {
+            Some(PendingCursor((account, kind, vendor_id, id))) => sqlx::query_as(&after_sql)
+                .bind(room)
+                .bind(only)
+                .bind(account.as_str())
+                .bind(kind.as_str())
+                .bind(vendor_id.as_str())
+                .bind(id.as_str()),
+            None => sqlx::query_as(&from_start_sql).bind(room).bind(only),
+        };
+        query
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("listing pending audit rows"))?
+    });
+    let Some(last) = pairs.last() else {
+        return Ok(());
+    };
+    batch.cursor = Some(PendingCursor(last.pair()));
+
+    // The snapshots and pending rows of every pair, read by account in one statement
+    // each (the accounts bound as one array, or one VALUES list on SQLite).
+    let mut accounts: Vec<&str> = pairs.iter().map(|pair| pair.account_id.as_str()).collect();
+    accounts.dedup();
+    let accounts = Rows::new(
+        "account_id",
+        vec![Column::Text(
+            accounts.into_iter().map(|account| Some(account.to_owned())).collect(),
+        )],
+    );
+    let (snapshot_rows, pending_rows): (Vec<SnapshotRow>, Vec<PendingAuditRow>) = on_conn!(&mut *conn, |c| {
+        let snapshots = (**c)
+            .rows_as(
+                &accounts,
+                "SELECT s.kind, s.account_id, s.bookkeeper_type, s.bookkeeper_vendor_id, s.bookkeeper_id, s.invoice \
+                     FROM v JOIN invoice_snapshots s ON s.account_id = v.account_id",
+                "reading deliveries' snapshots",
+            )
+            .await?;
+        let pending = (**c)
+            .rows_as(
+                &accounts,
+                "SELECT l.id, l.account_id, l.bookkeeper_type, l.bookkeeper_vendor_id, l.bookkeeper_id, \
+                     l.created_at, l.invoice \
+                     FROM v JOIN audit_logs l ON l.account_id = v.account_id \
+                     WHERE l.status = 'pending' AND l.delivery_id IS NULL",
+                "reading pending audit rows",
+            )
+            .await?;
+        (snapshots, pending)
+    });
+    let mut snapshots: HashMap<(Pair, String), String> = HashMap::with_capacity(snapshot_rows.len());
+    for row in snapshot_rows {
+        let pair = (
+            row.account_id,
+            row.bookkeeper_type,
+            row.bookkeeper_vendor_id,
+            row.bookkeeper_id,
+        );
+        snapshots.insert((pair, row.kind), row.invoice);
+    }
+    let mut pending: HashMap<Pair, Vec<PendingAuditRow>> = HashMap::with_capacity(pairs.len());
+    for row in pending_rows {
+        let pair = (
+            row.account_id.clone(),
+            row.bookkeeper_type.clone(),
+            row.bookkeeper_vendor_id.clone(),
+            row.bookkeeper_id.clone(),
+        );
+        pending.entry(pair).or_default().push(row);
+    }
+    for row in pairs {
+        let pair = row.pair();
+        let mut rows = pending.remove(&pair).unwrap_or_default();
+        rows.sort_by(|left, right| (left.created_at, &left.id).cmp(&(right.created_at, &right.id)));
+        match read_pair(&pair, &mut snapshots, rows) {
+            Ok(delivery) => batch.deliveries.push(delivery),
+            Err((row, reason)) => {
+                let (account, kind, vendor_id, id) = pair;
+                batch.unreadable.push(UnreadableDelivery {
+                    row,
+                    account,
+                    bookkeeper: bookkeeper_ref(kind, vendor_id, id),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The new delivery of one (account, bookkeeper) from its stored rows, or which row
@@ -1018,7 +1032,12 @@ impl DeliveryState {
     }
 
     /// The state of an in-flight delivery at `now` (the rule `pending_deliveries` counts with).
-    fn of(now: GregorianSeconds, lease_until: i64, next_attempt_at: i64, error_code: Option<&str>) -> DeliveryState {
+    pub(super) fn of(
+        now: GregorianSeconds,
+        lease_until: i64,
+        next_attempt_at: i64,
+        error_code: Option<&str>,
+    ) -> DeliveryState {
         if lease_until >= now.0 {
             DeliveryState::Leased
         } else if next_attempt_at >= NEVER {
@@ -1233,6 +1252,69 @@ impl Store {
             state: DeliveryState::Queued,
         }));
         Ok(waiting)
+    }
+
+    /// Up to `limit` in-flight deliveries, after delivery id `after`, that a
+    /// bookkeeper-sync run starting at `now` would attempt: not leased, not failed for
+    /// good, due (or waiting for configuration, which every run wakes first). Reads
+    /// only, in id order, for the billing dry run.
+    pub async fn deliveries_due_at(
+        &self,
+        now: GregorianSeconds,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<WaitingDelivery>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut conn = self.acquire().await?;
+        let rows: Vec<WaitingRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT id, account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, attempts, \
+                 next_attempt_at, lease_until, last_error, last_error_code FROM deliveries \
+                 WHERE status = 'in_flight' AND lease_until < $1 AND next_attempt_at < $2 \
+                 AND (next_attempt_at <= $1 OR last_error_code = $3) AND id > $4 ORDER BY id LIMIT $5",
+            )
+            .bind(now.0)
+            .bind(NEVER)
+            .bind(NOT_CONFIGURED)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(step("listing deliveries due"))?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let state = DeliveryState::of(
+                    now,
+                    row.lease_until,
+                    row.next_attempt_at,
+                    row.last_error_code.as_deref(),
+                );
+                WaitingDelivery {
+                    delivery_id: Some(row.id),
+                    account: row.account_id,
+                    bookkeeper: bookkeeper_ref(row.bookkeeper_type, row.bookkeeper_vendor_id, row.bookkeeper_id),
+                    attempts: row.attempts,
+                    next_attempt_at: Some(GregorianSeconds(row.next_attempt_at)),
+                    lease_until: None,
+                    last_error: row.last_error,
+                    state,
+                }
+            })
+            .collect())
+    }
+
+    /// Up to `limit` (account, bookkeeper) pairs after `after` whose pending audit rows
+    /// a bookkeeper-sync run would freeze into a new delivery, with what it needs to
+    /// build each ([`DueDelivery::New`]). Reads only (nothing is leased or frozen), for
+    /// the billing dry run.
+    pub async fn queued_deliveries(&self, after: Option<&PendingCursor>, limit: usize) -> Result<DueBatch, StoreError> {
+        let mut batch = DueBatch::default();
+        let mut conn = self.acquire().await?;
+        let room = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        queued_pairs_on(&mut conn, "", after, room, &mut batch).await?;
+        Ok(batch)
     }
 
     /// Makes the deliveries waiting for their bookkeeper's configuration due at `now`,

@@ -12,6 +12,7 @@
 mod accounts;
 mod backup;
 mod billing;
+mod billing_preview;
 mod counting;
 mod deliveries;
 mod demo;
@@ -29,9 +30,10 @@ mod topup;
 pub use accounts::AccountListing;
 pub use backup::{sqlite_integrity, PostgresTarget};
 pub use billing::{
-    NewAuditRow, PendingChange, RepricedAccount, Standing, StoredAccount, StoredAssignment, SyncScope,
+    NewAuditRow, PendingChange, PricingSource, RepricedAccount, Standing, StoredAccount, StoredAssignment, SyncScope,
     UnreadableAccount, VendorTotal,
 };
+pub use billing_preview::QueuedPair;
 pub use counting::{CountingError, CountingQueries, CountingQuery};
 pub use deliveries::{
     DeliveryResult, DeliveryState, DueBatch, DueDelivery, NewDelivery, PendingCursor, PendingDeliveries,

@@ -94,7 +94,7 @@ fn elapsed_ms(started: std::time::Instant) -> u64 {
 
 /// A reconcile in progress on one connection.
 pub struct ReconcileSession {
-    conn: Conn,
+    pub(super) conn: Conn,
     backend: Backend,
     /// What `stage` decided: a full recount settles pending requests and records the
     /// counting fingerprint once written.

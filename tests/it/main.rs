@@ -11,6 +11,7 @@ mod api_openapi;
 mod api_rules;
 mod api_support;
 mod backup;
+mod billing_preview;
 mod bookkeepers;
 mod cli;
 mod cli_jobs;
