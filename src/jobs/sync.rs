@@ -16,7 +16,7 @@ use crate::domain::plan::{AssignedPlan, BookkeeperRef, PlanContext};
 use crate::domain::repricing::{reprice, AccountPricing, MergeCache};
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::{AccountId, PlanId};
-use crate::store::{NewAuditRow, PendingChange, RepricedAccount, Store, StoreError, StoredAccount, SyncScope};
+use crate::store::{AncestorCache, NewAuditRow, PendingChange, RepricedAccount, Store, StoreError, StoredAccount, SyncScope};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,14 +121,25 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
     let candidates = store.sync_candidates(&options.scope).await?;
     let mut cache = MergeCache::new();
     let mut stages = StageTimes::default();
-    for batch in candidates.chunks(options.batch_size.max(1)) {
+    let mut batches = candidates.chunks(options.batch_size.max(1)).map(<[AccountId]>::to_vec);
+    // Read-ahead: the next batch is read (another pool connection, another task) while
+    // this one is priced and written; reading is half of a first run's time.
+    let mut next_read = batches
+        .next()
+        .map(|batch| ReadAhead::start(store, batch, AncestorCache::default()));
+    while let Some(read) = next_read.take() {
         if options.stop.is_cancelled() {
+            read.abort();
             report.interrupted = true;
             break;
         }
         let reading = Instant::now();
-        let accounts = read_batch(store, batch, &PendingChange::default(), &mut report).await?;
+        let (accounts, read_report, ancestors, read_time) = read.finish().await?;
         stages.read += reading.elapsed();
+        stages.read_busy += read_time;
+        report.accounts_scanned += read_report.accounts_scanned;
+        report.skipped.extend(read_report.skipped);
+        next_read = batches.next().map(|batch| ReadAhead::start(store, batch, ancestors));
         let pricing_started = Instant::now();
         let mut repriced_batch = Vec::with_capacity(accounts.len());
         // Accounts with changed invoices, and how many: counted once written.
@@ -198,6 +209,7 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
     report.duration = started.elapsed();
     tracing::debug!(
         read_ms = millis(stages.read),
+        read_busy_ms = millis(stages.read_busy),
         price_ms = millis(stages.price),
         write_ms = millis(stages.write),
         accounts = report.accounts_scanned,
@@ -209,8 +221,11 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
 /// Where a run's time went, for its closing debug event (the sync bench reads it).
 #[derive(Debug, Default)]
 struct StageTimes {
-    /// Reading the batches' inputs.
+    /// Waiting for the batches' inputs (a batch is read while the one before it is
+    /// priced and written: only the time the run waited for a read is here).
     read: Duration,
+    /// Reading the batches' inputs, whether the run waited for them or not.
+    read_busy: Duration,
     /// Pricing them and shaping the rows to write.
     price: Duration,
     /// Writing them.
@@ -221,23 +236,58 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A batch's read running on its own task, with the ancestors read so far.
+struct ReadAhead {
+    task: tokio::task::JoinHandle<ReadOutcome>,
+}
+
+type ReadOutcome = Result<(Vec<StoredAccount>, SyncReport, AncestorCache, Duration), StoreError>;
+
+impl ReadAhead {
+    fn start(store: &Store, batch: Vec<AccountId>, mut ancestors: AncestorCache) -> ReadAhead {
+        let store = store.clone();
+        ReadAhead {
+            task: tokio::spawn(async move {
+                let started = Instant::now();
+                let mut report = SyncReport::default();
+                let accounts = read_batch(&store, &batch, &PendingChange::default(), &mut ancestors, &mut report).await?;
+                Ok((accounts, report, ancestors, started.elapsed()))
+            }),
+        }
+    }
+
+    async fn finish(self) -> ReadOutcome {
+        match self.task.await {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Err(StoreError::Refused(format!("reading a sync batch: {error}"))),
+        }
+    }
+
+    /// Stops a read no longer wanted (it only reads).
+    fn abort(self) {
+        self.task.abort();
+    }
+}
+
 /// Reads a batch for repricing. When one account's stored data breaks the batch's
 /// set-based read (a value the row types cannot hold), the halves are read apart until
 /// the account at fault stands alone; it is skipped and named, the others are read.
 /// Accounts whose rows read but do not parse are skipped the same way. Every account
-/// read or skipped here counts as scanned. `pending` is read as if written (a dry run's
+/// read or skipped here counts as scanned. `ancestors` keeps the run's ancestors. `pending` is read as if written (a dry run's
 /// change, `jobs/impact.rs`); sync passes none.
 pub(crate) async fn read_batch(
     store: &Store,
     batch: &[AccountId],
     pending: &PendingChange,
+    ancestors: &mut AncestorCache,
     report: &mut SyncReport,
 ) -> Result<Vec<StoredAccount>, StoreError> {
     let mut readable = Vec::with_capacity(batch.len());
     // A stack of parts still to read, the first part on top, so accounts stay in order.
     let mut parts = vec![batch];
     while let Some(part) = parts.pop() {
-        match store.pricing_inputs_with(part, pending).await {
+        match store.pricing_inputs_cached(part, pending, ancestors).await {
             Ok((accounts, unreadable)) => {
                 report.accounts_scanned += accounts.len() + unreadable.len();
                 readable.extend(accounts);

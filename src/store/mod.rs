@@ -42,7 +42,7 @@ pub use inventory::{InventoryWrite, InventoryWritten, KnownAccounts, RejectedDoc
 pub use reconcile::{FullRecount, ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
 pub use retention::PrunedRows;
 pub use services::{
-    AccountNode, AuditCursor, AuditLogPage, AuditLogQuery, AuditLogRow, CatalogPlan, PlanAssignment, PlanWrite,
+    AccountNode, AncestorCache, AuditCursor, AuditLogPage, AuditLogQuery, AuditLogRow, CatalogPlan, PlanAssignment, PlanWrite,
     ServicesChange, ServicesRecord,
 };
 pub use tokens::{
