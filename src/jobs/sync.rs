@@ -16,7 +16,9 @@ use crate::domain::plan::{AssignedPlan, BookkeeperRef, PlanContext};
 use crate::domain::repricing::{reprice, AccountPricing, MergeCache};
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::{AccountId, PlanId};
-use crate::store::{AncestorCache, NewAuditRow, PendingChange, RepricedAccount, Store, StoreError, StoredAccount, SyncScope};
+use crate::store::{
+    AncestorCache, NewAuditRow, PendingChange, RepricedAccount, Store, StoreError, StoredAccount, SyncScope,
+};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -250,7 +252,8 @@ impl ReadAhead {
             task: tokio::spawn(async move {
                 let started = Instant::now();
                 let mut report = SyncReport::default();
-                let accounts = read_batch(&store, &batch, &PendingChange::default(), &mut ancestors, &mut report).await?;
+                let accounts =
+                    read_batch(&store, &batch, &PendingChange::default(), &mut ancestors, &mut report).await?;
                 Ok((accounts, report, ancestors, started.elapsed()))
             }),
         }

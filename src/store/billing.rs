@@ -121,13 +121,6 @@ const MARKED_S: &str = "s.dirty AND (s.dirty_held_since IS NULL OR s.dirty_since
 /// Up to this many rows per multi-row statement (bind limits of both backends).
 const ROWS_PER_STATEMENT: usize = 400;
 
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|index| format!("${index}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// `(vendor_id = $1 AND plan_id = $2) OR …` for `count` pairs bound in that order.
 fn plan_pairs(count: usize) -> String {
     (0..count)
@@ -375,13 +368,14 @@ impl Store {
         }
         let mut conn = self.acquire().await?;
         // PostgreSQL: the batch as one array (`= ANY($1)`), so each read's text and
-        // plan are the same every batch; SQLite: one `$n` per account.
+        // plan are the same every batch; SQLite: one anonymous `?` per account (numbered
+        // `$n` make a long SQLite statement quadratic to prepare).
         let postgres = matches!(conn, super::Conn::Postgres(_));
         let in_batch = |column: &str| {
             if postgres {
                 format!("{column} = ANY($1)")
             } else {
-                format!("{column} IN ({})", placeholders(1, accounts.len()))
+                format!("{column} IN ({})", vec!["?"; accounts.len()].join(", "))
             }
         };
         let ids: Vec<&str> = accounts.iter().map(AccountId::as_str).collect();
@@ -733,7 +727,12 @@ async fn claim_revisions(tx: &mut Tx<'_>, accounts: &[RepricedAccount]) -> Resul
     let rows = Rows::new(
         "id, revision",
         vec![
-            Column::Text(accounts.iter().map(|repriced| Some(repriced.account.to_string())).collect()),
+            Column::Text(
+                accounts
+                    .iter()
+                    .map(|repriced| Some(repriced.account.to_string()))
+                    .collect(),
+            ),
             Column::Int(accounts.iter().map(|repriced| Some(repriced.revision)).collect()),
         ],
     );
