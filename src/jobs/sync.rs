@@ -277,8 +277,9 @@ impl ReadAhead {
 /// set-based read (a value the row types cannot hold), the halves are read apart until
 /// the account at fault stands alone; it is skipped and named, the others are read.
 /// Accounts whose rows read but do not parse are skipped the same way. Every account
-/// read or skipped here counts as scanned. `ancestors` keeps the run's ancestors. `pending` is read as if written (a dry run's
-/// change, `jobs/impact.rs`); sync passes none.
+/// read or skipped here counts as scanned. `ancestors` keeps the ancestors the run has
+/// read. `pending` is read as if written (a dry run's change, `jobs/impact.rs`); sync
+/// passes none.
 pub(crate) async fn read_batch(
     store: &Store,
     batch: &[AccountId],
