@@ -58,7 +58,10 @@ const FLOOR_ROWS_PER_STATEMENT: usize = 500;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Stages {
+    /// Time the job waited for reads (the next batch is read while one is written).
     read_ms: u64,
+    /// Time the reads took, waited for or not.
+    read_busy_ms: u64,
     price_ms: u64,
     write_ms: u64,
 }
@@ -71,6 +74,7 @@ impl tracing::field::Visit for StagesVisitor<'_> {
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
         match field.name() {
             "read_ms" => self.0.read_ms = value,
+            "read_busy_ms" => self.0.read_busy_ms = value,
             "price_ms" => self.0.price_ms = value,
             "write_ms" => self.0.write_ms = value,
             _ => {}
@@ -313,11 +317,12 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
     assert!(first.skipped.is_empty(), "{:?}", first.skipped);
     assert!(first.accounts_scanned > 0, "the demo's accounts were marked");
     println!(
-        "  sync, first run: {} accounts in {:.3} s ({:.0} accounts/s; read {} ms, price {} ms, write {} ms; {} plan sets)",
+        "  sync, first run: {} accounts in {:.3} s ({:.0} accounts/s; read {} ms waited ({} ms busy), price {} ms, write {} ms; {} plan sets)",
         first.accounts_scanned,
         first_time.as_secs_f64(),
         first.accounts_scanned as f64 / first_time.as_secs_f64(),
         first_stages.read_ms,
+        first_stages.read_busy_ms,
         first_stages.price_ms,
         first_stages.write_ms,
         first.plan_sets
@@ -374,11 +379,12 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
     assert!(again.skipped.is_empty(), "{:?}", again.skipped);
     assert_eq!(again.accounts_changed, 0, "nothing changed");
     println!(
-        "  sync, nothing changed (every account): {} accounts in {:.3} s ({:.0} accounts/s; read {} ms, price {} ms, write {} ms)",
+        "  sync, nothing changed (every account): {} accounts in {:.3} s ({:.0} accounts/s; read {} ms waited ({} ms busy), price {} ms, write {} ms)",
         again.accounts_scanned,
         again_time.as_secs_f64(),
         again.accounts_scanned as f64 / again_time.as_secs_f64(),
         again_stages.read_ms,
+        again_stages.read_busy_ms,
         again_stages.price_ms,
         again_stages.write_ms
     );
@@ -430,12 +436,12 @@ fn main() {
         }
     });
     println!();
-    println!("| backend | accounts | repriced | floor s (read + write) | sync s | accounts/s | ratio | read / price / write ms | rows written | peak | nothing changed s | accounts/s | read / price / write ms | peak |");
+    println!("| backend | accounts | repriced | floor s (read + write) | sync s | accounts/s | ratio | read waited (busy) / price / write ms | rows written | peak | nothing changed s | accounts/s | read waited (busy) / price / write ms | peak |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |");
     for row in &table {
         let floor = row.floor_read + row.floor_write;
         println!(
-            "| {} | {} | {} | {:.3} ({:.3} + {:.3}) | {:.3} | {:.0} | {:.2} | {} / {} / {} | {} | {} | {:.3} | {:.0} | {} / {} / {} | {} |",
+            "| {} | {} | {} | {:.3} ({:.3} + {:.3}) | {:.3} | {:.0} | {:.2} | {} ({}) / {} / {} | {} | {} | {:.3} | {:.0} | {} ({}) / {} / {} | {} |",
             row.backend,
             row.accounts,
             row.scanned,
@@ -446,6 +452,7 @@ fn main() {
             row.scanned as f64 / row.first.as_secs_f64(),
             row.first.as_secs_f64() / floor.as_secs_f64(),
             row.first_stages.read_ms,
+            row.first_stages.read_busy_ms,
             row.first_stages.price_ms,
             row.first_stages.write_ms,
             row.rows_written,
@@ -453,6 +460,7 @@ fn main() {
             row.again.as_secs_f64(),
             row.scanned as f64 / row.again.as_secs_f64(),
             row.again_stages.read_ms,
+            row.again_stages.read_busy_ms,
             row.again_stages.price_ms,
             row.again_stages.write_ms,
             memory(row.again_peak_kib),

@@ -26,8 +26,8 @@ use crate::domain::repricing::{reprice, MergeCache};
 use crate::domain::{AccountId, Money};
 use crate::runs::{JobError, JobReport, RunEnd, RunFigures, RunOutcome};
 use crate::store::{
-    CountingQueries, DeliveryState, DueDelivery, PricingSource, QueuedPair, Store, StoreError, UnreadableDelivery,
-    WaitingDelivery,
+    AncestorCache, CountingQueries, DeliveryState, DueDelivery, PricingSource, QueuedPair, Store, StoreError,
+    UnreadableDelivery, WaitingDelivery,
 };
 use crate::wire::document::Amount;
 use std::collections::BTreeMap;
@@ -350,12 +350,14 @@ async fn preview_repricing(
     session.index_staged_changes().await?;
     let candidates = session.repricing_candidates(&sync.scope).await?;
     let mut cache = MergeCache::new();
+    let mut ancestors = AncestorCache::default();
     for batch in candidates.chunks(sync.batch_size.max(1)) {
         if sync.stop.is_cancelled() {
             priced.interrupted = true;
             break;
         }
-        let accounts = read_batch(&mut PricingSource::Staged(session), batch, &mut priced.reads).await?;
+        let mut source = PricingSource::Staged(session);
+        let accounts = read_batch(&mut source, batch, &mut ancestors, &mut priced.reads).await?;
         let queue = session.queued_pairs(batch, sync.now).await?;
         for stored in &accounts {
             let pricing = account_pricing(stored, sync, &mut Vec::new());

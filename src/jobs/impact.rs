@@ -12,7 +12,7 @@ use crate::domain::impact::{account_impact, AccountImpact, ImpactReport};
 use crate::domain::repricing::{reprice, MergeCache};
 use crate::domain::AccountId;
 use crate::jobs::sync::{account_pricing, read_batch, SkippedAccount, SyncOptions, SyncReport};
-use crate::store::{PendingChange, PricingSource, Store, StoreError, StoredAccount};
+use crate::store::{AncestorCache, PendingChange, PricingSource, Store, StoreError, StoredAccount};
 use std::collections::HashMap;
 
 /// What pricing a pending change found.
@@ -34,22 +34,20 @@ pub async fn run_once(
     pending: &PendingChange,
 ) -> Result<ImpactRun, StoreError> {
     let mut reads = SyncReport::default();
+    let mut ancestors = AncestorCache::default();
     // Merged plans are cached by plan ids, not documents: one cache per side.
     let (mut old_cache, mut new_cache) = (MergeCache::new(), MergeCache::new());
     let mut impacts: Vec<AccountImpact> = Vec::new();
     let mut skipped: Vec<SkippedAccount> = Vec::new();
     for batch in touched.chunks(options.batch_size.max(1)) {
         let stored = PendingChange::default();
-        let old_accounts = read_batch(
-            &mut PricingSource::Stored {
-                store,
-                pending: &stored,
-            },
-            batch,
-            &mut reads,
-        )
-        .await?;
-        let new_accounts = read_batch(&mut PricingSource::Stored { store, pending }, batch, &mut reads).await?;
+        let mut old_source = PricingSource::Stored {
+            store,
+            pending: &stored,
+        };
+        let old_accounts = read_batch(&mut old_source, batch, &mut ancestors, &mut reads).await?;
+        let mut new_source = PricingSource::Stored { store, pending };
+        let new_accounts = read_batch(&mut new_source, batch, &mut ancestors, &mut reads).await?;
         let mut old_by_id: HashMap<AccountId, StoredAccount> = old_accounts
             .into_iter()
             .map(|stored| (stored.account.clone(), stored))

@@ -17,7 +17,8 @@ use crate::domain::repricing::{reprice, AccountPricing, MergeCache};
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::{AccountId, PlanId};
 use crate::store::{
-    NewAuditRow, PendingChange, PricingSource, RepricedAccount, Store, StoreError, StoredAccount, SyncScope,
+    AncestorCache, NewAuditRow, PendingChange, PricingSource, RepricedAccount, Store, StoreError, StoredAccount,
+    SyncScope,
 };
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -123,19 +124,25 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
     let candidates = store.sync_candidates(&options.scope).await?;
     let mut cache = MergeCache::new();
     let mut stages = StageTimes::default();
-    for batch in candidates.chunks(options.batch_size.max(1)) {
+    let mut batches = candidates.chunks(options.batch_size.max(1)).map(<[AccountId]>::to_vec);
+    // Read-ahead: the next batch is read (another pool connection, another task) while
+    // this one is priced and written; reading is half of a first run's time.
+    let mut next_read = batches
+        .next()
+        .map(|batch| ReadAhead::start(store, batch, AncestorCache::default()));
+    while let Some(read) = next_read.take() {
         if options.stop.is_cancelled() {
+            read.abort();
             report.interrupted = true;
             break;
         }
         let reading = Instant::now();
-        let pending = PendingChange::default();
-        let mut source = PricingSource::Stored {
-            store,
-            pending: &pending,
-        };
-        let accounts = read_batch(&mut source, batch, &mut report).await?;
+        let (accounts, read_report, ancestors, read_time) = read.finish().await?;
         stages.read += reading.elapsed();
+        stages.read_busy += read_time;
+        report.accounts_scanned += read_report.accounts_scanned;
+        report.skipped.extend(read_report.skipped);
+        next_read = batches.next().map(|batch| ReadAhead::start(store, batch, ancestors));
         let pricing_started = Instant::now();
         let mut repriced_batch = Vec::with_capacity(accounts.len());
         // Accounts with changed invoices, and how many: counted once written.
@@ -205,6 +212,7 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
     report.duration = started.elapsed();
     tracing::debug!(
         read_ms = millis(stages.read),
+        read_busy_ms = millis(stages.read_busy),
         price_ms = millis(stages.price),
         write_ms = millis(stages.write),
         accounts = report.accounts_scanned,
@@ -216,8 +224,11 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
 /// Where a run's time went, for its closing debug event (the sync bench reads it).
 #[derive(Debug, Default)]
 struct StageTimes {
-    /// Reading the batches' inputs.
+    /// Waiting for the batches' inputs (a batch is read while the one before it is
+    /// priced and written: only the time the run waited for a read is here).
     read: Duration,
+    /// Reading the batches' inputs, whether the run waited for them or not.
+    read_busy: Duration,
     /// Pricing them and shaping the rows to write.
     price: Duration,
     /// Writing them.
@@ -228,23 +239,63 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A batch's read running on its own task, with the ancestors read so far.
+struct ReadAhead {
+    task: tokio::task::JoinHandle<ReadOutcome>,
+}
+
+type ReadOutcome = Result<(Vec<StoredAccount>, SyncReport, AncestorCache, Duration), StoreError>;
+
+impl ReadAhead {
+    fn start(store: &Store, batch: Vec<AccountId>, mut ancestors: AncestorCache) -> ReadAhead {
+        let store = store.clone();
+        ReadAhead {
+            task: tokio::spawn(async move {
+                let started = Instant::now();
+                let mut report = SyncReport::default();
+                let pending = PendingChange::default();
+                let mut source = PricingSource::Stored {
+                    store: &store,
+                    pending: &pending,
+                };
+                let accounts = read_batch(&mut source, &batch, &mut ancestors, &mut report).await?;
+                Ok((accounts, report, ancestors, started.elapsed()))
+            }),
+        }
+    }
+
+    async fn finish(self) -> ReadOutcome {
+        match self.task.await {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Err(StoreError::Refused(format!("reading a sync batch: {error}"))),
+        }
+    }
+
+    /// Stops a read no longer wanted (it only reads).
+    fn abort(self) {
+        self.task.abort();
+    }
+}
+
 /// Reads a batch for repricing. When one account's stored data breaks the batch's
 /// set-based read (a value the row types cannot hold), the halves are read apart until
 /// the account at fault stands alone; it is skipped and named, the others are read.
 /// Accounts whose rows read but do not parse are skipped the same way. Every account
 /// read or skipped here counts as scanned. The source may lay a change over the stored
 /// rows (a dry run's change, `jobs/impact.rs`; a staged reconcile, `jobs/billing_preview.rs`);
-/// sync reads the store as it is.
+/// sync reads the store as it is. `ancestors` keeps the ancestors the run has read.
 pub(crate) async fn read_batch(
     source: &mut PricingSource<'_>,
     batch: &[AccountId],
+    ancestors: &mut AncestorCache,
     report: &mut SyncReport,
 ) -> Result<Vec<StoredAccount>, StoreError> {
     let mut readable = Vec::with_capacity(batch.len());
     // A stack of parts still to read, the first part on top, so accounts stay in order.
     let mut parts = vec![batch];
     while let Some(part) = parts.pop() {
-        match source.read(part).await {
+        match source.read(part, ancestors).await {
             Ok((accounts, unreadable)) => {
                 report.accounts_scanned += accounts.len() + unreadable.len();
                 readable.extend(accounts);

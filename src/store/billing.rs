@@ -7,8 +7,9 @@
 //! every account either fully repriced or untouched. Invoices are stored as the JSON
 //! of `wire::invoice` and read back with it; nothing here prices or decides.
 
+use super::deliveries::{Column, Rows, RowsConnection};
 use super::locked::{on_tx, Tx};
-use super::services::{CatalogPlan, ServicesChange};
+use super::services::{AncestorCache, CatalogPlan, ServicesChange};
 use super::{on_conn, step, Store, StoreError};
 use crate::domain::document::Map;
 use crate::domain::invoice::Invoice;
@@ -162,6 +163,8 @@ struct AccountRow {
     id: String,
     name: String,
     parent_id: Option<String>,
+    /// `pvt_reseller_id` as stored, for the nearest-reseller rule.
+    reseller_id: Option<String>,
     deleted: bool,
     overrides: Option<String>,
     bookkeeper: Option<String>,
@@ -290,10 +293,11 @@ impl PricingSource<'_> {
     pub async fn read(
         &mut self,
         accounts: &[AccountId],
+        ancestors: &mut AncestorCache,
     ) -> Result<(Vec<StoredAccount>, Vec<UnreadableAccount>), StoreError> {
         match self {
-            PricingSource::Stored { store, pending } => store.pricing_inputs_with(accounts, pending).await,
-            PricingSource::Staged(session) => session.staged_pricing_inputs(accounts).await,
+            PricingSource::Stored { store, pending } => store.pricing_inputs_cached(accounts, pending, ancestors).await,
+            PricingSource::Staged(session) => session.staged_pricing_inputs(accounts, ancestors).await,
         }
     }
 }
@@ -314,66 +318,101 @@ pub(super) async fn pricing_inputs_on(
     accounts: &[AccountId],
     pending: &PendingChange,
     quantities: QuantitySource,
+    ancestors: &mut AncestorCache,
 ) -> Result<(Vec<StoredAccount>, Vec<UnreadableAccount>), StoreError> {
     if accounts.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let list = placeholders(1, accounts.len());
+    // PostgreSQL: the batch as one array (`= ANY($1)`), so each read's text and plan
+    // are the same every batch; SQLite: one anonymous `?` per account (numbered `$n`
+    // make a long SQLite statement quadratic to prepare), bound once per list.
+    let postgres = matches!(conn, super::Conn::Postgres(_));
+    let in_batch = |column: &str| {
+        if postgres {
+            format!("{column} = ANY($1)")
+        } else {
+            format!("{column} IN ({})", vec!["?"; accounts.len()].join(", "))
+        }
+    };
+    let ids: Vec<&str> = accounts.iter().map(AccountId::as_str).collect();
     let account_sql = format!(
-        "SELECT a.id, a.name, a.parent_id, a.deleted, s.overrides, s.bookkeeper, s.priced_at, \
+        "SELECT a.id, a.name, a.parent_id, a.reseller_id, a.deleted, s.overrides, s.bookkeeper, s.priced_at, \
                 ({MARKED_S}) AS dirty, s.dirty_since, s.revision \
-         FROM accounts a LEFT JOIN services s ON s.account_id = a.id WHERE a.id IN ({list}) ORDER BY a.id"
+         FROM accounts a LEFT JOIN services s ON s.account_id = a.id WHERE {} ORDER BY a.id",
+        in_batch("a.id")
     );
     let assignment_sql = format!(
         "SELECT x.account_id, x.plan_id, x.vendor_id, x.overrides FROM service_plan_assignments x \
-         WHERE x.account_id IN ({list}) ORDER BY x.account_id, x.position, x.plan_id"
+         WHERE {} ORDER BY x.account_id, x.position, x.plan_id",
+        in_batch("x.account_id")
     );
     // Each plan once, however many of the batch's accounts it is assigned to.
     let plan_sql = format!(
         "SELECT p.vendor_id, p.plan_id, p.document FROM service_plans p WHERE EXISTS (SELECT 1 \
          FROM service_plan_assignments x WHERE x.vendor_id = p.vendor_id AND x.plan_id = p.plan_id \
-         AND x.account_id IN ({list}))"
+         AND {})",
+        in_batch("x.account_id")
     );
-    let quantity_sql = match quantities {
-        QuantitySource::Stored => format!(
-            "SELECT account_id, bucket, category, item, quantity FROM service_quantities \
-             WHERE account_id IN ({list}) ORDER BY account_id"
+    let (quantity_sql, quantity_lists) = match quantities {
+        QuantitySource::Stored => (
+            format!(
+                "SELECT account_id, bucket, category, item, quantity FROM service_quantities \
+                 WHERE {} ORDER BY account_id",
+                in_batch("account_id")
+            ),
+            1,
         ),
         // What reconcile's `apply` would leave: staged rows replace the stored ones
         // of the same key, zeros are deleted, every other row (manual ones too) stays.
-        QuantitySource::Staged => format!(
-            "SELECT q.account_id, q.bucket, q.category, q.item, q.quantity FROM service_quantities q \
-             WHERE q.account_id IN ({list}) AND NOT EXISTS (SELECT 1 FROM reconcile_changes c \
-                 WHERE c.account_id = q.account_id AND c.bucket = q.bucket AND c.category = q.category \
-                 AND c.item = q.item) \
-             UNION ALL \
-             SELECT c.account_id, c.bucket, c.category, c.item, c.new_quantity FROM reconcile_changes c \
-             WHERE c.account_id IN ({list}) AND c.new_quantity <> 0 \
-             ORDER BY 1"
+        QuantitySource::Staged => (
+            format!(
+                "SELECT q.account_id, q.bucket, q.category, q.item, q.quantity FROM service_quantities q \
+                 WHERE {} AND NOT EXISTS (SELECT 1 FROM reconcile_changes c \
+                     WHERE c.account_id = q.account_id AND c.bucket = q.bucket AND c.category = q.category \
+                     AND c.item = q.item) \
+                 UNION ALL \
+                 SELECT c.account_id, c.bucket, c.category, c.item, c.new_quantity FROM reconcile_changes c \
+                 WHERE {} AND c.new_quantity <> 0 \
+                 ORDER BY 1",
+                in_batch("q.account_id"),
+                in_batch("c.account_id")
+            ),
+            2,
         ),
     };
     let snapshot_sql = format!(
-        "SELECT account_id, invoice FROM invoice_snapshots WHERE kind = 'computed' AND account_id IN ({list}) \
-         ORDER BY account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id"
+        "SELECT account_id, invoice FROM invoice_snapshots WHERE kind = 'computed' AND {} \
+         ORDER BY account_id, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id",
+        in_batch("account_id")
     );
 
+    // `$lists`: how many account lists the SQLite text holds (PostgreSQL reuses `$1`).
     macro_rules! fetch {
-        ($sql:expr, $row:ty, $what:literal) => {{
-            let rows: Vec<$row> = on_conn!(&mut *conn, |c| {
-                let mut query = sqlx::query_as::<_, $row>($sql);
-                for account in accounts {
-                    query = query.bind(account.as_str());
+        ($sql:expr, $lists:expr, $row:ty, $what:literal) => {{
+            let rows: Vec<$row> = match &mut *conn {
+                super::Conn::Postgres(c) => sqlx::query_as::<_, $row>($sql)
+                    .bind(&ids)
+                    .fetch_all(&mut **c)
+                    .await
+                    .map_err(step($what))?,
+                super::Conn::Sqlite(c) => {
+                    let mut query = sqlx::query_as::<_, $row>($sql);
+                    for _ in 0..$lists {
+                        for id in &ids {
+                            query = query.bind(*id);
+                        }
+                    }
+                    query.fetch_all(&mut **c).await.map_err(step($what))?
                 }
-                query.fetch_all(&mut **c).await.map_err(step($what))?
-            });
+            };
             rows
         }};
     }
-    let mut account_rows = fetch!(&account_sql, AccountRow, "reading accounts to reprice");
-    let mut assignment_rows = fetch!(&assignment_sql, AssignmentRow, "reading plan assignments");
-    let mut plan_rows = fetch!(&plan_sql, PlanDocumentRow, "reading assigned plans");
-    let quantity_rows = fetch!(&quantity_sql, BatchQuantityRow, "reading quantities");
-    let snapshot_rows = fetch!(&snapshot_sql, SnapshotRow, "reading invoice snapshots");
+    let mut account_rows = fetch!(&account_sql, 1, AccountRow, "reading accounts to reprice");
+    let mut assignment_rows = fetch!(&assignment_sql, 1, AssignmentRow, "reading plan assignments");
+    let mut plan_rows = fetch!(&plan_sql, 1, PlanDocumentRow, "reading assigned plans");
+    let quantity_rows = fetch!(&quantity_sql, quantity_lists, BatchQuantityRow, "reading quantities");
+    let snapshot_rows = fetch!(&snapshot_sql, 1, SnapshotRow, "reading invoice snapshots");
 
     if !pending.is_empty() {
         let added = pending.apply(&mut account_rows, &mut assignment_rows, &mut plan_rows);
@@ -382,7 +421,11 @@ pub(super) async fn pricing_inputs_on(
 
     // On the connection in hand: asking the pool for a second one while holding
     // this one stalls once every connection is held the same way.
-    let resellers = super::services::resellers_on(conn, accounts).await?;
+    let tree: Vec<(String, Option<String>, Option<String>)> = account_rows
+        .iter()
+        .map(|row| (row.id.clone(), row.parent_id.clone(), row.reseller_id.clone()))
+        .collect();
+    let resellers = super::services::resellers_cached_on(conn, &tree, ancestors).await?;
     let plans: PlanDocuments = plan_rows
         .into_iter()
         .map(|row| ((row.vendor_id, row.plan_id), parse_object(&row.document).map(Arc::new)))
@@ -500,11 +543,24 @@ impl Store {
         accounts: &[AccountId],
         pending: &PendingChange,
     ) -> Result<(Vec<StoredAccount>, Vec<UnreadableAccount>), StoreError> {
+        self.pricing_inputs_cached(accounts, pending, &mut AncestorCache::default())
+            .await
+    }
+
+    /// [`Store::pricing_inputs_with`] for one batch of a run that reads many: the
+    /// ancestors (for each account's reseller) come from `ancestors`, which keeps what
+    /// this batch had to read for the next ones.
+    pub async fn pricing_inputs_cached(
+        &self,
+        accounts: &[AccountId],
+        pending: &PendingChange,
+        ancestors: &mut AncestorCache,
+    ) -> Result<(Vec<StoredAccount>, Vec<UnreadableAccount>), StoreError> {
         if accounts.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
         let mut conn = self.acquire().await?;
-        pricing_inputs_on(&mut conn, accounts, pending, QuantitySource::Stored).await
+        pricing_inputs_on(&mut conn, accounts, pending, QuantitySource::Stored, ancestors).await
     }
 
     /// The accounts with any of `plans` (vendor, plan id) assigned, in id order: the
@@ -582,129 +638,122 @@ impl Store {
         snapshot_rows.retain(|row| is_current(&row.account_id));
         acknowledged_rows.retain(|row| is_current(&row.account_id));
         audit_rows.retain(|row| is_current(&row.account_id));
+        let text = |values: Vec<String>| Column::Text(values.into_iter().map(Some).collect());
+        let int = |values: Vec<i64>| Column::Int(values.into_iter().map(Some).collect());
+        let batch_accounts = Rows::new(
+            "account_id, marked_since, now",
+            vec![
+                text(accounts.iter().map(|repriced| repriced.account.to_string()).collect()),
+                Column::Int(accounts.iter().map(|repriced| repriced.marked_since).collect()),
+                int(vec![now.0; accounts.len()]),
+            ],
+        );
+        let snapshots = |rows: &[SnapshotInsert]| {
+            Rows::new(
+                "account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice, recurring_units, now",
+                vec![
+                    text(rows.iter().map(|row| row.account_id.clone()).collect()),
+                    text(rows.iter().map(|row| row.kind.to_owned()).collect()),
+                    text(rows.iter().map(|row| row.bookkeeper.kind.clone()).collect()),
+                    text(rows.iter().map(|row| row.bookkeeper.vendor_id.clone()).collect()),
+                    text(rows.iter().map(|row| row.bookkeeper.id.clone()).collect()),
+                    text(rows.iter().map(|row| row.invoice.clone()).collect()),
+                    int(rows.iter().map(|row| row.recurring_units).collect()),
+                    int(vec![now.0; rows.len()]),
+                ],
+            )
+        };
+        let computed = snapshots(&snapshot_rows);
+        let acknowledged = snapshots(&acknowledged_rows);
+        let audits = Rows::new(
+            "id, account_id, status, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice, audit, \
+             today_units, recurring_units, hidden, now",
+            vec![
+                text(audit_rows.iter().map(|row| row.id.clone()).collect()),
+                text(audit_rows.iter().map(|row| row.account_id.clone()).collect()),
+                text(audit_rows.iter().map(|row| row.status.to_owned()).collect()),
+                text(audit_rows.iter().map(|row| row.bookkeeper.kind.clone()).collect()),
+                text(audit_rows.iter().map(|row| row.bookkeeper.vendor_id.clone()).collect()),
+                text(audit_rows.iter().map(|row| row.bookkeeper.id.clone()).collect()),
+                text(audit_rows.iter().map(|row| row.invoice.clone()).collect()),
+                text(audit_rows.iter().map(|row| row.audit.clone()).collect()),
+                int(audit_rows.iter().map(|row| row.today_units).collect()),
+                int(audit_rows.iter().map(|row| row.recurring_units).collect()),
+                int(audit_rows.iter().map(|row| i64::from(row.hidden)).collect()),
+                int(vec![now.0; audit_rows.len()]),
+            ],
+        );
+        // One statement per table for the whole batch (PostgreSQL: one array per
+        // column; SQLite: `VALUES` lists as long as its parameter limit allows).
         on_tx!(&mut tx, |t| {
-            for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "DELETE FROM invoice_snapshots WHERE kind = 'computed' AND account_id IN ({})",
-                    placeholders(1, chunk.len())
-                );
-                let mut query = sqlx::query(&sql);
-                for repriced in chunk {
-                    query = query.bind(repriced.account.as_str());
-                }
-                query
-                    .execute(&mut **t)
-                    .await
-                    .map_err(step("replacing invoice snapshots"))?;
-            }
-            for (rows, upsert) in [(&snapshot_rows, false), (&acknowledged_rows, true)] {
-                for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
-                    let values = (0..chunk.len())
-                        .map(|row| format!("({})", placeholders(row * 8 + 1, 8)))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let conflict = if upsert {
-                        " ON CONFLICT (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id) \
-                         DO UPDATE SET invoice = excluded.invoice, recurring_units = excluded.recurring_units, \
-                         updated_at = excluded.updated_at"
-                    } else {
-                        ""
-                    };
-                    let sql = format!(
-                        "INSERT INTO invoice_snapshots (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, \
-                         bookkeeper_id, invoice, recurring_units, updated_at) VALUES {values}{conflict}"
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for row in chunk {
-                        query = query
-                            .bind(row.account_id.as_str())
-                            .bind(row.kind)
-                            .bind(row.bookkeeper.kind.as_str())
-                            .bind(row.bookkeeper.vendor_id.as_str())
-                            .bind(row.bookkeeper.id.as_str())
-                            .bind(row.invoice.as_str())
-                            .bind(row.recurring_units)
-                            .bind(now.0);
-                    }
-                    query
-                        .execute(&mut **t)
-                        .await
-                        .map_err(step("writing invoice snapshots"))?;
-                }
-            }
-            for chunk in audit_rows.chunks(ROWS_PER_STATEMENT / 4) {
-                let values = (0..chunk.len())
-                    .map(|row| format!("({})", placeholders(row * 13 + 1, 13)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = format!(
+            (**t)
+                .with_rows(
+                    &batch_accounts,
+                    "DELETE FROM invoice_snapshots WHERE kind = 'computed' \
+                     AND account_id IN (SELECT account_id FROM v)",
+                    "replacing invoice snapshots",
+                )
+                .await?;
+            (**t)
+                .with_rows(
+                    &computed,
+                    "INSERT INTO invoice_snapshots (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, \
+                     bookkeeper_id, invoice, recurring_units, updated_at) \
+                     SELECT account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice, \
+                     recurring_units, now FROM v",
+                    "writing invoice snapshots",
+                )
+                .await?;
+            // `WHERE true` lets SQLite read `ON CONFLICT` as the upsert clause.
+            (**t)
+                .with_rows(
+                    &acknowledged,
+                    "INSERT INTO invoice_snapshots (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, \
+                     bookkeeper_id, invoice, recurring_units, updated_at) \
+                     SELECT account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice, \
+                     recurring_units, now FROM v WHERE true \
+                     ON CONFLICT (account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id) \
+                     DO UPDATE SET invoice = excluded.invoice, recurring_units = excluded.recurring_units, \
+                     updated_at = excluded.updated_at",
+                    "writing invoice snapshots",
+                )
+                .await?;
+            (**t)
+                .with_rows(
+                    &audits,
                     "INSERT INTO audit_logs (id, account_id, created_at, modified_at, status, bookkeeper_type, \
                      bookkeeper_vendor_id, bookkeeper_id, invoice, audit, today_units, recurring_units, hidden) \
-                     VALUES {values}"
-                );
-                let mut query = sqlx::query(&sql);
-                for row in chunk {
-                    query = query
-                        .bind(row.id.as_str())
-                        .bind(row.account_id.as_str())
-                        .bind(now.0)
-                        .bind(now.0)
-                        .bind(row.status)
-                        .bind(row.bookkeeper.kind.as_str())
-                        .bind(row.bookkeeper.vendor_id.as_str())
-                        .bind(row.bookkeeper.id.as_str())
-                        .bind(row.invoice.as_str())
-                        .bind(row.audit.as_str())
-                        .bind(row.today_units)
-                        .bind(row.recurring_units)
-                        .bind(row.hidden);
-                }
-                query.execute(&mut **t).await.map_err(step("writing audit rows"))?;
-            }
+                     SELECT id, account_id, now, now, status, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, \
+                     invoice, audit, today_units, recurring_units, hidden <> 0 FROM v",
+                    "writing audit rows",
+                )
+                .await?;
             // A mark set after the one that was read (a newer `dirty_since`) is kept.
-            for chunk in accounts.chunks(ROWS_PER_STATEMENT / 2) {
-                let values = (0..chunk.len())
-                    .map(|row| format!("({}, FALSE)", placeholders(row * 3 + 1, 3)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = format!(
-                    "INSERT INTO services (account_id, priced_at, dirty_since, dirty) VALUES {values} \
+            (**t)
+                .with_rows(
+                    &batch_accounts,
+                    "INSERT INTO services (account_id, priced_at, dirty_since, dirty) \
+                     SELECT account_id, now, marked_since, FALSE FROM v WHERE true \
                      ON CONFLICT (account_id) DO UPDATE SET \
                          priced_at = COALESCE(services.priced_at, excluded.priced_at), \
                          dirty = CASE WHEN services.dirty_since IS NULL \
                                         OR services.dirty_since <= COALESCE(excluded.dirty_since, -9000000000000000000) \
-                                      THEN FALSE ELSE services.dirty END"
-                );
-                let mut query = sqlx::query(&sql);
-                for repriced in chunk {
-                    query = query
-                        .bind(repriced.account.as_str())
-                        .bind(now.0)
-                        .bind(repriced.marked_since);
-                }
-                query
-                    .execute(&mut **t)
-                    .await
-                    .map_err(step("clearing repricing marks"))?;
-            }
+                                      THEN FALSE ELSE services.dirty END",
+                    "clearing repricing marks",
+                )
+                .await?;
             // An account left with audit rows its bookkeeper has not taken stays dirty
             // (sync-and-bookkeepers.md §2.3), held rather than marked.
-            for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "UPDATE services SET dirty = TRUE, dirty_since = $1, dirty_held_since = $1 \
-                     WHERE account_id IN ({}) AND NOT dirty AND EXISTS (SELECT 1 FROM audit_logs l \
+            (**t)
+                .with_rows(
+                    &batch_accounts,
+                    "UPDATE services SET dirty = TRUE, dirty_since = v.now, dirty_held_since = v.now FROM v \
+                     WHERE services.account_id = v.account_id AND NOT services.dirty \
+                     AND EXISTS (SELECT 1 FROM audit_logs l \
                          WHERE l.account_id = services.account_id AND l.status = 'pending')",
-                    placeholders(2, chunk.len())
-                );
-                let mut query = sqlx::query(&sql).bind(now.0);
-                for repriced in chunk {
-                    query = query.bind(repriced.account.as_str());
-                }
-                query
-                    .execute(&mut **t)
-                    .await
-                    .map_err(step("keeping accounts with undelivered audit rows dirty"))?;
-            }
+                    "keeping accounts with undelivered audit rows dirty",
+                )
+                .await?;
         });
         tx.commit("committing a sync batch").await?;
         Ok(())
@@ -755,46 +804,37 @@ impl Store {
 /// the batch's transaction (which then holds their write locks); returns those
 /// accounts. Accounts without a services row get one (revision 0) first.
 async fn claim_revisions(tx: &mut Tx<'_>, accounts: &[RepricedAccount]) -> Result<HashSet<String>, StoreError> {
-    let mut current = HashSet::with_capacity(accounts.len());
-    for chunk in accounts.chunks(ROWS_PER_STATEMENT / 2) {
-        let rows = (0..chunk.len())
-            .map(|row| format!("(${})", row + 1))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let insert = format!("INSERT INTO services (account_id) VALUES {rows} ON CONFLICT (account_id) DO NOTHING");
-        let cases = (0..chunk.len())
-            .map(|row| format!("WHEN ${} THEN ${}", row * 2 + 1, row * 2 + 2))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let list = (0..chunk.len())
-            .map(|row| format!("${}", row * 2 + 1))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let update = format!(
-            "UPDATE services SET revision = revision + 1 \
-             WHERE account_id IN ({list}) AND revision = CASE account_id {cases} END RETURNING account_id"
-        );
-        let claimed: Vec<String> = on_tx!(&mut *tx, |t| {
-            let mut query = sqlx::query(&insert);
-            for repriced in chunk {
-                query = query.bind(repriced.account.as_str());
-            }
-            query
-                .execute(&mut **t)
-                .await
-                .map_err(step("creating services rows to reprice"))?;
-            let mut query = sqlx::query_scalar(&update);
-            for repriced in chunk {
-                query = query.bind(repriced.account.as_str()).bind(repriced.revision);
-            }
-            query
-                .fetch_all(&mut **t)
-                .await
-                .map_err(step("claiming the revisions of repriced accounts"))?
-        });
-        current.extend(claimed);
-    }
-    Ok(current)
+    let rows = Rows::new(
+        "id, revision",
+        vec![
+            Column::Text(
+                accounts
+                    .iter()
+                    .map(|repriced| Some(repriced.account.to_string()))
+                    .collect(),
+            ),
+            Column::Int(accounts.iter().map(|repriced| Some(repriced.revision)).collect()),
+        ],
+    );
+    let claimed = on_tx!(&mut *tx, |t| {
+        (**t)
+            .with_rows(
+                &rows,
+                "INSERT INTO services (account_id) SELECT id FROM v WHERE true \
+                 ON CONFLICT (account_id) DO NOTHING",
+                "creating services rows to reprice",
+            )
+            .await?;
+        (**t)
+            .with_rows(
+                &rows,
+                "UPDATE services SET revision = services.revision + 1 FROM v \
+                 WHERE services.account_id = v.id AND services.revision = v.revision RETURNING account_id",
+                "claiming the revisions of repriced accounts",
+            )
+            .await?
+    });
+    Ok(claimed.into_iter().collect())
 }
 
 pub(super) fn read_invoice(text: &str) -> Result<Invoice, String> {

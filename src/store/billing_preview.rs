@@ -8,6 +8,7 @@
 
 use super::billing::{placeholders, pricing_inputs_on, QuantitySource, MARKED};
 use super::deliveries::DeliveryState;
+use super::services::AncestorCache;
 use super::{on_conn, step, PendingChange, ReconcileSession, StoreError, StoredAccount, SyncScope, UnreadableAccount};
 use crate::domain::plan::BookkeeperRef;
 use crate::domain::summary::GregorianSeconds;
@@ -83,12 +84,14 @@ impl ReconcileSession {
     pub async fn staged_pricing_inputs(
         &mut self,
         accounts: &[AccountId],
+        ancestors: &mut AncestorCache,
     ) -> Result<(Vec<StoredAccount>, Vec<UnreadableAccount>), StoreError> {
         pricing_inputs_on(
             &mut self.conn,
             accounts,
             &PendingChange::default(),
             QuantitySource::Staged,
+            ancestors,
         )
         .await
     }

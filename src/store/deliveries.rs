@@ -722,13 +722,13 @@ const LAST_STANDING: &str = "SELECT account_id, standing, message, reason FROM (
 /// table `v(…)`: on PostgreSQL one array per column (`UNNEST`), so the statement's text
 /// is the same every batch; on SQLite `VALUES` with anonymous `?` placeholders (numbered
 /// ones make a long SQLite statement quadratic to prepare).
-struct Rows {
+pub(super) struct Rows {
     /// The column names of `v`, comma-separated.
     names: &'static str,
     columns: Vec<Column>,
 }
 
-enum Column {
+pub(super) enum Column {
     Text(Vec<Option<String>>),
     Int(Vec<Option<i64>>),
 }
@@ -747,7 +747,7 @@ impl Column {
 const SQLITE_PARAMETERS: usize = 30_000;
 
 impl Rows {
-    fn new(names: &'static str, columns: Vec<Column>) -> Rows {
+    pub(super) fn new(names: &'static str, columns: Vec<Column>) -> Rows {
         Rows { names, columns }
     }
 
@@ -862,7 +862,7 @@ where
 
 /// [`fetch_with_rows`] on whichever backend's connection is at hand (the backend is
 /// named by the connection's type, so `on_conn!` bodies stay written once).
-trait RowsConnection {
+pub(super) trait RowsConnection {
     /// The first column of what the statements return (`RETURNING id`), if anything.
     async fn with_rows(&mut self, rows: &Rows, body: &str, what: &'static str) -> Result<Vec<String>, StoreError>;
 

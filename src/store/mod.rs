@@ -44,8 +44,8 @@ pub use inventory::{InventoryWrite, InventoryWritten, KnownAccounts, RejectedDoc
 pub use reconcile::{FullRecount, ReconcileScope, ReconcileSession, StageOutcome, StagedChange};
 pub use retention::PrunedRows;
 pub use services::{
-    AccountNode, AuditCursor, AuditLogPage, AuditLogQuery, AuditLogRow, CatalogPlan, PlanAssignment, PlanWrite,
-    ServicesChange, ServicesRecord,
+    AccountNode, AncestorCache, AuditCursor, AuditLogPage, AuditLogQuery, AuditLogRow, CatalogPlan, PlanAssignment,
+    PlanWrite, ServicesChange, ServicesRecord,
 };
 pub use tokens::{
     random_secret, LoginAccount, LoginUser, NewToken, PresentedToken, TokenListing, TokenOrigin, TOKEN_ID_LENGTH,

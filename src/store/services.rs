@@ -12,7 +12,7 @@ use crate::domain::quantities::{diff_bucket, Bucket, Quantities};
 use crate::domain::reseller::{self, Ancestor, Lineage};
 use crate::domain::summary::{record_entries, DaySummary, GregorianSeconds, RecordEntry};
 use crate::domain::{AccountId, Category, ItemName};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The master account (the smallest id of the accounts without a parent), on a
 /// connection already held. The roots come from the `parent_id` index and are sorted
@@ -34,6 +34,9 @@ pub(super) async fn master_account_on(conn: &mut Conn) -> Result<Option<String>,
 
 /// Accounts per statement of the lineage query, under SQLite's parameter limit.
 const LINEAGE_IDS_PER_STATEMENT: usize = 400;
+
+/// Ancestors followed above an account, as the recursive chain query (`depth < 64`).
+const LINEAGE_DEPTH: usize = 64;
 
 /// The nearest-reseller rule's inputs for a batch of accounts, and its answers: the
 /// one place billing, top-up and the services operations learn an account's reseller.
@@ -128,6 +131,113 @@ pub(super) async fn resellers_on(conn: &mut Conn, accounts: &[AccountId]) -> Res
                 });
             }
         }
+    }
+    Ok(Resellers { master, lineages })
+}
+
+/// One account as the nearest-reseller rule sees it from below: its parent, whether it
+/// is a reseller. The batch's own accounts come with their batch's read.
+#[derive(Debug, Clone)]
+pub(super) struct TreeNode {
+    pub(super) parent_id: Option<String>,
+    pub(super) is_reseller: bool,
+}
+
+/// The ancestors a run has read so far, kept for its later batches: in a sync run most
+/// accounts share a few resellers, so after the first batch their chains are at hand
+/// and a batch costs no ancestor query (the recursive chain query cost a sync of
+/// 10,000 accounts 0.3 s on PostgreSQL). Only accounts read as someone's ancestor are
+/// kept (the accounts with children), and the master once. Ancestors are as of the
+/// run's first read of them, as they were as of a batch's before.
+#[derive(Debug, Default)]
+pub struct AncestorCache {
+    nodes: HashMap<String, TreeNode>,
+    /// Parent ids looked up and not found.
+    missing: HashSet<String>,
+    master: Option<Option<AccountId>>,
+}
+
+/// [`resellers_on`] for a batch whose accounts were just read (id, parent, stored
+/// reseller id), their ancestors from `cache`, the ones it lacks read level by level
+/// (one plain statement per level and 400 ids) and kept in it.
+pub(super) async fn resellers_cached_on(
+    conn: &mut Conn,
+    batch: &[(String, Option<String>, Option<String>)],
+    cache: &mut AncestorCache,
+) -> Result<Resellers, StoreError> {
+    if cache.master.is_none() {
+        cache.master = Some(master_account_on(conn).await?.and_then(|id| AccountId::parse(id).ok()));
+    }
+    let master = cache.master.clone().flatten();
+    // Depth 0 is the batch's accounts; a level's parents are read when not known yet.
+    let mut frontier: Vec<String> = batch.iter().filter_map(|(_, parent, _)| parent.clone()).collect();
+    for _ in 0..LINEAGE_DEPTH {
+        frontier.retain(|id| !cache.nodes.contains_key(id) && !cache.missing.contains(id));
+        frontier.sort();
+        frontier.dedup();
+        if frontier.is_empty() {
+            break;
+        }
+        let mut next = Vec::new();
+        for chunk in frontier.chunks(LINEAGE_IDS_PER_STATEMENT) {
+            let list = (1..=chunk.len())
+                .map(|index| format!("${index}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("SELECT id, parent_id, is_reseller FROM accounts WHERE id IN ({list})");
+            let rows: Vec<(String, Option<String>, bool)> = on_conn!(&mut *conn, |c| {
+                let mut query = sqlx::query_as(&sql);
+                for id in chunk {
+                    query = query.bind(id.as_str());
+                }
+                query
+                    .fetch_all(&mut **c)
+                    .await
+                    .map_err(step("reading the ancestors of accounts for their reseller"))?
+            });
+            for (id, parent_id, is_reseller) in rows {
+                if let Some(parent) = &parent_id {
+                    next.push(parent.clone());
+                }
+                cache.nodes.insert(id, TreeNode { parent_id, is_reseller });
+            }
+        }
+        for id in &frontier {
+            if !cache.nodes.contains_key(id) {
+                cache.missing.insert(id.clone());
+            }
+        }
+        frontier = next;
+    }
+    let mut lineages = BTreeMap::new();
+    for (id, parent, stored_reseller) in batch {
+        let Ok(account) = AccountId::parse(id.as_str()) else {
+            continue;
+        };
+        let mut ancestors = Vec::new();
+        let mut next = parent.as_deref();
+        let mut depth = 0;
+        while let Some(ancestor) = next.filter(|_| depth < LINEAGE_DEPTH) {
+            let Some(node) = cache.nodes.get(ancestor) else {
+                break;
+            };
+            depth += 1;
+            if let Ok(id) = AccountId::parse(ancestor) {
+                ancestors.push(Ancestor {
+                    id,
+                    is_reseller: node.is_reseller,
+                });
+            }
+            next = node.parent_id.as_deref();
+        }
+        lineages.insert(
+            id.clone(),
+            Lineage {
+                account,
+                stored_reseller: stored_reseller.as_deref().and_then(|id| AccountId::parse(id).ok()),
+                ancestors,
+            },
+        );
     }
     Ok(Resellers { master, lineages })
 }

@@ -632,3 +632,45 @@ async fn the_demo_bills_every_account_as_quote_prices_it_and_delivers_each_invoi
 }
 
 on_both_backends!(the_demo_bills_every_account_as_quote_prices_it_and_delivers_each_invoice_once);
+
+/// A run keeps the ancestors it read for its later batches (`AncestorCache`): read in
+/// batches of three through one cache, every demo account gets the reseller the
+/// recursive chain query gives it alone (`account_node`). Stored reseller ids are
+/// cleared first, so every answer comes from walking the tree, sub-resellers included.
+async fn batches_sharing_the_ancestors_they_read_find_each_account_s_reseller(store: &Store) {
+    use tally::demo::DemoSpec;
+    use tally::store::{AncestorCache, PendingChange};
+
+    crate::demo::load_demo(store, DemoSpec { accounts: 60, seed: 7 }).await;
+    store
+        .execute_script("UPDATE accounts SET reseller_id = NULL;")
+        .await
+        .expect("clears stored reseller ids");
+    let accounts = store.sync_candidates(&SyncScope::All).await.expect("lists");
+    assert!(accounts.len() > 30, "the demo's accounts have plans");
+    let mut ancestors = AncestorCache::default();
+    let mut below_a_reseller = 0;
+    for batch in accounts.chunks(3) {
+        let (stored, unreadable) = store
+            .pricing_inputs_cached(batch, &PendingChange::default(), &mut ancestors)
+            .await
+            .expect("reads");
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        assert_eq!(stored.len(), batch.len());
+        for account in stored {
+            let node = store
+                .account_node(&account.account)
+                .await
+                .expect("reads")
+                .expect("known");
+            let alone = node.reseller_id.unwrap_or_else(|| node.id.clone());
+            assert_eq!(account.reseller_id, alone, "{}", account.account);
+            if !account.billed_by_master {
+                below_a_reseller += 1;
+            }
+        }
+    }
+    assert!(below_a_reseller > 0, "some accounts are billed by a reseller");
+}
+
+on_both_backends!(batches_sharing_the_ancestors_they_read_find_each_account_s_reseller);
