@@ -33,7 +33,8 @@ pub(super) async fn connect(url: &DatabaseUrl, pool: &ConnectOptions) -> Result<
         .busy_timeout(Duration::from_secs(30))
         // Temporary tables spill to a file, not to memory.
         .pragma("cache_size", cache_size_pragma(CACHE_KIB))
-        .pragma("temp_store", "FILE");
+        .pragma("temp_store", "FILE")
+        .statement_cache_capacity(STATEMENT_CACHE);
     SqlitePoolOptions::new()
         .max_connections(pool.pool_size)
         .acquire_timeout(pool.connect_timeout)
@@ -85,6 +86,12 @@ pub(super) const RECONCILE_CACHE_KIB: u32 = 32 * 1024;
 /// ends, each as large as the cache, 160 MiB at 10,000 accounts with 32 MiB. Each
 /// counting query reads its table once, and counting took as long with 2 MiB.
 pub(super) const COUNTING_CACHE_KIB: u32 = 2 * 1024;
+
+/// Prepared statements each connection keeps (sqlx's default is 100). Multi-row
+/// writes differ in their number of rows from batch to batch, each shape a statement of
+/// its own, large (a program step per value): with 100, sync's resident size grew by
+/// 27 MiB over a 100,000-account run, with 24 by 2 MiB.
+const STATEMENT_CACHE: usize = 24;
 
 /// `PRAGMA cache_size`'s value for a cache of `kib` KiB (negative means KiB).
 pub(super) fn cache_size_pragma(kib: u32) -> String {
