@@ -72,7 +72,7 @@ async fn applied(pool: &SqlitePool) -> Result<usize, StoreError> {
 /// sorter of a statement hold before it spills the sort to a temporary file, so a
 /// process's memory is about the pool's caches plus one cache per sorter of the
 /// statements running. With 32 MiB for every connection, SQLite billing runs peaked
-/// at 215 MiB at 10,000 accounts and 350 MiB at 100,000 (benches/results/nightly.md,
+/// at 210 MiB at 10,000 accounts and 342 MiB at 100,000 (benches/results/nightly.md,
 /// "Memory").
 pub(super) const CACHE_KIB: u32 = 8 * 1024;
 
@@ -84,7 +84,7 @@ pub(super) const RECONCILE_CACHE_KIB: u32 = 32 * 1024;
 /// The cache while reconcile runs its counting statement: that one statement holds a
 /// sorter per `GROUP BY` of every counting query (18 in the built-in set) until it
 /// ends, each as large as the cache, 160 MiB at 10,000 accounts with 32 MiB. Each
-/// counting query reads its table once, and counting took as long with 2 MiB.
+/// counting query reads its table once; counting took about as long with 2 MiB.
 pub(super) const COUNTING_CACHE_KIB: u32 = 2 * 1024;
 
 /// Prepared statements each connection keeps (sqlx's default is 100). Multi-row
