@@ -14,13 +14,16 @@
 //! `--demo` (127.0.0.1, port 0, answers 200 at once). Each stage prints its time,
 //! rows/s (reconcile: inventory objects; sync: accounts scanned; bookkeeper-sync:
 //! deliveries), and this process's peak memory during the stage (VmHWM of
-//! /proc/self/status, reset through /proc/self/clear_refs before the stage; the
+//! /proc/self/status, reset through /proc/self/clear_refs before the stage, after
+//! glibc's `malloc_trim` has handed back the heap's free pages; the
 //! PostgreSQL server's own memory is not in it). Reconcile also prints the time of
 //! each of its statements, collected from the store's `reconcile statement` debug
 //! events by a small tracing layer.
 //!
 //! The **floor** is the same reconcile work as the best plain SQL, measured in the same
-//! run on the same database, on its own connection, before tally's reconcile: account
+//! run on the same database, on its own connection, opened for each scenario and closed
+//! before tally's reconcile (so the floor's SQLite caches are not in the stages' peak
+//! memory; what the process still holds is the "from" of each stage's line): account
 //! counts straight from the inventory tables (the semantics of `sql/counting/`, without
 //! the scope table), the cascade over the ancestor closure, a diff against the stored
 //! quantities first, then an upsert and a delete of only the changed rows, in one
@@ -49,7 +52,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::floor::FloorConnection;
 use support::saved_demo::{prepare_demo, saved_demo_note, PreparedDemo};
-use support::{peak_memory_kib, reset_peak_memory, resident_memory_kib};
+use support::{peak_memory_kib, release_free_memory, reset_peak_memory, resident_memory_kib};
 use tally::bookkeepers::demo::DemoBookkeeper;
 use tally::config::{DatabaseUrl, Settings};
 use tally::domain::summary::GregorianSeconds;
@@ -491,6 +494,7 @@ struct ScenarioRow {
 
 /// The work's value, time, peak resident size and resident size at its start.
 async fn timed<T, F: std::future::Future<Output = T>>(work: F) -> (T, Duration, Option<u64>, Option<u64>) {
+    release_free_memory();
     let reset = reset_peak_memory();
     let start_kib = resident_memory_kib();
     let started = Instant::now();
@@ -531,11 +535,6 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
         )
         .await
         .expect("the floor's table");
-    let mut floor_connection = FloorConnection::open(backend, url).await;
-    if backend == Backend::Postgres {
-        // Sorts and hashes of a million rows in memory.
-        floor_connection.execute("SET work_mem = '256MB'").await;
-    }
     let mut rows = Vec::new();
     for (index, scenario) in ["first run", "no change", "1 % churn"].into_iter().enumerate() {
         if index == 2 {
@@ -560,7 +559,15 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
             0 => floor_steps(backend),
             _ => incremental_floor_steps(backend, &context.counting),
         };
+        // The floor's connection is closed before tally's stages, so its page cache
+        // and sorters (SQLite's are in this process) are not in their peak memory.
+        let mut floor_connection = FloorConnection::open(backend, url).await;
+        if backend == Backend::Postgres {
+            // Sorts and hashes of a million rows in memory.
+            floor_connection.execute("SET work_mem = '256MB'").await;
+        }
         let floor = run_floor(&mut floor_connection, backend, steps).await;
+        floor_connection.close().await;
 
         take_statements();
         let (reconciled, elapsed, peak_kib, start_kib) =
@@ -670,7 +677,6 @@ async fn scenarios(store: &Store, url: &DatabaseUrl, objects: u64, start: Gregor
             invoices_changed: synced.invoices_changed,
         });
     }
-    floor_connection.close().await;
     store
         .execute_script("DROP TABLE floor_quantities")
         .await

@@ -32,7 +32,8 @@ impl FloorConnection {
             Backend::Sqlite => {
                 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
                 use std::str::FromStr;
-                // The store's own settings, so the floor gets no unfair advantage.
+                // The store's settings, with a page cache of 32 MiB where the store's
+                // connections have 8 MiB: the floor never has less room than tally.
                 let options = SqliteConnectOptions::from_str(url.expose())
                     .expect("a SQLite URL")
                     .journal_mode(SqliteJournalMode::Wal)

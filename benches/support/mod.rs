@@ -149,6 +149,23 @@ fn status_kib(field: &str) -> Option<u64> {
     })
 }
 
+/// Gives the allocator's free memory back to the system (glibc's `malloc_trim`), so a
+/// stage's peak starts from what is live, not from what an earlier stage or a closed
+/// connection (the floor's SQLite caches) left free in the heap.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        // SAFETY: glibc's malloc_trim only hands free heap pages back to the kernel;
+        // it is safe to call at any time from any thread.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// Resets VmHWM to the current resident size (Linux ≥ 4.0); false when refused.
 pub fn reset_peak_memory() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()

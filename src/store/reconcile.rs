@@ -208,6 +208,15 @@ impl ReconcileSession {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
+    /// SQLite: the connection's page cache, which also bounds each sorter's memory.
+    async fn set_sqlite_cache(&mut self, kib: u32) -> Result<(), StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let statement = format!("PRAGMA cache_size = {}", sqlite::cache_size_pragma(kib));
+        self.run("configuring the session", &[&statement]).await
+    }
+
     /// Statistics for the planner (PostgreSQL does not analyse temporary tables itself).
     async fn analyze(&mut self, table: &str) -> Result<(), StoreError> {
         match self.backend {
@@ -247,6 +256,9 @@ impl ReconcileSession {
             // index scans.
             self.run("configuring the session", RECONCILE_SETTINGS).await?;
         }
+        // SQLite: room for the sorts of the set-based statements, reset by `finish`
+        // (a session that fails before leaves a larger cache on a pooled connection).
+        self.set_sqlite_cache(sqlite::RECONCILE_CACHE_KIB).await?;
         for table in TEMP_TABLES {
             let statement = format!("DROP TABLE IF EXISTS {table}");
             self.run("dropping old temporary tables", &[&statement]).await?;
@@ -525,10 +537,14 @@ impl ReconcileSession {
              GROUP BY account_id, category, item HAVING SUM(quantity) <> 0",
             union.join(" UNION ALL ")
         );
+        // SQLite: a small cache while counting bounds the memory of the statement's
+        // many sorters (`sqlite::COUNTING_CACHE_KIB`); the session's is back after it.
+        self.set_sqlite_cache(sqlite::COUNTING_CACHE_KIB).await?;
         let counting_started = std::time::Instant::now();
         let counted = on_conn!(&mut self.conn, |c| {
             sqlx::query(&count_statement).execute(&mut **c).await.map(|_| ())
         });
+        self.set_sqlite_cache(sqlite::RECONCILE_CACHE_KIB).await?;
         tracing::debug!(
             step = "counting",
             elapsed_ms = elapsed_ms(counting_started),
@@ -987,6 +1003,8 @@ impl ReconcileSession {
             let statement = format!("DROP TABLE IF EXISTS {table}");
             self.run("dropping temporary tables", &[&statement]).await?;
         }
+        // Lowering the cache frees the pages above it.
+        self.set_sqlite_cache(sqlite::CACHE_KIB).await?;
         Ok(())
     }
 }

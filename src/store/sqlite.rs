@@ -31,11 +31,10 @@ pub(super) async fn connect(url: &DatabaseUrl, pool: &ConnectOptions) -> Result<
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(30))
-        // 32 MiB of page cache per connection: the benchmark ran as fast as with
-        // 128 MiB and with 40 % less peak memory; the 2 MiB default is too small for
-        // set-based statements. Temporary tables spill to a file, not to memory.
-        .pragma("cache_size", "-32768")
-        .pragma("temp_store", "FILE");
+        // Temporary tables spill to a file, not to memory.
+        .pragma("cache_size", cache_size_pragma(CACHE_KIB))
+        .pragma("temp_store", "FILE")
+        .statement_cache_capacity(STATEMENT_CACHE);
     SqlitePoolOptions::new()
         .max_connections(pool.pool_size)
         .acquire_timeout(pool.connect_timeout)
@@ -67,6 +66,36 @@ async fn applied(pool: &SqlitePool) -> Result<usize, StoreError> {
         .await
         .map_err(step("reading migrations"))?;
     Ok(usize::try_from(count).unwrap_or(0))
+}
+
+/// Page cache of each pooled connection, in KiB. It is also what SQLite lets each
+/// sorter of a statement hold before it spills the sort to a temporary file, so a
+/// process's memory is about the pool's caches plus one cache per sorter of the
+/// statements running. With 32 MiB for every connection, SQLite billing runs peaked
+/// at 210 MiB at 10,000 accounts and 342 MiB at 100,000 (benches/results/nightly.md,
+/// "Memory").
+pub(super) const CACHE_KIB: u32 = 8 * 1024;
+
+/// The cache of reconcile's session (back to [`CACHE_KIB`] when it finishes): its
+/// set-based statements sort a row per item (roll-up, batch numbering, day sums,
+/// indexes), one sorter each, and ran about twice as slowly with 8 MiB.
+pub(super) const RECONCILE_CACHE_KIB: u32 = 32 * 1024;
+
+/// The cache while reconcile runs its counting statement: that one statement holds a
+/// sorter per `GROUP BY` of every counting query (18 in the built-in set) until it
+/// ends, each as large as the cache, 160 MiB at 10,000 accounts with 32 MiB. Each
+/// counting query reads its table once; counting took about as long with 2 MiB.
+pub(super) const COUNTING_CACHE_KIB: u32 = 2 * 1024;
+
+/// Prepared statements each connection keeps (sqlx's default is 100). Multi-row
+/// writes differ in their number of rows from batch to batch, each shape a statement of
+/// its own, large (a program step per value): with 100, sync's resident size grew by
+/// 27 MiB over a 100,000-account run, with 24 by 2 MiB.
+const STATEMENT_CACHE: usize = 24;
+
+/// `PRAGMA cache_size`'s value for a cache of `kib` KiB (negative means KiB).
+pub(super) fn cache_size_pragma(kib: u32) -> String {
+    format!("-{kib}")
 }
 
 /// An integer as 10 lowercase hex digits (record ids).
