@@ -685,19 +685,7 @@ impl BillingPreview {
 
     /// The closing summary as one JSON object (the last line of `--json`).
     pub fn to_json(&self) -> serde_json::Value {
-        let resellers: Vec<serde_json::Value> = self
-            .resellers
-            .iter()
-            .map(|(reseller, totals)| {
-                serde_json::json!({
-                    "reseller_id": reseller.as_str(),
-                    "accounts": totals.accounts,
-                    "old_recurring": amount(totals.old_recurring),
-                    "new_recurring": amount(totals.new_recurring),
-                    "difference": amount(totals.difference),
-                })
-            })
-            .collect();
+        let resellers = crate::wire::impact::reseller_totals(&self.resellers);
         let deliveries = &self.deliveries;
         serde_json::json!({
             "record": "summary",

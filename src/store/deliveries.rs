@@ -1113,6 +1113,34 @@ struct WaitingRow {
     last_error_code: Option<String>,
 }
 
+impl WaitingRow {
+    /// Where this in-flight delivery stands at `now`, as `tally deliveries` lists it.
+    fn at(self, now: GregorianSeconds) -> WaitingDelivery {
+        let state = DeliveryState::of(
+            now,
+            self.lease_until,
+            self.next_attempt_at,
+            self.last_error_code.as_deref(),
+        );
+        WaitingDelivery {
+            delivery_id: Some(self.id),
+            account: self.account_id,
+            bookkeeper: bookkeeper_ref(self.bookkeeper_type, self.bookkeeper_vendor_id, self.bookkeeper_id),
+            attempts: self.attempts,
+            next_attempt_at: match state {
+                DeliveryState::Failed | DeliveryState::Queued => None,
+                DeliveryState::Leased => Some(GregorianSeconds(self.next_attempt_at.max(self.lease_until + 1))),
+                DeliveryState::WaitingRetry | DeliveryState::Due | DeliveryState::AwaitingConfiguration => {
+                    Some(GregorianSeconds(self.next_attempt_at))
+                }
+            },
+            lease_until: (state == DeliveryState::Leased).then_some(GregorianSeconds(self.lease_until)),
+            last_error: self.last_error,
+            state,
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct QueuedRow {
     account_id: String,
@@ -1214,33 +1242,7 @@ impl Store {
             .await
             .map_err(step("listing queued audit rows"))?
         });
-        let mut waiting: Vec<WaitingDelivery> = in_flight
-            .into_iter()
-            .map(|row| {
-                let state = DeliveryState::of(
-                    now,
-                    row.lease_until,
-                    row.next_attempt_at,
-                    row.last_error_code.as_deref(),
-                );
-                WaitingDelivery {
-                    delivery_id: Some(row.id),
-                    account: row.account_id,
-                    bookkeeper: bookkeeper_ref(row.bookkeeper_type, row.bookkeeper_vendor_id, row.bookkeeper_id),
-                    attempts: row.attempts,
-                    next_attempt_at: match state {
-                        DeliveryState::Failed | DeliveryState::Queued => None,
-                        DeliveryState::Leased => Some(GregorianSeconds(row.next_attempt_at.max(row.lease_until + 1))),
-                        DeliveryState::WaitingRetry | DeliveryState::Due | DeliveryState::AwaitingConfiguration => {
-                            Some(GregorianSeconds(row.next_attempt_at))
-                        }
-                    },
-                    lease_until: (state == DeliveryState::Leased).then_some(GregorianSeconds(row.lease_until)),
-                    last_error: row.last_error,
-                    state,
-                }
-            })
-            .collect();
+        let mut waiting: Vec<WaitingDelivery> = in_flight.into_iter().map(|row| row.at(now)).collect();
         waiting.extend(queued.into_iter().map(|row| WaitingDelivery {
             delivery_id: None,
             account: row.account_id,
@@ -1282,27 +1284,7 @@ impl Store {
             .await
             .map_err(step("listing deliveries due"))?
         });
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let state = DeliveryState::of(
-                    now,
-                    row.lease_until,
-                    row.next_attempt_at,
-                    row.last_error_code.as_deref(),
-                );
-                WaitingDelivery {
-                    delivery_id: Some(row.id),
-                    account: row.account_id,
-                    bookkeeper: bookkeeper_ref(row.bookkeeper_type, row.bookkeeper_vendor_id, row.bookkeeper_id),
-                    attempts: row.attempts,
-                    next_attempt_at: Some(GregorianSeconds(row.next_attempt_at)),
-                    lease_until: None,
-                    last_error: row.last_error,
-                    state,
-                }
-            })
-            .collect())
+        Ok(rows.into_iter().map(|row| row.at(now)).collect())
     }
 
     /// Up to `limit` (account, bookkeeper) pairs after `after` whose pending audit rows

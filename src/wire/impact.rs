@@ -3,27 +3,15 @@
 //! every figure read from the domain's report, none recomputed here.
 
 use super::document::Amount;
-use crate::domain::impact::{AccountImpact, LineChange};
-use crate::domain::Money;
+use crate::domain::impact::{AccountImpact, LineChange, ResellerImpact};
+use crate::domain::{AccountId, Money};
 use crate::jobs::impact::ImpactRun;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// `{accounts_touched, accounts_changed, accounts: [..], resellers: [..], skipped: [..]}`.
 pub fn impact(run: &ImpactRun) -> Value {
-    let resellers: Vec<Value> = run
-        .report
-        .resellers
-        .iter()
-        .map(|(reseller, totals)| {
-            json!({
-                "reseller_id": reseller.as_str(),
-                "accounts": totals.accounts,
-                "old_recurring": amount(totals.old_recurring),
-                "new_recurring": amount(totals.new_recurring),
-                "difference": amount(totals.difference),
-            })
-        })
-        .collect();
+    let resellers = reseller_totals(&run.report.resellers);
     let skipped: Vec<Value> = run
         .skipped
         .iter()
@@ -36,6 +24,23 @@ pub fn impact(run: &ImpactRun) -> Value {
         "resellers": resellers,
         "skipped": skipped,
     })
+}
+
+/// The per-reseller sums of an impact or a billing dry run:
+/// `[{reseller_id, accounts, old_recurring, new_recurring, difference}]`, by reseller id.
+pub fn reseller_totals(resellers: &BTreeMap<AccountId, ResellerImpact>) -> Value {
+    resellers
+        .iter()
+        .map(|(reseller, totals)| {
+            json!({
+                "reseller_id": reseller.as_str(),
+                "accounts": totals.accounts,
+                "old_recurring": amount(totals.old_recurring),
+                "new_recurring": amount(totals.new_recurring),
+                "difference": amount(totals.difference),
+            })
+        })
+        .collect()
 }
 
 fn amount(money: Money) -> Value {
