@@ -15,10 +15,10 @@
 //! `account_pricing`, `reprice`), so the dry run lists what the real run writes.
 
 use super::billing::joined;
+use super::bookkeeper_sync::new_delivery;
 use super::reconcile::{self, ReconcileError, ReconcileOptions, ReconcileReport};
 use super::sync::{account_pricing, read_batch, SkippedAccount, SyncOptions, SyncReport};
 use crate::bookkeepers::BookkeeperType;
-use crate::domain::changes::delivery;
 use crate::domain::impact::{account_impact, LineChange, ResellerImpact};
 use crate::domain::invoice::Invoice;
 use crate::domain::plan::BookkeeperRef;
@@ -255,9 +255,10 @@ async fn preview_queued_deliveries(
         after = last.delivery_id.clone();
         for delivery in due {
             let waits_for_configuration = waits_for_configuration(options, &delivery.bookkeeper);
-            match waits_for_configuration {
-                true => counts.awaiting_configuration += 1,
-                false => counts.retries += 1,
+            if waits_for_configuration {
+                counts.awaiting_configuration += 1;
+            } else {
+                counts.retries += 1;
             }
             sink.delivery(&DeliveryPreview::Retry {
                 delivery,
@@ -284,12 +285,8 @@ async fn preview_queued_deliveries(
                 // Retries were listed above; the queued read returns none.
                 DueDelivery::Retry { .. } => continue,
             };
-            // The invoice bookkeeper-sync would build (`bookkeeper_sync::prepare`).
-            let activations = pending
-                .iter()
-                .flat_map(|(_, invoice)| invoice.activation_charges.iter().cloned())
-                .collect();
-            let built = match delivery(latest.as_deref(), last_acknowledged.as_deref(), activations) {
+            // The invoice bookkeeper-sync would build.
+            let built = match new_delivery(latest.as_deref(), last_acknowledged.as_deref(), &pending) {
                 Ok(Some(built)) => built,
                 Ok(None) => continue,
                 Err(error) => {
@@ -305,9 +302,10 @@ async fn preview_queued_deliveries(
                 }
             };
             let waits_for_configuration = waits_for_configuration(options, &bookkeeper);
-            match waits_for_configuration {
-                true => counts.awaiting_configuration += 1,
-                false => counts.queued += 1,
+            if waits_for_configuration {
+                counts.awaiting_configuration += 1;
+            } else {
+                counts.queued += 1;
             }
             sink.delivery(&DeliveryPreview::Queued {
                 account,

@@ -20,7 +20,9 @@ use crate::bookkeepers::{
     Bookkeeper, Bookkeepers, DeliveryError, DeliveryOutcome, DeliveryRequest, RetryDecision, RetryPolicy,
     RetryableError, SyncId,
 };
-use crate::domain::changes::delivery;
+use crate::domain::changes::{delivery, Delivery};
+use crate::domain::invoice::Invoice;
+use crate::domain::money::MoneyOverflow;
 use crate::domain::plan::BookkeeperRef;
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::AccountId;
@@ -457,10 +459,6 @@ fn prepare(work: DueDelivery) -> Prepared {
                 return Prepared::Skipped;
             };
             let delivery_id = sync_id.clone();
-            let activations = pending
-                .iter()
-                .flat_map(|(_, invoice)| invoice.activation_charges.iter().cloned())
-                .collect();
             let invalid = |error: String| {
                 Prepared::Invalid(FailedDelivery {
                     account: account.clone(),
@@ -470,7 +468,7 @@ fn prepare(work: DueDelivery) -> Prepared {
                     needs_attention: true,
                 })
             };
-            let built = match delivery(latest.as_deref(), last_acknowledged.as_deref(), activations) {
+            let built = match new_delivery(latest.as_deref(), last_acknowledged.as_deref(), &pending) {
                 Ok(Some(built)) => built,
                 Ok(None) => return Prepared::Skipped,
                 Err(error) => return invalid(format!("delivery amounts: {error}")),
@@ -573,6 +571,22 @@ fn record(
 
 fn utc(time: GregorianSeconds) -> DateTime<Utc> {
     DateTime::from_timestamp(time.unix(), 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The delivery bookkeeper-sync builds from a bookkeeper's pending audit rows: the
+/// latest invoice annotated against the last acknowledged one, with the activation
+/// lines of every pending row (`sync-and-bookkeepers.md` §5.4). The billing dry run
+/// previews it with the same call.
+pub(crate) fn new_delivery(
+    latest: Option<&Invoice>,
+    last_acknowledged: Option<&Invoice>,
+    pending: &[(String, Invoice)],
+) -> Result<Option<Delivery>, MoneyOverflow> {
+    let activations = pending
+        .iter()
+        .flat_map(|(_, invoice)| invoice.activation_charges.iter().cloned())
+        .collect();
+    delivery(latest, last_acknowledged, activations)
 }
 
 #[cfg(test)]
