@@ -221,6 +221,9 @@ struct Attempt {
     attempts: i64,
 }
 
+/// The tables bookkeeper-sync reads by account and status.
+const DELIVERY_TABLES: &[&str] = &["audit_logs", "deliveries", "invoice_snapshots", "services"];
+
 pub async fn run_once(
     store: &Store,
     bookkeepers: &Bookkeepers,
@@ -230,6 +233,9 @@ pub async fn run_once(
     let mut report = BookkeeperSyncReport::default();
     let lease_seconds = i64::try_from(options.lease.as_secs()).unwrap_or(i64::MAX);
     let lease_until = GregorianSeconds(options.now.0.saturating_add(lease_seconds));
+    // Sync may have just written most of what this run reads (every row of a first
+    // night): the planner must not take those tables for what they were before.
+    store.refresh_statistics(DELIVERY_TABLES).await?;
     store
         .wake_awaiting_configuration(options.now, options.account.as_ref())
         .await?;

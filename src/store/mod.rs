@@ -24,6 +24,7 @@ mod retention;
 mod runs;
 mod services;
 mod sqlite;
+mod statistics;
 mod tokens;
 mod topup;
 

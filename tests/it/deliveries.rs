@@ -562,3 +562,69 @@ async fn an_unconfigured_bookkeeper_warns_once_per_run_and_delivers_once_configu
     assert_eq!(exit_code(&configured), Some(0));
     assert_eq!(json(&configured)["deliveries_acknowledged"].as_u64(), Some(waiting));
 }
+
+/// Bookkeeper-sync analyses the tables sync has just filled (`Store::refresh_statistics`):
+/// a table changed by more than a tenth of its size and 1,000 rows since its last
+/// analysis is analysed, once; one changed by less is left to autovacuum. SQLite has
+/// nothing to refresh.
+#[tokio::test]
+async fn tables_changed_past_the_threshold_are_analysed_once() {
+    let sqlite = crate::helpers::sqlite_store().await;
+    assert_eq!(
+        sqlite
+            .store
+            .refresh_statistics(&["users"])
+            .await
+            .expect("sqlite refreshes"),
+        Vec::<String>::new()
+    );
+    let Some(database) = crate::helpers::postgres_store().await else {
+        return;
+    };
+    let store = &database.store;
+    // The activity counts are published when the writing connection goes idle; forced
+    // here so that the test does not wait for the server's own second.
+    let write = |users: u32, from: u32| {
+        format!(
+            "INSERT INTO users (id, account_id) SELECT 'u' || g, 'a' FROM generate_series({from}, {}) g; \
+             SELECT pg_stat_force_next_flush();",
+            from + users - 1
+        )
+    };
+    store.execute_script(&write(999, 1)).await.expect("999 users");
+    assert_eq!(
+        store
+            .refresh_statistics(&["users", "devices"])
+            .await
+            .expect("reads statistics"),
+        Vec::<String>::new(),
+        "999 changed rows are under the floor"
+    );
+    store
+        .execute_script(&write(1_001, 1_000))
+        .await
+        .expect("1,001 more users");
+    assert_eq!(
+        store.refresh_statistics(&["users", "devices"]).await.expect("analyses"),
+        vec!["users".to_owned()]
+    );
+    let estimated = store
+        .query_count("SELECT reltuples::bigint FROM pg_class WHERE relname = 'users' AND relkind = 'r'")
+        .await
+        .expect("reads the estimate");
+    assert_eq!(estimated, 2_000, "the planner now knows the table's size");
+    assert_eq!(
+        store.refresh_statistics(&["users"]).await.expect("reads statistics"),
+        Vec::<String>::new(),
+        "nothing changed since"
+    );
+    // A tenth of 2,000 is under the floor: 1,001 more rows pass it, 1,000 do not.
+    store
+        .execute_script(&write(1_000, 2_001))
+        .await
+        .expect("1,000 more users");
+    assert_eq!(
+        store.refresh_statistics(&["users"]).await.expect("reads statistics"),
+        Vec::<String>::new()
+    );
+}
