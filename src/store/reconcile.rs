@@ -675,14 +675,15 @@ impl ReconcileSession {
              ) diff \
              ORDER BY account_id{bytes}, {BUCKET_RANK}, category{bytes}, item{bytes}"
         );
+        // SQLite: the statement holds several sorters at once (its joins, both windows,
+        // the order), each as large as the cache; `sqlite::DIFF_CACHE_KIB` bounds them.
+        self.set_sqlite_cache(sqlite::DIFF_CACHE_KIB).await?;
         let started = std::time::Instant::now();
-        on_conn!(&mut self.conn, |c| {
-            sqlx::query(&diff)
-                .bind(batch_size)
-                .execute(&mut **c)
-                .await
-                .map_err(step("comparing with stored quantities"))?;
+        let compared = on_conn!(&mut self.conn, |c| {
+            sqlx::query(&diff).bind(batch_size).execute(&mut **c).await.map(|_| ())
         });
+        self.set_sqlite_cache(sqlite::RECONCILE_CACHE_KIB).await?;
+        compared.map_err(step("comparing with stored quantities"))?;
         tracing::debug!(
             step = "comparing with stored quantities",
             elapsed_ms = elapsed_ms(started),

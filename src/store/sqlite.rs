@@ -77,8 +77,8 @@ async fn applied(pool: &SqlitePool) -> Result<usize, StoreError> {
 pub(super) const CACHE_KIB: u32 = 8 * 1024;
 
 /// The cache of reconcile's session (back to [`CACHE_KIB`] when it finishes): its
-/// set-based statements sort a row per item (roll-up, batch numbering, day sums,
-/// indexes), one sorter each, and ran about twice as slowly with 8 MiB.
+/// set-based statements sort a row per item (roll-up, indexes), one sorter each, and
+/// ran about twice as slowly with 8 MiB.
 pub(super) const RECONCILE_CACHE_KIB: u32 = 32 * 1024;
 
 /// The cache while reconcile runs its counting statement: that one statement holds a
@@ -86,6 +86,10 @@ pub(super) const RECONCILE_CACHE_KIB: u32 = 32 * 1024;
 /// ends, each as large as the cache, 160 MiB at 10,000 accounts with 32 MiB. Each
 /// counting query reads its table once; counting took about as long with 2 MiB.
 pub(super) const COUNTING_CACHE_KIB: u32 = 2 * 1024;
+
+/// The cache while reconcile runs its diff, which holds a sorter for the order of its
+/// rows and its two windows, and others for its joins, until it ends.
+pub(super) const DIFF_CACHE_KIB: u32 = 8 * 1024;
 
 /// Prepared statements each connection keeps (sqlx's default is 100). Multi-row
 /// writes differ in their number of rows from batch to batch, each shape a statement of
