@@ -528,7 +528,7 @@ impl Store {
     /// Opens a reconciliation on one dedicated connection.
     pub async fn reconcile_session(&self) -> Result<ReconcileSession, StoreError> {
         let conn = self.acquire().await?;
-        Ok(ReconcileSession::new(conn, self.backend()))
+        Ok(ReconcileSession::new(conn, self.pool.clone()))
     }
 }
 

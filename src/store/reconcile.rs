@@ -12,11 +12,81 @@
 //!
 //! Temporary tables are private to the connection, so a dry run writes nothing.
 
-use super::{on_conn, postgres, sqlite, step, Backend, Conn, StoreError};
+use super::{on_conn, postgres, sqlite, step, Backend, Conn, Pool, StoreError};
 use crate::domain::quantities::{Bucket, QuantityChange};
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::{AccountId, Category, ItemName};
 use crate::store::counting::CountingQueries;
+
+/// Writes batch `$batch` in the open transaction `$tx` with the statements of the
+/// [`BatchWriter`] `$writer` and commits, adding each statement's time to `$spent`
+/// (`[Duration; 7]`). A macro, as `on_conn!` is: the same body for both backends'
+/// transactions, and for a writer's own connection.
+macro_rules! write_batch {
+    ($writer:expr, $tx:ident, $batch:expr, $spent:ident) => {{
+        let writer: &BatchWriter = &$writer;
+        let batch: i64 = $batch;
+        let part = std::time::Instant::now();
+        sqlx::query(&writer.mark_dirty)
+            .bind(batch)
+            .bind(writer.parameters.now)
+            .execute(&mut *$tx)
+            .await
+            .map_err(step("marking accounts for repricing"))?;
+        $spent[5] += part.elapsed();
+        let part = std::time::Instant::now();
+        sqlx::query(&writer.update_quantities)
+            .bind(batch)
+            .execute(&mut *$tx)
+            .await
+            .map_err(step("updating quantities"))?;
+        sqlx::query(&writer.insert_quantities)
+            .bind(batch)
+            .execute(&mut *$tx)
+            .await
+            .map_err(step("inserting quantities"))?;
+        $spent[0] += part.elapsed();
+        let part = std::time::Instant::now();
+        sqlx::query(&writer.delete_quantities)
+            .bind(batch)
+            .execute(&mut *$tx)
+            .await
+            .map_err(step("removing quantities"))?;
+        $spent[1] += part.elapsed();
+        let part = std::time::Instant::now();
+        sqlx::query(&writer.insert_records)
+            .bind(batch)
+            .bind(writer.parameters.year_prefix.as_str())
+            .bind(writer.parameters.run_id.as_str())
+            .bind(writer.parameters.now)
+            .bind(writer.parameters.run_tag.as_str())
+            .execute(&mut *$tx)
+            .await
+            .map_err(step("writing change records"))?;
+        $spent[2] += part.elapsed();
+        let part = std::time::Instant::now();
+        sqlx::query(&writer.insert_entries)
+            .bind(batch)
+            .bind(writer.parameters.year_prefix.as_str())
+            .bind(writer.parameters.run_tag.as_str())
+            .execute(&mut *$tx)
+            .await
+            .map_err(step("writing change entries"))?;
+        $spent[3] += part.elapsed();
+        let part = std::time::Instant::now();
+        sqlx::query(&writer.upsert_summaries)
+            .bind(batch)
+            .bind(writer.parameters.day.as_str())
+            .bind(writer.parameters.now)
+            .execute(&mut *$tx)
+            .await
+            .map_err(step("updating day summaries"))?;
+        $spent[4] += part.elapsed();
+        let part = std::time::Instant::now();
+        $tx.commit().await.map_err(step("committing a batch"))?;
+        $spent[6] += part.elapsed();
+    }};
+}
 
 /// Which accounts get their account bucket recounted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +166,8 @@ fn elapsed_ms(started: std::time::Instant) -> u64 {
 /// A reconcile in progress on one connection.
 pub struct ReconcileSession {
     pub(super) conn: Conn,
+    /// The store's pool, for the connections that write batches beside the session's.
+    pool: Pool,
     backend: Backend,
     /// What `stage` decided: a full recount settles pending requests and records the
     /// counting fingerprint once written.
@@ -128,9 +200,14 @@ const RECONCILE_SETTINGS: &[&str] = &["SET work_mem = '256MB'", "SET random_page
 const RECONCILE_SETTINGS_RESET: &[&str] = &["RESET work_mem", "RESET random_page_cost"];
 
 impl ReconcileSession {
-    pub(super) fn new(conn: Conn, backend: Backend) -> Self {
+    pub(super) fn new(conn: Conn, pool: Pool) -> Self {
+        let backend = match pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        };
         ReconcileSession {
             conn,
+            pool,
             backend,
             full_recount: None,
             writing_token: None,
@@ -841,8 +918,6 @@ impl ReconcileSession {
             .chars()
             .take(12)
             .collect();
-        let ordinal_hex = self.hex10("ordinal");
-
         self.run(
             "refreshing ancestor paths",
             &["UPDATE accounts SET tree = t.tree FROM reconcile_tree t \
@@ -857,137 +932,35 @@ impl ReconcileSession {
                 .map_err(step("listing batches"))?
         });
 
-        let bytes = self.byte_order();
-        // A changed row that exists is updated, a new one inserted, apart: an upsert
-        // probes the key twice per row (once for the conflict, once to insert), and on
-        // a first run every row is new. New rows go in in primary-key order, so each
-        // index insert lands next to the last.
-        let update_quantities = "UPDATE service_quantities SET quantity = b.new_quantity \
-             FROM reconcile_changes b \
-             WHERE b.batch = $1 AND b.stored AND b.new_quantity <> 0 \
-               AND service_quantities.account_id = b.account_id AND service_quantities.bucket = b.bucket \
-               AND service_quantities.category = b.category AND service_quantities.item = b.item";
-        let insert_quantities = format!(
-            "INSERT INTO service_quantities (account_id, bucket, category, item, quantity) \
-             SELECT account_id, bucket, category, item, new_quantity FROM reconcile_changes \
-             WHERE batch = $1 AND NOT stored AND new_quantity <> 0 \
-             ORDER BY account_id{bytes}, bucket{bytes}, category{bytes}, item{bytes}"
-        );
-        let delete_quantities = "DELETE FROM service_quantities WHERE (account_id, bucket, category, item) IN \
-             (SELECT account_id, bucket, category, item FROM reconcile_changes WHERE batch = $1 AND new_quantity = 0)";
-        let insert_records = format!(
-            "INSERT INTO quantity_change_records (id, account_id, run_id, created_at) \
-             SELECT $2 || {ordinal_hex} || $5, account_id, $3, $4 FROM reconcile_changed WHERE batch = $1 \
-             ORDER BY ordinal"
-        );
-        let insert_entries = format!(
-            "INSERT INTO quantity_change_entries (record_id, position, bucket, category, source, quantity, billable) \
-             SELECT $2 || {ordinal_hex} || $3, position, bucket, category, item, new_quantity - old_quantity, new_quantity \
-             FROM reconcile_changes WHERE batch = $1 ORDER BY ordinal, position"
-        );
-        // Per (account, source) of a run, the additions and removals add up and the
-        // last entry in record order gives the quantity (§5.2); the upsert folds them
-        // into the day's row with the same rule (§5.6). One grouping of the batch's
-        // rows, no window: the last entry is the one of highest position
-        // ([`Self::last_by_position`]).
-        let last_quantity = self.last_by_position("new_quantity");
-        let upsert_summaries = format!(
-            "INSERT INTO quantity_day_summaries \
-                 (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
-             SELECT account_id, $2, item, \
-                    SUM(CASE WHEN new_quantity > old_quantity THEN new_quantity - old_quantity ELSE 0 END), \
-                    SUM(CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END), \
-                    {last_quantity}, $3, FALSE \
-             FROM reconcile_changes WHERE batch = $1 \
-             GROUP BY account_id, item \
-             ORDER BY account_id{bytes}, item{bytes} \
-             ON CONFLICT (account_id, day, source) DO UPDATE SET \
-                 addition = quantity_day_summaries.addition + excluded.addition, \
-                 removal = quantity_day_summaries.removal + excluded.removal, \
-                 quantity = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
-                                 THEN excluded.quantity ELSE quantity_day_summaries.quantity END, \
-                 last_timestamp = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
-                                 THEN excluded.last_timestamp ELSE quantity_day_summaries.last_timestamp END"
-        );
-        // First in each batch, in account order: every other writer of an account
-        // (manual quantities, overrides, plans: `lock_account` in `store/locked.rs`) takes its
-        // services row before anything else, so taking the same rows first, in one
-        // order, is what keeps a concurrent write from deadlocking with the batch.
-        let mark_dirty = format!(
-            "INSERT INTO services (account_id, dirty, dirty_since) \
-             SELECT account_id, TRUE, $2 FROM reconcile_changed WHERE batch = $1 ORDER BY account_id{bytes} \
-             ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since"
-        );
-
         let writing_started = std::time::Instant::now();
         let batch_count = batches.len();
-        let mut spent = [std::time::Duration::ZERO; 7];
-        for batch in batches {
-            on_conn!(&mut self.conn, |c| {
-                let mut tx = sqlx::Connection::begin(&mut **c)
-                    .await
-                    .map_err(step("starting a batch"))?;
-                let part = std::time::Instant::now();
-                sqlx::query(&mark_dirty)
-                    .bind(batch)
-                    .bind(now.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("marking accounts for repricing"))?;
-                spent[5] += part.elapsed();
-                let part = std::time::Instant::now();
-                sqlx::query(update_quantities)
-                    .bind(batch)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("updating quantities"))?;
-                sqlx::query(&insert_quantities)
-                    .bind(batch)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("inserting quantities"))?;
-                spent[0] += part.elapsed();
-                let part = std::time::Instant::now();
-                sqlx::query(delete_quantities)
-                    .bind(batch)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("removing quantities"))?;
-                spent[1] += part.elapsed();
-                let part = std::time::Instant::now();
-                sqlx::query(&insert_records)
-                    .bind(batch)
-                    .bind(year_prefix.as_str())
-                    .bind(run_id)
-                    .bind(now.0)
-                    .bind(run_tag.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("writing change records"))?;
-                spent[2] += part.elapsed();
-                let part = std::time::Instant::now();
-                sqlx::query(&insert_entries)
-                    .bind(batch)
-                    .bind(year_prefix.as_str())
-                    .bind(run_tag.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("writing change entries"))?;
-                spent[3] += part.elapsed();
-                let part = std::time::Instant::now();
-                sqlx::query(&upsert_summaries)
-                    .bind(batch)
-                    .bind(day.as_str())
-                    .bind(now.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("updating day summaries"))?;
-                spent[4] += part.elapsed();
-                let part = std::time::Instant::now();
-                tx.commit().await.map_err(step("committing a batch"))?;
-                spent[6] += part.elapsed();
-            });
-        }
+        let parameters = BatchParameters {
+            year_prefix,
+            run_id: run_id.to_owned(),
+            run_tag,
+            day: day.as_str().to_owned(),
+            now: now.0,
+        };
+        let spent = match &self.pool {
+            Pool::Postgres(pool) if pool.options().get_max_connections() > PARALLEL_WRITERS as u32 => {
+                let writer = BatchWriter::new(self, COPIED_CHANGES, COPIED_ACCOUNTS, parameters);
+                self.write_in_parallel(pool.clone(), std::sync::Arc::new(writer), batches)
+                    .await?
+            }
+            _ => {
+                let writer = BatchWriter::new(self, "reconcile_changes", "reconcile_changed", parameters);
+                let mut spent = [std::time::Duration::ZERO; 7];
+                for batch in batches {
+                    on_conn!(&mut self.conn, |c| {
+                        let mut tx = sqlx::Connection::begin(&mut **c)
+                            .await
+                            .map_err(step("starting a batch"))?;
+                        write_batch!(writer, tx, batch, spent);
+                    });
+                }
+                spent
+            }
+        };
         // Every account in scope was recounted: its mark is settled, unless it was set
         // again (a new token) since the stage copied it.
         self.run(
@@ -1018,5 +991,272 @@ impl ReconcileSession {
         // Lowering the cache frees the pages above it.
         self.set_sqlite_cache(sqlite::CACHE_KIB).await?;
         Ok(())
+    }
+}
+
+/// Batches PostgreSQL writes at once, each on a pooled connection of its own. One
+/// backend writing a batch is bound by its own CPU (about 4-5 µs a row, whatever the
+/// server's buffers and checkpoints), and the batches of a run are disjoint sets of
+/// accounts, each taking its accounts' `services` rows first, so two cannot deadlock.
+const PARALLEL_WRITERS: usize = 2;
+
+/// A writer's copy of its batch's rows (the columns of `reconcile_changes`) and
+/// accounts (those of `reconcile_changed`), dropped when the batch commits or fails.
+const COPIED_CHANGES: &str = "reconcile_batch_changes";
+const COPIED_ACCOUNTS: &str = "reconcile_batch_accounts";
+
+/// Builds a writer's copies from the batch's rows, bound as arrays.
+const COPY_BATCH: &str = "CREATE TEMP TABLE reconcile_batch_changes ON COMMIT DROP AS \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::bool[], \
+                          $8::int8[], $9::int8[], $10::int8[]) \
+     AS v(account_id, bucket, category, item, old_quantity, new_quantity, stored, batch, ordinal, position)";
+const COPY_ACCOUNTS: &str = "CREATE TEMP TABLE reconcile_batch_accounts ON COMMIT DROP AS \
+     SELECT account_id, batch, ordinal FROM reconcile_batch_changes WHERE position = 1";
+
+/// What every batch of a run writes with.
+struct BatchParameters {
+    /// `YYYY-` and the run's time, the start of its record ids.
+    year_prefix: String,
+    run_id: String,
+    /// The end of the run's record ids (from its id's digest).
+    run_tag: String,
+    day: String,
+    now: i64,
+}
+
+/// The statements that write one batch, reading its rows from a table with the
+/// columns of `reconcile_changes` and its accounts from one with those of
+/// `reconcile_changed`: the session's staged tables, or a writer's copies.
+struct BatchWriter {
+    mark_dirty: String,
+    update_quantities: String,
+    insert_quantities: String,
+    delete_quantities: String,
+    insert_records: String,
+    insert_entries: String,
+    upsert_summaries: String,
+    parameters: BatchParameters,
+}
+
+impl BatchWriter {
+    fn new(session: &ReconcileSession, changes: &str, accounts: &str, parameters: BatchParameters) -> BatchWriter {
+        let bytes = session.byte_order();
+        let ordinal_hex = session.hex10("ordinal");
+        // Per (account, source) of a run, the additions and removals add up and the
+        // last entry in record order gives the quantity (§5.2); the upsert folds them
+        // into the day's row with the same rule (§5.6). One grouping of the batch's
+        // rows, no window: the last entry is the one of highest position
+        // ([`ReconcileSession::last_by_position`]).
+        let last_quantity = session.last_by_position("new_quantity");
+        BatchWriter {
+            // First in each batch, in account order: every other writer of an account
+            // (manual quantities, overrides, plans: `lock_account` in `store/locked.rs`)
+            // takes its services row before anything else, so taking the same rows
+            // first, in one order, is what keeps a concurrent write from deadlocking
+            // with the batch.
+            mark_dirty: format!(
+                "INSERT INTO services (account_id, dirty, dirty_since) \
+                 SELECT account_id, TRUE, $2 FROM {accounts} WHERE batch = $1 ORDER BY account_id{bytes} \
+                 ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since"
+            ),
+            // A changed row that exists is updated, a new one inserted, apart: an upsert
+            // probes the key twice per row (once for the conflict, once to insert), and
+            // on a first run every row is new. New rows go in in primary-key order, so
+            // each index insert lands next to the last.
+            update_quantities: format!(
+                "UPDATE service_quantities SET quantity = b.new_quantity \
+                 FROM {changes} b \
+                 WHERE b.batch = $1 AND b.stored AND b.new_quantity <> 0 \
+                   AND service_quantities.account_id = b.account_id AND service_quantities.bucket = b.bucket \
+                   AND service_quantities.category = b.category AND service_quantities.item = b.item"
+            ),
+            insert_quantities: format!(
+                "INSERT INTO service_quantities (account_id, bucket, category, item, quantity) \
+                 SELECT account_id, bucket, category, item, new_quantity FROM {changes} \
+                 WHERE batch = $1 AND NOT stored AND new_quantity <> 0 \
+                 ORDER BY account_id{bytes}, bucket{bytes}, category{bytes}, item{bytes}"
+            ),
+            delete_quantities: format!(
+                "DELETE FROM service_quantities WHERE (account_id, bucket, category, item) IN \
+                 (SELECT account_id, bucket, category, item FROM {changes} WHERE batch = $1 AND new_quantity = 0)"
+            ),
+            insert_records: format!(
+                "INSERT INTO quantity_change_records (id, account_id, run_id, created_at) \
+                 SELECT $2 || {ordinal_hex} || $5, account_id, $3, $4 FROM {accounts} WHERE batch = $1 \
+                 ORDER BY ordinal"
+            ),
+            insert_entries: format!(
+                "INSERT INTO quantity_change_entries (record_id, position, bucket, category, source, quantity, billable) \
+                 SELECT $2 || {ordinal_hex} || $3, position, bucket, category, item, new_quantity - old_quantity, \
+                        new_quantity \
+                 FROM {changes} WHERE batch = $1 ORDER BY ordinal, position"
+            ),
+            upsert_summaries: format!(
+                "INSERT INTO quantity_day_summaries \
+                     (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
+                 SELECT account_id, $2, item, \
+                        SUM(CASE WHEN new_quantity > old_quantity THEN new_quantity - old_quantity ELSE 0 END), \
+                        SUM(CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END), \
+                        {last_quantity}, $3, FALSE \
+                 FROM {changes} WHERE batch = $1 \
+                 GROUP BY account_id, item \
+                 ORDER BY account_id{bytes}, item{bytes} \
+                 ON CONFLICT (account_id, day, source) DO UPDATE SET \
+                     addition = quantity_day_summaries.addition + excluded.addition, \
+                     removal = quantity_day_summaries.removal + excluded.removal, \
+                     quantity = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
+                                     THEN excluded.quantity ELSE quantity_day_summaries.quantity END, \
+                     last_timestamp = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
+                                     THEN excluded.last_timestamp ELSE quantity_day_summaries.last_timestamp END"
+            ),
+            parameters,
+        }
+    }
+}
+
+/// One batch's staged rows, column by column, as a writer binds them.
+#[derive(Default)]
+struct BatchRows {
+    account_id: Vec<String>,
+    bucket: Vec<String>,
+    category: Vec<String>,
+    item: Vec<String>,
+    old_quantity: Vec<i64>,
+    new_quantity: Vec<i64>,
+    stored: Vec<bool>,
+    batch: Vec<i64>,
+    ordinal: Vec<i64>,
+    position: Vec<i64>,
+}
+
+type StagedRow = (String, String, String, String, i64, i64, bool, i64, i64, i64);
+
+impl BatchRows {
+    fn from_rows(rows: Vec<StagedRow>) -> BatchRows {
+        let mut columns = BatchRows::default();
+        for (account_id, bucket, category, item, old_quantity, new_quantity, stored, batch, ordinal, position) in rows {
+            columns.account_id.push(account_id);
+            columns.bucket.push(bucket);
+            columns.category.push(category);
+            columns.item.push(item);
+            columns.old_quantity.push(old_quantity);
+            columns.new_quantity.push(new_quantity);
+            columns.stored.push(stored);
+            columns.batch.push(batch);
+            columns.ordinal.push(ordinal);
+            columns.position.push(position);
+        }
+        columns
+    }
+}
+
+/// Writes one batch on a connection of its own: copies its rows into tables of the
+/// transaction, then writes from them as the session would.
+async fn write_copied_batch(
+    pool: sqlx::PgPool,
+    writer: std::sync::Arc<BatchWriter>,
+    rows: BatchRows,
+    batch: i64,
+) -> Result<[std::time::Duration; 7], StoreError> {
+    let mut spent = [std::time::Duration::ZERO; 7];
+    let mut conn = pool.acquire().await.map_err(step("acquiring a connection"))?;
+    let mut tx = sqlx::Connection::begin(&mut *conn)
+        .await
+        .map_err(step("starting a batch"))?;
+    sqlx::query(COPY_BATCH)
+        .bind(rows.account_id)
+        .bind(rows.bucket)
+        .bind(rows.category)
+        .bind(rows.item)
+        .bind(rows.old_quantity)
+        .bind(rows.new_quantity)
+        .bind(rows.stored)
+        .bind(rows.batch)
+        .bind(rows.ordinal)
+        .bind(rows.position)
+        .execute(&mut *tx)
+        .await
+        .map_err(step("copying a batch"))?;
+    sqlx::query(COPY_ACCOUNTS)
+        .execute(&mut *tx)
+        .await
+        .map_err(step("copying a batch"))?;
+    write_batch!(writer, tx, batch, spent);
+    Ok(spent)
+}
+
+impl ReconcileSession {
+    /// PostgreSQL: the session reads each batch's rows and hands them to one of
+    /// [`PARALLEL_WRITERS`] writers, each on its own connection, while it reads the
+    /// next. After a failure no new batch starts; those in flight end, then the first
+    /// error is returned.
+    async fn write_in_parallel(
+        &mut self,
+        pool: sqlx::PgPool,
+        writer: std::sync::Arc<BatchWriter>,
+        batches: Vec<i64>,
+    ) -> Result<[std::time::Duration; 7], StoreError> {
+        let bytes = self.byte_order();
+        let read = format!(
+            "SELECT account_id, bucket, category, item, old_quantity, new_quantity, stored, batch, ordinal, position \
+             FROM reconcile_changes WHERE batch = $1 ORDER BY account_id{bytes}, position"
+        );
+        let mut spent = [std::time::Duration::ZERO; 7];
+        let mut writing = tokio::task::JoinSet::new();
+        let mut failure: Option<StoreError> = None;
+        let mut absorb = |joined: Result<Result<[std::time::Duration; 7], StoreError>, tokio::task::JoinError>,
+                          failure: &mut Option<StoreError>| {
+            match joined {
+                Ok(Ok(times)) => {
+                    for (total, time) in spent.iter_mut().zip(times) {
+                        *total += time;
+                    }
+                }
+                Ok(Err(error)) => {
+                    failure.get_or_insert(error);
+                }
+                Err(error) => std::panic::resume_unwind(error.into_panic()),
+            }
+        };
+        for batch in batches {
+            let rows: Result<Vec<StagedRow>, StoreError> = match &mut self.conn {
+                Conn::Postgres(c) => sqlx::query_as(&read)
+                    .bind(batch)
+                    .fetch_all(&mut **c)
+                    .await
+                    .map_err(step("reading a batch")),
+                Conn::Sqlite(_) => Err(StoreError::Refused(
+                    "parallel batch writes need a PostgreSQL session".to_owned(),
+                )),
+            };
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(error) => {
+                    failure.get_or_insert(error);
+                    break;
+                }
+            };
+            while writing.len() >= PARALLEL_WRITERS {
+                if let Some(joined) = writing.join_next().await {
+                    absorb(joined, &mut failure);
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+            writing.spawn(write_copied_batch(
+                pool.clone(),
+                writer.clone(),
+                BatchRows::from_rows(rows),
+                batch,
+            ));
+        }
+        while let Some(joined) = writing.join_next().await {
+            absorb(joined, &mut failure);
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(spent),
+        }
     }
 }

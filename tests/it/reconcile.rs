@@ -956,3 +956,62 @@ async fn a_concurrent_manual_write_and_reconcile_do_not_deadlock() {
         bucket(&[("accounts", "account", 1), ("users", "user", 2)])
     );
 }
+
+/// PostgreSQL writes a run's batches on several connections at once; a pool of one
+/// connection writes them one at a time on the session's. Both leave the same rows:
+/// quantities, change entries by account, day summaries and repricing marks.
+#[tokio::test]
+async fn batches_written_in_parallel_leave_the_rows_of_one_at_a_time() {
+    use sqlx::Connection;
+    let (Some(parallel), Some(sequential)) = (
+        crate::helpers::postgres_store().await,
+        crate::helpers::postgres_store().await,
+    ) else {
+        return;
+    };
+    let mut fixture = format!("{}{}", account_sql("m", None), account_sql("r", Some("m")));
+    for n in 0..8 {
+        fixture.push_str(&account_sql(&format!("a{n}"), Some("r")));
+        for d in 0..=n {
+            fixture.push_str(&format!(
+                "INSERT INTO devices (id, account_id, device_type) VALUES ('d{n}_{d}', 'a{n}', '{}');",
+                if d % 2 == 0 { "sip_device" } else { "softphone" }
+            ));
+        }
+        fixture.push_str(&format!("INSERT INTO users (id, account_id) VALUES ('u{n}', 'a{n}');"));
+    }
+    let one_at_a_time = sequential
+        .store
+        .with_pool_size(1)
+        .await
+        .expect("a pool of one connection");
+    for store in [&parallel.store, &one_at_a_time] {
+        store.execute_script(&fixture).await.expect("fixture loads");
+        let report = run_once(
+            store,
+            &CountingQueries::builtin(),
+            &ReconcileOptions {
+                batch_size: 1,
+                ..options(ReconcileScope::All, at(NOON))
+            },
+        )
+        .await
+        .expect("reconcile runs");
+        assert_eq!(report.accounts_changed, 10, "every account changed, one per batch");
+    }
+    let dump = "SELECT string_agg(row, ' | ' ORDER BY row) FROM ( \
+        SELECT concat_ws(',', 'q', account_id, bucket, category, item, quantity) AS row FROM service_quantities \
+        UNION ALL SELECT concat_ws(',', 'e', r.account_id, e.position, e.bucket, e.category, e.source, e.quantity, \
+            e.billable) FROM quantity_change_entries e JOIN quantity_change_records r ON r.id = e.record_id \
+        UNION ALL SELECT concat_ws(',', 's', account_id, day, source, addition, removal, quantity) \
+            FROM quantity_day_summaries \
+        UNION ALL SELECT concat_ws(',', 'd', account_id, dirty) FROM services) rows";
+    let mut dumps = Vec::new();
+    for database in [&parallel, &sequential] {
+        let mut conn = sqlx::PgConnection::connect(&database.url).await.expect("connects");
+        let text: String = sqlx::query_scalar(dump).fetch_one(&mut conn).await.expect("dumps");
+        dumps.push(text);
+    }
+    assert!(dumps[0].contains("e,a7,"), "the dump holds change entries");
+    assert_eq!(dumps[0], dumps[1]);
+}
