@@ -210,6 +210,18 @@ impl Default for ConnectOptions {
     }
 }
 
+/// How a day's summary row takes more changes of the same day (`quantities.md` §5.6):
+/// additions and removals add up, and the quantity is the one of the latest change.
+/// The conflict clause of both writers of `quantity_day_summaries` (reconcile's
+/// batches and manual quantities).
+pub(crate) const FOLD_INTO_DAY_SUMMARY: &str = "ON CONFLICT (account_id, day, source) DO UPDATE SET \
+     addition = quantity_day_summaries.addition + excluded.addition, \
+     removal = quantity_day_summaries.removal + excluded.removal, \
+     quantity = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
+                     THEN excluded.quantity ELSE quantity_day_summaries.quantity END, \
+     last_timestamp = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
+                     THEN excluded.last_timestamp ELSE quantity_day_summaries.last_timestamp END";
+
 /// Wraps a sqlx error with the step that failed.
 pub(crate) fn step(step: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { step, source }

@@ -12,7 +12,7 @@
 //!
 //! Temporary tables are private to the connection, so a dry run writes nothing.
 
-use super::{on_conn, postgres, sqlite, step, Backend, Conn, Pool, StoreError};
+use super::{on_conn, postgres, sqlite, step, Backend, Conn, Pool, StoreError, FOLD_INTO_DAY_SUMMARY};
 use crate::domain::quantities::{Bucket, QuantityChange};
 use crate::domain::summary::GregorianSeconds;
 use crate::domain::{AccountId, Category, ItemName};
@@ -1044,7 +1044,7 @@ impl BatchWriter {
         let ordinal_hex = session.hex10("ordinal");
         // Per (account, source) of a run, the additions and removals add up and the
         // last entry in record order gives the quantity (§5.2); the upsert folds them
-        // into the day's row with the same rule (§5.6). One grouping of the batch's
+        // into the day's row with the same rule (§5.6, [`FOLD_INTO_DAY_SUMMARY`]). One grouping of the batch's
         // rows, no window: the last entry is the one of highest position
         // ([`ReconcileSession::last_by_position`]).
         let last_quantity = session.last_by_position("new_quantity");
@@ -1101,13 +1101,7 @@ impl BatchWriter {
                  FROM {changes} WHERE batch = $1 \
                  GROUP BY account_id, item \
                  ORDER BY account_id{bytes}, item{bytes} \
-                 ON CONFLICT (account_id, day, source) DO UPDATE SET \
-                     addition = quantity_day_summaries.addition + excluded.addition, \
-                     removal = quantity_day_summaries.removal + excluded.removal, \
-                     quantity = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
-                                     THEN excluded.quantity ELSE quantity_day_summaries.quantity END, \
-                     last_timestamp = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
-                                     THEN excluded.last_timestamp ELSE quantity_day_summaries.last_timestamp END"
+                 {FOLD_INTO_DAY_SUMMARY}"
             ),
             parameters,
         }

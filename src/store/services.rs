@@ -7,7 +7,7 @@
 //! account's write lock (`locked.rs`) and reads what it modifies under it.
 
 use super::locked::{on_tx, Tx};
-use super::{on_conn, step, Conn, Store, StoreError};
+use super::{on_conn, step, Conn, Store, StoreError, FOLD_INTO_DAY_SUMMARY};
 use crate::domain::quantities::{diff_bucket, Bucket, Quantities};
 use crate::domain::reseller::{self, Ancestor, Lineage};
 use crate::domain::summary::{record_entries, DaySummary, GregorianSeconds, RecordEntry};
@@ -780,18 +780,11 @@ impl Store {
                     .await
                     .map_err(step("writing a change entry"))?;
                     let summary = DaySummary::of_entry(entry, now);
-                    sqlx::query(
+                    sqlx::query(&format!(
                         "INSERT INTO quantity_day_summaries \
                              (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE) \
-                         ON CONFLICT (account_id, day, source) DO UPDATE SET \
-                             addition = quantity_day_summaries.addition + excluded.addition, \
-                             removal = quantity_day_summaries.removal + excluded.removal, \
-                             quantity = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
-                                             THEN excluded.quantity ELSE quantity_day_summaries.quantity END, \
-                             last_timestamp = CASE WHEN excluded.last_timestamp >= quantity_day_summaries.last_timestamp \
-                                             THEN excluded.last_timestamp ELSE quantity_day_summaries.last_timestamp END",
-                    )
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE) {FOLD_INTO_DAY_SUMMARY}"
+                    ))
                     .bind(account.as_str())
                     .bind(day.as_str())
                     .bind(entry.source.as_str())
