@@ -214,36 +214,6 @@ impl ReconcileSession {
         }
     }
 
-    fn hex10(&self, expression: &str) -> String {
-        match self.backend {
-            Backend::Sqlite => sqlite::hex10(expression),
-            Backend::Postgres => postgres::hex10(expression),
-        }
-    }
-
-    /// The collation clause that sorts text by its bytes (Kazoo's order of binaries,
-    /// SQLite's default), for the run's physical orderings and entry positions: the
-    /// same order on both backends whatever the server's locale, and no locale
-    /// library call per comparison.
-    fn byte_order(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " COLLATE \"C\"",
-        }
-    }
-
-    /// In a grouping of `reconcile_changes`, `column` of the group's row of highest
-    /// `position` (positions are unique within an account). PostgreSQL compares arrays
-    /// element by element, so the greatest `[position, column]` is that row's, found by
-    /// a hash aggregate without sorting; SQLite takes a bare column from the row that
-    /// gives the query's only `max()`.
-    fn last_by_position(&self, column: &str) -> String {
-        match self.backend {
-            Backend::Postgres => format!("(MAX(ARRAY[position, {column}]))[2]"),
-            Backend::Sqlite => format!("MAX(position) * 0 + {column}"),
-        }
-    }
-
     fn index_temp_tables(&self) -> bool {
         match self.backend {
             Backend::Sqlite => sqlite::INDEX_TEMP_TABLES,
@@ -717,7 +687,7 @@ impl ReconcileSession {
         // a batch's rows are adjacent and go to the writes in key order. Stored zeros
         // with nothing new are left alone: they read as zero already, and removing them
         // would be a write that changes nothing.
-        let bytes = self.byte_order();
+        let bytes = byte_order(self.backend);
         let diff = format!(
             "INSERT INTO reconcile_changes (account_id, bucket, category, item, old_quantity, new_quantity, stored, \
                                             batch, ordinal, position) \
@@ -941,17 +911,22 @@ impl ReconcileSession {
             day: day.as_str().to_owned(),
             now: now.0,
         };
-        let spent = match &self.pool {
+        let writers = match &self.pool {
             Pool::Postgres(pool) if pool.options().get_max_connections() > PARALLEL_WRITERS as u32 => {
-                let writer = BatchWriter::new(self, COPIED_CHANGES, COPIED_ACCOUNTS, parameters);
-                self.write_in_parallel(pool.clone(), std::sync::Arc::new(writer), batches)
-                    .await?
+                Some(pool.clone())
             }
-            _ => {
-                let writer = BatchWriter::new(self, "reconcile_changes", "reconcile_changed", parameters);
+            _ => None,
+        };
+        let spent = match (writers, &mut self.conn) {
+            (Some(pool), Conn::Postgres(session)) => {
+                let writer = BatchWriter::new(self.backend, COPIED_CHANGES, COPIED_ACCOUNTS, parameters);
+                write_in_parallel(session, pool, std::sync::Arc::new(writer), batches).await?
+            }
+            (_, conn) => {
+                let writer = BatchWriter::new(self.backend, "reconcile_changes", "reconcile_changed", parameters);
                 let mut spent = [std::time::Duration::ZERO; 7];
                 for batch in batches {
-                    on_conn!(&mut self.conn, |c| {
+                    on_conn!(&mut *conn, |c| {
                         let mut tx = sqlx::Connection::begin(&mut **c)
                             .await
                             .map_err(step("starting a batch"))?;
@@ -991,6 +966,29 @@ impl ReconcileSession {
         // Lowering the cache frees the pages above it.
         self.set_sqlite_cache(sqlite::CACHE_KIB).await?;
         Ok(())
+    }
+}
+
+/// The collation clause that sorts text by its bytes (Kazoo's order of binaries,
+/// SQLite's default), for the run's physical orderings and entry positions: the same
+/// order on both backends whatever the server's locale, and no locale library call per
+/// comparison.
+fn byte_order(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " COLLATE \"C\"",
+    }
+}
+
+/// In a grouping of `reconcile_changes`, `column` of the group's row of highest
+/// `position` (positions are unique within an account). PostgreSQL compares arrays
+/// element by element, so the greatest `[position, column]` is that row's, found by a
+/// hash aggregate without sorting; SQLite takes a bare column from the row that gives
+/// the query's only `max()`.
+fn last_by_position(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Postgres => format!("(MAX(ARRAY[position, {column}]))[2]"),
+        Backend::Sqlite => format!("MAX(position) * 0 + {column}"),
     }
 }
 
@@ -1039,15 +1037,18 @@ struct BatchWriter {
 }
 
 impl BatchWriter {
-    fn new(session: &ReconcileSession, changes: &str, accounts: &str, parameters: BatchParameters) -> BatchWriter {
-        let bytes = session.byte_order();
-        let ordinal_hex = session.hex10("ordinal");
+    fn new(backend: Backend, changes: &str, accounts: &str, parameters: BatchParameters) -> BatchWriter {
+        let bytes = byte_order(backend);
+        let ordinal_hex = match backend {
+            Backend::Sqlite => sqlite::hex10("ordinal"),
+            Backend::Postgres => postgres::hex10("ordinal"),
+        };
         // Per (account, source) of a run, the additions and removals add up and the
         // last entry in record order gives the quantity (§5.2); the upsert folds them
         // into the day's row with the same rule (§5.6, [`FOLD_INTO_DAY_SUMMARY`]). One grouping of the batch's
         // rows, no window: the last entry is the one of highest position
-        // ([`ReconcileSession::last_by_position`]).
-        let last_quantity = session.last_by_position("new_quantity");
+        // ([`last_by_position`]).
+        let last_quantity = last_by_position(backend, "new_quantity");
         BatchWriter {
             // First in each batch, in account order: every other writer of an account
             // (manual quantities, overrides, plans: `lock_account` in `store/locked.rs`)
@@ -1179,78 +1180,69 @@ async fn write_copied_batch(
     Ok(spent)
 }
 
-impl ReconcileSession {
-    /// PostgreSQL: the session reads each batch's rows and hands them to one of
-    /// [`PARALLEL_WRITERS`] writers, each on its own connection, while it reads the
-    /// next. After a failure no new batch starts; those in flight end, then the first
-    /// error is returned.
-    async fn write_in_parallel(
-        &mut self,
-        pool: sqlx::PgPool,
-        writer: std::sync::Arc<BatchWriter>,
-        batches: Vec<i64>,
-    ) -> Result<[std::time::Duration; 7], StoreError> {
-        let bytes = self.byte_order();
-        let read = format!(
-            "SELECT account_id, bucket, category, item, old_quantity, new_quantity, stored, batch, ordinal, position \
-             FROM reconcile_changes WHERE batch = $1 ORDER BY account_id{bytes}, position"
-        );
-        let mut spent = [std::time::Duration::ZERO; 7];
-        let mut writing = tokio::task::JoinSet::new();
-        let mut failure: Option<StoreError> = None;
-        let mut absorb = |joined: Result<Result<[std::time::Duration; 7], StoreError>, tokio::task::JoinError>,
-                          failure: &mut Option<StoreError>| {
-            match joined {
-                Ok(Ok(times)) => {
-                    for (total, time) in spent.iter_mut().zip(times) {
-                        *total += time;
-                    }
-                }
-                Ok(Err(error)) => {
-                    failure.get_or_insert(error);
-                }
-                Err(error) => std::panic::resume_unwind(error.into_panic()),
+/// Sums a finished writer's statement times into `spent`, or keeps its error if it is
+/// the first.
+fn absorb(
+    joined: Result<Result<[std::time::Duration; 7], StoreError>, tokio::task::JoinError>,
+    spent: &mut [std::time::Duration; 7],
+    failure: &mut Option<StoreError>,
+) {
+    match joined {
+        Ok(Ok(times)) => {
+            for (total, time) in spent.iter_mut().zip(times) {
+                *total += time;
             }
-        };
-        for batch in batches {
-            let rows: Result<Vec<StagedRow>, StoreError> = match &mut self.conn {
-                Conn::Postgres(c) => sqlx::query_as(&read)
-                    .bind(batch)
-                    .fetch_all(&mut **c)
-                    .await
-                    .map_err(step("reading a batch")),
-                Conn::Sqlite(_) => Err(StoreError::Refused(
-                    "parallel batch writes need a PostgreSQL session".to_owned(),
-                )),
-            };
-            let rows = match rows {
-                Ok(rows) => rows,
-                Err(error) => {
-                    failure.get_or_insert(error);
-                    break;
-                }
-            };
-            while writing.len() >= PARALLEL_WRITERS {
-                if let Some(joined) = writing.join_next().await {
-                    absorb(joined, &mut failure);
-                }
-            }
-            if failure.is_some() {
+        }
+        Ok(Err(error)) => {
+            failure.get_or_insert(error);
+        }
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
+/// PostgreSQL: the session reads each batch's rows and hands them to one of
+/// [`PARALLEL_WRITERS`] writers, each on its own connection, while it reads the next.
+/// After a failure no new batch starts; those in flight end, then the first error is
+/// returned.
+async fn write_in_parallel(
+    session: &mut sqlx::PgConnection,
+    pool: sqlx::PgPool,
+    writer: std::sync::Arc<BatchWriter>,
+    batches: Vec<i64>,
+) -> Result<[std::time::Duration; 7], StoreError> {
+    let read = "SELECT account_id, bucket, category, item, old_quantity, new_quantity, stored, batch, ordinal, \
+                position FROM reconcile_changes WHERE batch = $1 ORDER BY account_id COLLATE \"C\", position";
+    let mut spent = [std::time::Duration::ZERO; 7];
+    let mut writing = tokio::task::JoinSet::new();
+    let mut failure: Option<StoreError> = None;
+    for batch in batches {
+        let rows: Vec<StagedRow> = match sqlx::query_as(read).bind(batch).fetch_all(&mut *session).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                failure.get_or_insert(step("reading a batch")(error));
                 break;
             }
-            writing.spawn(write_copied_batch(
-                pool.clone(),
-                writer.clone(),
-                BatchRows::from_rows(rows),
-                batch,
-            ));
+        };
+        while writing.len() >= PARALLEL_WRITERS {
+            if let Some(joined) = writing.join_next().await {
+                absorb(joined, &mut spent, &mut failure);
+            }
         }
-        while let Some(joined) = writing.join_next().await {
-            absorb(joined, &mut failure);
+        if failure.is_some() {
+            break;
         }
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(spent),
-        }
+        writing.spawn(write_copied_batch(
+            pool.clone(),
+            writer.clone(),
+            BatchRows::from_rows(rows),
+            batch,
+        ));
+    }
+    while let Some(joined) = writing.join_next().await {
+        absorb(joined, &mut spent, &mut failure);
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(spent),
     }
 }
