@@ -704,7 +704,7 @@ fn print_statements(statements: &[StatementEvent], total: Duration) {
             String::new()
         } else {
             format!(
-                "   (quantities, delete, records, entries, summaries, dirty, commit ms: {})",
+                "   (quantities, delete, records, summaries, dirty, commit ms: {})",
                 details.join(" ")
             )
         };

@@ -55,7 +55,7 @@ pub use topup::{LedgerRow, NewLedger, NewTransaction, TopupAccount, TransactionR
 
 use crate::config::DatabaseUrl;
 use crate::domain::quantities::{Bucket, QuantityBuckets};
-use crate::domain::summary::{ChangeRecord, DaySummary, GregorianSeconds, RecordEntry};
+use crate::domain::summary::{ChangeRecord, DaySummary, GregorianSeconds};
 use crate::domain::{AccountId, Category, ItemName, Quantities};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
@@ -452,43 +452,25 @@ impl Store {
     /// Every quantity-change record of an account, oldest first, entries in order.
     pub async fn change_records(&self, account: &AccountId) -> Result<Vec<ChangeRecord>, StoreError> {
         let mut conn = self.acquire().await?;
-        let sql = "SELECT r.id AS record_id, r.created_at, e.bucket, e.category, e.source, e.quantity, e.billable \
-                   FROM quantity_change_records r JOIN quantity_change_entries e ON e.record_id = r.id \
-                   WHERE r.account_id = $1 ORDER BY r.created_at, r.id, e.position";
-        let rows: Vec<EntryRow> = on_conn!(&mut conn, |c| {
+        let sql = "SELECT id, created_at, entries FROM quantity_change_records \
+                   WHERE account_id = $1 ORDER BY created_at, id";
+        let rows: Vec<(String, i64, String)> = on_conn!(&mut conn, |c| {
             sqlx::query_as(sql)
                 .bind(account.as_str())
                 .fetch_all(&mut **c)
                 .await
                 .map_err(step("reading change records"))?
         });
-        let mut records: Vec<(String, ChangeRecord)> = Vec::new();
-        for row in rows {
-            let bucket = Bucket::parse(&row.bucket).ok_or_else(|| {
-                StoreError::InvalidRow(format!("record {}: unknown bucket {:?}", row.record_id, row.bucket))
-            })?;
-            let source = ItemName::parse(row.source.as_str())
-                .map_err(|error| StoreError::InvalidRow(format!("record {}: {error}", row.record_id)))?;
-            let entry = RecordEntry {
-                bucket,
-                category: row.category,
-                source,
-                quantity: row.quantity,
-                billable: row.billable,
-            };
-            match records.last_mut() {
-                Some((id, record)) if *id == row.record_id => record.entries.push(entry),
-                _ => records.push((
-                    row.record_id.clone(),
-                    ChangeRecord {
-                        account: account.clone(),
-                        created: GregorianSeconds(row.created_at),
-                        entries: vec![entry],
-                    },
-                )),
-            }
-        }
-        Ok(records.into_iter().map(|(_, record)| record).collect())
+        rows.into_iter()
+            .map(|(id, created_at, entries)| {
+                Ok(ChangeRecord {
+                    account: account.clone(),
+                    created: GregorianSeconds(created_at),
+                    entries: crate::wire::record::entries_from_json(&entries)
+                        .map_err(|problem| StoreError::InvalidRow(format!("change record {id}: {problem}")))?,
+                })
+            })
+            .collect()
     }
 
     /// The materialised day summaries of an account: `(day, source) → row`.
@@ -560,17 +542,6 @@ impl QuantityRow {
         let item = ItemName::parse(self.item).map_err(|error| StoreError::InvalidRow(error.to_string()))?;
         Ok((bucket, category, item, self.quantity))
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct EntryRow {
-    record_id: String,
-    created_at: i64,
-    bucket: String,
-    category: String,
-    source: String,
-    quantity: i64,
-    billable: i64,
 }
 
 #[derive(sqlx::FromRow)]

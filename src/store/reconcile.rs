@@ -18,10 +18,14 @@ use crate::domain::summary::GregorianSeconds;
 use crate::domain::{AccountId, Category, ItemName};
 use crate::store::counting::CountingQueries;
 
+/// The timed steps of a batch write, in the order of `per_statement_ms` in the
+/// `writing batches` debug event: quantities, deletes, records, summaries, marks, commit.
+const WRITE_STEPS: usize = 6;
+
 /// Writes batch `$batch` in the open transaction `$tx` with the statements of the
-/// [`BatchWriter`] `$writer` and commits, adding each statement's time to `$spent`
-/// (`[Duration; 7]`). A macro, as `on_conn!` is: the same body for both backends'
-/// transactions, and for a writer's own connection.
+/// [`BatchWriter`] `$writer` and commits, adding each step's time to `$spent`
+/// (`[Duration; WRITE_STEPS]`). A macro, as `on_conn!` is: the same body for both
+/// backends' transactions, and for a writer's own connection.
 macro_rules! write_batch {
     ($writer:expr, $tx:ident, $batch:expr, $spent:ident) => {{
         let writer: &BatchWriter = &$writer;
@@ -33,7 +37,7 @@ macro_rules! write_batch {
             .execute(&mut *$tx)
             .await
             .map_err(step("marking accounts for repricing"))?;
-        $spent[5] += part.elapsed();
+        $spent[4] += part.elapsed();
         let part = std::time::Instant::now();
         sqlx::query(&writer.update_quantities)
             .bind(batch)
@@ -65,15 +69,6 @@ macro_rules! write_batch {
             .map_err(step("writing change records"))?;
         $spent[2] += part.elapsed();
         let part = std::time::Instant::now();
-        sqlx::query(&writer.insert_entries)
-            .bind(batch)
-            .bind(writer.parameters.year_prefix.as_str())
-            .bind(writer.parameters.run_tag.as_str())
-            .execute(&mut *$tx)
-            .await
-            .map_err(step("writing change entries"))?;
-        $spent[3] += part.elapsed();
-        let part = std::time::Instant::now();
         sqlx::query(&writer.upsert_summaries)
             .bind(batch)
             .bind(writer.parameters.day.as_str())
@@ -81,10 +76,10 @@ macro_rules! write_batch {
             .execute(&mut *$tx)
             .await
             .map_err(step("updating day summaries"))?;
-        $spent[4] += part.elapsed();
+        $spent[3] += part.elapsed();
         let part = std::time::Instant::now();
         $tx.commit().await.map_err(step("committing a batch"))?;
-        $spent[6] += part.elapsed();
+        $spent[5] += part.elapsed();
     }};
 }
 
@@ -924,7 +919,7 @@ impl ReconcileSession {
             }
             (_, conn) => {
                 let writer = BatchWriter::new(self.backend, "reconcile_changes", "reconcile_changed", parameters);
-                let mut spent = [std::time::Duration::ZERO; 7];
+                let mut spent = [std::time::Duration::ZERO; WRITE_STEPS];
                 for batch in batches {
                     on_conn!(&mut *conn, |c| {
                         let mut tx = sqlx::Connection::begin(&mut **c)
@@ -992,6 +987,25 @@ fn last_by_position(backend: Backend, column: &str) -> String {
     }
 }
 
+/// In a grouping of `reconcile_changes` by account, the account's change entries as
+/// one JSON array in position order: the `entries` of its quantity-change record, in
+/// the shape [`super::change_entries_json`] writes and [`super::parse_change_entries`]
+/// reads.
+fn entries_document(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => {
+            "json_agg(json_build_object('bucket', bucket, 'category', category, 'source', item, \
+                                        'quantity', new_quantity - old_quantity, 'billable', new_quantity) \
+                      ORDER BY position)::text"
+        }
+        Backend::Sqlite => {
+            "json_group_array(json_object('bucket', bucket, 'category', category, 'source', item, \
+                                          'quantity', new_quantity - old_quantity, 'billable', new_quantity) \
+                              ORDER BY position)"
+        }
+    }
+}
+
 /// Batches PostgreSQL writes at once, each on a pooled connection of its own. One
 /// backend writing a batch is bound by its own CPU (about 4-5 µs a row, whatever the
 /// server's buffers and checkpoints), and the batches of a run are disjoint sets of
@@ -1031,7 +1045,6 @@ struct BatchWriter {
     insert_quantities: String,
     delete_quantities: String,
     insert_records: String,
-    insert_entries: String,
     upsert_summaries: String,
     parameters: BatchParameters,
 }
@@ -1049,6 +1062,7 @@ impl BatchWriter {
         // rows, no window: the last entry is the one of highest position
         // ([`last_by_position`]).
         let last_quantity = last_by_position(backend, "new_quantity");
+        let entries = entries_document(backend);
         BatchWriter {
             // First in each batch, in account order: every other writer of an account
             // (manual quantities, overrides, plans: `lock_account` in `store/locked.rs`)
@@ -1081,16 +1095,12 @@ impl BatchWriter {
                 "DELETE FROM service_quantities WHERE (account_id, bucket, category, item) IN \
                  (SELECT account_id, bucket, category, item FROM {changes} WHERE batch = $1 AND new_quantity = 0)"
             ),
+            // One record per changed account, its entries gathered in record order.
             insert_records: format!(
-                "INSERT INTO quantity_change_records (id, account_id, run_id, created_at) \
-                 SELECT $2 || {ordinal_hex} || $5, account_id, $3, $4 FROM {accounts} WHERE batch = $1 \
-                 ORDER BY ordinal"
-            ),
-            insert_entries: format!(
-                "INSERT INTO quantity_change_entries (record_id, position, bucket, category, source, quantity, billable) \
-                 SELECT $2 || {ordinal_hex} || $3, position, bucket, category, item, new_quantity - old_quantity, \
-                        new_quantity \
-                 FROM {changes} WHERE batch = $1 ORDER BY ordinal, position"
+                "INSERT INTO quantity_change_records (id, account_id, run_id, created_at, entries) \
+                 SELECT $2 || {ordinal_hex} || $5, account_id, $3, $4, {entries} \
+                 FROM {changes} WHERE batch = $1 \
+                 GROUP BY ordinal, account_id ORDER BY ordinal"
             ),
             upsert_summaries: format!(
                 "INSERT INTO quantity_day_summaries \
@@ -1152,8 +1162,8 @@ async fn write_copied_batch(
     writer: std::sync::Arc<BatchWriter>,
     rows: BatchRows,
     batch: i64,
-) -> Result<[std::time::Duration; 7], StoreError> {
-    let mut spent = [std::time::Duration::ZERO; 7];
+) -> Result<[std::time::Duration; WRITE_STEPS], StoreError> {
+    let mut spent = [std::time::Duration::ZERO; WRITE_STEPS];
     let mut conn = pool.acquire().await.map_err(step("acquiring a connection"))?;
     let mut tx = sqlx::Connection::begin(&mut *conn)
         .await
@@ -1183,8 +1193,8 @@ async fn write_copied_batch(
 /// Sums a finished writer's statement times into `spent`, or keeps its error if it is
 /// the first.
 fn absorb(
-    joined: Result<Result<[std::time::Duration; 7], StoreError>, tokio::task::JoinError>,
-    spent: &mut [std::time::Duration; 7],
+    joined: Result<Result<[std::time::Duration; WRITE_STEPS], StoreError>, tokio::task::JoinError>,
+    spent: &mut [std::time::Duration; WRITE_STEPS],
     failure: &mut Option<StoreError>,
 ) {
     match joined {
@@ -1209,10 +1219,10 @@ async fn write_in_parallel(
     pool: sqlx::PgPool,
     writer: std::sync::Arc<BatchWriter>,
     batches: Vec<i64>,
-) -> Result<[std::time::Duration; 7], StoreError> {
+) -> Result<[std::time::Duration; WRITE_STEPS], StoreError> {
     let read = "SELECT account_id, bucket, category, item, old_quantity, new_quantity, stored, batch, ordinal, \
                 position FROM reconcile_changes WHERE batch = $1 ORDER BY account_id COLLATE \"C\", position";
-    let mut spent = [std::time::Duration::ZERO; 7];
+    let mut spent = [std::time::Duration::ZERO; WRITE_STEPS];
     let mut writing = tokio::task::JoinSet::new();
     let mut failure: Option<StoreError> = None;
     for batch in batches {

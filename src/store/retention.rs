@@ -10,8 +10,8 @@
 //! snapshots (the latest invoices of each account), day summaries, ledgers and
 //! transactions are never touched.
 //!
-//! A batch is one `DELETE … WHERE key IN (SELECT key … ORDER BY time, key LIMIT n)` in
-//! its own transaction (with its change entries for change records): set-based, and
+//! A batch is one `DELETE … WHERE key IN (SELECT key … ORDER BY time, key LIMIT n)`
+//! (a change record holds its entries, so they go with it): set-based, and
 //! short enough that other writers (SQLite's single writer above all) wait at most
 //! one batch. The batch's keys are read along the (time, key) indexes of migration
 //! 0016, and the rows deleted through the primary key: on PostgreSQL the keys are
@@ -88,11 +88,20 @@ impl Target {
     }
 }
 
-/// Rows of one kind, and the change entries that go with change records.
+/// How many change entries a row of `kind` holds, as SQL over that row.
+fn entry_count(kind: Prunable, backend: Backend) -> &'static str {
+    match (kind, backend) {
+        (Prunable::ChangeRecords, Backend::Postgres) => "CAST(json_array_length(entries::json) AS BIGINT)",
+        (Prunable::ChangeRecords, Backend::Sqlite) => "json_array_length(entries)",
+        (Prunable::Runs | Prunable::Deliveries | Prunable::AuditLogs, _) => "CAST(0 AS BIGINT)",
+    }
+}
+
+/// Rows of one kind, and the change entries those rows held.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PrunedRows {
     pub rows: u64,
-    /// `quantity_change_entries` rows (change records only; 0 otherwise).
+    /// Entries of the change records among the rows (0 for other kinds).
     pub entries: u64,
 }
 
@@ -104,28 +113,19 @@ impl Store {
     /// How many rows of `kind` a prune with this cutoff would delete (`--dry-run`).
     pub async fn count_prunable(&self, kind: Prunable, before: GregorianSeconds) -> Result<PrunedRows, StoreError> {
         let target = target(kind);
-        let rows_sql = format!("SELECT COUNT(*) FROM {} t WHERE {}", target.table, target.prunable);
-        let entries_sql = format!(
-            "SELECT COUNT(*) FROM quantity_change_entries WHERE record_id IN \
-             (SELECT t.id FROM quantity_change_records t WHERE {})",
+        let sql = format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM({}), 0) AS BIGINT) FROM {} t WHERE {}",
+            entry_count(kind, self.backend()),
+            target.table,
             target.prunable
         );
         let mut conn = self.acquire().await?;
         let (rows, entries): (i64, i64) = on_conn!(&mut conn, |c| {
-            let rows: i64 = sqlx::query_scalar(&rows_sql)
+            sqlx::query_as(&sql)
                 .bind(before.0)
                 .fetch_one(&mut **c)
                 .await
-                .map_err(step("counting prunable rows"))?;
-            let entries: i64 = match kind {
-                Prunable::ChangeRecords => sqlx::query_scalar(&entries_sql)
-                    .bind(before.0)
-                    .fetch_one(&mut **c)
-                    .await
-                    .map_err(step("counting prunable change entries"))?,
-                Prunable::Runs | Prunable::Deliveries | Prunable::AuditLogs => 0,
-            };
-            (rows, entries)
+                .map_err(step("counting prunable rows"))?
         });
         Ok(PrunedRows {
             rows: u64::try_from(rows).unwrap_or(0),
@@ -133,7 +133,7 @@ impl Store {
         })
     }
 
-    /// Deletes the oldest `limit` rows of `kind` that may go, in one transaction; fewer
+    /// Deletes the oldest `limit` rows of `kind` that may go, in one statement; fewer
     /// than `limit` deleted means none is left.
     pub async fn prune_batch(
         &self,
@@ -142,45 +142,25 @@ impl Store {
         limit: u64,
     ) -> Result<PrunedRows, StoreError> {
         let target = target(kind);
-        let batch = target.batch();
         let backend = self.backend();
-        let delete_rows = format!(
-            "DELETE FROM {} WHERE {}",
+        let delete = format!(
+            "DELETE FROM {} WHERE {} RETURNING {}",
             target.table,
-            in_batch(backend, target.key, &batch)
-        );
-        // The entries first, chosen by the same batch: in one transaction nothing else
-        // prunes (the run ledger holds one prune at a time) and new records are younger
-        // than any cutoff, so both statements see the same records.
-        let delete_entries = format!(
-            "DELETE FROM quantity_change_entries WHERE {}",
-            in_batch(backend, "record_id", &batch)
+            in_batch(backend, target.key, &target.batch()),
+            entry_count(kind, backend)
         );
         let mut conn = self.acquire().await?;
-        let pruned = on_conn!(&mut conn, |c| {
-            let mut tx = sqlx::Connection::begin(&mut **c)
-                .await
-                .map_err(step("starting a prune batch"))?;
-            let entries = match kind {
-                Prunable::ChangeRecords => sqlx::query(&delete_entries)
-                    .bind(before.0)
-                    .bind(count(limit))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(step("pruning change entries"))?
-                    .rows_affected(),
-                Prunable::Runs | Prunable::Deliveries | Prunable::AuditLogs => 0,
-            };
-            let rows = sqlx::query(&delete_rows)
+        let entries: Vec<i64> = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar(&delete)
                 .bind(before.0)
                 .bind(count(limit))
-                .execute(&mut *tx)
+                .fetch_all(&mut **c)
                 .await
                 .map_err(step("pruning a batch"))?
-                .rows_affected();
-            tx.commit().await.map_err(step("committing a prune batch"))?;
-            PrunedRows { rows, entries }
         });
-        Ok(pruned)
+        Ok(PrunedRows {
+            rows: u64::try_from(entries.len()).unwrap_or(u64::MAX),
+            entries: entries.iter().map(|&held| u64::try_from(held).unwrap_or(0)).sum(),
+        })
     }
 }

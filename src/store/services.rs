@@ -755,30 +755,17 @@ impl Store {
             }
             if !entries.is_empty() {
                 sqlx::query(
-                    "INSERT INTO quantity_change_records (id, account_id, run_id, created_at) VALUES ($1, $2, $1, $3)",
+                    "INSERT INTO quantity_change_records (id, account_id, run_id, created_at, entries) \
+                     VALUES ($1, $2, $1, $3, $4)",
                 )
                 .bind(record_id)
                 .bind(account.as_str())
                 .bind(now.0)
+                .bind(crate::wire::record::entries_to_json(&entries))
                 .execute(&mut **t)
                 .await
                 .map_err(step("writing a change record"))?;
-                for (position, entry) in entries.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO quantity_change_entries \
-                         (record_id, position, bucket, category, source, quantity, billable) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(record_id)
-                    .bind(i64::try_from(position + 1).unwrap_or(i64::MAX))
-                    .bind(entry.bucket.as_str())
-                    .bind(entry.category.as_str())
-                    .bind(entry.source.as_str())
-                    .bind(entry.quantity)
-                    .bind(entry.billable)
-                    .execute(&mut **t)
-                    .await
-                    .map_err(step("writing a change entry"))?;
+                for entry in &entries {
                     let summary = DaySummary::of_entry(entry, now);
                     sqlx::query(&format!(
                         "INSERT INTO quantity_day_summaries \

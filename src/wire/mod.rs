@@ -11,3 +11,4 @@ pub mod explain;
 pub mod impact;
 pub mod invoice;
 pub mod kazoo;
+pub mod record;

@@ -31,7 +31,6 @@ const TABLES: &[&str] = &[
     "reconcile_marks",
     "reconcile_full_requests",
     "quantity_change_records",
-    "quantity_change_entries",
     "quantity_day_summaries",
     "invoice_snapshots",
     "audit_logs",

@@ -35,7 +35,6 @@ const VARYING_COLUMNS: &[(&str, &str)] = &[
     ("quantity_change_records", "id"),
     ("quantity_change_records", "run_id"),
     ("quantity_change_records", "created_at"),
-    ("quantity_change_entries", "record_id"),
     // The time of the last change of the day.
     ("quantity_day_summaries", "last_timestamp"),
     ("invoice_snapshots", "updated_at"),

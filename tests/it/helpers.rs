@@ -34,6 +34,20 @@ pub async fn sqlite_store() -> TestStore {
 /// A store on a new PostgreSQL database, or `None` (with a loud message) when the
 /// server is unreachable and `TALLY_REQUIRE_POSTGRES` is not `1`.
 pub async fn postgres_store() -> Option<TestStore> {
+    let (name, url) = empty_postgres_database().await?;
+    let url = DatabaseUrl::new(url);
+    let store = Store::open(&url).await.expect("postgres store opens and migrates");
+    Some(TestStore {
+        store,
+        url: url.expose().to_owned(),
+        _sqlite_dir: None,
+        postgres_database: Some(name),
+    })
+}
+
+/// A new, empty PostgreSQL database: its name (for [`drop_postgres_database`]) and
+/// URL; `None` as [`postgres_store`] says.
+pub async fn empty_postgres_database() -> Option<(String, String)> {
     use sqlx::Connection;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let admin = match sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
@@ -61,14 +75,8 @@ pub async fn postgres_store() -> Option<TestStore> {
         .await
         .expect("create test db");
     admin.close().await.expect("close admin connection");
-    let url = DatabaseUrl::new(format!("postgres://postgres@127.0.0.1:5432/{name}"));
-    let store = Store::open(&url).await.expect("postgres store opens and migrates");
-    Some(TestStore {
-        store,
-        url: url.expose().to_owned(),
-        _sqlite_dir: None,
-        postgres_database: Some(name),
-    })
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    Some((name, url))
 }
 
 impl TestStore {

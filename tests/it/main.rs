@@ -31,6 +31,7 @@ mod ingest_platform;
 mod inventory_store;
 mod isolation;
 mod kazoo_sdk;
+mod migrations;
 mod operator_cli;
 mod ops;
 mod overrides;

@@ -320,7 +320,7 @@ async fn a_rerun_without_inventory_change_writes_nothing(store: &Store) {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let before = snapshot(store, &names).await;
     let records_before = store
-        .query_count("SELECT COUNT(*) FROM quantity_change_entries")
+        .query_count("SELECT COUNT(*) FROM quantity_change_records")
         .await
         .expect("count");
 
@@ -329,7 +329,7 @@ async fn a_rerun_without_inventory_change_writes_nothing(store: &Store) {
     assert_eq!(snapshot(store, &names).await, before);
     assert_eq!(
         store
-            .query_count("SELECT COUNT(*) FROM quantity_change_entries")
+            .query_count("SELECT COUNT(*) FROM quantity_change_records")
             .await
             .expect("count"),
         records_before
@@ -554,10 +554,13 @@ async fn manual_quantities_are_left_alone(store: &Store) {
         bucket(&[("spacely_space", "sprockets", 0), ("users", "user", 7)])
     );
     assert_eq!(stored.account, bucket(&[("accounts", "account", 1)]));
-    let manual_entries = store
-        .query_count("SELECT COUNT(*) FROM quantity_change_entries WHERE bucket = 'manual'")
-        .await
-        .expect("count");
+    let records = store.change_records(&id("a")).await.expect("read");
+    assert_eq!(records.len(), 2, "the first count and the removal of the users");
+    let manual_entries = records
+        .iter()
+        .flat_map(|record| &record.entries)
+        .filter(|entry| entry.bucket == Bucket::Manual)
+        .count();
     assert_eq!(manual_entries, 0);
 }
 
@@ -567,7 +570,6 @@ async fn a_dry_run_writes_nothing(store: &Store) {
     let tables = [
         "service_quantities",
         "quantity_change_records",
-        "quantity_change_entries",
         "quantity_day_summaries",
         "services",
     ];
@@ -1001,8 +1003,7 @@ async fn batches_written_in_parallel_leave_the_rows_of_one_at_a_time() {
     }
     let dump = "SELECT string_agg(row, ' | ' ORDER BY row) FROM ( \
         SELECT concat_ws(',', 'q', account_id, bucket, category, item, quantity) AS row FROM service_quantities \
-        UNION ALL SELECT concat_ws(',', 'e', r.account_id, e.position, e.bucket, e.category, e.source, e.quantity, \
-            e.billable) FROM quantity_change_entries e JOIN quantity_change_records r ON r.id = e.record_id \
+        UNION ALL SELECT concat_ws(',', 'e', account_id, entries) FROM quantity_change_records \
         UNION ALL SELECT concat_ws(',', 's', account_id, day, source, addition, removal, quantity) \
             FROM quantity_day_summaries \
         UNION ALL SELECT concat_ws(',', 'd', account_id, dirty) FROM services) rows";
