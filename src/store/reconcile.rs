@@ -14,7 +14,7 @@
 
 use super::{on_conn, postgres, sqlite, step, Backend, Conn, Pool, StoreError, FOLD_INTO_DAY_SUMMARY};
 use crate::domain::quantities::{Bucket, QuantityChange};
-use crate::domain::summary::GregorianSeconds;
+use crate::domain::summary::{summarise, ChangeRecord, GregorianSeconds, RecordEntry};
 use crate::domain::{AccountId, Category, ItemName};
 use crate::store::counting::CountingQueries;
 
@@ -906,27 +906,25 @@ impl ReconcileSession {
             day: day.as_str().to_owned(),
             now: now.0,
         };
-        let writers = match &self.pool {
-            Pool::Postgres(pool) if pool.options().get_max_connections() > PARALLEL_WRITERS as u32 => {
-                Some(pool.clone())
+        let spent = match &mut self.conn {
+            Conn::Postgres(session) => {
+                let writers = match &self.pool {
+                    Pool::Postgres(pool) if pool.options().get_max_connections() > PARALLEL_WRITERS as u32 => {
+                        Some(pool.clone())
+                    }
+                    _ => None,
+                };
+                let writer = std::sync::Arc::new(BatchWriter::new(Backend::Postgres, parameters));
+                write_postgres_batches(session, writers, writer, batches, now).await?
             }
-            _ => None,
-        };
-        let spent = match (writers, &mut self.conn) {
-            (Some(pool), Conn::Postgres(session)) => {
-                let writer = BatchWriter::new(self.backend, COPIED_CHANGES, COPIED_ACCOUNTS, parameters);
-                write_in_parallel(session, pool, std::sync::Arc::new(writer), batches).await?
-            }
-            (_, conn) => {
-                let writer = BatchWriter::new(self.backend, "reconcile_changes", "reconcile_changed", parameters);
+            Conn::Sqlite(conn) => {
+                let writer = BatchWriter::new(Backend::Sqlite, parameters);
                 let mut spent = [std::time::Duration::ZERO; WRITE_STEPS];
                 for batch in batches {
-                    on_conn!(&mut *conn, |c| {
-                        let mut tx = sqlx::Connection::begin(&mut **c)
-                            .await
-                            .map_err(step("starting a batch"))?;
-                        write_batch!(writer, tx, batch, spent);
-                    });
+                    let mut tx = sqlx::Connection::begin(&mut **conn)
+                        .await
+                        .map_err(step("starting a batch"))?;
+                    write_batch!(writer, tx, batch, spent);
                 }
                 spent
             }
@@ -975,55 +973,29 @@ fn byte_order(backend: Backend) -> &'static str {
     }
 }
 
-/// In a grouping of `reconcile_changes`, `column` of the group's row of highest
-/// `position` (positions are unique within an account). PostgreSQL compares arrays
-/// element by element, so the greatest `[position, column]` is that row's, found by a
-/// hash aggregate without sorting; SQLite takes a bare column from the row that gives
-/// the query's only `max()`.
-fn last_by_position(backend: Backend, column: &str) -> String {
-    match backend {
-        Backend::Postgres => format!("(MAX(ARRAY[position, {column}]))[2]"),
-        Backend::Sqlite => format!("MAX(position) * 0 + {column}"),
-    }
-}
-
-/// In a grouping of `reconcile_changes` by account, the account's change entries as
-/// one JSON array in position order: the `entries` of its quantity-change record, in
-/// the shape [`super::change_entries_json`] writes and [`super::parse_change_entries`]
-/// reads.
-fn entries_document(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Postgres => {
-            "json_agg(json_build_object('bucket', bucket, 'category', category, 'source', item, \
-                                        'quantity', new_quantity - old_quantity, 'billable', new_quantity) \
-                      ORDER BY position)::text"
-        }
-        Backend::Sqlite => {
-            "json_group_array(json_object('bucket', bucket, 'category', category, 'source', item, \
-                                          'quantity', new_quantity - old_quantity, 'billable', new_quantity) \
-                              ORDER BY position)"
-        }
-    }
-}
-
 /// Batches PostgreSQL writes at once, each on a pooled connection of its own. One
 /// backend writing a batch is bound by its own CPU (about 4-5 µs a row, whatever the
 /// server's buffers and checkpoints), and the batches of a run are disjoint sets of
 /// accounts, each taking its accounts' `services` rows first, so two cannot deadlock.
 const PARALLEL_WRITERS: usize = 2;
 
-/// A writer's copy of its batch's rows (the columns of `reconcile_changes`) and
-/// accounts (those of `reconcile_changed`), dropped when the batch commits or fails.
+/// A PostgreSQL writer's copies of its batch, dropped when the batch commits or fails:
+/// the rows (the columns of `reconcile_changes`), the accounts (those of
+/// `reconcile_changed`, with each account's record entries) and the day sums.
 const COPIED_CHANGES: &str = "reconcile_batch_changes";
 const COPIED_ACCOUNTS: &str = "reconcile_batch_accounts";
+const COPIED_SUMMARIES: &str = "reconcile_batch_summaries";
 
-/// Builds a writer's copies from the batch's rows, bound as arrays.
-const COPY_BATCH: &str = "CREATE TEMP TABLE reconcile_batch_changes ON COMMIT DROP AS \
+/// Builds a writer's copies from the batch's columns, bound as arrays.
+const COPY_CHANGES: &str = "CREATE TEMP TABLE reconcile_batch_changes ON COMMIT DROP AS \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::bool[], \
                           $8::int8[], $9::int8[], $10::int8[]) \
      AS v(account_id, bucket, category, item, old_quantity, new_quantity, stored, batch, ordinal, position)";
 const COPY_ACCOUNTS: &str = "CREATE TEMP TABLE reconcile_batch_accounts ON COMMIT DROP AS \
-     SELECT account_id, batch, ordinal FROM reconcile_batch_changes WHERE position = 1";
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[]) AS v(account_id, batch, ordinal, entries)";
+const COPY_SUMMARIES: &str = "CREATE TEMP TABLE reconcile_batch_summaries ON COMMIT DROP AS \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) \
+     AS v(account_id, source, addition, removal, quantity, batch)";
 
 /// What every batch of a run writes with.
 struct BatchParameters {
@@ -1036,9 +1008,11 @@ struct BatchParameters {
     now: i64,
 }
 
-/// The statements that write one batch, reading its rows from a table with the
-/// columns of `reconcile_changes` and its accounts from one with those of
-/// `reconcile_changed`: the session's staged tables, or a writer's copies.
+/// The statements that write one batch of a backend. On SQLite they read the
+/// session's staged tables and gather each account's record entries and day sums
+/// themselves. On PostgreSQL they read a writer's copies, where tally has gathered
+/// both with the domain's rules ([`BatchRows`]): its database backend is the run's
+/// bottleneck, and the JSON functions cost it as much as writing a row per entry did.
 struct BatchWriter {
     mark_dirty: String,
     update_quantities: String,
@@ -1050,19 +1024,58 @@ struct BatchWriter {
 }
 
 impl BatchWriter {
-    fn new(backend: Backend, changes: &str, accounts: &str, parameters: BatchParameters) -> BatchWriter {
+    fn new(backend: Backend, parameters: BatchParameters) -> BatchWriter {
         let bytes = byte_order(backend);
-        let ordinal_hex = match backend {
-            Backend::Sqlite => sqlite::hex10("ordinal"),
-            Backend::Postgres => postgres::hex10("ordinal"),
+        let (changes, accounts) = match backend {
+            Backend::Sqlite => ("reconcile_changes", "reconcile_changed"),
+            Backend::Postgres => (COPIED_CHANGES, COPIED_ACCOUNTS),
         };
-        // Per (account, source) of a run, the additions and removals add up and the
-        // last entry in record order gives the quantity (§5.2); the upsert folds them
-        // into the day's row with the same rule (§5.6, [`FOLD_INTO_DAY_SUMMARY`]). One grouping of the batch's
-        // rows, no window: the last entry is the one of highest position
-        // ([`last_by_position`]).
-        let last_quantity = last_by_position(backend, "new_quantity");
-        let entries = entries_document(backend);
+        let (insert_records, upsert_summaries) = match backend {
+            // One record per changed account, its entries gathered in position order
+            // in the shape of [`crate::wire::record`]. Per (account, source), the
+            // additions and removals add up and the entry of highest position gives the
+            // quantity (§5.2): SQLite takes a bare column from the row that gives the
+            // query's only `max()`.
+            Backend::Sqlite => (
+                format!(
+                    "INSERT INTO quantity_change_records (id, account_id, run_id, created_at, entries) \
+                     SELECT $2 || {ordinal_hex} || $5, account_id, $3, $4, \
+                            json_group_array(json_object('bucket', bucket, 'category', category, 'source', item, \
+                                                         'quantity', new_quantity - old_quantity, \
+                                                         'billable', new_quantity) ORDER BY position) \
+                     FROM {changes} WHERE batch = $1 \
+                     GROUP BY ordinal, account_id ORDER BY ordinal",
+                    ordinal_hex = sqlite::hex10("ordinal"),
+                ),
+                format!(
+                    "INSERT INTO quantity_day_summaries \
+                         (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
+                     SELECT account_id, $2, item, \
+                            SUM(CASE WHEN new_quantity > old_quantity THEN new_quantity - old_quantity ELSE 0 END), \
+                            SUM(CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END), \
+                            MAX(position) * 0 + new_quantity, $3, FALSE \
+                     FROM {changes} WHERE batch = $1 \
+                     GROUP BY account_id, item ORDER BY account_id, item \
+                     {FOLD_INTO_DAY_SUMMARY}"
+                ),
+            ),
+            Backend::Postgres => (
+                format!(
+                    "INSERT INTO quantity_change_records (id, account_id, run_id, created_at, entries) \
+                     SELECT $2 || {ordinal_hex} || $5, account_id, $3, $4, entries \
+                     FROM {accounts} WHERE batch = $1 ORDER BY ordinal",
+                    ordinal_hex = postgres::hex10("ordinal"),
+                ),
+                format!(
+                    "INSERT INTO quantity_day_summaries \
+                         (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
+                     SELECT account_id, $2, source, addition, removal, quantity, $3, FALSE \
+                     FROM {COPIED_SUMMARIES} WHERE batch = $1 \
+                     ORDER BY account_id{bytes}, source{bytes} \
+                     {FOLD_INTO_DAY_SUMMARY}"
+                ),
+            ),
+        };
         BatchWriter {
             // First in each batch, in account order: every other writer of an account
             // (manual quantities, overrides, plans: `lock_account` in `store/locked.rs`)
@@ -1095,33 +1108,39 @@ impl BatchWriter {
                 "DELETE FROM service_quantities WHERE (account_id, bucket, category, item) IN \
                  (SELECT account_id, bucket, category, item FROM {changes} WHERE batch = $1 AND new_quantity = 0)"
             ),
-            // One record per changed account, its entries gathered in record order.
-            insert_records: format!(
-                "INSERT INTO quantity_change_records (id, account_id, run_id, created_at, entries) \
-                 SELECT $2 || {ordinal_hex} || $5, account_id, $3, $4, {entries} \
-                 FROM {changes} WHERE batch = $1 \
-                 GROUP BY ordinal, account_id ORDER BY ordinal"
-            ),
-            upsert_summaries: format!(
-                "INSERT INTO quantity_day_summaries \
-                     (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
-                 SELECT account_id, $2, item, \
-                        SUM(CASE WHEN new_quantity > old_quantity THEN new_quantity - old_quantity ELSE 0 END), \
-                        SUM(CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END), \
-                        {last_quantity}, $3, FALSE \
-                 FROM {changes} WHERE batch = $1 \
-                 GROUP BY account_id, item \
-                 ORDER BY account_id{bytes}, item{bytes} \
-                 {FOLD_INTO_DAY_SUMMARY}"
-            ),
+            insert_records,
+            upsert_summaries,
             parameters,
         }
     }
 }
 
-/// One batch's staged rows, column by column, as a writer binds them.
+/// One staged row of `reconcile_changes`, as the session reads a batch.
+#[derive(sqlx::FromRow)]
+struct StagedRow {
+    account_id: String,
+    bucket: String,
+    category: String,
+    item: String,
+    old_quantity: i64,
+    new_quantity: i64,
+    stored: bool,
+    batch: i64,
+    ordinal: i64,
+    position: i64,
+}
+
+/// One batch as a PostgreSQL writer binds it: its staged rows, and per account the
+/// record entries and day sums the domain makes of them, column by column.
 #[derive(Default)]
 struct BatchRows {
+    changes: ChangeColumns,
+    accounts: AccountColumns,
+    summaries: SummaryColumns,
+}
+
+#[derive(Default)]
+struct ChangeColumns {
     account_id: Vec<String>,
     bucket: Vec<String>,
     category: Vec<String>,
@@ -1134,60 +1153,151 @@ struct BatchRows {
     position: Vec<i64>,
 }
 
-type StagedRow = (String, String, String, String, i64, i64, bool, i64, i64, i64);
+#[derive(Default)]
+struct AccountColumns {
+    account_id: Vec<String>,
+    batch: Vec<i64>,
+    ordinal: Vec<i64>,
+    /// The record's entries ([`crate::wire::record::entries_to_json`]).
+    entries: Vec<String>,
+}
+
+#[derive(Default)]
+struct SummaryColumns {
+    account_id: Vec<String>,
+    source: Vec<String>,
+    addition: Vec<i64>,
+    removal: Vec<i64>,
+    quantity: Vec<i64>,
+    batch: Vec<i64>,
+}
 
 impl BatchRows {
-    fn from_rows(rows: Vec<StagedRow>) -> BatchRows {
+    /// A batch's staged rows, in account and position order, with each account's
+    /// record (`audit-and-summaries.md` §4.2) and its day sums (§5.1-§5.2, the domain's
+    /// `summarise`) made at `now`.
+    fn from_rows(rows: Vec<StagedRow>, now: GregorianSeconds) -> Result<BatchRows, StoreError> {
         let mut columns = BatchRows::default();
-        for (account_id, bucket, category, item, old_quantity, new_quantity, stored, batch, ordinal, position) in rows {
-            columns.account_id.push(account_id);
-            columns.bucket.push(bucket);
-            columns.category.push(category);
-            columns.item.push(item);
-            columns.old_quantity.push(old_quantity);
-            columns.new_quantity.push(new_quantity);
-            columns.stored.push(stored);
-            columns.batch.push(batch);
-            columns.ordinal.push(ordinal);
-            columns.position.push(position);
+        for account_rows in rows.chunk_by(|one, next| one.ordinal == next.ordinal) {
+            columns.add_account(account_rows, now)?;
         }
-        columns
+        let changes = &mut columns.changes;
+        for row in rows {
+            changes.account_id.push(row.account_id);
+            changes.bucket.push(row.bucket);
+            changes.category.push(row.category);
+            changes.item.push(row.item);
+            changes.old_quantity.push(row.old_quantity);
+            changes.new_quantity.push(row.new_quantity);
+            changes.stored.push(row.stored);
+            changes.batch.push(row.batch);
+            changes.ordinal.push(row.ordinal);
+            changes.position.push(row.position);
+        }
+        Ok(columns)
+    }
+
+    /// One account's record and day sums, from its rows in position order.
+    fn add_account(&mut self, rows: &[StagedRow], now: GregorianSeconds) -> Result<(), StoreError> {
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let invalid =
+            |problem: String| StoreError::InvalidRow(format!("staged change of {}: {problem}", first.account_id));
+        let entries = rows
+            .iter()
+            .map(|row| {
+                Ok(RecordEntry {
+                    bucket: Bucket::parse(&row.bucket).ok_or_else(|| invalid(format!("bucket {:?}", row.bucket)))?,
+                    category: row.category.clone(),
+                    source: ItemName::parse(row.item.as_str()).map_err(|error| invalid(error.to_string()))?,
+                    quantity: row
+                        .new_quantity
+                        .checked_sub(row.old_quantity)
+                        .ok_or_else(|| invalid(format!("{} changed beyond the integer range", row.item)))?,
+                    billable: row.new_quantity,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let record = ChangeRecord {
+            account: AccountId::parse(first.account_id.as_str()).map_err(|error| invalid(error.to_string()))?,
+            created: now,
+            entries,
+        };
+        for ((_day, source), summary) in summarise(std::slice::from_ref(&record)) {
+            self.summaries.account_id.push(first.account_id.clone());
+            self.summaries.source.push(source.as_str().to_owned());
+            self.summaries.addition.push(summary.addition);
+            self.summaries.removal.push(summary.removal);
+            self.summaries.quantity.push(summary.quantity);
+            self.summaries.batch.push(first.batch);
+        }
+        self.accounts.account_id.push(first.account_id.clone());
+        self.accounts.batch.push(first.batch);
+        self.accounts.ordinal.push(first.ordinal);
+        self.accounts
+            .entries
+            .push(crate::wire::record::entries_to_json(&record.entries));
+        Ok(())
     }
 }
 
-/// Writes one batch on a connection of its own: copies its rows into tables of the
-/// transaction, then writes from them as the session would.
+/// Writes one batch on `conn`: copies its columns into tables of its transaction, then
+/// runs the [`BatchWriter`]'s statements over them and commits.
 async fn write_copied_batch(
-    pool: sqlx::PgPool,
-    writer: std::sync::Arc<BatchWriter>,
+    conn: &mut sqlx::PgConnection,
+    writer: &BatchWriter,
     rows: BatchRows,
     batch: i64,
 ) -> Result<[std::time::Duration; WRITE_STEPS], StoreError> {
     let mut spent = [std::time::Duration::ZERO; WRITE_STEPS];
-    let mut conn = pool.acquire().await.map_err(step("acquiring a connection"))?;
-    let mut tx = sqlx::Connection::begin(&mut *conn)
-        .await
-        .map_err(step("starting a batch"))?;
-    sqlx::query(COPY_BATCH)
-        .bind(rows.account_id)
-        .bind(rows.bucket)
-        .bind(rows.category)
-        .bind(rows.item)
-        .bind(rows.old_quantity)
-        .bind(rows.new_quantity)
-        .bind(rows.stored)
-        .bind(rows.batch)
-        .bind(rows.ordinal)
-        .bind(rows.position)
+    let mut tx = sqlx::Connection::begin(conn).await.map_err(step("starting a batch"))?;
+    let BatchRows {
+        changes,
+        accounts,
+        summaries,
+    } = rows;
+    sqlx::query(COPY_CHANGES)
+        .bind(changes.account_id)
+        .bind(changes.bucket)
+        .bind(changes.category)
+        .bind(changes.item)
+        .bind(changes.old_quantity)
+        .bind(changes.new_quantity)
+        .bind(changes.stored)
+        .bind(changes.batch)
+        .bind(changes.ordinal)
+        .bind(changes.position)
         .execute(&mut *tx)
         .await
         .map_err(step("copying a batch"))?;
     sqlx::query(COPY_ACCOUNTS)
+        .bind(accounts.account_id)
+        .bind(accounts.batch)
+        .bind(accounts.ordinal)
+        .bind(accounts.entries)
+        .execute(&mut *tx)
+        .await
+        .map_err(step("copying a batch"))?;
+    sqlx::query(COPY_SUMMARIES)
+        .bind(summaries.account_id)
+        .bind(summaries.source)
+        .bind(summaries.addition)
+        .bind(summaries.removal)
+        .bind(summaries.quantity)
+        .bind(summaries.batch)
         .execute(&mut *tx)
         .await
         .map_err(step("copying a batch"))?;
     write_batch!(writer, tx, batch, spent);
     Ok(spent)
+}
+
+/// Adds one batch's statement times to the run's.
+fn add_times(spent: &mut [std::time::Duration; WRITE_STEPS], times: [std::time::Duration; WRITE_STEPS]) {
+    for (total, time) in spent.iter_mut().zip(times) {
+        *total += time;
+    }
 }
 
 /// Sums a finished writer's statement times into `spent`, or keeps its error if it is
@@ -1198,11 +1308,7 @@ fn absorb(
     failure: &mut Option<StoreError>,
 ) {
     match joined {
-        Ok(Ok(times)) => {
-            for (total, time) in spent.iter_mut().zip(times) {
-                *total += time;
-            }
-        }
+        Ok(Ok(times)) => add_times(spent, times),
         Ok(Err(error)) => {
             failure.get_or_insert(error);
         }
@@ -1210,15 +1316,17 @@ fn absorb(
     }
 }
 
-/// PostgreSQL: the session reads each batch's rows and hands them to one of
-/// [`PARALLEL_WRITERS`] writers, each on its own connection, while it reads the next.
-/// After a failure no new batch starts; those in flight end, then the first error is
-/// returned.
-async fn write_in_parallel(
+/// PostgreSQL: the session reads each batch's rows, makes its columns
+/// ([`BatchRows`]) and hands them to one of [`PARALLEL_WRITERS`] writers, each on its
+/// own connection from `writers`, while it reads the next; with no `writers` (a pool
+/// too small to spare them) it writes each batch itself. After a failure no new batch
+/// starts; those in flight end, then the first error is returned.
+async fn write_postgres_batches(
     session: &mut sqlx::PgConnection,
-    pool: sqlx::PgPool,
+    writers: Option<sqlx::PgPool>,
     writer: std::sync::Arc<BatchWriter>,
     batches: Vec<i64>,
+    now: GregorianSeconds,
 ) -> Result<[std::time::Duration; WRITE_STEPS], StoreError> {
     let read = "SELECT account_id, bucket, category, item, old_quantity, new_quantity, stored, batch, ordinal, \
                 position FROM reconcile_changes WHERE batch = $1 ORDER BY account_id COLLATE \"C\", position";
@@ -1226,12 +1334,25 @@ async fn write_in_parallel(
     let mut writing = tokio::task::JoinSet::new();
     let mut failure: Option<StoreError> = None;
     for batch in batches {
-        let rows: Vec<StagedRow> = match sqlx::query_as(read).bind(batch).fetch_all(&mut *session).await {
+        let rows = sqlx::query_as::<_, StagedRow>(read)
+            .bind(batch)
+            .fetch_all(&mut *session)
+            .await
+            .map_err(step("reading a batch"))
+            .and_then(|rows| BatchRows::from_rows(rows, now));
+        let rows = match rows {
             Ok(rows) => rows,
             Err(error) => {
-                failure.get_or_insert(step("reading a batch")(error));
+                failure.get_or_insert(error);
                 break;
             }
+        };
+        let Some(pool) = &writers else {
+            add_times(
+                &mut spent,
+                write_copied_batch(&mut *session, &writer, rows, batch).await?,
+            );
+            continue;
         };
         while writing.len() >= PARALLEL_WRITERS {
             if let Some(joined) = writing.join_next().await {
@@ -1241,12 +1362,11 @@ async fn write_in_parallel(
         if failure.is_some() {
             break;
         }
-        writing.spawn(write_copied_batch(
-            pool.clone(),
-            writer.clone(),
-            BatchRows::from_rows(rows),
-            batch,
-        ));
+        let (pool, writer) = (pool.clone(), writer.clone());
+        writing.spawn(async move {
+            let mut conn = pool.acquire().await.map_err(step("acquiring a connection"))?;
+            write_copied_batch(&mut conn, &writer, rows, batch).await
+        });
     }
     while let Some(joined) = writing.join_next().await {
         absorb(joined, &mut spent, &mut failure);
