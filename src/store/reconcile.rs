@@ -69,7 +69,20 @@ macro_rules! write_batch {
             .map_err(step("writing change records"))?;
         $spent[2] += part.elapsed();
         let part = std::time::Instant::now();
-        sqlx::query(&writer.upsert_summaries)
+        // Under the batch's `services` locks, which every writer of a summary takes
+        // first, nobody else can add one of these accounts' rows for today.
+        let summarised_today: bool = sqlx::query_scalar(&writer.summarised_today)
+            .bind(batch)
+            .bind(writer.parameters.day.as_str())
+            .fetch_one(&mut *$tx)
+            .await
+            .map_err(step("looking for today's day summaries"))?;
+        let summaries = if summarised_today {
+            &writer.upsert_summaries
+        } else {
+            &writer.insert_summaries
+        };
+        sqlx::query(summaries)
             .bind(batch)
             .bind(writer.parameters.day.as_str())
             .bind(writer.parameters.now)
@@ -1019,6 +1032,11 @@ struct BatchWriter {
     insert_quantities: String,
     delete_quantities: String,
     insert_records: String,
+    /// Whether any account of the batch has a day summary for today already.
+    summarised_today: String,
+    /// The batch's day sums as new rows, when none of its accounts has one for today
+    /// (a first night: every row), or folded into today's rows.
+    insert_summaries: String,
     upsert_summaries: String,
     parameters: BatchParameters,
 }
@@ -1030,7 +1048,7 @@ impl BatchWriter {
             Backend::Sqlite => ("reconcile_changes", "reconcile_changed"),
             Backend::Postgres => (COPIED_CHANGES, COPIED_ACCOUNTS),
         };
-        let (insert_records, upsert_summaries) = match backend {
+        let (insert_records, insert_summaries) = match backend {
             // One record per changed account, its entries gathered in position order
             // in the shape of [`crate::wire::record`]. Per (account, source), the
             // additions and removals add up and the entry of highest position gives the
@@ -1055,8 +1073,7 @@ impl BatchWriter {
                             SUM(CASE WHEN new_quantity < old_quantity THEN old_quantity - new_quantity ELSE 0 END), \
                             MAX(position) * 0 + new_quantity, $3, FALSE \
                      FROM {changes} WHERE batch = $1 \
-                     GROUP BY account_id, item ORDER BY account_id, item \
-                     {FOLD_INTO_DAY_SUMMARY}"
+                     GROUP BY account_id, item ORDER BY account_id, item"
                 ),
             ),
             Backend::Postgres => (
@@ -1071,8 +1088,7 @@ impl BatchWriter {
                          (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
                      SELECT account_id, $2, source, addition, removal, quantity, $3, FALSE \
                      FROM {COPIED_SUMMARIES} WHERE batch = $1 \
-                     ORDER BY account_id{bytes}, source{bytes} \
-                     {FOLD_INTO_DAY_SUMMARY}"
+                     ORDER BY account_id{bytes}, source{bytes}"
                 ),
             ),
         };
@@ -1109,7 +1125,13 @@ impl BatchWriter {
                  (SELECT account_id, bucket, category, item FROM {changes} WHERE batch = $1 AND new_quantity = 0)"
             ),
             insert_records,
-            upsert_summaries,
+            summarised_today: format!(
+                "SELECT EXISTS (SELECT 1 FROM {accounts} a WHERE a.batch = $1 AND EXISTS \
+                     (SELECT 1 FROM quantity_day_summaries s WHERE s.account_id = a.account_id AND s.day = $2))"
+            ),
+            // Probing the key for a conflict costs as much again as inserting it.
+            upsert_summaries: format!("{insert_summaries} {FOLD_INTO_DAY_SUMMARY}"),
+            insert_summaries,
             parameters,
         }
     }
