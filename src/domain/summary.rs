@@ -105,10 +105,16 @@ pub struct DaySummary {
 impl DaySummary {
     /// The row made by a single entry (§5.1).
     pub fn of_entry(entry: &RecordEntry, created: GregorianSeconds) -> Self {
+        DaySummary::of_change(entry.quantity, entry.billable, created)
+    }
+
+    /// The row made by an entry of difference `quantity` (new − old) and new value
+    /// `billable`, written at `created` (§5.1).
+    pub fn of_change(quantity: i64, billable: i64, created: GregorianSeconds) -> Self {
         DaySummary {
-            addition: entry.quantity.max(0),
-            removal: entry.quantity.min(0).saturating_neg(),
-            quantity: entry.billable,
+            addition: quantity.max(0),
+            removal: quantity.min(0).saturating_neg(),
+            quantity: billable,
             last_timestamp: created,
         }
     }

@@ -14,9 +14,11 @@
 
 use super::{on_conn, postgres, sqlite, step, Backend, Conn, Pool, StoreError, FOLD_INTO_DAY_SUMMARY};
 use crate::domain::quantities::{Bucket, QuantityChange};
-use crate::domain::summary::{summarise, ChangeRecord, GregorianSeconds, RecordEntry};
+use crate::domain::summary::{DaySummary, GregorianSeconds};
 use crate::domain::{AccountId, Category, ItemName};
 use crate::store::counting::CountingQueries;
+use crate::wire::record;
+use std::collections::BTreeMap;
 
 /// The timed steps of a batch write, in the order of `per_statement_ms` in the
 /// `writing batches` debug event: quantities, deletes, records, summaries, marks, commit.
@@ -1024,8 +1026,8 @@ struct BatchParameters {
 /// The statements that write one batch of a backend. On SQLite they read the
 /// session's staged tables and gather each account's record entries and day sums
 /// themselves. On PostgreSQL they read a writer's copies, where tally has gathered
-/// both with the domain's rules ([`BatchRows`]): its database backend is the run's
-/// bottleneck, and the JSON functions cost it as much as writing a row per entry did.
+/// both ([`BatchRows`]): its database backend is the run's bottleneck, and the JSON
+/// functions cost it as much as writing a row per entry did.
 struct BatchWriter {
     mark_dirty: String,
     update_quantities: String,
@@ -1152,8 +1154,8 @@ struct StagedRow {
     position: i64,
 }
 
-/// One batch as a PostgreSQL writer binds it: its staged rows, and per account the
-/// record entries and day sums the domain makes of them, column by column.
+/// One batch as a PostgreSQL writer binds it: its staged rows, and per account its
+/// record's entries and its day sums, column by column.
 #[derive(Default)]
 struct BatchRows {
     changes: ChangeColumns,
@@ -1196,8 +1198,7 @@ struct SummaryColumns {
 
 impl BatchRows {
     /// A batch's staged rows, in account and position order, with each account's
-    /// record (`audit-and-summaries.md` §4.2) and its day sums (§5.1-§5.2, the domain's
-    /// `summarise`) made at `now`.
+    /// record (`audit-and-summaries.md` §4.2) and its day sums (§5.1-§5.2) made at `now`.
     fn from_rows(rows: Vec<StagedRow>, now: GregorianSeconds) -> Result<BatchRows, StoreError> {
         let mut columns = BatchRows::default();
         for account_rows in rows.chunk_by(|one, next| one.ordinal == next.ordinal) {
@@ -1219,36 +1220,37 @@ impl BatchRows {
         Ok(columns)
     }
 
-    /// One account's record and day sums, from its rows in position order.
+    /// One account's record and day sums, from its rows in position order, with the
+    /// domain's rules for a summary value and its combination. Names go as they were
+    /// counted, as on SQLite: a bad one is no reason to stop the run here.
     fn add_account(&mut self, rows: &[StagedRow], now: GregorianSeconds) -> Result<(), StoreError> {
         let Some(first) = rows.first() else {
             return Ok(());
         };
-        let invalid =
-            |problem: String| StoreError::InvalidRow(format!("staged change of {}: {problem}", first.account_id));
-        let entries = rows
-            .iter()
-            .map(|row| {
-                Ok(RecordEntry {
-                    bucket: Bucket::parse(&row.bucket).ok_or_else(|| invalid(format!("bucket {:?}", row.bucket)))?,
-                    category: row.category.clone(),
-                    source: ItemName::parse(row.item.as_str()).map_err(|error| invalid(error.to_string()))?,
-                    quantity: row
-                        .new_quantity
-                        .checked_sub(row.old_quantity)
-                        .ok_or_else(|| invalid(format!("{} changed beyond the integer range", row.item)))?,
-                    billable: row.new_quantity,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let record = ChangeRecord {
-            account: AccountId::parse(first.account_id.as_str()).map_err(|error| invalid(error.to_string()))?,
-            created: now,
-            entries,
-        };
-        for ((_day, source), summary) in summarise(std::slice::from_ref(&record)) {
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut sums: BTreeMap<&str, DaySummary> = BTreeMap::new();
+        for row in rows {
+            let quantity = row.new_quantity.checked_sub(row.old_quantity).ok_or_else(|| {
+                StoreError::InvalidRow(format!(
+                    "{} of account {} changed beyond the integer range",
+                    row.item, row.account_id
+                ))
+            })?;
+            entries.push(record::entry_json(
+                &row.bucket,
+                &row.category,
+                &row.item,
+                quantity,
+                row.new_quantity,
+            ));
+            let value = DaySummary::of_change(quantity, row.new_quantity, now);
+            sums.entry(row.item.as_str())
+                .and_modify(|sum| *sum = sum.combine(value))
+                .or_insert(value);
+        }
+        for (source, summary) in sums {
             self.summaries.account_id.push(first.account_id.clone());
-            self.summaries.source.push(source.as_str().to_owned());
+            self.summaries.source.push(source.to_owned());
             self.summaries.addition.push(summary.addition);
             self.summaries.removal.push(summary.removal);
             self.summaries.quantity.push(summary.quantity);
@@ -1259,7 +1261,7 @@ impl BatchRows {
         self.accounts.ordinal.push(first.ordinal);
         self.accounts
             .entries
-            .push(crate::wire::record::entries_to_json(&record.entries));
+            .push(serde_json::Value::Array(entries).to_string());
         Ok(())
     }
 }

@@ -12,16 +12,28 @@ pub fn entries_to_json(entries: &[RecordEntry]) -> String {
     let entries: Vec<Value> = entries
         .iter()
         .map(|entry| {
-            json!({
-                "bucket": entry.bucket.as_str(),
-                "category": entry.category,
-                "source": entry.source.as_str(),
-                "quantity": entry.quantity,
-                "billable": entry.billable,
-            })
+            entry_json(
+                entry.bucket.as_str(),
+                &entry.category,
+                entry.source.as_str(),
+                entry.quantity,
+                entry.billable,
+            )
         })
         .collect();
     Value::Array(entries).to_string()
+}
+
+/// One entry as stored, from its fields as they are (reconcile's writers take them
+/// from its staged rows without reading them into domain names).
+pub fn entry_json(bucket: &str, category: &str, source: &str, quantity: i64, billable: i64) -> Value {
+    json!({
+        "bucket": bucket,
+        "category": category,
+        "source": source,
+        "quantity": quantity,
+        "billable": billable,
+    })
 }
 
 /// Reads a record's stored entries; the error names the entry and field at fault.

@@ -853,7 +853,35 @@ on_both_backends!(
     a_stored_zero_quantity_is_updated_when_counted_again,
     a_source_changed_in_several_entries_keeps_the_last_ones_quantity,
     the_session_settings_end_with_the_run,
+    an_empty_item_name_counted_stops_no_run,
 );
+
+/// A name the domain would refuse (an empty device type, written by hand) is counted
+/// and recorded as it is, as on SQLite: the run goes on and writes every account.
+async fn an_empty_item_name_counted_stops_no_run(store: &Store) {
+    store
+        .execute_script(&format!(
+            "{}{}{}INSERT INTO devices (id, account_id, device_type) VALUES ('d1', 'a', ''); \
+             INSERT INTO users (id, account_id) VALUES ('u1', 'b');",
+            account_sql("m", None),
+            account_sql("a", Some("m")),
+            account_sql("b", Some("m"))
+        ))
+        .await
+        .expect("fixture loads");
+    let report = reconcile_all(store, at(NOON)).await;
+    assert_eq!(report.accounts_changed, 3, "{report:?}");
+    assert_eq!(
+        store
+            .query_count("SELECT COUNT(*) FROM service_quantities WHERE account_id = 'a' AND item = ''")
+            .await
+            .expect("count"),
+        1
+    );
+    let records = store.change_records(&id("b")).await.expect("read");
+    assert_eq!(records.len(), 1);
+    assert!(store.dirty(&id("a")).await.expect("read").is_some());
+}
 
 /// A manual write holding an account's services row (its write lock) while reconcile
 /// reaches the same account must not deadlock with it: the batch takes the services
