@@ -743,14 +743,19 @@ impl Store {
                 )
                 .await?;
             // An account left with audit rows its bookkeeper has not taken stays dirty
-            // (sync-and-bookkeepers.md §2.3), held rather than marked.
+            // (sync-and-bookkeepers.md §2.3), held rather than marked. Driven from the
+            // batch through the primary key (the row exists: claimed above): as an
+            // `UPDATE … FROM v`, PostgreSQL, whose statistics say every account is
+            // dirty on a first night, scanned `services` once per batch account.
             (**t)
                 .with_rows(
                     &batch_accounts,
-                    "UPDATE services SET dirty = TRUE, dirty_since = v.now, dirty_held_since = v.now FROM v \
-                     WHERE services.account_id = v.account_id AND NOT services.dirty \
-                     AND EXISTS (SELECT 1 FROM audit_logs l \
-                         WHERE l.account_id = services.account_id AND l.status = 'pending')",
+                    "INSERT INTO services (account_id, dirty, dirty_since, dirty_held_since) \
+                     SELECT account_id, TRUE, now, now FROM v WHERE EXISTS (SELECT 1 FROM audit_logs l \
+                         WHERE l.account_id = v.account_id AND l.status = 'pending') \
+                     ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since, \
+                         dirty_held_since = excluded.dirty_held_since \
+                     WHERE NOT services.dirty",
                     "keeping accounts with undelivered audit rows dirty",
                 )
                 .await?;
