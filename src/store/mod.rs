@@ -313,6 +313,19 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// How many batches a job may write at once while one more connection reads:
+    /// up to `wanted` on PostgreSQL, as many as the pool spares beside the reader;
+    /// one on SQLite, which has a single writer.
+    pub fn parallel_writers(&self, wanted: usize) -> usize {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let spare = usize::try_from(pool.options().get_max_connections().saturating_sub(1)).unwrap_or(1);
+                wanted.min(spare).max(1)
+            }
+            Pool::Sqlite(_) => 1,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         match self.pool {
             Pool::Sqlite(_) => Backend::Sqlite,

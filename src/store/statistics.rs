@@ -5,7 +5,9 @@
 //! first night sync writes 120,000 audit rows into a table the planner still takes
 //! for empty, and bookkeeper-sync's read of the pending rows of 500 accounts then
 //! took 550 ms per batch at 100,000 accounts, against 5 ms once the table was
-//! analysed. [`Store::refresh_statistics`] does at once what autovacuum would soon
+//! analysed; reconcile writes 3.6 million quantities the same way, and sync's reads
+//! of a batch's quantities took 45 ms instead of 15. Sync and bookkeeper-sync both
+//! start here. [`Store::refresh_statistics`] does at once what autovacuum would soon
 //! do: it analyses the tables that changed past the same kind of threshold. A quiet
 //! night costs one catalog read. SQLite has no background analysis and its planner
 //! is not misled here: nothing to do.

@@ -189,7 +189,8 @@ async fn unreadable_overrides_skip_their_account_and_bill_the_rest(store: &Store
 
 /// A plan whose bookkeeper id holds a NUL character prices fine, but PostgreSQL
 /// refuses to store the text: the batch's write is split until Bolt stands alone.
-/// SQLite stores it, so there Bolt is billed.
+/// SQLite stores it, so there Bolt is billed. Batches of two: on PostgreSQL two are
+/// written at once, and the refusal still reaches the report once, in order.
 async fn a_value_the_database_refuses_to_store_skips_its_account_and_writes_the_rest(store: &Store) {
     seeded(store).await;
     store
@@ -201,11 +202,20 @@ async fn a_value_the_database_refuses_to_store_skips_its_account_and_writes_the_
         .await
         .expect("plan assigned");
 
-    let report = sync_marked(store, T0 + 10).await;
+    let options = SyncOptions {
+        batch_size: 2,
+        ..sync_options(T0 + 10)
+    };
+    let report = sync::run_once(store, &options).await.expect("sync runs");
 
     let skipped = skipped(&report);
     match store.backend() {
         Backend::Postgres => {
+            assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
+            assert_eq!(
+                report.accounts_changed, 2,
+                "Acme and Coyote: Bolt's change was not written"
+            );
             assert_eq!(skipped.keys().copied().collect::<Vec<_>>(), vec!["bolt"]);
             assert!(skipped["bolt"].contains("0x00"), "{}", skipped["bolt"]);
             assert_eq!(recurring_units(store, "bolt").await, -1);
@@ -216,6 +226,7 @@ async fn a_value_the_database_refuses_to_store_skips_its_account_and_writes_the_
         }
         Backend::Sqlite => {
             assert!(skipped.is_empty(), "{skipped:?}");
+            assert_eq!(report.accounts_changed, 3, "Acme, Bolt and Coyote");
             assert_eq!(recurring_units(store, "bolt").await, 50_000);
         }
     }

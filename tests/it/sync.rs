@@ -674,3 +674,31 @@ async fn batches_sharing_the_ancestors_they_read_find_each_account_s_reseller(st
 }
 
 on_both_backends!(batches_sharing_the_ancestors_they_read_find_each_account_s_reseller);
+
+/// Sync starts by analysing those of the tables it reads that changed past
+/// autovacuum's threshold (`Store::refresh_statistics`): on a first night reconcile
+/// has just filled `service_quantities`, which the planner still takes for empty.
+#[tokio::test]
+async fn sync_analyses_the_quantities_reconcile_has_just_written() {
+    let Some(database) = crate::helpers::postgres_store().await else {
+        return;
+    };
+    let store = &database.store;
+    seeded(store).await;
+    // 2,000 quantities more, of an account without plans; the activity counts are
+    // published at once rather than within the server's second.
+    store
+        .execute_script(
+            "INSERT INTO service_quantities (account_id, bucket, category, item, quantity) \
+             SELECT 'n', 'manual', 'devices', 'kind_' || g, 1 FROM generate_series(1, 2000) g; \
+             SELECT pg_stat_force_next_flush();",
+        )
+        .await
+        .expect("quantities written");
+    let estimate = "SELECT reltuples::bigint FROM pg_class WHERE relname = 'service_quantities' AND relkind = 'r'";
+    assert!(rows(store, estimate).await < 2_000, "not analysed yet");
+
+    sync_marked(store, T0 + 10).await;
+
+    assert!(rows(store, estimate).await >= 2_000, "analysed by sync");
+}
