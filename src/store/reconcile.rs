@@ -1340,11 +1340,12 @@ fn absorb(
     }
 }
 
-/// PostgreSQL: the session reads each batch's rows, makes its columns
-/// ([`BatchRows`]) and hands them to one of [`PARALLEL_WRITERS`] writers, each on its
-/// own connection from `writers`, while it reads the next; with no `writers` (a pool
-/// too small to spare them) it writes each batch itself. After a failure no new batch
-/// starts; those in flight end, then the first error is returned.
+/// PostgreSQL: the session reads each batch's rows and hands them to one of
+/// [`PARALLEL_WRITERS`] writers, each on its own connection from `writers`, which
+/// makes their columns ([`BatchRows`]: half of tally's work in a first night's
+/// reconcile) and writes them while the session reads the next; with no `writers` (a
+/// pool too small to spare them) the session does both itself. After a failure no new
+/// batch starts; those in flight end, then the first error is returned.
 async fn write_postgres_batches(
     session: &mut sqlx::PgConnection,
     writers: Option<sqlx::PgPool>,
@@ -1362,8 +1363,7 @@ async fn write_postgres_batches(
             .bind(batch)
             .fetch_all(&mut *session)
             .await
-            .map_err(step("reading a batch"))
-            .and_then(|rows| BatchRows::from_rows(rows, now));
+            .map_err(step("reading a batch"));
         let rows = match rows {
             Ok(rows) => rows,
             Err(error) => {
@@ -1372,6 +1372,7 @@ async fn write_postgres_batches(
             }
         };
         let Some(pool) = &writers else {
+            let rows = BatchRows::from_rows(rows, now)?;
             add_times(
                 &mut spent,
                 write_copied_batch(&mut *session, &writer, rows, batch).await?,
@@ -1388,6 +1389,7 @@ async fn write_postgres_batches(
         }
         let (pool, writer) = (pool.clone(), writer.clone());
         writing.spawn(async move {
+            let rows = BatchRows::from_rows(rows, now)?;
             let mut conn = pool.acquire().await.map_err(step("acquiring a connection"))?;
             write_copied_batch(&mut conn, &writer, rows, batch).await
         });
