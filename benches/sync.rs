@@ -63,6 +63,8 @@ struct Stages {
     /// Time the reads took, waited for or not.
     read_busy_ms: u64,
     price_ms: u64,
+    /// Time the job waited for writes (on PostgreSQL two are written at once while the
+    /// next batch is read and priced).
     write_ms: u64,
 }
 
@@ -317,7 +319,7 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
     assert!(first.skipped.is_empty(), "{:?}", first.skipped);
     assert!(first.accounts_scanned > 0, "the demo's accounts were marked");
     println!(
-        "  sync, first run: {} accounts in {:.3} s ({:.0} accounts/s; read {} ms waited ({} ms busy), price {} ms, write {} ms; {} plan sets)",
+        "  sync, first run: {} accounts in {:.3} s ({:.0} accounts/s; read {} ms waited ({} ms busy), price {} ms, write {} ms waited; {} plan sets)",
         first.accounts_scanned,
         first_time.as_secs_f64(),
         first.accounts_scanned as f64 / first_time.as_secs_f64(),
@@ -379,7 +381,7 @@ async fn measure(backend: &str, accounts: u64) -> Option<Measured> {
     assert!(again.skipped.is_empty(), "{:?}", again.skipped);
     assert_eq!(again.accounts_changed, 0, "nothing changed");
     println!(
-        "  sync, nothing changed (every account): {} accounts in {:.3} s ({:.0} accounts/s; read {} ms waited ({} ms busy), price {} ms, write {} ms)",
+        "  sync, nothing changed (every account): {} accounts in {:.3} s ({:.0} accounts/s; read {} ms waited ({} ms busy), price {} ms, write {} ms waited)",
         again.accounts_scanned,
         again_time.as_secs_f64(),
         again.accounts_scanned as f64 / again_time.as_secs_f64(),
@@ -436,7 +438,7 @@ fn main() {
         }
     });
     println!();
-    println!("| backend | accounts | repriced | floor s (read + write) | sync s | accounts/s | ratio | read waited (busy) / price / write ms | rows written | peak | nothing changed s | accounts/s | read waited (busy) / price / write ms | peak |");
+    println!("| backend | accounts | repriced | floor s (read + write) | sync s | accounts/s | ratio | read waited (busy) / price / write waited ms | rows written | peak | nothing changed s | accounts/s | read waited (busy) / price / write waited ms | peak |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |");
     for row in &table {
         let floor = row.floor_read + row.floor_write;
