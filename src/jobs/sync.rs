@@ -5,8 +5,9 @@
 //! account (merged plans shared by accounts with the same plan set); the store writes
 //! the new snapshots, one audit row per changed invoice and the cleared marks in one
 //! transaction. The next batch is read while one is priced, and on PostgreSQL two
-//! batches are written at once. Invoices of bookkeepers that need no call (`default`/`local`) are
-//! completed and acknowledged at once; the others wait for `bookkeeper-sync`.
+//! batches are written at once. Invoices of bookkeepers that need no call
+//! (`default`/`local`) are completed and acknowledged at once; the others wait for
+//! `bookkeeper-sync`.
 //! One unreadable or unpriceable account is reported and skipped; the rest go on.
 
 use crate::bookkeepers::BookkeeperType;
