@@ -149,7 +149,7 @@ pub async fn run_once(store: &Store, options: &SyncOptions) -> Result<SyncReport
         .map(|batch| ReadAhead::start(store, batch, AncestorCache::default()));
     // Writes in flight, oldest first: a batch's statements leave its connection idle
     // between round trips, so PostgreSQL writes two batches at once.
-    let writers = store.parallel_writers(PARALLEL_WRITERS);
+    let writers = store.parallel_writers();
     let mut writes: VecDeque<BatchWrite> = VecDeque::with_capacity(writers);
     while let Some(read) = next_read.take() {
         if options.stop.is_cancelled() {
@@ -264,9 +264,6 @@ struct StageTimes {
     /// Waiting for writes: for a writer to be free, and at the end for the last ones.
     write: Duration,
 }
-
-/// Batches written at once on PostgreSQL (`Store::parallel_writers`).
-const PARALLEL_WRITERS: usize = 2;
 
 /// A batch's repricing being written on its own task (its own pool connection).
 struct BatchWrite {

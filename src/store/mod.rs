@@ -233,6 +233,28 @@ pub(crate) enum Pool {
     Postgres(PgPool),
 }
 
+/// Batches a job (reconcile, sync) writes at once on PostgreSQL, each on a pooled
+/// connection of its own. One backend writing a batch is bound by its own CPU (about
+/// 4-5 µs a row, whatever the server's buffers and checkpoints), and the batches of a
+/// run are disjoint sets of accounts, each taking its accounts' `services` rows first,
+/// so two cannot deadlock.
+pub const PARALLEL_WRITERS: usize = 2;
+
+impl Pool {
+    /// How many batches may be written at once while one more connection reads: up to
+    /// [`PARALLEL_WRITERS`] on PostgreSQL, as many as the pool spares beside the
+    /// reader; one on SQLite, which has a single writer.
+    fn parallel_writers(&self) -> usize {
+        match self {
+            Pool::Postgres(pool) => {
+                let spare = usize::try_from(pool.options().get_max_connections().saturating_sub(1)).unwrap_or(1);
+                PARALLEL_WRITERS.min(spare).max(1)
+            }
+            Pool::Sqlite(_) => 1,
+        }
+    }
+}
+
 /// One connection held for a multi-statement job (temporary tables live on it).
 pub(crate) enum Conn {
     Sqlite(PoolConnection<Sqlite>),
@@ -313,17 +335,10 @@ impl Store {
         Ok(Store { pool })
     }
 
-    /// How many batches a job may write at once while one more connection reads:
-    /// up to `wanted` on PostgreSQL, as many as the pool spares beside the reader;
-    /// one on SQLite, which has a single writer.
-    pub fn parallel_writers(&self, wanted: usize) -> usize {
-        match &self.pool {
-            Pool::Postgres(pool) => {
-                let spare = usize::try_from(pool.options().get_max_connections().saturating_sub(1)).unwrap_or(1);
-                wanted.min(spare).max(1)
-            }
-            Pool::Sqlite(_) => 1,
-        }
+    /// How many batches a job may write at once while one more connection reads
+    /// ([`Pool::parallel_writers`]).
+    pub fn parallel_writers(&self) -> usize {
+        self.pool.parallel_writers()
     }
 
     pub fn backend(&self) -> Backend {

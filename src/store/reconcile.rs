@@ -12,7 +12,9 @@
 //!
 //! Temporary tables are private to the connection, so a dry run writes nothing.
 
-use super::{on_conn, postgres, sqlite, step, Backend, Conn, Pool, StoreError, FOLD_INTO_DAY_SUMMARY};
+use super::{
+    on_conn, postgres, sqlite, step, Backend, Conn, Pool, StoreError, FOLD_INTO_DAY_SUMMARY, PARALLEL_WRITERS,
+};
 use crate::domain::quantities::{Bucket, QuantityChange};
 use crate::domain::summary::{DaySummary, GregorianSeconds};
 use crate::domain::{AccountId, Category, ItemName};
@@ -924,9 +926,7 @@ impl ReconcileSession {
         let spent = match &mut self.conn {
             Conn::Postgres(session) => {
                 let writers = match &self.pool {
-                    Pool::Postgres(pool) if pool.options().get_max_connections() > PARALLEL_WRITERS as u32 => {
-                        Some(pool.clone())
-                    }
+                    Pool::Postgres(pool) if self.pool.parallel_writers() == PARALLEL_WRITERS => Some(pool.clone()),
                     _ => None,
                 };
                 let writer = std::sync::Arc::new(BatchWriter::new(Backend::Postgres, parameters));
@@ -987,12 +987,6 @@ fn byte_order(backend: Backend) -> &'static str {
         Backend::Postgres => " COLLATE \"C\"",
     }
 }
-
-/// Batches PostgreSQL writes at once, each on a pooled connection of its own. One
-/// backend writing a batch is bound by its own CPU (about 4-5 µs a row, whatever the
-/// server's buffers and checkpoints), and the batches of a run are disjoint sets of
-/// accounts, each taking its accounts' `services` rows first, so two cannot deadlock.
-const PARALLEL_WRITERS: usize = 2;
 
 /// A PostgreSQL writer's copies of its batch, dropped when the batch commits or fails:
 /// the rows (the columns of `reconcile_changes`), the accounts (those of
