@@ -684,7 +684,7 @@ impl Store {
 
         let mut conn = self.acquire().await?;
         let mut tx = conn.begin("starting a sync batch").await?;
-        let current = claim_revisions(&mut tx, accounts).await?;
+        let current = claim_revisions(&mut tx, accounts, now).await?;
         if current.len() < accounts.len() {
             tracing::debug!(
                 left = accounts.len() - current.len(),
@@ -702,12 +702,10 @@ impl Store {
         let text = |values: Vec<String>| Column::Text(values.into_iter().map(Some).collect());
         let int = |values: Vec<i64>| Column::Int(values.into_iter().map(Some).collect());
         let batch_accounts = Rows::new(
-            "account_id, marked_since, now",
-            vec![
-                text(accounts.iter().map(|repriced| repriced.account.to_string()).collect()),
-                Column::Int(accounts.iter().map(|repriced| repriced.marked_since).collect()),
-                int(vec![now.0; accounts.len()]),
-            ],
+            "account_id",
+            vec![text(
+                accounts.iter().map(|repriced| repriced.account.to_string()).collect(),
+            )],
         );
         let snapshots = |rows: &[SnapshotInsert]| {
             Rows::new(
@@ -789,37 +787,6 @@ impl Store {
                     "writing audit rows",
                 )
                 .await?;
-            // A mark set after the one that was read (a newer `dirty_since`) is kept.
-            (**t)
-                .with_rows(
-                    &batch_accounts,
-                    "INSERT INTO services (account_id, priced_at, dirty_since, dirty) \
-                     SELECT account_id, now, marked_since, FALSE FROM v WHERE true \
-                     ON CONFLICT (account_id) DO UPDATE SET \
-                         priced_at = COALESCE(services.priced_at, excluded.priced_at), \
-                         dirty = CASE WHEN services.dirty_since IS NULL \
-                                        OR services.dirty_since <= COALESCE(excluded.dirty_since, -9000000000000000000) \
-                                      THEN FALSE ELSE services.dirty END",
-                    "clearing repricing marks",
-                )
-                .await?;
-            // An account left with audit rows its bookkeeper has not taken stays dirty
-            // (sync-and-bookkeepers.md §2.3), held rather than marked. Driven from the
-            // batch through the primary key (the row exists: claimed above): as an
-            // `UPDATE … FROM v`, PostgreSQL, whose statistics say every account is
-            // dirty on a first night, scanned `services` once per batch account.
-            (**t)
-                .with_rows(
-                    &batch_accounts,
-                    "INSERT INTO services (account_id, dirty, dirty_since, dirty_held_since) \
-                     SELECT account_id, TRUE, now, now FROM v WHERE EXISTS (SELECT 1 FROM audit_logs l \
-                         WHERE l.account_id = v.account_id AND l.status = 'pending') \
-                     ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since, \
-                         dirty_held_since = excluded.dirty_held_since \
-                     WHERE NOT services.dirty",
-                    "keeping accounts with undelivered audit rows dirty",
-                )
-                .await?;
         });
         tx.commit("committing a sync batch").await?;
         Ok(())
@@ -866,12 +833,18 @@ impl Store {
     }
 }
 
-/// Bumps the revision of each account still at the revision it was priced from, in
-/// the batch's transaction (which then holds their write locks); returns those
-/// accounts. Accounts without a services row get one (revision 0) first.
-async fn claim_revisions(tx: &mut Tx<'_>, accounts: &[RepricedAccount]) -> Result<HashSet<String>, StoreError> {
+/// Claims each account still at the revision it was priced from, in the batch's
+/// transaction (which then holds their write locks), and settles its repricing mark in
+/// the same update; returns those accounts. Accounts without a services row get one
+/// (revision 0) first. One update per account and batch: the claim, the cleared mark
+/// and the hold were three, each a new version of the row and of its indexes.
+async fn claim_revisions(
+    tx: &mut Tx<'_>,
+    accounts: &[RepricedAccount],
+    now: GregorianSeconds,
+) -> Result<HashSet<String>, StoreError> {
     let rows = Rows::new(
-        "id, revision",
+        "id, revision, marked_since, now, pending",
         vec![
             Column::Text(
                 accounts
@@ -880,7 +853,30 @@ async fn claim_revisions(tx: &mut Tx<'_>, accounts: &[RepricedAccount]) -> Resul
                     .collect(),
             ),
             Column::Int(accounts.iter().map(|repriced| Some(repriced.revision)).collect()),
+            Column::Int(accounts.iter().map(|repriced| repriced.marked_since).collect()),
+            Column::Int(vec![Some(now.0); accounts.len()]),
+            Column::Int(
+                accounts
+                    .iter()
+                    .map(|repriced| Some(i64::from(repriced.audit_rows.iter().any(|row| !row.completed))))
+                    .collect(),
+            ),
         ],
+    );
+    // A mark set after the one that was read (a newer `dirty_since`) is kept.
+    let kept = "(services.dirty AND services.dirty_since IS NOT NULL \
+                AND services.dirty_since > COALESCE(v.marked_since, -9000000000000000000))";
+    // An account left with audit rows its bookkeeper has not taken, this batch's or
+    // older ones, stays dirty (sync-and-bookkeepers.md §2.3), held rather than marked.
+    let held = "(v.pending <> 0 OR EXISTS (SELECT 1 FROM audit_logs l \
+                WHERE l.account_id = v.id AND l.status = 'pending'))";
+    let claim = format!(
+        "UPDATE services SET revision = services.revision + 1, \
+             priced_at = COALESCE(services.priced_at, v.now), \
+             dirty = {kept} OR {held}, \
+             dirty_since = CASE WHEN NOT {kept} AND {held} THEN v.now ELSE services.dirty_since END, \
+             dirty_held_since = CASE WHEN NOT {kept} AND {held} THEN v.now ELSE services.dirty_held_since END \
+         FROM v WHERE services.account_id = v.id AND services.revision = v.revision RETURNING account_id"
     );
     let claimed = on_tx!(&mut *tx, |t| {
         (**t)
@@ -892,12 +888,7 @@ async fn claim_revisions(tx: &mut Tx<'_>, accounts: &[RepricedAccount]) -> Resul
             )
             .await?;
         (**t)
-            .with_rows(
-                &rows,
-                "UPDATE services SET revision = services.revision + 1 FROM v \
-                 WHERE services.account_id = v.id AND services.revision = v.revision RETURNING account_id",
-                "claiming the revisions of repriced accounts",
-            )
+            .with_rows(&rows, &claim, "claiming the revisions of repriced accounts")
             .await?
     });
     Ok(claimed.into_iter().collect())

@@ -336,6 +336,22 @@ async fn dirty_is_held_while_audit_rows_wait_and_a_newer_mark_survives_delivery(
     assert!(!dirty(store, "b").await);
 }
 
+/// An account repriced with nothing new to record writes no audit row, yet its older
+/// rows still wait for the bookkeeper: it stays held, and a delivery frees it.
+async fn a_repricing_without_changes_keeps_the_hold_of_older_undelivered_rows(store: &Store) {
+    seeded(store).await;
+    store.mark_for_repricing(&[id("a")], at(T0 + 16)).await.expect("marks");
+    let repriced = sync_marked(store, T0 + 17).await;
+    assert_eq!((repriced.accounts_scanned, repriced.invoices_changed), (1, 0));
+
+    assert!(dirty(store, "a").await, "its rows of T0 + 10 still wait: held");
+    let marked = store.sync_candidates(&SyncScope::Marked).await.expect("lists marks");
+    assert!(marked.is_empty(), "held, not marked: {marked:?}");
+    let bookkeeper = FakeBookkeeper::start().await;
+    deliver(store, &bookkeeper, T0 + 20).await;
+    assert!(!dirty(store, "a").await, "delivered: clean");
+}
+
 /// One delivery whose stored audit row cannot be read is one bad delivery (issue 13):
 /// it is skipped and named with its row and why, and the other account is delivered.
 async fn an_unreadable_audit_row_skips_only_its_delivery_and_is_named(store: &Store) {
@@ -421,6 +437,7 @@ async fn rows_queued_behind_a_retry_go_in_the_run_that_delivers_it(store: &Store
 }
 
 on_both_backends!(
+    a_repricing_without_changes_keeps_the_hold_of_older_undelivered_rows,
     an_unreadable_audit_row_skips_only_its_delivery_and_is_named,
     small_batches_deliver_everything_once_in_one_run,
     rows_queued_behind_a_retry_go_in_the_run_that_delivers_it,

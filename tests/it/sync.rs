@@ -15,7 +15,7 @@ use tally::domain::merge::StrategyPriorities;
 use tally::domain::summary::GregorianSeconds;
 use tally::jobs::bookkeeper_sync::{self, BookkeeperSyncOptions, BookkeeperSyncReport};
 use tally::jobs::sync::{self, SyncOptions, SyncReport};
-use tally::store::{Store, SyncScope};
+use tally::store::{RepricedAccount, Store, SyncScope};
 
 const T0: i64 = 63_900_000_000;
 
@@ -519,8 +519,44 @@ async fn charging_activations_on_the_first_sync_bills_every_unit(store: &Store) 
     );
 }
 
+/// A mark set after an account's inputs were read (by reconcile or a plan change, which
+/// leave its revision alone) is newer than the one its repricing clears: it survives
+/// the write, and the next sync reprices the account again. The mark that was read is
+/// cleared.
+async fn a_mark_set_while_an_account_is_repriced_survives_the_write(store: &Store) {
+    seeded(store).await;
+    let marked = || async { store.sync_candidates(&SyncScope::Marked).await.expect("lists marks") };
+    assert!(marked().await.contains(&id("a")), "reconcile marked a");
+    let read = |account: &'static str| async move {
+        let (mut read, unreadable) = store.pricing_inputs(&[id(account)]).await.expect("reads");
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        let stored = read.pop().expect("the account is read");
+        RepricedAccount {
+            account: stored.account,
+            snapshot: Vec::new(),
+            audit_rows: Vec::new(),
+            acknowledged: Vec::new(),
+            marked_since: stored.marked_since,
+            revision: stored.revision,
+        }
+    };
+
+    let repriced = read("a").await;
+    store
+        .mark_for_repricing(&[id("a")], at(T0 + 20))
+        .await
+        .expect("marks again");
+    store.save_repricing(&[repriced], at(T0 + 30)).await.expect("writes");
+    assert!(marked().await.contains(&id("a")), "the newer mark survives");
+
+    let repriced = read("a").await;
+    store.save_repricing(&[repriced], at(T0 + 40)).await.expect("writes");
+    assert!(!marked().await.contains(&id("a")), "the mark that was read is cleared");
+}
+
 on_both_backends!(
     an_accepted_delivery_completes_the_audit_rows_and_keeps_good_standing,
+    a_mark_set_while_an_account_is_repriced_survives_the_write,
     a_402_marks_the_account_delinquent_and_is_not_retried,
     a_500_is_retried_after_its_backoff_with_the_same_key_then_completes,
     a_timeout_leaves_the_delivery_pending_for_a_retry,
