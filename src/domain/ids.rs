@@ -2,14 +2,18 @@
 //!
 //! Each is a newtype so that a category can never be passed where an item name is
 //! expected. Constructors reject the empty string: an empty name is always a data error.
+//! The text is shared (`Arc<str>`): a run clones the same few names into every
+//! account's quantities, invoice items and report rows, and a clone is then a count,
+//! not an allocation.
 
 use std::fmt;
+use std::sync::Arc;
 
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Accepts any non-empty string.
@@ -18,7 +22,7 @@ macro_rules! name_type {
                 if text.is_empty() {
                     return Err(EmptyName { what: $what });
                 }
-                Ok(Self(text))
+                Ok(Self(Arc::from(text)))
             }
 
             pub fn as_str(&self) -> &str {
@@ -73,6 +77,6 @@ impl ItemName {
     pub const ALL: &'static str = "_all";
 
     pub fn is_all(&self) -> bool {
-        self.0 == Self::ALL
+        &*self.0 == Self::ALL
     }
 }
