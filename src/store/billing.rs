@@ -683,16 +683,19 @@ impl Store {
         let mut audit_rows: Vec<AuditInsert> = Vec::new();
         let mut plans = PlanTexts::default();
         for repriced in accounts {
+            let first_computed = snapshot_rows.len();
             for invoice in &repriced.snapshot {
-                snapshot_rows.push(SnapshotInsert::new(&repriced.account, "computed", invoice, &mut plans)?);
+                let text = plans.invoice_text(invoice);
+                snapshot_rows.push(SnapshotInsert::new(&repriced.account, "computed", invoice, text)?);
             }
             for invoice in &repriced.acknowledged {
-                acknowledged_rows.push(SnapshotInsert::new(
-                    &repriced.account,
-                    "acknowledged",
-                    invoice,
-                    &mut plans,
-                )?);
+                // A bookkeeper that needs no call knows the computed invoice itself,
+                // most often: its text is already rendered.
+                let text = match repriced.snapshot.iter().position(|computed| computed == invoice) {
+                    Some(index) => snapshot_rows[first_computed + index].invoice.clone(),
+                    None => plans.invoice_text(invoice),
+                };
+                acknowledged_rows.push(SnapshotInsert::new(&repriced.account, "acknowledged", invoice, text)?);
             }
             for row in &repriced.audit_rows {
                 audit_rows.push(AuditInsert::new(&repriced.account, row, &mut plans)?);
@@ -716,49 +719,18 @@ impl Store {
         snapshot_rows.retain(|row| is_current(&row.account_id));
         acknowledged_rows.retain(|row| is_current(&row.account_id));
         audit_rows.retain(|row| is_current(&row.account_id));
-        let text = |values: Vec<String>| Column::Text(values.into_iter().map(Some).collect());
-        let int = |values: Vec<i64>| Column::Int(values.into_iter().map(Some).collect());
         let batch_accounts = Rows::new(
             "account_id",
-            vec![text(
-                accounts.iter().map(|repriced| repriced.account.to_string()).collect(),
+            vec![Column::Text(
+                accounts
+                    .iter()
+                    .map(|repriced| Some(repriced.account.to_string()))
+                    .collect(),
             )],
         );
-        let snapshots = |rows: &[SnapshotInsert]| {
-            Rows::new(
-                "account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice, recurring_units, now",
-                vec![
-                    text(rows.iter().map(|row| row.account_id.clone()).collect()),
-                    text(rows.iter().map(|row| row.kind.to_owned()).collect()),
-                    text(rows.iter().map(|row| row.bookkeeper.kind.clone()).collect()),
-                    text(rows.iter().map(|row| row.bookkeeper.vendor_id.clone()).collect()),
-                    text(rows.iter().map(|row| row.bookkeeper.id.clone()).collect()),
-                    text(rows.iter().map(|row| row.invoice.clone()).collect()),
-                    int(rows.iter().map(|row| row.recurring_units).collect()),
-                    int(vec![now.0; rows.len()]),
-                ],
-            )
-        };
-        let computed = snapshots(&snapshot_rows);
-        let acknowledged = snapshots(&acknowledged_rows);
-        let audits = Rows::new(
-            "id, account_id, status, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice, audit, \
-             today_units, recurring_units, hidden, now",
-            vec![
-                text(audit_rows.iter().map(|row| row.id.clone()).collect()),
-                text(audit_rows.iter().map(|row| row.account_id.clone()).collect()),
-                text(audit_rows.iter().map(|row| row.status.to_owned()).collect()),
-                text(audit_rows.iter().map(|row| row.bookkeeper.kind.clone()).collect()),
-                text(audit_rows.iter().map(|row| row.bookkeeper.vendor_id.clone()).collect()),
-                text(audit_rows.iter().map(|row| row.bookkeeper.id.clone()).collect()),
-                text(audit_rows.iter().map(|row| row.invoice.clone()).collect()),
-                text(audit_rows.iter().map(|row| row.audit.clone()).collect()),
-                int(audit_rows.iter().map(|row| row.today_units).collect()),
-                int(audit_rows.iter().map(|row| row.recurring_units).collect()),
-                int(audit_rows.iter().map(|row| i64::from(row.hidden)).collect()),
-                int(vec![now.0; audit_rows.len()]),
-            ],
-        );
+        let computed = SnapshotInsert::rows(snapshot_rows, now);
+        let acknowledged = SnapshotInsert::rows(acknowledged_rows, now);
+        let audits = AuditInsert::rows(audit_rows, now);
         // One statement per table for the whole batch (PostgreSQL: one array per
         // column; SQLite: `VALUES` lists as long as its parameter limit allows).
         on_tx!(&mut tx, |t| {
@@ -1044,19 +1016,44 @@ struct SnapshotInsert {
 }
 
 impl SnapshotInsert {
+    /// `text`: the invoice as stored (`PlanTexts::invoice_text`).
     fn new(
         account: &AccountId,
         kind: &'static str,
         invoice: &Invoice,
-        plans: &mut PlanTexts,
+        text: String,
     ) -> Result<SnapshotInsert, StoreError> {
         Ok(SnapshotInsert {
             account_id: account.to_string(),
             kind,
             bookkeeper: invoice.bookkeeper.clone(),
-            invoice: plans.invoice_text(invoice),
+            invoice: text,
             recurring_units: units(invoice.recurring)?,
         })
+    }
+
+    /// The rows as `v`'s columns, moved rather than copied (the invoice texts are most
+    /// of a batch's bytes).
+    fn rows(rows: Vec<SnapshotInsert>, now: GregorianSeconds) -> Rows {
+        let mut columns: [Vec<Option<String>>; 6] = std::array::from_fn(|_| Vec::with_capacity(rows.len()));
+        let mut recurring_units = Vec::with_capacity(rows.len());
+        for row in rows {
+            let [account_id, kind, bookkeeper_type, vendor_id, bookkeeper_id, invoice] = &mut columns;
+            account_id.push(Some(row.account_id));
+            kind.push(Some(row.kind.to_owned()));
+            bookkeeper_type.push(Some(row.bookkeeper.kind));
+            vendor_id.push(Some(row.bookkeeper.vendor_id));
+            bookkeeper_id.push(Some(row.bookkeeper.id));
+            invoice.push(Some(row.invoice));
+            recurring_units.push(Some(row.recurring_units));
+        }
+        let nows = Column::Int(vec![Some(now.0); recurring_units.len()]);
+        let mut columns: Vec<Column> = columns.into_iter().map(Column::Text).collect();
+        columns.extend([Column::Int(recurring_units), nows]);
+        Rows::new(
+            "account_id, kind, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice, recurring_units, now",
+            columns,
+        )
     }
 }
 
@@ -1085,6 +1082,36 @@ impl AuditInsert {
             recurring_units: units(row.invoice.recurring)?,
             hidden: row.hidden,
         })
+    }
+
+    /// The rows as `v`'s columns, moved rather than copied.
+    fn rows(rows: Vec<AuditInsert>, now: GregorianSeconds) -> Rows {
+        let mut texts: [Vec<Option<String>>; 8] = std::array::from_fn(|_| Vec::with_capacity(rows.len()));
+        let mut ints: [Vec<Option<i64>>; 3] = std::array::from_fn(|_| Vec::with_capacity(rows.len()));
+        for row in rows {
+            let [id, account_id, status, bookkeeper_type, vendor_id, bookkeeper_id, invoice, audit] = &mut texts;
+            id.push(Some(row.id));
+            account_id.push(Some(row.account_id));
+            status.push(Some(row.status.to_owned()));
+            bookkeeper_type.push(Some(row.bookkeeper.kind));
+            vendor_id.push(Some(row.bookkeeper.vendor_id));
+            bookkeeper_id.push(Some(row.bookkeeper.id));
+            invoice.push(Some(row.invoice));
+            audit.push(Some(row.audit));
+            let [today_units, recurring_units, hidden] = &mut ints;
+            today_units.push(Some(row.today_units));
+            recurring_units.push(Some(row.recurring_units));
+            hidden.push(Some(i64::from(row.hidden)));
+        }
+        let nows = Column::Int(vec![Some(now.0); ints[0].len()]);
+        let mut columns: Vec<Column> = texts.into_iter().map(Column::Text).collect();
+        columns.extend(ints.into_iter().map(Column::Int));
+        columns.push(nows);
+        Rows::new(
+            "id, account_id, status, bookkeeper_type, bookkeeper_vendor_id, bookkeeper_id, invoice, audit, \
+             today_units, recurring_units, hidden, now",
+            columns,
+        )
     }
 }
 
