@@ -21,7 +21,7 @@ use crate::domain::{AccountId, Category, ItemName, Money, PlanId};
 use crate::wire::document::map_from_json;
 use crate::wire::invoice::{invoice_text, parse_invoice, plan_text};
 use serde_json::value::RawValue;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Which accounts a sync run reprices.
@@ -781,22 +781,33 @@ impl Store {
         Ok(())
     }
 
-    /// Marks accounts for repricing (plan, assignment or override changes; by hand).
+    /// Marks accounts for repricing (plan, assignment or override changes; by hand), in
+    /// one statement, in account order (the order every writer of `services` locks in).
     pub async fn mark_for_repricing(&self, accounts: &[AccountId], now: GregorianSeconds) -> Result<(), StoreError> {
-        let mut conn = self.acquire().await?;
-        for account in accounts {
-            on_conn!(&mut conn, |c| {
-                sqlx::query(
-                    "INSERT INTO services (account_id, dirty, dirty_since) VALUES ($1, TRUE, $2) \
-                     ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since",
-                )
-                .bind(account.as_str())
-                .bind(now.0)
-                .execute(&mut **c)
-                .await
-                .map_err(step("marking an account for repricing"))?;
-            });
+        // Each account once: an upsert may not touch the same row twice.
+        let accounts: BTreeSet<&str> = accounts.iter().map(AccountId::as_str).collect();
+        if accounts.is_empty() {
+            return Ok(());
         }
+        let rows = Rows::new(
+            "account_id, now",
+            vec![
+                Column::Text(accounts.iter().map(|account| Some((*account).to_owned())).collect()),
+                Column::Int(vec![Some(now.0); accounts.len()]),
+            ],
+        );
+        let mut conn = self.acquire().await?;
+        on_conn!(&mut conn, |c| {
+            (**c)
+                .with_rows(
+                    &rows,
+                    "INSERT INTO services (account_id, dirty, dirty_since) \
+                     SELECT account_id, TRUE, now FROM v WHERE true ORDER BY account_id \
+                     ON CONFLICT (account_id) DO UPDATE SET dirty = TRUE, dirty_since = excluded.dirty_since",
+                    "marking accounts for repricing",
+                )
+                .await?;
+        });
         Ok(())
     }
 

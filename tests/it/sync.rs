@@ -380,8 +380,9 @@ async fn a_plan_change_reprices_every_account_of_the_reseller(store: &Store) {
         ))
         .await
         .expect("plan edit");
+    // An account named twice is marked once (one upsert may not touch a row twice).
     store
-        .mark_for_repricing(&[id("a"), id("b")], at(T0 + 30))
+        .mark_for_repricing(&[id("b"), id("a"), id("b")], at(T0 + 30))
         .await
         .expect("marks");
     let report = sync_marked(store, T0 + 40).await;
