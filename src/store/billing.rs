@@ -450,50 +450,39 @@ pub(super) async fn pricing_inputs_on(
     );
 
     // `$lists`: how many account lists the SQLite text holds (PostgreSQL reuses `$1`).
+    // `$then` takes the backend's rows where they are not decoded by `FromRow`.
     macro_rules! fetch {
-        ($sql:expr, $lists:expr, $row:ty, $what:literal) => {{
-            let rows: Vec<$row> = match &mut *conn {
-                super::Conn::Postgres(c) => sqlx::query_as::<_, $row>($sql)
-                    .bind(&ids)
-                    .fetch_all(&mut **c)
-                    .await
-                    .map_err(step($what))?,
+        ($sql:expr, $lists:expr, $row:ty, $what:literal) => {
+            fetch!($sql, $lists, sqlx::query_as::<_, $row>, $what, |rows| rows)
+        };
+        ($sql:expr, $lists:expr, $query:expr, $what:literal, $then:expr) => {{
+            match &mut *conn {
+                super::Conn::Postgres(c) => {
+                    let rows = $query($sql).bind(&ids).fetch_all(&mut **c).await.map_err(step($what))?;
+                    $then(rows)
+                }
                 super::Conn::Sqlite(c) => {
-                    let mut query = sqlx::query_as::<_, $row>($sql);
+                    let mut query = $query($sql);
                     for _ in 0..$lists {
                         for id in &ids {
                             query = query.bind(*id);
                         }
                     }
-                    query.fetch_all(&mut **c).await.map_err(step($what))?
+                    $then(query.fetch_all(&mut **c).await.map_err(step($what))?)
                 }
-            };
-            rows
+            }
         }};
     }
     let mut account_rows = fetch!(&account_sql, 1, AccountRow, "reading accounts to reprice");
     let mut assignment_rows = fetch!(&assignment_sql, 1, AssignmentRow, "reading plan assignments");
     let mut plan_rows = fetch!(&plan_sql, 1, PlanDocumentRow, "reading assigned plans");
-    let mut quantities = match &mut *conn {
-        super::Conn::Postgres(c) => {
-            let rows = sqlx::query(&quantity_sql)
-                .bind(&ids)
-                .fetch_all(&mut **c)
-                .await
-                .map_err(step("reading quantities"))?;
-            group_quantities(&rows).map_err(step("reading quantities"))?
-        }
-        super::Conn::Sqlite(c) => {
-            let mut query = sqlx::query(&quantity_sql);
-            for _ in 0..quantity_lists {
-                for id in &ids {
-                    query = query.bind(*id);
-                }
-            }
-            let rows = query.fetch_all(&mut **c).await.map_err(step("reading quantities"))?;
-            group_quantities(&rows).map_err(step("reading quantities"))?
-        }
-    };
+    let mut quantities = fetch!(
+        &quantity_sql,
+        quantity_lists,
+        sqlx::query,
+        "reading quantities",
+        |rows: Vec<_>| group_quantities(&rows).map_err(step("reading quantities"))
+    )?;
     let snapshot_rows = fetch!(&snapshot_sql, 1, SnapshotRow, "reading invoice snapshots");
 
     if !pending.is_empty() {
