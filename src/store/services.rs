@@ -6,11 +6,12 @@
 //! change is never lost between the save and its commit; it starts by taking the
 //! account's write lock (`locked.rs`) and reads what it modifies under it.
 
+use super::deliveries::{Column, Rows, RowsConnection};
 use super::locked::{on_tx, Tx};
 use super::{on_conn, step, Conn, Store, StoreError, FOLD_INTO_DAY_SUMMARY};
 use crate::domain::quantities::{diff_bucket, Bucket, Quantities};
 use crate::domain::reseller::{self, Ancestor, Lineage};
-use crate::domain::summary::{record_entries, DaySummary, GregorianSeconds, RecordEntry};
+use crate::domain::summary::{record_entries, summarise, ChangeRecord, DaySummary, GregorianSeconds, RecordEntry};
 use crate::domain::{AccountId, Category, ItemName};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -710,9 +711,10 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let day = now
-            .day_key()
-            .ok_or_else(|| StoreError::Refused(format!("time {} has no calendar day", now.0)))?;
+        // A time with no calendar day has no day summary to fold into: refused first.
+        if now.day_key().is_none() {
+            return Err(StoreError::Refused(format!("time {} has no calendar day", now.0)).into());
+        }
         let mut conn = self.acquire().await?;
         let mut tx = conn.begin("starting a manual quantities change").await?;
         tx.lock_account(account, now).await?;
@@ -733,27 +735,59 @@ impl Store {
             old.set(category, item, row.quantity);
         }
         let manual = decide(old.clone())?;
-        let entries = record_entries(&diff_bucket(Bucket::Manual, &old, &manual));
+        let record = ChangeRecord {
+            account: account.clone(),
+            created: now,
+            entries: record_entries(&diff_bucket(Bucket::Manual, &old, &manual)),
+        };
+        // One statement per table, whatever the number of items (PostgreSQL: one array
+        // per column; SQLite: `VALUES` lists). The day summaries are folded per source
+        // first: a statement's upsert may touch a row only once, and two categories may
+        // share an item name.
+        let account_column = |count: usize| Column::Text(vec![Some(account.to_string()); count]);
+        let items: Vec<_> = manual.iter().collect();
+        let saved = Rows::new(
+            "account_id, category, item, quantity",
+            vec![
+                account_column(items.len()),
+                Column::Text(
+                    items
+                        .iter()
+                        .map(|(category, _, _)| Some(category.to_string()))
+                        .collect(),
+                ),
+                Column::Text(items.iter().map(|(_, item, _)| Some(item.to_string())).collect()),
+                Column::Int(items.iter().map(|(_, _, quantity)| Some(*quantity)).collect()),
+            ],
+        );
+        let sums = summarise(std::slice::from_ref(&record));
+        let summaries = Rows::new(
+            "account_id, day, source, addition, removal, quantity, last_timestamp",
+            vec![
+                account_column(sums.len()),
+                Column::Text(sums.keys().map(|(day, _)| Some(day.clone())).collect()),
+                Column::Text(sums.keys().map(|(_, source)| Some(source.to_string())).collect()),
+                Column::Int(sums.values().map(|sum| Some(sum.addition)).collect()),
+                Column::Int(sums.values().map(|sum| Some(sum.removal)).collect()),
+                Column::Int(sums.values().map(|sum| Some(sum.quantity)).collect()),
+                Column::Int(sums.values().map(|sum| Some(sum.last_timestamp.0)).collect()),
+            ],
+        );
         on_tx!(&mut tx, |t| {
             sqlx::query("DELETE FROM service_quantities WHERE account_id = $1 AND bucket = 'manual'")
                 .bind(account.as_str())
                 .execute(&mut **t)
                 .await
                 .map_err(step("clearing manual quantities"))?;
-            for (category, item, quantity) in manual.iter() {
-                sqlx::query(
+            (**t)
+                .with_rows(
+                    &saved,
                     "INSERT INTO service_quantities (account_id, bucket, category, item, quantity) \
-                     VALUES ($1, 'manual', $2, $3, $4)",
+                     SELECT account_id, 'manual', category, item, quantity FROM v",
+                    "saving manual quantities",
                 )
-                .bind(account.as_str())
-                .bind(category.as_str())
-                .bind(item.as_str())
-                .bind(quantity)
-                .execute(&mut **t)
-                .await
-                .map_err(step("saving a manual quantity"))?;
-            }
-            if !entries.is_empty() {
+                .await?;
+            if !record.entries.is_empty() {
                 sqlx::query(
                     "INSERT INTO quantity_change_records (id, account_id, run_id, created_at, entries) \
                      VALUES ($1, $2, $1, $3, $4)",
@@ -761,32 +795,27 @@ impl Store {
                 .bind(record_id)
                 .bind(account.as_str())
                 .bind(now.0)
-                .bind(crate::wire::record::entries_to_json(&entries))
+                .bind(crate::wire::record::entries_to_json(&record.entries))
                 .execute(&mut **t)
                 .await
                 .map_err(step("writing a change record"))?;
-                for entry in &entries {
-                    let summary = DaySummary::of_entry(entry, now);
-                    sqlx::query(&format!(
-                        "INSERT INTO quantity_day_summaries \
-                             (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE) {FOLD_INTO_DAY_SUMMARY}"
-                    ))
-                    .bind(account.as_str())
-                    .bind(day.as_str())
-                    .bind(entry.source.as_str())
-                    .bind(summary.addition)
-                    .bind(summary.removal)
-                    .bind(summary.quantity)
-                    .bind(now.0)
-                    .execute(&mut **t)
-                    .await
-                    .map_err(step("updating a day summary"))?;
-                }
+                // `WHERE true` lets SQLite read `ON CONFLICT` as the upsert clause.
+                (**t)
+                    .with_rows(
+                        &summaries,
+                        &format!(
+                            "INSERT INTO quantity_day_summaries \
+                                 (account_id, day, source, addition, removal, quantity, last_timestamp, sum_quantity) \
+                             SELECT account_id, day, source, addition, removal, quantity, last_timestamp, FALSE \
+                             FROM v WHERE true {FOLD_INTO_DAY_SUMMARY}"
+                        ),
+                        "updating day summaries",
+                    )
+                    .await?;
             }
         });
         tx.commit("committing manual quantities").await?;
-        Ok((manual, entries))
+        Ok((manual, record.entries))
     }
 
     /// One plan of a vendor's catalog.

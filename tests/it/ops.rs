@@ -840,6 +840,40 @@ async fn reconciliation_and_synchronisation_run_for_one_account(store: &Store) {
     assert_eq!(rows[0]["status"], json!("completed"));
 }
 
+/// One change whose entries share a source (the same item in two categories): its day
+/// summary is one row that sums both entries, the quantity being the last entry's
+/// (§4.2.4 order: category `devices` before `users`). Then a second change folds in.
+async fn a_manual_change_folds_entries_of_one_source_into_one_day_summary(store: &Store) {
+    seeded(store).await;
+    let r = id("r");
+    let manual = json!({"users": {"user": 2}, "devices": {"user": 3}});
+    ops(store, T0)
+        .set_manual_quantities(&alice(), &r, &manual, WriteMode::Replace)
+        .await
+        .expect("sets");
+    ops(store, T0 + 60)
+        .set_manual_quantities(&alice(), &r, &json!({"users": {"user": 1}}), WriteMode::Replace)
+        .await
+        .expect("sets again");
+    let ops = ops(store, T0 + 120);
+    assert_eq!(
+        ops.manual_quantities(&alice(), &r).await.expect("reads"),
+        json!({"users": {"user": 1}})
+    );
+    let mut range = ListQuery::new();
+    range.created_from = Some(T0);
+    range.created_to = Some(T0 + 60);
+    let summary = ops
+        .audit_summary(&alice(), &r, &range, Some("user"))
+        .await
+        .expect("summary");
+    // +3 and +2, then -1 (users) and -3 (devices removed); the last value is users' 1.
+    assert_eq!(
+        summary,
+        json!([{"2026-12-30": {"addition": 5, "removal": 4, "quantity": 1, "last_timestamp": T0 + 60, "sum_quantity": false}}])
+    );
+}
+
 on_both_backends!(
     assigning_a_plan_prices_the_account_and_the_audit_log_names_who,
     updating_services_checks_deletions_additions_and_billing_ids_in_order,
@@ -851,5 +885,6 @@ on_both_backends!(
     plans_are_imported_listed_and_offered,
     audit_logs_page_and_refuse_bad_ranges,
     audit_summaries_span_days_months_and_years,
+    a_manual_change_folds_entries_of_one_source_into_one_day_summary,
     reconciliation_and_synchronisation_run_for_one_account,
 );
